@@ -1,0 +1,632 @@
+//! The conformance suite every [`Store`] implementation runs.
+//!
+//! An adapter's tests call [`run`] with a function that opens a fresh, empty store; each check
+//! gets its own store. A failed check panics with the check's name.
+//!
+//! ```ignore
+//! #[tokio::test]
+//! async fn conformance() {
+//!     flagtower_core::conformance::run(|| async { Arc::new(MyStore::open_temp().await) as _ }).await;
+//! }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::command::{FlagCommand, FlagPatch, NewFlag};
+use crate::model::{Action, AppId, CircuitState, FlagId, Origin, Percent, Revision, SdkKey, Title};
+use crate::ports::{Resource, Store, StoreError};
+use crate::time::Timestamp;
+
+type Check = (&'static str, fn(Arc<dyn Store>) -> futures_like::BoxFuture);
+
+mod futures_like {
+    use std::future::Future;
+    use std::pin::Pin;
+    pub(super) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+    pub(super) fn boxed(f: impl Future<Output = ()> + Send + 'static) -> BoxFuture {
+        Box::pin(f)
+    }
+}
+
+macro_rules! checks {
+    ($($name:ident),* $(,)?) => {
+        &[$((stringify!($name), |s| futures_like::boxed($name(s)))),*]
+    };
+}
+
+/// Every check, by name.
+const CHECKS: &[Check] = checks![
+    apps_round_trip,
+    app_titles_are_unique_case_insensitively,
+    deleted_apps_are_gone_but_their_logs_stay,
+    flags_round_trip_with_defaults,
+    flag_titles_are_unique_within_their_app,
+    unknown_parents_and_ids_are_not_found,
+    commands_write_a_log_entry_and_a_revision,
+    a_no_op_writes_nothing,
+    a_failed_change_writes_nothing,
+    deleting_a_flag_keeps_its_logs,
+    logs_are_ordered,
+    revisions_and_the_outbox,
+    sdk_keys,
+    strange_strings_round_trip,
+    concurrent_toggles_are_serialized,
+];
+
+/// Runs every check, each on a fresh store from `fresh`.
+pub async fn run<F, Fut>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
+    for (name, check) in CHECKS {
+        let store = fresh().await;
+        eprintln!("conformance: {name}");
+        let handle = tokio::spawn(check(store));
+        if let Err(e) = handle.await {
+            panic!("conformance check `{name}` failed: {e}");
+        }
+    }
+}
+
+fn t(ms: i64) -> Timestamp {
+    Timestamp::from_millis(1_700_000_000_000 + ms)
+}
+
+fn title(s: &str) -> Title {
+    Title::parse(s).expect("valid title")
+}
+
+fn new_flag(s: &str) -> NewFlag {
+    NewFlag {
+        title: title(s),
+        settings: FlagPatch::default(),
+    }
+}
+
+async fn apps_round_trip(s: Arc<dyn Store>) {
+    assert!(s.list_apps().await.unwrap().is_empty());
+    let a = s.create_app(&title("First app"), t(1)).await.unwrap();
+    let b = s.create_app(&title("Second App"), t(2)).await.unwrap();
+    assert!(b.id > a.id);
+    assert_eq!((a.created_at, a.updated_at), (t(1), t(1)));
+    assert_eq!(s.get_app(a.id).await.unwrap(), a);
+    assert_eq!(s.list_apps().await.unwrap(), vec![a.clone(), b.clone()]);
+    let renamed = s
+        .rename_app(b.id, &title("App with Edited name"), t(3))
+        .await
+        .unwrap();
+    assert_eq!(renamed.title.as_str(), "App with Edited name");
+    assert_eq!((renamed.created_at, renamed.updated_at), (t(2), t(3)));
+    assert_eq!(s.get_app(b.id).await.unwrap(), renamed);
+    // Renaming to its own title in another case is not a conflict with itself.
+    s.rename_app(b.id, &title("APP WITH EDITED NAME"), t(4))
+        .await
+        .unwrap();
+    s.ping().await.unwrap();
+}
+
+async fn app_titles_are_unique_case_insensitively(s: Arc<dyn Store>) {
+    let a = s.create_app(&title("Checkout"), t(1)).await.unwrap();
+    for dup in ["Checkout", "checkout", "CHECKOUT"] {
+        match s.create_app(&title(dup), t(2)).await {
+            Err(StoreError::AlreadyExists {
+                what: Resource::App,
+                ..
+            }) => {}
+            other => panic!("duplicate app {dup:?}: {other:?}"),
+        }
+    }
+    let b = s.create_app(&title("Search"), t(3)).await.unwrap();
+    assert!(matches!(
+        s.rename_app(b.id, &title("checkOUT"), t(4)).await,
+        Err(StoreError::AlreadyExists {
+            what: Resource::App,
+            ..
+        })
+    ));
+    assert_eq!(s.get_app(b.id).await.unwrap().title.as_str(), "Search");
+    assert_eq!(s.list_apps().await.unwrap().len(), 2);
+    let _ = a;
+}
+
+async fn deleted_apps_are_gone_but_their_logs_stay(s: Arc<dyn Store>) {
+    let a = s.create_app(&title("Doomed"), t(1)).await.unwrap();
+    let f1 = s
+        .create_flag(a.id, &new_flag("one"), t(2))
+        .await
+        .unwrap()
+        .value;
+    let f2 = s
+        .create_flag(a.id, &new_flag("two"), t(3))
+        .await
+        .unwrap()
+        .value;
+    let before = s.ruleset(a.id).await.unwrap();
+    let deleted = s.delete_app(a.id, t(4)).await.unwrap();
+    assert_eq!(deleted.value, a);
+    assert_eq!(deleted.revision, Some(Revision(before.revision.0 + 1)));
+    assert!(matches!(
+        s.get_app(a.id).await,
+        Err(StoreError::NotFound(Resource::App))
+    ));
+    assert!(matches!(
+        s.list_flags(a.id).await,
+        Err(StoreError::NotFound(Resource::App))
+    ));
+    assert!(matches!(
+        s.get_flag(f1.id).await,
+        Err(StoreError::NotFound(Resource::Flag))
+    ));
+    assert!(matches!(
+        s.app_logs(a.id).await,
+        Err(StoreError::NotFound(Resource::App))
+    ));
+    assert!(matches!(
+        s.delete_app(a.id, t(5)).await,
+        Err(StoreError::NotFound(Resource::App))
+    ));
+    assert!(s.list_apps().await.unwrap().is_empty());
+    let rs = s.ruleset(a.id).await.unwrap();
+    assert!(rs.flags.is_empty());
+    assert_eq!(Some(rs.revision), deleted.revision);
+    let logs = s.list_logs().await.unwrap();
+    let actions: Vec<_> = logs.iter().map(|l| (l.flag_id, l.action)).collect();
+    assert!(
+        actions.contains(&(f1.id, Action::Delete)) && actions.contains(&(f2.id, Action::Delete))
+    );
+    assert_eq!(logs.len(), 4, "two creates and two deletes: {actions:?}");
+    // The title is free again, and ids are not reused.
+    let again = s.create_app(&title("doomed"), t(6)).await.unwrap();
+    assert!(again.id > a.id);
+    let f3 = s
+        .create_flag(again.id, &new_flag("one"), t(7))
+        .await
+        .unwrap()
+        .value;
+    assert!(f3.id > f2.id);
+}
+
+async fn flags_round_trip_with_defaults(s: Arc<dyn Store>) {
+    let a = s.create_app(&title("App"), t(0)).await.unwrap();
+    let change = s
+        .create_flag(a.id, &new_flag("App 1 Flag 1"), t(1))
+        .await
+        .unwrap();
+    let f = change.value;
+    assert!(change.revision.is_some());
+    assert_eq!(f.app_id, a.id);
+    assert_eq!(f.state, CircuitState::Off);
+    let mut expected = crate::model::Flag::new(a.id, title("App 1 Flag 1"), t(1));
+    expected.id = f.id;
+    assert_eq!(f, expected, "a new flag has every default");
+    assert_eq!(s.get_flag(f.id).await.unwrap(), f);
+
+    let settings = FlagPatch {
+        description: Some(crate::model::Description::parse("desc").unwrap()),
+        is_active: Some(true),
+        rollout_percentage: Percent::from_tenths(333),
+        white_listed_users: Some(crate::model::UserList::parse("a,b").unwrap()),
+        error_threshold_percentage: Percent::from_tenths(0),
+        is_recoverable: Some(true),
+        circuit_recovery_delay: Some(crate::model::IntervalMs::new(8000).unwrap()),
+        circuit_initial_recovery_percentage: Percent::from_tenths(1),
+        circuit_recovery_rate: Some(crate::model::IntervalMs::new(400).unwrap()),
+        circuit_recovery_increment_percentage: Percent::from_tenths(1000),
+        circuit_recovery_profile: Some(crate::model::RecoveryProfile::Exponential),
+        webhooks: Some(crate::model::Webhooks::parse("https://h.example/x").unwrap()),
+        ..FlagPatch::default()
+    };
+    let full = NewFlag {
+        title: title("App 1 Flag 2"),
+        settings,
+    };
+    let g = s.create_flag(a.id, &full, t(2)).await.unwrap().value;
+    assert_eq!(g, full.build(a.id, t(2)).with_id(g.id));
+    assert_eq!(s.get_flag(g.id).await.unwrap(), g);
+    assert_eq!(
+        s.list_flags(a.id).await.unwrap(),
+        vec![f.clone(), g.clone()]
+    );
+    let (flag, logs) = s.flag_with_logs(g.id).await.unwrap();
+    assert_eq!(flag, g);
+    assert_eq!(logs.len(), 1);
+    assert_eq!(
+        (logs[0].action, logs[0].flag_id, logs[0].app_id),
+        (Action::Create, g.id, a.id)
+    );
+    assert_eq!(logs[0].flag_title, "App 1 Flag 2");
+    assert_eq!(logs[0].flag_description, "desc");
+    assert_eq!(logs[0].created_at, t(2));
+}
+
+async fn flag_titles_are_unique_within_their_app(s: Arc<dyn Store>) {
+    let a = s.create_app(&title("A"), t(0)).await.unwrap();
+    let b = s.create_app(&title("B"), t(0)).await.unwrap();
+    s.create_flag(a.id, &new_flag("dark-mode"), t(1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_flag(a.id, &new_flag("Dark-Mode"), t(2)).await,
+        Err(StoreError::AlreadyExists {
+            what: Resource::Flag,
+            ..
+        })
+    ));
+    let other = s
+        .create_flag(b.id, &new_flag("dark-mode"), t(3))
+        .await
+        .unwrap()
+        .value;
+    let second = s
+        .create_flag(a.id, &new_flag("beta"), t(4))
+        .await
+        .unwrap()
+        .value;
+    let rename = FlagCommand::Update(FlagPatch {
+        title: Some(title("DARK-MODE")),
+        ..FlagPatch::default()
+    });
+    assert!(matches!(
+        s.change_flag(second.id, &rename, Origin::Manual, t(5))
+            .await,
+        Err(StoreError::AlreadyExists {
+            what: Resource::Flag,
+            ..
+        })
+    ));
+    assert_eq!(s.get_flag(second.id).await.unwrap().title.as_str(), "beta");
+    // Renaming within its own app to a title used in another app is fine.
+    s.change_flag(
+        other.id,
+        &FlagCommand::Update(FlagPatch {
+            title: Some(title("beta")),
+            ..FlagPatch::default()
+        }),
+        Origin::Manual,
+        t(6),
+    )
+    .await
+    .unwrap();
+}
+
+async fn unknown_parents_and_ids_are_not_found(s: Arc<dyn Store>) {
+    let nope = AppId::new(4242);
+    let nof = FlagId::new(4242);
+    let app = |r: Result<_, StoreError>| matches!(r, Err(StoreError::NotFound(Resource::App)));
+    let flag = |r: Result<_, StoreError>| matches!(r, Err(StoreError::NotFound(Resource::Flag)));
+    assert!(app(s.get_app(nope).await.map(drop)));
+    assert!(app(s.rename_app(nope, &title("x"), t(0)).await.map(drop)));
+    assert!(app(s.delete_app(nope, t(0)).await.map(drop)));
+    assert!(app(s.list_flags(nope).await.map(drop)));
+    assert!(app(s
+        .create_flag(nope, &new_flag("x"), t(0))
+        .await
+        .map(drop)));
+    assert!(app(s.app_logs(nope).await.map(drop)));
+    assert!(app(s.ruleset(nope).await.map(drop)));
+    assert!(flag(s.get_flag(nof).await.map(drop)));
+    assert!(flag(s.flag_with_logs(nof).await.map(drop)));
+    assert!(flag(
+        s.change_flag(nof, &FlagCommand::Toggle(None), Origin::Manual, t(0))
+            .await
+            .map(drop)
+    ));
+    assert!(flag(s.delete_flag(nof, t(0)).await.map(drop)));
+    assert!(flag(s.get_flag(FlagId::new(i64::MAX)).await.map(drop)));
+    assert!(flag(s.get_flag(FlagId::new(0)).await.map(drop)));
+    assert!(s.list_logs().await.unwrap().is_empty());
+}
+
+async fn commands_write_a_log_entry_and_a_revision(s: Arc<dyn Store>) {
+    let a = s.create_app(&title("A"), t(0)).await.unwrap();
+    let f = s.create_flag(a.id, &new_flag("f"), t(1)).await.unwrap();
+    let mut rev = f.revision.unwrap();
+    let id = f.value.id;
+    let steps = [
+        (FlagCommand::Toggle(None), Action::FlagOn, CircuitState::On),
+        (
+            FlagCommand::TripOpen,
+            Action::CircuitOpen,
+            CircuitState::Off,
+        ),
+        (FlagCommand::Close, Action::CircuitClose, CircuitState::On),
+        (
+            FlagCommand::Toggle(Some(false)),
+            Action::FlagOff,
+            CircuitState::Off,
+        ),
+        (
+            FlagCommand::Update(FlagPatch {
+                rollout_percentage: Percent::from_tenths(505),
+                ..FlagPatch::default()
+            }),
+            Action::Update,
+            CircuitState::Off,
+        ),
+    ];
+    for (i, (cmd, action, state)) in steps.iter().enumerate() {
+        let now = t(10 + i as i64);
+        let c = s.change_flag(id, cmd, Origin::Manual, now).await.unwrap();
+        assert_eq!(c.value.state, *state, "{cmd:?}");
+        assert_eq!(c.value.updated_at, now);
+        assert_eq!(
+            c.revision,
+            Some(Revision(rev.0 + 1)),
+            "{cmd:?} bumps the revision by one"
+        );
+        rev = c.revision.unwrap();
+        assert_eq!(s.get_flag(id).await.unwrap(), c.value, "{cmd:?} is stored");
+        let (_, logs) = s.flag_with_logs(id).await.unwrap();
+        assert_eq!(logs.last().unwrap().action, *action);
+        assert_eq!(logs.len(), i + 2);
+    }
+    assert_eq!(
+        s.get_flag(id).await.unwrap().rollout_percentage.tenths(),
+        505
+    );
+    let rs = s.ruleset(a.id).await.unwrap();
+    assert_eq!(rs.revision, rev);
+    assert_eq!(rs.flags, vec![s.get_flag(id).await.unwrap()]);
+}
+
+async fn a_no_op_writes_nothing(s: Arc<dyn Store>) {
+    let a = s.create_app(&title("A"), t(0)).await.unwrap();
+    let f = s
+        .create_flag(a.id, &new_flag("f"), t(1))
+        .await
+        .unwrap()
+        .value;
+    let before = s.ruleset(a.id).await.unwrap().revision;
+    let c = s
+        .change_flag(
+            f.id,
+            &FlagCommand::Toggle(Some(false)),
+            Origin::Manual,
+            t(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.revision, None);
+    assert_eq!(c.value, f, "unchanged, updated_at included");
+    assert_eq!(s.ruleset(a.id).await.unwrap().revision, before);
+    assert_eq!(s.flag_with_logs(f.id).await.unwrap().1.len(), 1);
+}
+
+async fn a_failed_change_writes_nothing(s: Arc<dyn Store>) {
+    let a = s.create_app(&title("A"), t(0)).await.unwrap();
+    s.create_flag(a.id, &new_flag("taken"), t(1)).await.unwrap();
+    let f = s
+        .create_flag(a.id, &new_flag("f"), t(2))
+        .await
+        .unwrap()
+        .value;
+    let before = s.ruleset(a.id).await.unwrap();
+    let logs_before = s.list_logs().await.unwrap().len();
+    let bad = FlagCommand::Update(FlagPatch {
+        title: Some(title("TAKEN")),
+        is_active: Some(true),
+        ..FlagPatch::default()
+    });
+    assert!(
+        s.change_flag(f.id, &bad, Origin::Manual, t(3))
+            .await
+            .is_err()
+    );
+    assert_eq!(s.ruleset(a.id).await.unwrap(), before);
+    assert_eq!(s.list_logs().await.unwrap().len(), logs_before);
+    assert!(s.create_flag(a.id, &new_flag("taken"), t(4)).await.is_err());
+    assert_eq!(s.ruleset(a.id).await.unwrap(), before);
+    assert_eq!(s.list_logs().await.unwrap().len(), logs_before);
+}
+
+async fn deleting_a_flag_keeps_its_logs(s: Arc<dyn Store>) {
+    let a = s.create_app(&title("A"), t(0)).await.unwrap();
+    let f = s
+        .create_flag(a.id, &new_flag("f"), t(1))
+        .await
+        .unwrap()
+        .value;
+    s.change_flag(f.id, &FlagCommand::Toggle(None), Origin::Manual, t(2))
+        .await
+        .unwrap();
+    let rev = s.ruleset(a.id).await.unwrap().revision;
+    let d = s.delete_flag(f.id, t(3)).await.unwrap();
+    assert_eq!(d.value.id, f.id);
+    assert_eq!(d.revision, Some(Revision(rev.0 + 1)));
+    assert!(matches!(
+        s.get_flag(f.id).await,
+        Err(StoreError::NotFound(Resource::Flag))
+    ));
+    assert!(matches!(
+        s.delete_flag(f.id, t(4)).await,
+        Err(StoreError::NotFound(Resource::Flag))
+    ));
+    let logs = s.app_logs(a.id).await.unwrap();
+    let actions: Vec<_> = logs.iter().map(|l| l.action).collect();
+    assert_eq!(actions, [Action::Create, Action::FlagOn, Action::Delete]);
+    assert!(
+        logs.iter()
+            .all(|l| l.flag_title == "f" && l.flag_id == f.id)
+    );
+    assert!(s.ruleset(a.id).await.unwrap().flags.is_empty());
+    // The title can be used again.
+    s.create_flag(a.id, &new_flag("f"), t(5)).await.unwrap();
+}
+
+async fn logs_are_ordered(s: Arc<dyn Store>) {
+    let a = s.create_app(&title("A"), t(0)).await.unwrap();
+    let b = s.create_app(&title("B"), t(0)).await.unwrap();
+    let fa = s
+        .create_flag(a.id, &new_flag("fa"), t(1))
+        .await
+        .unwrap()
+        .value;
+    let fb = s
+        .create_flag(b.id, &new_flag("fb"), t(2))
+        .await
+        .unwrap()
+        .value;
+    s.change_flag(fa.id, &FlagCommand::TripOpen, Origin::Manual, t(3))
+        .await
+        .unwrap();
+    let all = s.list_logs().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    assert_eq!(all[0].action, Action::CircuitOpen);
+    let of_a = s.app_logs(a.id).await.unwrap();
+    assert_eq!(
+        of_a.iter().map(|l| l.action).collect::<Vec<_>>(),
+        [Action::Create, Action::CircuitOpen]
+    );
+    assert!(of_a.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+    assert!(of_a.iter().all(|l| l.app_id == a.id && l.flag_id == fa.id));
+    assert_eq!(s.app_logs(b.id).await.unwrap()[0].flag_id, fb.id);
+    // The snapshot keeps the title of the time.
+    let rename = FlagCommand::Update(FlagPatch {
+        title: Some(title("renamed")),
+        ..FlagPatch::default()
+    });
+    s.change_flag(fa.id, &rename, Origin::Manual, t(4))
+        .await
+        .unwrap();
+    let of_a = s.app_logs(a.id).await.unwrap();
+    assert_eq!(of_a[0].flag_title, "fa");
+    assert_eq!(of_a.last().unwrap().flag_title, "renamed");
+}
+
+async fn revisions_and_the_outbox(s: Arc<dyn Store>) {
+    let a = s.create_app(&title("A"), t(0)).await.unwrap();
+    let b = s.create_app(&title("B"), t(0)).await.unwrap();
+    assert_eq!(s.ruleset(a.id).await.unwrap().revision, Revision(0));
+    assert!(
+        s.pending().await.unwrap().is_empty(),
+        "creating an app changes no ruleset"
+    );
+    let fa = s.create_flag(a.id, &new_flag("fa"), t(1)).await.unwrap();
+    assert_eq!(fa.revision, Some(Revision(1)));
+    s.change_flag(
+        fa.value.id,
+        &FlagCommand::Toggle(None),
+        Origin::Circuit,
+        t(2),
+    )
+    .await
+    .unwrap();
+    let fb = s.create_flag(b.id, &new_flag("fb"), t(3)).await.unwrap();
+    assert_eq!(fb.revision, Some(Revision(1)), "revisions are per app");
+    let mut pending = s.pending().await.unwrap();
+    pending.sort_by_key(|p| p.app_id);
+    assert_eq!(pending.len(), 2);
+    assert_eq!(
+        (pending[0].app_id, pending[0].revision, pending[0].origin),
+        (a.id, Revision(2), Origin::Circuit)
+    );
+    assert_eq!(
+        (pending[1].app_id, pending[1].revision, pending[1].origin),
+        (b.id, Revision(1), Origin::Manual)
+    );
+    s.mark_published(a.id, Revision(1)).await.unwrap();
+    assert_eq!(
+        s.pending().await.unwrap().len(),
+        2,
+        "revision 2 of A is still unpublished"
+    );
+    s.mark_published(a.id, Revision(2)).await.unwrap();
+    let pending = s.pending().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].app_id, b.id);
+    s.mark_published(b.id, Revision(1)).await.unwrap();
+    assert!(s.pending().await.unwrap().is_empty());
+    // Renaming an app does not change its ruleset.
+    s.rename_app(a.id, &title("A2"), t(4)).await.unwrap();
+    assert!(s.pending().await.unwrap().is_empty());
+    let rs = s.ruleset(a.id).await.unwrap();
+    assert_eq!(
+        (rs.app_id, rs.revision, rs.flags.len()),
+        (a.id, Revision(2), 1)
+    );
+}
+
+async fn sdk_keys(s: Arc<dyn Store>) {
+    assert!(s.sdk_key().await.unwrap().is_none());
+    let first = SdkKey::generate(t(1));
+    assert_eq!(s.ensure_sdk_key(&first).await.unwrap(), first);
+    assert_eq!(
+        s.ensure_sdk_key(&SdkKey::generate(t(2))).await.unwrap(),
+        first,
+        "kept"
+    );
+    assert_eq!(s.sdk_key().await.unwrap(), Some(first.clone()));
+    let second = SdkKey::generate(t(3));
+    assert_eq!(s.replace_sdk_key(&second).await.unwrap(), second);
+    assert_eq!(s.sdk_key().await.unwrap(), Some(second));
+}
+
+async fn strange_strings_round_trip(s: Arc<dyn Store>) {
+    for raw in [
+        "Robert'); DROP TABLE apps;--",
+        "日本語のアプリ 🚀",
+        "\"quoted\" \\ back",
+        "%_ like",
+    ] {
+        let a = s.create_app(&title(raw), t(0)).await.unwrap();
+        assert_eq!(s.get_app(a.id).await.unwrap().title.as_str(), raw);
+        let f = s
+            .create_flag(a.id, &new_flag(raw), t(1))
+            .await
+            .unwrap()
+            .value;
+        assert_eq!(s.get_flag(f.id).await.unwrap().title.as_str(), raw);
+    }
+    assert_eq!(s.list_apps().await.unwrap().len(), 4);
+    let long = "é".repeat(255);
+    let a = s.create_app(&title(&long), t(2)).await.unwrap();
+    assert_eq!(s.get_app(a.id).await.unwrap().title.as_str(), long);
+}
+
+async fn concurrent_toggles_are_serialized(s: Arc<dyn Store>) {
+    const N: usize = 40;
+    let a = s.create_app(&title("A"), t(0)).await.unwrap();
+    let f = s
+        .create_flag(a.id, &new_flag("f"), t(1))
+        .await
+        .unwrap()
+        .value;
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            s.change_flag(
+                f.id,
+                &FlagCommand::Toggle(None),
+                Origin::Manual,
+                t(2 + i as i64),
+            )
+            .await
+        }));
+    }
+    let mut revisions = Vec::new();
+    for task in tasks {
+        revisions.push(task.await.unwrap().unwrap().revision.unwrap().0);
+    }
+    revisions.sort_unstable();
+    assert_eq!(
+        revisions,
+        (2..2 + N as u64).collect::<Vec<_>>(),
+        "no gaps, no duplicates"
+    );
+    let (flag, logs) = s.flag_with_logs(f.id).await.unwrap();
+    assert_eq!(logs.len(), N + 1);
+    // An even number of flips from off ends off; on/off alternate in commit order.
+    assert_eq!(flag.state, CircuitState::Off);
+    for (i, log) in logs[1..].iter().enumerate() {
+        let expected = if i % 2 == 0 {
+            Action::FlagOn
+        } else {
+            Action::FlagOff
+        };
+        assert_eq!(log.action, expected);
+    }
+}

@@ -1,0 +1,230 @@
+//! The ports: what Tower needs from the outside world, as small object-safe traits held as
+//! `Arc<dyn …>`. Each has its own error enum of categories a caller can act on; every category
+//! keeps the backend's error as its `source`.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::command::{FlagCommand, NewFlag};
+use crate::input::Counts;
+use crate::model::{App, AppId, Flag, FlagId, LogEntry, Origin, Revision, SdkKey, Title};
+use crate::ruleset::{EncodedRuleset, Ruleset};
+use crate::time::Timestamp;
+
+/// A boxed error from a backend.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The kind of thing a lookup did not find or a write collided with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resource {
+    /// An app.
+    App,
+    /// A flag.
+    Flag,
+    /// The SDK key.
+    SdkKey,
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::App => "app",
+            Self::Flag => "flag",
+            Self::SdkKey => "SDK key",
+        })
+    }
+}
+
+/// What a [`Store`] can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The app or flag does not exist (or was deleted).
+    #[error("{0} not found")]
+    NotFound(Resource),
+    /// A live app (or a flag of the same app) already has this title, compared
+    /// case-insensitively.
+    #[error("an {what} titled {title:?} already exists")]
+    AlreadyExists {
+        /// App or flag.
+        what: Resource,
+        /// The title that collided.
+        title: String,
+    },
+    /// The backend cannot be reached, or is overloaded; retrying later may succeed.
+    #[error("the store is unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Anything else the backend reported.
+    #[error("the store failed")]
+    Backend(#[source] BoxError),
+}
+
+/// The result of a write that may change an app's ruleset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change<T> {
+    /// The written (or, for a no-op, the current) value.
+    pub value: T,
+    /// The app's new revision when the ruleset changed (an outbox record was written with it);
+    /// `None` when the command changed nothing and nothing was written.
+    pub revision: Option<Revision>,
+}
+
+/// The newest unpublished change of one app, from the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    /// The app.
+    pub app_id: AppId,
+    /// Its newest unpublished revision.
+    pub revision: Revision,
+    /// Who made that change.
+    pub origin: Origin,
+}
+
+/// Durable storage of apps, flags, logs, the SDK key, rulesets and the outbox.
+///
+/// Contract, checked by [`crate::conformance`]:
+/// - every method that names an app or flag MUST return [`StoreError::NotFound`] when it does not
+///   exist or was deleted (except [`Store::ruleset`], see there);
+/// - a write of a flag, its log entry, the bump of its app's revision and the outbox record
+///   commit in one transaction, or not at all;
+/// - titles are unique case-insensitively by [`Title::key`]: apps among live apps, flags within
+///   their app; a collision MUST return [`StoreError::AlreadyExists`];
+/// - ids are never reused; log entries are never changed or deleted;
+/// - [`StoreError::Unavailable`] means the backend could not be reached and nothing was written.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Checks that the backend answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Live apps, by id.
+    async fn list_apps(&self) -> Result<Vec<App>, StoreError>;
+    /// One live app.
+    async fn get_app(&self, id: AppId) -> Result<App, StoreError>;
+    /// Creates an app (revision 0, no ruleset change).
+    async fn create_app(&self, title: &Title, now: Timestamp) -> Result<App, StoreError>;
+    /// Renames an app.
+    async fn rename_app(&self, id: AppId, title: &Title, now: Timestamp)
+    -> Result<App, StoreError>;
+    /// Deletes an app and its flags (a `delete` log entry each); its ruleset becomes `[]` at a
+    /// new revision with an outbox record.
+    async fn delete_app(&self, id: AppId, now: Timestamp) -> Result<Change<App>, StoreError>;
+
+    /// The flags of a live app, by id.
+    async fn list_flags(&self, app: AppId) -> Result<Vec<Flag>, StoreError>;
+    /// One flag.
+    async fn get_flag(&self, id: FlagId) -> Result<Flag, StoreError>;
+    /// One flag and its log entries, oldest first, read together.
+    async fn flag_with_logs(&self, id: FlagId) -> Result<(Flag, Vec<LogEntry>), StoreError>;
+    /// Creates a flag in a live app with a `create` log entry.
+    async fn create_flag(
+        &self,
+        app: AppId,
+        flag: &NewFlag,
+        now: Timestamp,
+    ) -> Result<Change<Flag>, StoreError>;
+    /// Reads the flag, applies `command` ([`FlagCommand::apply`]) and writes the result with its
+    /// log entry, all in one transaction; nothing is written when the command changes nothing.
+    async fn change_flag(
+        &self,
+        id: FlagId,
+        command: &FlagCommand,
+        origin: Origin,
+        now: Timestamp,
+    ) -> Result<Change<Flag>, StoreError>;
+    /// Deletes a flag with a `delete` log entry; returns the flag as it was.
+    async fn delete_flag(&self, id: FlagId, now: Timestamp) -> Result<Change<Flag>, StoreError>;
+
+    /// Every log entry, newest first.
+    async fn list_logs(&self) -> Result<Vec<LogEntry>, StoreError>;
+    /// The log entries of a live app, oldest first.
+    async fn app_logs(&self, app: AppId) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// The current SDK key, if one was ever made.
+    async fn sdk_key(&self) -> Result<Option<SdkKey>, StoreError>;
+    /// Stores `candidate` when there is no key yet; returns the current key either way.
+    async fn ensure_sdk_key(&self, candidate: &SdkKey) -> Result<SdkKey, StoreError>;
+    /// Replaces the current key.
+    async fn replace_sdk_key(&self, key: &SdkKey) -> Result<SdkKey, StoreError>;
+
+    /// An app's flags and revision, read in one transaction. A deleted app has an empty ruleset
+    /// at its last revision; an app that never existed is [`StoreError::NotFound`].
+    async fn ruleset(&self, app: AppId) -> Result<Ruleset, StoreError>;
+    /// For each app with unpublished outbox records, the newest one.
+    async fn pending(&self) -> Result<Vec<Pending>, StoreError>;
+    /// Marks every outbox record of `app` up to `revision` as published.
+    async fn mark_published(&self, app: AppId, revision: Revision) -> Result<(), StoreError>;
+}
+
+/// What a [`Publisher`] can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The broker cannot be reached or did not acknowledge in time; retry later.
+    #[error("the publisher is unavailable")]
+    Unavailable(#[source] BoxError),
+    /// The broker refused the message (permissions, limits); retrying the same way will fail.
+    #[error("the publisher refused the ruleset")]
+    Rejected(#[source] BoxError),
+    /// Anything else.
+    #[error("the publisher failed")]
+    Backend(#[source] BoxError),
+}
+
+/// Hands an app's ruleset to the SDKs.
+///
+/// Contract: `Ok` means the ruleset is durably accepted (for JetStream: acknowledged); a
+/// publisher MUST NOT deliver a revision of an app older than one it already delivered.
+#[async_trait]
+pub trait Publisher: Send + Sync + fmt::Debug {
+    /// Publishes one app's ruleset.
+    async fn publish(&self, ruleset: &EncodedRuleset) -> Result<(), PublishError>;
+}
+
+/// What a [`MetricsStore`] can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// The backend cannot be reached; retry later.
+    #[error("the metrics store is unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Anything else.
+    #[error("the metrics store failed")]
+    Backend(#[source] BoxError),
+}
+
+/// Success and failure counts of one time bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Bucket {
+    /// Start of the bucket, milliseconds since the epoch (a number on the wire).
+    pub timestamp: i64,
+    /// Successes in the bucket.
+    pub success: u64,
+    /// Failures in the bucket.
+    pub failure: u64,
+}
+
+/// Per-flag success/failure counts over time.
+///
+/// Contract: `buckets` returns the sums of the samples in `[from, to]` grouped into buckets
+/// starting at `from + k × bucket_ms`, ascending; buckets without samples MAY be left out.
+#[async_trait]
+pub trait MetricsStore: Send + Sync + fmt::Debug {
+    /// Records counts for a flag at `at`.
+    async fn record(
+        &self,
+        flag: FlagId,
+        app: AppId,
+        counts: Counts,
+        at: Timestamp,
+    ) -> Result<(), MetricsError>;
+
+    /// Sums per bucket over `[from, to]`.
+    async fn buckets(
+        &self,
+        flag: FlagId,
+        from: Timestamp,
+        to: Timestamp,
+        bucket_ms: u64,
+    ) -> Result<Vec<Bucket>, MetricsError>;
+}

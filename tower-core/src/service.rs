@@ -1,0 +1,469 @@
+//! The service: every documented operation, as one method each.
+//!
+//! A change goes: validated input → [`Store`] (the write, its log entry, the app's new revision
+//! and an outbox record in one transaction) → the relay is woken → the relay hands the app's
+//! ruleset to the [`Publisher`]. The request never waits for the publisher, and a publisher
+//! outage never fails or loses a change.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::command::{FlagCommand, FlagPatch, NewFlag};
+use crate::input::Counts;
+use crate::memory::{InMemoryMetrics, InProcessPublisher};
+use crate::model::{App, AppId, Flag, FlagId, LogEntry, Origin, SdkKey, Title};
+use crate::ports::{
+    BoxError, Bucket, Change, MetricsError, MetricsStore, Publisher, Resource, Store, StoreError,
+};
+use crate::relay::{Relay, RelayConfig, RelaySignal};
+use crate::time::{Clock, SystemClock};
+
+/// What an operation can fail with; each variant maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The app or flag does not exist.
+    #[error("{0} not found")]
+    NotFound(Resource),
+    /// The title is taken.
+    #[error("an {what} titled {title:?} already exists")]
+    Conflict {
+        /// App or flag.
+        what: Resource,
+        /// The title.
+        title: String,
+    },
+    /// A parameter is out of range.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The parameter.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A backend is unreachable; retry later.
+    #[error("a backend is unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Anything else; details are for the log, not the client.
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(r) => Self::NotFound(r),
+            StoreError::AlreadyExists { what, title } => Self::Conflict { what, title },
+            e @ StoreError::Unavailable(_) => Self::Unavailable(Box::new(e)),
+            e => Self::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<MetricsError> for Error {
+    fn from(e: MetricsError) -> Self {
+        match e {
+            e @ MetricsError::Unavailable(_) => Self::Unavailable(Box::new(e)),
+            e => Self::Internal(Box::new(e)),
+        }
+    }
+}
+
+/// The most buckets one timeseries request may ask for.
+pub const MAX_BUCKETS: u64 = 10_000;
+
+/// A timeseries request: the last `range_ms` milliseconds in buckets of `bucket_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    range_ms: u64,
+    bucket_ms: u64,
+}
+
+impl TimeWindow {
+    /// The default window: 10 minutes in 1-minute buckets.
+    pub const DEFAULT: Self = Self {
+        range_ms: 600_000,
+        bucket_ms: 60_000,
+    };
+
+    /// Validates a window: both positive, at most [`MAX_BUCKETS`] buckets, at most a year.
+    pub fn new(range_ms: u64, bucket_ms: u64) -> Result<Self, Error> {
+        const YEAR_MS: u64 = 366 * 24 * 3600 * 1000;
+        if range_ms == 0 || range_ms > YEAR_MS {
+            return Err(Error::Invalid {
+                field: "timeRange",
+                message: format!("must be from 1 to {YEAR_MS} milliseconds"),
+            });
+        }
+        if bucket_ms == 0 || range_ms.div_ceil(bucket_ms) > MAX_BUCKETS {
+            return Err(Error::Invalid {
+                field: "timeBucket",
+                message: format!("must be positive and give at most {MAX_BUCKETS} buckets"),
+            });
+        }
+        Ok(Self {
+            range_ms,
+            bucket_ms,
+        })
+    }
+
+    /// The buckets of the window ending at `now` (inclusive), ascending, with `sparse` counts
+    /// filled in and empty buckets as zeros.
+    pub fn fill(&self, now: crate::Timestamp, sparse: &[Bucket]) -> Vec<Bucket> {
+        let from = self.from(now).as_millis();
+        let width = self.bucket_ms as i64;
+        let mut out: Vec<Bucket> = (0..self.range_ms.div_ceil(self.bucket_ms) as i64)
+            .map(|k| Bucket {
+                timestamp: from + k * width,
+                success: 0,
+                failure: 0,
+            })
+            .collect();
+        for b in sparse {
+            let k = (b.timestamp - from).div_euclid(width);
+            if let Some(slot) = usize::try_from(k).ok().and_then(|k| out.get_mut(k)) {
+                slot.success += b.success;
+                slot.failure += b.failure;
+            }
+        }
+        out
+    }
+
+    /// The first millisecond of the window ending at `now`: the window is `(now - range, now]`.
+    pub fn from(&self, now: crate::Timestamp) -> crate::Timestamp {
+        now.plus_millis(1 - self.range_ms as i64)
+    }
+
+    /// Bucket width in milliseconds.
+    pub fn bucket_ms(&self) -> u64 {
+        self.bucket_ms
+    }
+}
+
+/// How the backends are doing, for `/healthz`.
+#[derive(Debug)]
+pub struct Health {
+    /// The store answered a ping.
+    pub store: Result<(), StoreError>,
+    /// The relay's last attempt to publish failed and it is retrying.
+    pub publisher_degraded: bool,
+}
+
+/// Tower: the service behind the API, embeddable in any tokio program.
+///
+/// Cloning is cheap; all clones share one relay task.
+#[derive(Debug, Clone)]
+pub struct Tower {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    metrics: Arc<dyn MetricsStore>,
+    clock: Arc<dyn Clock>,
+    signal: Arc<RelaySignal>,
+    stop: watch::Sender<bool>,
+    relay: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Assembles a [`Tower`] from its adapters.
+#[derive(Debug)]
+pub struct TowerBuilder {
+    store: Arc<dyn Store>,
+    publisher: Option<Arc<dyn Publisher>>,
+    metrics: Option<Arc<dyn MetricsStore>>,
+    clock: Option<Arc<dyn Clock>>,
+    relay: RelayConfig,
+}
+
+impl TowerBuilder {
+    /// Where rulesets go (default: a fresh [`InProcessPublisher`]).
+    pub fn publisher(mut self, publisher: Arc<dyn Publisher>) -> Self {
+        self.publisher = Some(publisher);
+        self
+    }
+
+    /// Where success/failure counts live (default: [`InMemoryMetrics`]).
+    pub fn metrics(mut self, metrics: Arc<dyn MetricsStore>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The clock (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Tuning of the outbox relay.
+    pub fn relay_config(mut self, config: RelayConfig) -> Self {
+        self.relay = config;
+        self
+    }
+
+    /// Makes sure an SDK key exists and starts the relay (which republishes every app's
+    /// ruleset). Must be called within a tokio runtime.
+    pub async fn start(self) -> Result<Tower, Error> {
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        self.store
+            .ensure_sdk_key(&SdkKey::generate(clock.now()))
+            .await?;
+        let publisher = self.publisher.unwrap_or_else(|| InProcessPublisher::new());
+        let signal = Arc::new(RelaySignal::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let relay = Relay {
+            store: Arc::clone(&self.store),
+            publisher,
+            signal: Arc::clone(&signal),
+            config: self.relay,
+        };
+        let handle = tokio::spawn(relay.run(stop_rx));
+        Ok(Tower {
+            inner: Arc::new(Inner {
+                store: self.store,
+                metrics: self
+                    .metrics
+                    .unwrap_or_else(|| Arc::new(InMemoryMetrics::default())),
+                clock,
+                signal,
+                stop,
+                relay: std::sync::Mutex::new(Some(handle)),
+            }),
+        })
+    }
+}
+
+impl Tower {
+    /// Starts assembling a Tower on `store`.
+    pub fn builder(store: Arc<dyn Store>) -> TowerBuilder {
+        TowerBuilder {
+            store,
+            publisher: None,
+            metrics: None,
+            clock: None,
+            relay: RelayConfig::default(),
+        }
+    }
+
+    fn now(&self) -> crate::Timestamp {
+        self.inner.clock.now()
+    }
+
+    fn store(&self) -> &dyn Store {
+        &*self.inner.store
+    }
+
+    fn committed<T>(&self, change: Change<T>) -> T {
+        if change.revision.is_some() {
+            self.inner.signal.wake.notify_one();
+        }
+        change.value
+    }
+
+    /// Live apps, by id.
+    pub async fn list_apps(&self) -> Result<Vec<App>, Error> {
+        Ok(self.store().list_apps().await?)
+    }
+
+    /// One app.
+    pub async fn get_app(&self, id: AppId) -> Result<App, Error> {
+        Ok(self.store().get_app(id).await?)
+    }
+
+    /// Creates an app.
+    pub async fn create_app(&self, title: &Title) -> Result<App, Error> {
+        Ok(self.store().create_app(title, self.now()).await?)
+    }
+
+    /// Renames an app.
+    pub async fn rename_app(&self, id: AppId, title: &Title) -> Result<App, Error> {
+        Ok(self.store().rename_app(id, title, self.now()).await?)
+    }
+
+    /// Deletes an app with its flags; its ruleset becomes `[]`.
+    pub async fn delete_app(&self, id: AppId) -> Result<App, Error> {
+        let change = self.store().delete_app(id, self.now()).await?;
+        Ok(self.committed(change))
+    }
+
+    /// An app's flags, by id.
+    pub async fn list_flags(&self, app: AppId) -> Result<Vec<Flag>, Error> {
+        Ok(self.store().list_flags(app).await?)
+    }
+
+    /// One flag.
+    pub async fn get_flag(&self, id: FlagId) -> Result<Flag, Error> {
+        Ok(self.store().get_flag(id).await?)
+    }
+
+    /// One flag with its log entries, oldest first.
+    pub async fn flag_with_logs(&self, id: FlagId) -> Result<(Flag, Vec<LogEntry>), Error> {
+        Ok(self.store().flag_with_logs(id).await?)
+    }
+
+    /// Creates a flag (off unless `is_active` says otherwise).
+    pub async fn create_flag(&self, app: AppId, flag: &NewFlag) -> Result<Flag, Error> {
+        let change = self.store().create_flag(app, flag, self.now()).await?;
+        Ok(self.committed(change))
+    }
+
+    /// Applies a command to a flag as an operator (published on the `manual` subject).
+    pub async fn change_flag(&self, id: FlagId, command: &FlagCommand) -> Result<Flag, Error> {
+        let change = self
+            .store()
+            .change_flag(id, command, Origin::Manual, self.now())
+            .await?;
+        Ok(self.committed(change))
+    }
+
+    /// Edits a flag's settings.
+    pub async fn update_flag(&self, id: FlagId, patch: FlagPatch) -> Result<Flag, Error> {
+        self.change_flag(id, &FlagCommand::Update(patch)).await
+    }
+
+    /// Sets `is_active`, or flips it when `None`.
+    pub async fn toggle_flag(&self, id: FlagId, target: Option<bool>) -> Result<Flag, Error> {
+        self.change_flag(id, &FlagCommand::Toggle(target)).await
+    }
+
+    /// Trips a flag's circuit open (an emergency stop: no automatic recovery).
+    pub async fn open_circuit(&self, id: FlagId) -> Result<Flag, Error> {
+        self.change_flag(id, &FlagCommand::TripOpen).await
+    }
+
+    /// Closes a flag's circuit (on, 100 %).
+    pub async fn close_circuit(&self, id: FlagId) -> Result<Flag, Error> {
+        self.change_flag(id, &FlagCommand::Close).await
+    }
+
+    /// Deletes a flag; returns it as it was.
+    pub async fn delete_flag(&self, id: FlagId) -> Result<Flag, Error> {
+        let change = self.store().delete_flag(id, self.now()).await?;
+        Ok(self.committed(change))
+    }
+
+    /// Every log entry, newest first.
+    pub async fn logs(&self) -> Result<Vec<LogEntry>, Error> {
+        Ok(self.store().list_logs().await?)
+    }
+
+    /// An app's log entries, oldest first.
+    pub async fn app_logs(&self, app: AppId) -> Result<Vec<LogEntry>, Error> {
+        Ok(self.store().app_logs(app).await?)
+    }
+
+    /// The current SDK key (one is made at start, so there always is one).
+    pub async fn sdk_key(&self) -> Result<SdkKey, Error> {
+        match self.store().sdk_key().await? {
+            Some(key) => Ok(key),
+            None => Ok(self
+                .store()
+                .ensure_sdk_key(&SdkKey::generate(self.now()))
+                .await?),
+        }
+    }
+
+    /// Makes a new SDK key, replacing the current one.
+    pub async fn rotate_sdk_key(&self) -> Result<SdkKey, Error> {
+        Ok(self
+            .store()
+            .replace_sdk_key(&SdkKey::generate(self.now()))
+            .await?)
+    }
+
+    /// Records success/failure counts for a flag at the current time.
+    pub async fn record_events(&self, id: FlagId, counts: Counts) -> Result<Counts, Error> {
+        let flag = self.store().get_flag(id).await?;
+        self.inner
+            .metrics
+            .record(id, flag.app_id, counts, self.now())
+            .await?;
+        Ok(counts)
+    }
+
+    /// A flag's success/failure counts over the window ending now, empty buckets as zeros.
+    pub async fn timeseries(&self, id: FlagId, window: TimeWindow) -> Result<Vec<Bucket>, Error> {
+        self.store().get_flag(id).await?;
+        let now = self.now();
+        let sparse = self
+            .inner
+            .metrics
+            .buckets(id, window.from(now), now, window.bucket_ms())
+            .await?;
+        Ok(window.fill(now, &sparse))
+    }
+
+    /// How the backends are doing.
+    pub async fn health(&self) -> Health {
+        Health {
+            store: self.store().ping().await,
+            publisher_degraded: self.inner.signal.degraded.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the relay after it has published what is committed (when the publisher is up).
+    pub async fn shutdown(&self) {
+        let _ = self.inner.stop.send(true);
+        let handle = self
+            .inner
+            .relay
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(h) = self
+            .relay
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            h.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Timestamp;
+
+    #[test]
+    fn windows_are_validated() {
+        assert!(TimeWindow::new(0, 1).is_err());
+        assert!(TimeWindow::new(10, 0).is_err());
+        assert!(TimeWindow::new(100_001, 10).is_err());
+        assert!(TimeWindow::new(100_000, 10).is_ok());
+    }
+
+    #[test]
+    fn fill_gives_zeroed_ascending_buckets_ending_at_now() {
+        let w = TimeWindow::new(10_000, 3_000).unwrap();
+        let now = Timestamp::from_millis(100_000);
+        let from = w.from(now).as_millis();
+        assert_eq!(from, 90_001);
+        let sparse = [Bucket {
+            timestamp: from + 3_000,
+            success: 2,
+            failure: 1,
+        }];
+        let b = w.fill(now, &sparse);
+        assert_eq!(b.len(), 4);
+        assert_eq!(
+            b.iter().map(|b| b.timestamp).collect::<Vec<_>>(),
+            [90_001, 93_001, 96_001, 99_001]
+        );
+        assert_eq!((b[1].success, b[1].failure), (2, 1));
+        assert_eq!(b[0].success + b[2].success + b[3].success, 0);
+    }
+}
