@@ -1,1 +1,90 @@
+//! # flagtower-adapters
+//!
+//! Implementations of `flagtower-core`'s ports for real backends, one module per backend, each
+//! behind a cargo feature:
+//!
+//! | module | feature | port |
+//! |---|---|---|
+//! | [`sqlite`] | `sqlite` (default) | `Store` on a SQLite file |
+//!
+//! [`open_store`] picks the store from a URL (`sqlite://PATH`), so a binary can take it from its
+//! configuration.
+#![warn(missing_docs, unreachable_pub)]
 
+use std::sync::Arc;
+
+use flagtower_core::Store;
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+/// Why [`open_store`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenStoreError {
+    /// The URL is not one Tower understands.
+    #[error("unsupported store URL scheme `{scheme}` (expected sqlite:// or postgres://)")]
+    UnknownScheme {
+        /// The scheme given.
+        scheme: String,
+    },
+    /// The URL names a backend this binary was built without.
+    #[error("store URL scheme `{scheme}` needs the `{feature}` cargo feature, which this build does not include")]
+    NotCompiled {
+        /// The scheme given.
+        scheme: String,
+        /// The feature to enable.
+        feature: &'static str,
+    },
+    /// The URL is malformed.
+    #[error("invalid store URL: {0}")]
+    Invalid(String),
+    /// The SQLite file could not be opened.
+    #[cfg(feature = "sqlite")]
+    #[error(transparent)]
+    Sqlite(#[from] sqlite::OpenError),
+}
+
+/// Opens the store a URL names: `sqlite://PATH` (relative, or absolute as `sqlite:///abs/path`).
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, OpenStoreError> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| OpenStoreError::Invalid("expected SCHEME://…".to_owned()))?;
+    match scheme {
+        "sqlite" => {
+            if rest.is_empty() {
+                return Err(OpenStoreError::Invalid("sqlite:// needs a file path".to_owned()));
+            }
+            #[cfg(feature = "sqlite")]
+            {
+                Ok(Arc::new(sqlite::SqliteStore::open(rest).await?))
+            }
+            #[cfg(not(feature = "sqlite"))]
+            {
+                Err(OpenStoreError::NotCompiled { scheme: scheme.to_owned(), feature: "sqlite" })
+            }
+        }
+        "postgres" | "postgresql" => {
+            Err(OpenStoreError::NotCompiled { scheme: scheme.to_owned(), feature: "postgres" })
+        }
+        other => Err(OpenStoreError::UnknownScheme { scheme: other.to_owned() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn urls_are_checked() {
+        let e = |u: &'static str| async move { open_store(u).await.unwrap_err().to_string() };
+        assert!(e("mysql://x").await.contains("unsupported store URL scheme `mysql`"));
+        assert!(e("postgres://u:secret@h/db").await.contains("`postgres` cargo feature"));
+        assert!(!e("postgres://u:secret@h/db").await.contains("secret"));
+        assert!(e("tower.db").await.contains("invalid store URL"));
+        assert!(e("sqlite://").await.contains("needs a file path"));
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("x.db").display());
+        open_store(&url).await.unwrap().ping().await.unwrap();
+    }
+}

@@ -1,0 +1,291 @@
+//! The SQLite store: Tower on one machine with nothing installed.
+//!
+//! - rusqlite with the bundled SQLite; WAL, `synchronous=FULL` (a commit survives power loss),
+//!   foreign keys on, a 5 s busy timeout.
+//! - The schema is created and upgraded by embedded, versioned migrations when the file is opened
+//!   (`PRAGMA user_version` holds the version).
+//! - One writer connection and a small pool of read connections (WAL lets reads run beside the
+//!   write); every call runs on tokio's blocking pool, never on the async runtime's threads.
+
+mod queries;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use flagtower_core::{BoxError, StoreError};
+use rusqlite::{Connection, OpenFlags};
+
+/// The migrations, in order; `user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+
+/// Read connections kept open when idle.
+const IDLE_READERS: usize = 8;
+
+/// A Tower [`flagtower_core::Store`] on a SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.shared.path).finish()
+    }
+}
+
+/// Why a SQLite file could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// SQLite refused the file or a pragma.
+    #[error("cannot open SQLite database {path}")]
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer Tower.
+    #[error("SQLite database {path} has schema version {found}, newer than this Tower's {known}; upgrade Tower")]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// Ours.
+        known: usize,
+    },
+    /// The blocking task was lost.
+    #[error("the task opening the database failed")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic inside a query cannot leave a connection mid-transaction: rusqlite's
+    // `Transaction` rolls back on drop. So a poisoned lock still guards a usable connection.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path))
+            .await
+            .map_err(OpenError::Join)?
+    }
+
+    fn open_blocking(path: PathBuf) -> Result<Self, OpenError> {
+        let err = |source| OpenError::Sqlite { path: path.clone(), source };
+        let mut writer = Connection::open(&path).map_err(err)?;
+        writer.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA foreign_keys = ON;",
+            )
+            .map_err(err)?;
+        let version: i64 =
+            writer.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(OpenError::TooNew { path, found: version, known: MIGRATIONS.len() });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = writer
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
+                .map_err(err)?;
+            // Another process may have migrated while we waited for the lock.
+            let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+            if now > i as i64 {
+                continue;
+            }
+            tx.execute_batch(sql).map_err(err)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1).map_err(err)?;
+            tx.commit().map_err(err)?;
+            tracing::info!(path = %path.display(), version = i + 1, "SQLite schema migrated");
+        }
+        Ok(Self {
+            shared: Arc::new(Shared {
+                path,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(map_err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(map_err)?;
+        Ok(conn)
+    }
+
+    /// Runs `f` on a read connection inside a read transaction (one consistent snapshot).
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        blocking(move || {
+            let pooled = lock(&shared.readers).pop();
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => Self::open_reader(&shared.path)?,
+            };
+            let out = (|| {
+                let tx = conn.transaction().map_err(map_err)?;
+                let out = f(&tx)?;
+                tx.finish().map_err(map_err)?;
+                Ok(out)
+            })();
+            let mut idle = lock(&shared.readers);
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+            out
+        })
+        .await
+    }
+
+    /// Runs `f` in an immediate write transaction on the writer, committing when it returns
+    /// `Ok` and rolling back otherwise.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        blocking(move || {
+            let mut conn = lock(&shared.writer);
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(map_err)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(map_err)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Backend(Box::new(e)))?
+}
+
+/// Maps SQLite's result codes to the store's error categories.
+pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(
+            C::DatabaseBusy
+            | C::DatabaseLocked
+            | C::CannotOpen
+            | C::SystemIoFailure
+            | C::DiskFull
+            | C::OutOfMemory
+            | C::ReadOnly,
+        ) => StoreError::Unavailable(Box::new(e)),
+        _ => StoreError::Backend(Box::new(e)),
+    }
+}
+
+/// Whether `e` is a UNIQUE constraint violation (SQLITE_CONSTRAINT_UNIQUE).
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}
+
+/// A value read from the database that the domain refuses: the file was edited by hand.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt row in the database: {0}")]
+pub(crate) struct Corrupt(String);
+
+pub(crate) fn corrupt(msg: impl Into<String>) -> BoxError {
+    Box::new(Corrupt(msg.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance() {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        flagtower_core::conformance::run(|| {
+            let (dir, n) = (Arc::clone(&dir), Arc::clone(&n));
+            async move {
+                let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let store = SqliteStore::open(dir.path().join(format!("c{i}.db"))).await.unwrap();
+                Arc::new(store) as Arc<dyn flagtower_core::Store>
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_data_and_schema_version() {
+        use flagtower_core::{Store, Timestamp, Title};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let s = SqliteStore::open(&path).await.unwrap();
+        let app = s.create_app(&Title::parse("kept").unwrap(), Timestamp::from_millis(1)).await.unwrap();
+        drop(s);
+        let s = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(s.get_app(app.id).await.unwrap(), app);
+        let conn = Connection::open(&path).unwrap();
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        let err = SqliteStore::open(&path).await.unwrap_err();
+        assert!(matches!(err, OpenError::TooNew { found: 99, .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_unopenable_path_is_a_clear_error() {
+        let err = SqliteStore::open("/nonexistent-dir/sub/t.db").await.unwrap_err();
+        assert!(err.to_string().contains("/nonexistent-dir/sub/t.db"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_row_is_a_backend_error_not_a_panic() {
+        use flagtower_core::{FlagId, NewFlag, Store, Timestamp, Title};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let s = SqliteStore::open(&path).await.unwrap();
+        let app = s.create_app(&Title::parse("a").unwrap(), Timestamp::from_millis(1)).await.unwrap();
+        let nf = NewFlag { title: Title::parse("f").unwrap(), settings: Default::default() };
+        let f = s.create_flag(app.id, &nf, Timestamp::from_millis(1)).await.unwrap().value;
+        Connection::open(&path).unwrap().execute("UPDATE flags SET title = '   '", []).unwrap();
+        assert!(matches!(s.get_flag(FlagId::new(f.id.get())).await, Err(StoreError::Backend(_))));
+    }
+}

@@ -1,0 +1,460 @@
+//! The `Store` implementation: one function per operation, each in one transaction.
+
+use async_trait::async_trait;
+use flagtower_core::command::{FlagCommand, NewFlag};
+use flagtower_core::model::{
+    CircuitState, Description, IntervalMs, Percent, RecoveryProfile, UserList, Webhooks,
+};
+use flagtower_core::{
+    Action, App, AppId, Change, Flag, FlagId, LogEntry, LogId, Origin, Pending, Resource,
+    Revision, Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
+};
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+
+use super::{SqliteStore, corrupt, is_unique_violation, map_err};
+
+const APP_COLUMNS: &str = "id, title, created_at, updated_at";
+const FLAG_COLUMNS: &str = "id, app_id, title, description, state, rollout_tenths, \
+    white_listed_users, error_threshold_tenths, is_recoverable, recovery_tenths, \
+    recovery_delay_ms, initial_recovery_tenths, recovery_rate_ms, recovery_increment_tenths, \
+    recovery_profile, webhooks, created_at, updated_at";
+const LOG_COLUMNS: &str =
+    "id, flag_id, app_id, action_type, flag_title, flag_description, created_at";
+
+fn conversion(idx: usize, e: impl Into<flagtower_core::BoxError>) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
+}
+
+fn app_from_row(r: &Row<'_>) -> rusqlite::Result<App> {
+    Ok(App {
+        id: AppId::new(r.get(0)?),
+        title: Title::parse(&r.get::<_, String>(1)?).map_err(|e| conversion(1, e))?,
+        created_at: Timestamp::from_millis(r.get(2)?),
+        updated_at: Timestamp::from_millis(r.get(3)?),
+    })
+}
+
+fn state_name(s: CircuitState) -> &'static str {
+    match s {
+        CircuitState::Off => "off",
+        CircuitState::On => "on",
+        CircuitState::Recovering => "recovering",
+    }
+}
+
+fn flag_from_row(r: &Row<'_>) -> rusqlite::Result<Flag> {
+    let pct = |i: usize| -> rusqlite::Result<Percent> {
+        let v: u16 = r.get(i)?;
+        Percent::from_tenths(v).ok_or_else(|| conversion(i, corrupt(format!("percent {v}"))))
+    };
+    let ms = |i: usize| -> rusqlite::Result<IntervalMs> {
+        IntervalMs::new(r.get(i)?).map_err(|e| conversion(i, e))
+    };
+    let text = |i: usize| r.get::<_, String>(i);
+    let state = match text(4)?.as_str() {
+        "off" => CircuitState::Off,
+        "on" => CircuitState::On,
+        "recovering" => CircuitState::Recovering,
+        other => return Err(conversion(4, corrupt(format!("state {other:?}")))),
+    };
+    Ok(Flag {
+        id: FlagId::new(r.get(0)?),
+        app_id: AppId::new(r.get(1)?),
+        title: Title::parse(&text(2)?).map_err(|e| conversion(2, e))?,
+        description: Description::parse(&text(3)?).map_err(|e| conversion(3, e))?,
+        state,
+        rollout_percentage: pct(5)?,
+        white_listed_users: UserList::parse(&text(6)?).map_err(|e| conversion(6, e))?,
+        error_threshold_percentage: pct(7)?,
+        is_recoverable: r.get(8)?,
+        circuit_recovery_percentage: pct(9)?,
+        circuit_recovery_delay: ms(10)?,
+        circuit_initial_recovery_percentage: pct(11)?,
+        circuit_recovery_rate: ms(12)?,
+        circuit_recovery_increment_percentage: pct(13)?,
+        circuit_recovery_profile: RecoveryProfile::parse(&text(14)?).map_err(|e| conversion(14, e))?,
+        webhooks: Webhooks::parse(&text(15)?).map_err(|e| conversion(15, e))?,
+        created_at: Timestamp::from_millis(r.get(16)?),
+        updated_at: Timestamp::from_millis(r.get(17)?),
+    })
+}
+
+fn log_from_row(r: &Row<'_>) -> rusqlite::Result<LogEntry> {
+    let action: String = r.get(3)?;
+    Ok(LogEntry {
+        id: LogId::new(r.get(0)?),
+        flag_id: FlagId::new(r.get(1)?),
+        app_id: AppId::new(r.get(2)?),
+        action: Action::parse(&action)
+            .ok_or_else(|| conversion(3, corrupt(format!("action {action:?}"))))?,
+        flag_title: r.get(4)?,
+        flag_description: r.get(5)?,
+        created_at: Timestamp::from_millis(r.get(6)?),
+    })
+}
+
+fn live_app(tx: &Transaction<'_>, id: AppId) -> Result<App, StoreError> {
+    tx.prepare_cached(&format!(
+        "SELECT {APP_COLUMNS} FROM apps WHERE id = ?1 AND deleted_at IS NULL"
+    ))
+    .and_then(|mut s| s.query_row([id.get()], app_from_row).optional())
+    .map_err(map_err)?
+    .ok_or(StoreError::NotFound(Resource::App))
+}
+
+fn flag_by_id(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, StoreError> {
+    tx.prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE id = ?1"))
+        .and_then(|mut s| s.query_row([id.get()], flag_from_row).optional())
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound(Resource::Flag))
+}
+
+fn logs_where(tx: &Transaction<'_>, filter: &str, id: Option<i64>) -> Result<Vec<LogEntry>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached(&format!("SELECT {LOG_COLUMNS} FROM logs {filter}"))
+        .map_err(map_err)?;
+    let rows = match id {
+        Some(id) => stmt.query_map([id], log_from_row),
+        None => stmt.query_map([], log_from_row),
+    };
+    rows.and_then(Iterator::collect).map_err(map_err)
+}
+
+fn write_log(tx: &Transaction<'_>, flag: &Flag, action: Action, now: Timestamp) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            flag.id.get(),
+            flag.app_id.get(),
+            action.as_str(),
+            flag.title.as_str(),
+            flag.description.as_str(),
+            now.as_millis()
+        ])
+    })
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// Bumps the app's revision and writes the outbox record, in the caller's transaction.
+fn bump(tx: &Transaction<'_>, app: AppId, origin: Origin, now: Timestamp) -> Result<Revision, StoreError> {
+    let rev: i64 = tx
+        .prepare_cached("UPDATE apps SET revision = revision + 1 WHERE id = ?1 RETURNING revision")
+        .and_then(|mut s| s.query_row([app.get()], |r| r.get(0)))
+        .map_err(map_err)?;
+    tx.prepare_cached("INSERT INTO outbox (app_id, revision, origin, created_at) VALUES (?1, ?2, ?3, ?4)")
+        .and_then(|mut s| s.execute(params![app.get(), rev, origin.as_str(), now.as_millis()]))
+        .map_err(map_err)?;
+    Ok(Revision(rev as u64))
+}
+
+/// Binds a flag's columns as ?1..?17 (app_id .. updated_at, title_key after title) and `last`
+/// as ?18, then runs `sql`, returning the first column of its first row if it has one.
+fn exec_flag(tx: &Transaction<'_>, sql: &str, f: &Flag, last: i64) -> rusqlite::Result<Option<i64>> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    let mut rows = stmt.query(params![
+        f.app_id.get(),
+        f.title.as_str(),
+        f.title.key(),
+        f.description.as_str(),
+        state_name(f.state),
+        f.rollout_percentage.tenths(),
+        f.white_listed_users.as_str(),
+        f.error_threshold_percentage.tenths(),
+        f.is_recoverable,
+        f.circuit_recovery_percentage.tenths(),
+        f.circuit_recovery_delay.get(),
+        f.circuit_initial_recovery_percentage.tenths(),
+        f.circuit_recovery_rate.get(),
+        f.circuit_recovery_increment_percentage.tenths(),
+        f.circuit_recovery_profile.as_str(),
+        f.webhooks.as_str(),
+        f.updated_at.as_millis(),
+        last,
+    ])?;
+    rows.next()?.map(|r| r.get(0)).transpose()
+}
+
+const INSERT_FLAG: &str = "INSERT INTO flags (app_id, title, title_key, description, state,
+        rollout_tenths, white_listed_users, error_threshold_tenths, is_recoverable,
+        recovery_tenths, recovery_delay_ms, initial_recovery_tenths, recovery_rate_ms,
+        recovery_increment_tenths, recovery_profile, webhooks, updated_at, created_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+    RETURNING id";
+
+const UPDATE_FLAG: &str = "UPDATE flags SET app_id = ?1, title = ?2, title_key = ?3,
+        description = ?4, state = ?5, rollout_tenths = ?6, white_listed_users = ?7,
+        error_threshold_tenths = ?8, is_recoverable = ?9, recovery_tenths = ?10,
+        recovery_delay_ms = ?11, initial_recovery_tenths = ?12, recovery_rate_ms = ?13,
+        recovery_increment_tenths = ?14, recovery_profile = ?15, webhooks = ?16, updated_at = ?17
+    WHERE id = ?18";
+
+fn taken(e: rusqlite::Error, what: Resource, title: &Title) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::AlreadyExists { what, title: title.as_str().to_owned() }
+    } else {
+        map_err(e)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|tx| tx.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err)).await
+    }
+
+    async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
+        self.read(|tx| {
+            tx.prepare_cached(&format!(
+                "SELECT {APP_COLUMNS} FROM apps WHERE deleted_at IS NULL ORDER BY id"
+            ))
+            .and_then(|mut s| s.query_map([], app_from_row)?.collect())
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn get_app(&self, id: AppId) -> Result<App, StoreError> {
+        self.read(move |tx| live_app(tx, id)).await
+    }
+
+    async fn create_app(&self, title: &Title, now: Timestamp) -> Result<App, StoreError> {
+        let title = title.clone();
+        self.write(move |tx| {
+            let id = tx
+                .prepare_cached(
+                    "INSERT INTO apps (title, title_key, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?3) RETURNING id",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![title.as_str(), title.key(), now.as_millis()], |r| r.get(0))
+                })
+                .map_err(|e| taken(e, Resource::App, &title))?;
+            Ok(App { id: AppId::new(id), title, created_at: now, updated_at: now })
+        })
+        .await
+    }
+
+    async fn rename_app(&self, id: AppId, title: &Title, now: Timestamp) -> Result<App, StoreError> {
+        let title = title.clone();
+        self.write(move |tx| {
+            let app = live_app(tx, id)?;
+            tx.prepare_cached("UPDATE apps SET title = ?1, title_key = ?2, updated_at = ?3 WHERE id = ?4")
+                .and_then(|mut s| {
+                    s.execute(params![title.as_str(), title.key(), now.as_millis(), id.get()])
+                })
+                .map_err(|e| taken(e, Resource::App, &title))?;
+            Ok(App { title, updated_at: now, ..app })
+        })
+        .await
+    }
+
+    async fn delete_app(&self, id: AppId, now: Timestamp) -> Result<Change<App>, StoreError> {
+        self.write(move |tx| {
+            let app = live_app(tx, id)?;
+            let flags: Vec<Flag> = tx
+                .prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = ?1 ORDER BY id"))
+                .and_then(|mut s| s.query_map([id.get()], flag_from_row)?.collect())
+                .map_err(map_err)?;
+            for flag in &flags {
+                write_log(tx, flag, Action::Delete, now)?;
+            }
+            tx.execute("DELETE FROM flags WHERE app_id = ?1", [id.get()]).map_err(map_err)?;
+            tx.execute("UPDATE apps SET deleted_at = ?1 WHERE id = ?2", params![now.as_millis(), id.get()])
+                .map_err(map_err)?;
+            let revision = bump(tx, id, Origin::Manual, now)?;
+            Ok(Change { value: app, revision: Some(revision) })
+        })
+        .await
+    }
+
+    async fn list_flags(&self, app: AppId) -> Result<Vec<Flag>, StoreError> {
+        self.read(move |tx| {
+            live_app(tx, app)?;
+            tx.prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = ?1 ORDER BY id"))
+                .and_then(|mut s| s.query_map([app.get()], flag_from_row)?.collect())
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn get_flag(&self, id: FlagId) -> Result<Flag, StoreError> {
+        self.read(move |tx| flag_by_id(tx, id)).await
+    }
+
+    async fn flag_with_logs(&self, id: FlagId) -> Result<(Flag, Vec<LogEntry>), StoreError> {
+        self.read(move |tx| {
+            let flag = flag_by_id(tx, id)?;
+            let logs = logs_where(tx, "WHERE flag_id = ?1 ORDER BY id", Some(id.get()))?;
+            Ok((flag, logs))
+        })
+        .await
+    }
+
+    async fn create_flag(&self, app: AppId, flag: &NewFlag, now: Timestamp) -> Result<Change<Flag>, StoreError> {
+        let flag = flag.build(app, now);
+        self.write(move |tx| {
+            live_app(tx, app)?;
+            let id = exec_flag(tx, INSERT_FLAG, &flag, flag.created_at.as_millis())
+                .map_err(|e| taken(e, Resource::Flag, &flag.title))?
+                .ok_or_else(|| StoreError::Backend(corrupt("INSERT returned no id")))?;
+            let flag = flag.with_id(FlagId::new(id));
+            write_log(tx, &flag, Action::Create, now)?;
+            let revision = bump(tx, app, Origin::Manual, now)?;
+            Ok(Change { value: flag, revision: Some(revision) })
+        })
+        .await
+    }
+
+    async fn change_flag(
+        &self,
+        id: FlagId,
+        command: &FlagCommand,
+        origin: Origin,
+        now: Timestamp,
+    ) -> Result<Change<Flag>, StoreError> {
+        let command = command.clone();
+        self.write(move |tx| {
+            let current = flag_by_id(tx, id)?;
+            let Some((next, action)) = command.apply(&current, now) else {
+                return Ok(Change { value: current, revision: None });
+            };
+            exec_flag(tx, UPDATE_FLAG, &next, id.get())
+                .map_err(|e| taken(e, Resource::Flag, &next.title))?;
+            write_log(tx, &next, action, now)?;
+            let revision = bump(tx, next.app_id, origin, now)?;
+            Ok(Change { value: next, revision: Some(revision) })
+        })
+        .await
+    }
+
+    async fn delete_flag(&self, id: FlagId, now: Timestamp) -> Result<Change<Flag>, StoreError> {
+        self.write(move |tx| {
+            let flag = flag_by_id(tx, id)?;
+            write_log(tx, &flag, Action::Delete, now)?;
+            tx.execute("DELETE FROM flags WHERE id = ?1", [id.get()]).map_err(map_err)?;
+            let revision = bump(tx, flag.app_id, Origin::Manual, now)?;
+            Ok(Change { value: flag, revision: Some(revision) })
+        })
+        .await
+    }
+
+    async fn list_logs(&self) -> Result<Vec<LogEntry>, StoreError> {
+        self.read(|tx| logs_where(tx, "ORDER BY id DESC", None)).await
+    }
+
+    async fn app_logs(&self, app: AppId) -> Result<Vec<LogEntry>, StoreError> {
+        self.read(move |tx| {
+            live_app(tx, app)?;
+            logs_where(tx, "WHERE app_id = ?1 ORDER BY id", Some(app.get()))
+        })
+        .await
+    }
+
+    async fn sdk_key(&self) -> Result<Option<SdkKey>, StoreError> {
+        self.read(|tx| {
+            tx.query_row("SELECT id, created_at, updated_at FROM sdk_key", [], |r| {
+                Ok(SdkKey {
+                    id: r.get(0)?,
+                    created_at: Timestamp::from_millis(r.get(1)?),
+                    updated_at: Timestamp::from_millis(r.get(2)?),
+                })
+            })
+            .optional()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn ensure_sdk_key(&self, candidate: &SdkKey) -> Result<SdkKey, StoreError> {
+        let c = candidate.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO sdk_key (singleton, id, created_at, updated_at) VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT (singleton) DO NOTHING",
+                params![c.id, c.created_at.as_millis(), c.updated_at.as_millis()],
+            )
+            .map_err(map_err)?;
+            tx.query_row("SELECT id, created_at, updated_at FROM sdk_key", [], |r| {
+                Ok(SdkKey {
+                    id: r.get(0)?,
+                    created_at: Timestamp::from_millis(r.get(1)?),
+                    updated_at: Timestamp::from_millis(r.get(2)?),
+                })
+            })
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn replace_sdk_key(&self, key: &SdkKey) -> Result<SdkKey, StoreError> {
+        let k = key.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO sdk_key (singleton, id, created_at, updated_at) VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT (singleton) DO UPDATE SET id = excluded.id,
+                    created_at = excluded.created_at, updated_at = excluded.updated_at",
+                params![k.id, k.created_at.as_millis(), k.updated_at.as_millis()],
+            )
+            .map_err(map_err)?;
+            Ok(k)
+        })
+        .await
+    }
+
+    async fn ruleset(&self, app: AppId) -> Result<Ruleset, StoreError> {
+        self.read(move |tx| {
+            let (revision, deleted): (i64, bool) = tx
+                .prepare_cached("SELECT revision, deleted_at IS NOT NULL FROM apps WHERE id = ?1")
+                .and_then(|mut s| s.query_row([app.get()], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound(Resource::App))?;
+            let flags = if deleted {
+                Vec::new()
+            } else {
+                tx.prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = ?1 ORDER BY id"))
+                    .and_then(|mut s| s.query_map([app.get()], flag_from_row)?.collect())
+                    .map_err(map_err)?
+            };
+            Ok(Ruleset { app_id: app, revision: Revision(revision as u64), flags })
+        })
+        .await
+    }
+
+    async fn pending(&self) -> Result<Vec<Pending>, StoreError> {
+        self.read(|tx| {
+            tx.prepare_cached(
+                "SELECT app_id, revision, origin FROM outbox
+                 WHERE (app_id, revision) IN (SELECT app_id, max(revision) FROM outbox GROUP BY app_id)
+                 ORDER BY app_id",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    let origin: String = r.get(2)?;
+                    Ok(Pending {
+                        app_id: AppId::new(r.get(0)?),
+                        revision: Revision(r.get::<_, i64>(1)? as u64),
+                        origin: Origin::parse(&origin)
+                            .ok_or_else(|| conversion(2, corrupt(format!("origin {origin:?}"))))?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn mark_published(&self, app: AppId, revision: Revision) -> Result<(), StoreError> {
+        self.write(move |tx| {
+            tx.prepare_cached("DELETE FROM outbox WHERE app_id = ?1 AND revision <= ?2")
+                .and_then(|mut s| s.execute(params![app.get(), revision.0 as i64]))
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+}
