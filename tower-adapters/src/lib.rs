@@ -29,7 +29,9 @@ pub enum OpenStoreError {
         scheme: String,
     },
     /// The URL names a backend this binary was built without.
-    #[error("store URL scheme `{scheme}` needs the `{feature}` cargo feature, which this build does not include")]
+    #[error(
+        "store URL scheme `{scheme}` needs the `{feature}` cargo feature, which this build does not include"
+    )]
     NotCompiled {
         /// The scheme given.
         scheme: String,
@@ -53,7 +55,9 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, OpenStoreError> {
     match scheme {
         "sqlite" => {
             if rest.is_empty() {
-                return Err(OpenStoreError::Invalid("sqlite:// needs a file path".to_owned()));
+                return Err(OpenStoreError::Invalid(
+                    "sqlite:// needs a file path".to_owned(),
+                ));
             }
             #[cfg(feature = "sqlite")]
             {
@@ -61,13 +65,19 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, OpenStoreError> {
             }
             #[cfg(not(feature = "sqlite"))]
             {
-                Err(OpenStoreError::NotCompiled { scheme: scheme.to_owned(), feature: "sqlite" })
+                Err(OpenStoreError::NotCompiled {
+                    scheme: scheme.to_owned(),
+                    feature: "sqlite",
+                })
             }
         }
-        "postgres" | "postgresql" => {
-            Err(OpenStoreError::NotCompiled { scheme: scheme.to_owned(), feature: "postgres" })
-        }
-        other => Err(OpenStoreError::UnknownScheme { scheme: other.to_owned() }),
+        "postgres" | "postgresql" => Err(OpenStoreError::NotCompiled {
+            scheme: scheme.to_owned(),
+            feature: "postgres",
+        }),
+        other => Err(OpenStoreError::UnknownScheme {
+            scheme: other.to_owned(),
+        }),
     }
 }
 
@@ -78,8 +88,16 @@ mod tests {
     #[tokio::test]
     async fn urls_are_checked() {
         let e = |u: &'static str| async move { open_store(u).await.unwrap_err().to_string() };
-        assert!(e("mysql://x").await.contains("unsupported store URL scheme `mysql`"));
-        assert!(e("postgres://u:secret@h/db").await.contains("`postgres` cargo feature"));
+        assert!(
+            e("mysql://x")
+                .await
+                .contains("unsupported store URL scheme `mysql`")
+        );
+        assert!(
+            e("postgres://u:secret@h/db")
+                .await
+                .contains("`postgres` cargo feature")
+        );
         assert!(!e("postgres://u:secret@h/db").await.contains("secret"));
         assert!(e("tower.db").await.contains("invalid store URL"));
         assert!(e("sqlite://").await.contains("needs a file path"));

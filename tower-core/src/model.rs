@@ -221,7 +221,7 @@ impl Percent {
 
 impl fmt::Display for Percent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 10 == 0 {
+        if self.0.is_multiple_of(10) {
             write!(f, "{}", self.0 / 10)
         } else {
             write!(f, "{}.{}", self.0 / 10, self.0 % 10)
@@ -232,7 +232,7 @@ impl fmt::Display for Percent {
 impl Serialize for Percent {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // Whole percentages are integers on the wire, as in the original (`100`, not `100.0`).
-        if self.0 % 10 == 0 {
+        if self.0.is_multiple_of(10) {
             s.serialize_u16(self.0 / 10)
         } else {
             s.serialize_f64(self.as_f64())
@@ -562,6 +562,12 @@ impl Flag {
         }
     }
 
+    /// This flag with another id (stores assign ids on insert).
+    pub fn with_id(mut self, id: FlagId) -> Self {
+        self.id = id;
+        self
+    }
+
     /// Whether everything but `updated_at` is equal: a change that leaves this true is a no-op.
     pub fn same_settings(&self, other: &Flag) -> bool {
         Flag {
@@ -837,13 +843,5 @@ mod tests {
             prop_assert_eq!(UserList::parse(once.as_str()).unwrap(), once.clone());
             prop_assert!(!once.as_str().contains(",,") && !once.as_str().starts_with(','));
         }
-    }
-}
-
-impl Flag {
-    /// This flag with another id (stores assign ids on insert).
-    pub fn with_id(mut self, id: FlagId) -> Self {
-        self.id = id;
-        self
     }
 }

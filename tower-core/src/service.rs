@@ -137,6 +137,11 @@ impl TimeWindow {
         now.plus_millis(1 - self.range_ms as i64)
     }
 
+    /// Window length in milliseconds.
+    pub fn range_ms(&self) -> u64 {
+        self.range_ms
+    }
+
     /// Bucket width in milliseconds.
     pub fn bucket_ms(&self) -> u64 {
         self.bucket_ms

@@ -1,1 +1,108 @@
+//! # flagtower-http
+//!
+//! Tower's REST API over hyper 1.x, and the `tower` binary.
+//!
+//! [`run`] serves a [`flagtower_core::Tower`] on a listener until a shutdown future resolves,
+//! then stops accepting and lets in-flight requests finish. The binary is a thin `main` around it
+//! that reads [`Config`] from the environment; tests start the same `run` on port 0.
+//!
+//! ```no_run
+//! # async fn demo(tower: flagtower_core::Tower) -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
+//! flagtower_http::run(listener, tower, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+#![warn(missing_docs, unreachable_pub)]
 
+mod config;
+mod error;
+mod routes;
+mod wire;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flagtower_core::Tower;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+pub use config::{Config, ConfigError, redact_url};
+pub use error::ApiError;
+pub use routes::{MAX_BODY_BYTES, handle};
+
+/// How long a client may take to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long shutdown waits for in-flight requests before dropping them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+pub(crate) fn json_response(
+    status: http::StatusCode,
+    body: Vec<u8>,
+) -> http::Response<Full<Bytes>> {
+    let mut res = http::Response::new(Full::new(Bytes::from(body)));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+/// Serves the REST API on `listener` until `shutdown` resolves, then waits (up to
+/// [`SHUTDOWN_GRACE`]) for in-flight requests to finish.
+pub async fn run(
+    listener: TcpListener,
+    tower: Tower,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let tower = tower.clone();
+                let svc = service_fn(move |req| {
+                    let tower = tower.clone();
+                    async move { Ok::<_, Infallible>(handle(tower, req).await) }
+                });
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
+    }
+    Ok(())
+}

@@ -6,8 +6,8 @@ use flagtower_core::model::{
     CircuitState, Description, IntervalMs, Percent, RecoveryProfile, UserList, Webhooks,
 };
 use flagtower_core::{
-    Action, App, AppId, Change, Flag, FlagId, LogEntry, LogId, Origin, Pending, Resource,
-    Revision, Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
+    Action, App, AppId, Change, Flag, FlagId, LogEntry, LogId, Origin, Pending, Resource, Revision,
+    Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
 };
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
@@ -72,7 +72,8 @@ fn flag_from_row(r: &Row<'_>) -> rusqlite::Result<Flag> {
         circuit_initial_recovery_percentage: pct(11)?,
         circuit_recovery_rate: ms(12)?,
         circuit_recovery_increment_percentage: pct(13)?,
-        circuit_recovery_profile: RecoveryProfile::parse(&text(14)?).map_err(|e| conversion(14, e))?,
+        circuit_recovery_profile: RecoveryProfile::parse(&text(14)?)
+            .map_err(|e| conversion(14, e))?,
         webhooks: Webhooks::parse(&text(15)?).map_err(|e| conversion(15, e))?,
         created_at: Timestamp::from_millis(r.get(16)?),
         updated_at: Timestamp::from_millis(r.get(17)?),
@@ -109,7 +110,11 @@ fn flag_by_id(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, StoreError> {
         .ok_or(StoreError::NotFound(Resource::Flag))
 }
 
-fn logs_where(tx: &Transaction<'_>, filter: &str, id: Option<i64>) -> Result<Vec<LogEntry>, StoreError> {
+fn logs_where(
+    tx: &Transaction<'_>,
+    filter: &str,
+    id: Option<i64>,
+) -> Result<Vec<LogEntry>, StoreError> {
     let mut stmt = tx
         .prepare_cached(&format!("SELECT {LOG_COLUMNS} FROM logs {filter}"))
         .map_err(map_err)?;
@@ -120,7 +125,12 @@ fn logs_where(tx: &Transaction<'_>, filter: &str, id: Option<i64>) -> Result<Vec
     rows.and_then(Iterator::collect).map_err(map_err)
 }
 
-fn write_log(tx: &Transaction<'_>, flag: &Flag, action: Action, now: Timestamp) -> Result<(), StoreError> {
+fn write_log(
+    tx: &Transaction<'_>,
+    flag: &Flag,
+    action: Action,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -140,20 +150,32 @@ fn write_log(tx: &Transaction<'_>, flag: &Flag, action: Action, now: Timestamp) 
 }
 
 /// Bumps the app's revision and writes the outbox record, in the caller's transaction.
-fn bump(tx: &Transaction<'_>, app: AppId, origin: Origin, now: Timestamp) -> Result<Revision, StoreError> {
+fn bump(
+    tx: &Transaction<'_>,
+    app: AppId,
+    origin: Origin,
+    now: Timestamp,
+) -> Result<Revision, StoreError> {
     let rev: i64 = tx
         .prepare_cached("UPDATE apps SET revision = revision + 1 WHERE id = ?1 RETURNING revision")
         .and_then(|mut s| s.query_row([app.get()], |r| r.get(0)))
         .map_err(map_err)?;
-    tx.prepare_cached("INSERT INTO outbox (app_id, revision, origin, created_at) VALUES (?1, ?2, ?3, ?4)")
-        .and_then(|mut s| s.execute(params![app.get(), rev, origin.as_str(), now.as_millis()]))
-        .map_err(map_err)?;
+    tx.prepare_cached(
+        "INSERT INTO outbox (app_id, revision, origin, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut s| s.execute(params![app.get(), rev, origin.as_str(), now.as_millis()]))
+    .map_err(map_err)?;
     Ok(Revision(rev as u64))
 }
 
 /// Binds a flag's columns as ?1..?17 (app_id .. updated_at, title_key after title) and `last`
 /// as ?18, then runs `sql`, returning the first column of its first row if it has one.
-fn exec_flag(tx: &Transaction<'_>, sql: &str, f: &Flag, last: i64) -> rusqlite::Result<Option<i64>> {
+fn exec_flag(
+    tx: &Transaction<'_>,
+    sql: &str,
+    f: &Flag,
+    last: i64,
+) -> rusqlite::Result<Option<i64>> {
     let mut stmt = tx.prepare_cached(sql)?;
     let mut rows = stmt.query(params![
         f.app_id.get(),
@@ -194,7 +216,10 @@ const UPDATE_FLAG: &str = "UPDATE flags SET app_id = ?1, title = ?2, title_key =
 
 fn taken(e: rusqlite::Error, what: Resource, title: &Title) -> StoreError {
     if is_unique_violation(&e) {
-        StoreError::AlreadyExists { what, title: title.as_str().to_owned() }
+        StoreError::AlreadyExists {
+            what,
+            title: title.as_str().to_owned(),
+        }
     } else {
         map_err(e)
     }
@@ -203,7 +228,8 @@ fn taken(e: rusqlite::Error, what: Resource, title: &Title) -> StoreError {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|tx| tx.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err)).await
+        self.read(|tx| tx.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err))
+            .await
     }
 
     async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
@@ -230,24 +256,47 @@ impl Store for SqliteStore {
                      VALUES (?1, ?2, ?3, ?3) RETURNING id",
                 )
                 .and_then(|mut s| {
-                    s.query_row(params![title.as_str(), title.key(), now.as_millis()], |r| r.get(0))
+                    s.query_row(params![title.as_str(), title.key(), now.as_millis()], |r| {
+                        r.get(0)
+                    })
                 })
                 .map_err(|e| taken(e, Resource::App, &title))?;
-            Ok(App { id: AppId::new(id), title, created_at: now, updated_at: now })
+            Ok(App {
+                id: AppId::new(id),
+                title,
+                created_at: now,
+                updated_at: now,
+            })
         })
         .await
     }
 
-    async fn rename_app(&self, id: AppId, title: &Title, now: Timestamp) -> Result<App, StoreError> {
+    async fn rename_app(
+        &self,
+        id: AppId,
+        title: &Title,
+        now: Timestamp,
+    ) -> Result<App, StoreError> {
         let title = title.clone();
         self.write(move |tx| {
             let app = live_app(tx, id)?;
-            tx.prepare_cached("UPDATE apps SET title = ?1, title_key = ?2, updated_at = ?3 WHERE id = ?4")
-                .and_then(|mut s| {
-                    s.execute(params![title.as_str(), title.key(), now.as_millis(), id.get()])
-                })
-                .map_err(|e| taken(e, Resource::App, &title))?;
-            Ok(App { title, updated_at: now, ..app })
+            tx.prepare_cached(
+                "UPDATE apps SET title = ?1, title_key = ?2, updated_at = ?3 WHERE id = ?4",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    title.as_str(),
+                    title.key(),
+                    now.as_millis(),
+                    id.get()
+                ])
+            })
+            .map_err(|e| taken(e, Resource::App, &title))?;
+            Ok(App {
+                title,
+                updated_at: now,
+                ..app
+            })
         })
         .await
     }
@@ -256,17 +305,26 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let app = live_app(tx, id)?;
             let flags: Vec<Flag> = tx
-                .prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = ?1 ORDER BY id"))
+                .prepare_cached(&format!(
+                    "SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = ?1 ORDER BY id"
+                ))
                 .and_then(|mut s| s.query_map([id.get()], flag_from_row)?.collect())
                 .map_err(map_err)?;
             for flag in &flags {
                 write_log(tx, flag, Action::Delete, now)?;
             }
-            tx.execute("DELETE FROM flags WHERE app_id = ?1", [id.get()]).map_err(map_err)?;
-            tx.execute("UPDATE apps SET deleted_at = ?1 WHERE id = ?2", params![now.as_millis(), id.get()])
+            tx.execute("DELETE FROM flags WHERE app_id = ?1", [id.get()])
                 .map_err(map_err)?;
+            tx.execute(
+                "UPDATE apps SET deleted_at = ?1 WHERE id = ?2",
+                params![now.as_millis(), id.get()],
+            )
+            .map_err(map_err)?;
             let revision = bump(tx, id, Origin::Manual, now)?;
-            Ok(Change { value: app, revision: Some(revision) })
+            Ok(Change {
+                value: app,
+                revision: Some(revision),
+            })
         })
         .await
     }
@@ -274,9 +332,11 @@ impl Store for SqliteStore {
     async fn list_flags(&self, app: AppId) -> Result<Vec<Flag>, StoreError> {
         self.read(move |tx| {
             live_app(tx, app)?;
-            tx.prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = ?1 ORDER BY id"))
-                .and_then(|mut s| s.query_map([app.get()], flag_from_row)?.collect())
-                .map_err(map_err)
+            tx.prepare_cached(&format!(
+                "SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = ?1 ORDER BY id"
+            ))
+            .and_then(|mut s| s.query_map([app.get()], flag_from_row)?.collect())
+            .map_err(map_err)
         })
         .await
     }
@@ -294,7 +354,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_flag(&self, app: AppId, flag: &NewFlag, now: Timestamp) -> Result<Change<Flag>, StoreError> {
+    async fn create_flag(
+        &self,
+        app: AppId,
+        flag: &NewFlag,
+        now: Timestamp,
+    ) -> Result<Change<Flag>, StoreError> {
         let flag = flag.build(app, now);
         self.write(move |tx| {
             live_app(tx, app)?;
@@ -304,7 +369,10 @@ impl Store for SqliteStore {
             let flag = flag.with_id(FlagId::new(id));
             write_log(tx, &flag, Action::Create, now)?;
             let revision = bump(tx, app, Origin::Manual, now)?;
-            Ok(Change { value: flag, revision: Some(revision) })
+            Ok(Change {
+                value: flag,
+                revision: Some(revision),
+            })
         })
         .await
     }
@@ -320,13 +388,19 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let current = flag_by_id(tx, id)?;
             let Some((next, action)) = command.apply(&current, now) else {
-                return Ok(Change { value: current, revision: None });
+                return Ok(Change {
+                    value: current,
+                    revision: None,
+                });
             };
             exec_flag(tx, UPDATE_FLAG, &next, id.get())
                 .map_err(|e| taken(e, Resource::Flag, &next.title))?;
             write_log(tx, &next, action, now)?;
             let revision = bump(tx, next.app_id, origin, now)?;
-            Ok(Change { value: next, revision: Some(revision) })
+            Ok(Change {
+                value: next,
+                revision: Some(revision),
+            })
         })
         .await
     }
@@ -335,15 +409,20 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let flag = flag_by_id(tx, id)?;
             write_log(tx, &flag, Action::Delete, now)?;
-            tx.execute("DELETE FROM flags WHERE id = ?1", [id.get()]).map_err(map_err)?;
+            tx.execute("DELETE FROM flags WHERE id = ?1", [id.get()])
+                .map_err(map_err)?;
             let revision = bump(tx, flag.app_id, Origin::Manual, now)?;
-            Ok(Change { value: flag, revision: Some(revision) })
+            Ok(Change {
+                value: flag,
+                revision: Some(revision),
+            })
         })
         .await
     }
 
     async fn list_logs(&self) -> Result<Vec<LogEntry>, StoreError> {
-        self.read(|tx| logs_where(tx, "ORDER BY id DESC", None)).await
+        self.read(|tx| logs_where(tx, "ORDER BY id DESC", None))
+            .await
     }
 
     async fn app_logs(&self, app: AppId) -> Result<Vec<LogEntry>, StoreError> {
@@ -409,17 +488,26 @@ impl Store for SqliteStore {
         self.read(move |tx| {
             let (revision, deleted): (i64, bool) = tx
                 .prepare_cached("SELECT revision, deleted_at IS NOT NULL FROM apps WHERE id = ?1")
-                .and_then(|mut s| s.query_row([app.get()], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                .and_then(|mut s| {
+                    s.query_row([app.get()], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
                 .map_err(map_err)?
                 .ok_or(StoreError::NotFound(Resource::App))?;
             let flags = if deleted {
                 Vec::new()
             } else {
-                tx.prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = ?1 ORDER BY id"))
-                    .and_then(|mut s| s.query_map([app.get()], flag_from_row)?.collect())
-                    .map_err(map_err)?
+                tx.prepare_cached(&format!(
+                    "SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = ?1 ORDER BY id"
+                ))
+                .and_then(|mut s| s.query_map([app.get()], flag_from_row)?.collect())
+                .map_err(map_err)?
             };
-            Ok(Ruleset { app_id: app, revision: Revision(revision as u64), flags })
+            Ok(Ruleset {
+                app_id: app,
+                revision: Revision(revision as u64),
+                flags,
+            })
         })
         .await
     }

@@ -1,1 +1,117 @@
-fn main() {}
+//! `tower`: the Tower server. Configuration comes from the environment; see README.md.
+
+use std::process::ExitCode;
+
+use flagtower_core::{ErrorChain, Tower};
+use flagtower_http::Config;
+
+const HELP: &str = "tower: feature flags with built-in circuit breakers
+
+USAGE: tower [--help | --version]
+
+Configuration (environment):
+  PORT              HTTP port                               (default 3001)
+  TOWER_BIND        listen address                          (default 127.0.0.1)
+  TOWER_STORE_URL   sqlite://PATH                           (default sqlite://tower.db)
+  TOWER_LOG         log filter, e.g. info or flagtower_http=debug (default info; RUST_LOG too)
+";
+
+fn main() -> ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        Some("--help" | "-h") => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Some("--version" | "-V") => {
+            println!("tower {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("tower: unknown argument `{other}`\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+        None => {}
+    }
+    init_logging();
+    let config = match Config::from_env(|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tower: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tower: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %ErrorChain(&*e), "tower stopped");
+            eprintln!("tower: {}", ErrorChain(&*e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), flagtower_core::BoxError> {
+    tracing::info!(config = ?config, "starting");
+    let store = flagtower_adapters::open_store(&config.store_url).await?;
+    let tower = Tower::builder(store).start().await?;
+    let addr = std::net::SocketAddr::new(config.bind, config.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    flagtower_http::run(listener, tower.clone(), shutdown_signal()).await?;
+    tower.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let spec = std::env::var("TOWER_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    let filter: Targets = spec.parse().unwrap_or_else(|e| {
+        eprintln!("tower: ignoring invalid TOWER_LOG `{spec}`: {e}");
+        Targets::new().with_default(tracing::Level::INFO)
+    });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter(filter),
+        )
+        .init();
+}

@@ -1,0 +1,191 @@
+//! The binary's configuration, from the environment (DESIGN §4). The library never reads the
+//! environment; `main` does, through [`Config::from_env`].
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Everything the `tower` binary is configured with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `TOWER_BIND`: the listen address (default 127.0.0.1).
+    pub bind: IpAddr,
+    /// `PORT`: the HTTP port (default 3001).
+    pub port: u16,
+    /// `TOWER_STORE_URL`: `sqlite://PATH` (default `sqlite://tower.db`).
+    pub store_url: String,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("port", &self.port)
+            .field("store_url", &redact_url(&self.store_url))
+            .finish()
+    }
+}
+
+/// A variable with a value Tower cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {variable}: {message}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub variable: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Variables that name backends this build does not have yet, with the feature they need.
+const NOT_BUILT: [(&str, &str); 4] = [
+    ("TOWER_NATS_URL", "nats"),
+    ("NATS_SERVER", "nats"),
+    ("TOWER_METRICS_URL", "redis"),
+    ("REDIS_SERVER", "redis"),
+];
+
+impl Config {
+    /// Reads the configuration through `var` (`|k| std::env::var(k).ok()` in `main`).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| var(k).filter(|v| !v.trim().is_empty());
+        let port = match get("PORT") {
+            None => 3001,
+            Some(v) => v.trim().parse::<u16>().map_err(|_| ConfigError {
+                variable: "PORT",
+                message: format!("`{v}` is not a port number (0-65535)"),
+            })?,
+        };
+        let bind = match get("TOWER_BIND") {
+            None => IpAddr::from([127, 0, 0, 1]),
+            Some(v) => v.trim().parse().map_err(|_| ConfigError {
+                variable: "TOWER_BIND",
+                message: format!("`{v}` is not an IP address (e.g. 127.0.0.1 or 0.0.0.0)"),
+            })?,
+        };
+        let store_url = get("TOWER_STORE_URL").unwrap_or_else(|| "sqlite://tower.db".to_owned());
+        match store_url.split_once("://") {
+            Some(("sqlite", path)) if !path.is_empty() => {}
+            Some(("sqlite", _)) => {
+                return Err(ConfigError {
+                    variable: "TOWER_STORE_URL",
+                    message: "sqlite:// needs a file path, e.g. sqlite://tower.db".to_owned(),
+                });
+            }
+            Some(("postgres" | "postgresql", _)) => {
+                return Err(ConfigError {
+                    variable: "TOWER_STORE_URL",
+                    message: "postgres:// needs the `postgres` cargo feature, which this build does not include".to_owned(),
+                });
+            }
+            _ => {
+                return Err(ConfigError {
+                    variable: "TOWER_STORE_URL",
+                    message: format!(
+                        "`{}` is not a store URL: expected sqlite://PATH",
+                        redact_url(&store_url)
+                    ),
+                });
+            }
+        }
+        for (variable, feature) in NOT_BUILT {
+            if get(variable).is_some() {
+                return Err(ConfigError {
+                    variable,
+                    message: format!(
+                        "this build has no `{feature}` support; unset {variable} to use the embedded default"
+                    ),
+                });
+            }
+        }
+        Ok(Self {
+            bind,
+            port,
+            store_url,
+        })
+    }
+}
+
+/// A URL with its password (and any token in the user part) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_owned()
+            };
+            format!("{scheme}://{masked}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_env(|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(
+            (c.port, c.bind.to_string(), c.store_url.as_str()),
+            (3001, "127.0.0.1".into(), "sqlite://tower.db")
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        assert_eq!(cfg(&[("PORT", "http")]).unwrap_err().variable, "PORT");
+        assert_eq!(cfg(&[("PORT", "70000")]).unwrap_err().variable, "PORT");
+        assert_eq!(
+            cfg(&[("TOWER_BIND", "localhost:1")]).unwrap_err().variable,
+            "TOWER_BIND"
+        );
+        assert_eq!(
+            cfg(&[("TOWER_STORE_URL", "mysql://x")])
+                .unwrap_err()
+                .variable,
+            "TOWER_STORE_URL"
+        );
+        let e = cfg(&[("TOWER_STORE_URL", "postgres://u:hunter2@h/db")]).unwrap_err();
+        assert!(e.to_string().contains("`postgres` cargo feature"), "{e}");
+        assert!(!e.to_string().contains("hunter2"));
+        let e = cfg(&[("TOWER_STORE_URL", "foo://u:hunter2@h/db")]).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert_eq!(
+            cfg(&[("NATS_SERVER", "nats://x")]).unwrap_err().variable,
+            "NATS_SERVER"
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let c = Config {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            port: 1,
+            store_url: "postgres://tower:hunter2@db:5432/tower".into(),
+        };
+        let d = format!("{c:?}");
+        assert!(
+            !d.contains("hunter2") && d.contains("tower:***@db:5432/tower"),
+            "{d}"
+        );
+        assert_eq!(redact_url("redis://:tok@h:6379"), "redis://:***@h:6379");
+        assert_eq!(redact_url("nats://token@h"), "nats://***@h");
+        assert_eq!(redact_url("sqlite://tower.db"), "sqlite://tower.db");
+    }
+}

@@ -1,0 +1,184 @@
+//! The one HTTP error type: every failure maps to one status and a JSON body
+//! `{"error": {"code", "message", "field"?}}`. 5xx bodies are generic; the full cause chain goes
+//! to the log.
+
+use flagtower_core::{BoxError, Error as ServiceError, ErrorChain, InputError};
+use http::{HeaderValue, StatusCode};
+use serde::Serialize;
+
+/// A failed request.
+#[derive(Debug)]
+pub enum ApiError {
+    /// Malformed JSON, a body that is not an object, or a bad path/query parameter.
+    BadRequest(String),
+    /// Unknown route, app or flag.
+    NotFound(String),
+    /// A known route with another method.
+    MethodNotAllowed(&'static [&'static str]),
+    /// A duplicate title.
+    Conflict(String),
+    /// A body over the limit.
+    PayloadTooLarge(usize),
+    /// A body that is not `application/json`.
+    UnsupportedMediaType,
+    /// A field failed validation or is unknown.
+    Validation {
+        /// The field.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A backend is down; the client should retry.
+    Unavailable(BoxError),
+    /// Anything else.
+    Internal(BoxError),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+/// Seconds a client should wait before retrying after a 503.
+pub(crate) const RETRY_AFTER_SECS: u32 = 1;
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Validation { .. } => "validation_failed",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Self::BadRequest(m) | Self::NotFound(m) | Self::Conflict(m) => m.clone(),
+            Self::Validation {
+                field: Some(f),
+                message,
+            } => format!("{f}: {message}"),
+            Self::Validation {
+                field: None,
+                message,
+            } => message.clone(),
+            Self::MethodNotAllowed(allow) => {
+                format!(
+                    "method not allowed; this route accepts {}",
+                    allow.join(", ")
+                )
+            }
+            Self::PayloadTooLarge(limit) => format!("request body exceeds {limit} bytes"),
+            Self::UnsupportedMediaType => "request body must be application/json".to_owned(),
+            Self::Unavailable(_) => "a backend is unavailable; retry shortly".to_owned(),
+            Self::Internal(_) => "internal server error".to_owned(),
+        }
+    }
+
+    /// Logs the error (5xx with their cause chain at error level) and renders the response.
+    pub fn into_response(self) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+        match &self {
+            Self::Unavailable(e) => {
+                tracing::warn!(error = %ErrorChain(&**e), "backend unavailable")
+            }
+            Self::Internal(e) => tracing::error!(error = %ErrorChain(&**e), "request failed"),
+            _ => {}
+        }
+        let message = self.message();
+        let field = match &self {
+            Self::Validation { field, .. } => field.as_deref(),
+            _ => None,
+        };
+        let body = serde_json::to_vec(&Body {
+            error: Detail {
+                code: self.code(),
+                message: &message,
+                field,
+            },
+        })
+        .unwrap_or_else(|_| {
+            b"{\"error\":{\"code\":\"internal\",\"message\":\"internal server error\"}}".to_vec()
+        });
+        let mut res = crate::json_response(self.status(), body);
+        match &self {
+            Self::MethodNotAllowed(allow) => {
+                if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+                    res.headers_mut().insert(http::header::ALLOW, v);
+                }
+            }
+            Self::Unavailable(_) => {
+                res.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(RETRY_AFTER_SECS),
+                );
+            }
+            _ => {}
+        }
+        res
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NotFound(r) => Self::NotFound(format!("{r} not found")),
+            ServiceError::Conflict { what, title } => {
+                Self::Conflict(format!("an {what} titled {title:?} already exists"))
+            }
+            ServiceError::Invalid { field, message } => {
+                Self::BadRequest(format!("{field}: {message}"))
+            }
+            ServiceError::Unavailable(e) => Self::Unavailable(e),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(e: InputError) -> Self {
+        match e {
+            InputError::NotAnObject => Self::BadRequest(e.to_string()),
+            InputError::Invalid { field, message } => Self::Validation {
+                field: Some(field),
+                message,
+            },
+            InputError::UnknownField { field } => Self::Validation {
+                field: Some(field),
+                message: "unknown field".to_owned(),
+            },
+            other => Self::Validation {
+                field: None,
+                message: other.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! Routing and handlers of the REST API (DESIGN §5).
+
+use std::str::FromStr;
+
+use bytes::Bytes;
+use flagtower_core::{AppId, FlagId, TimeWindow, Tower, input};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::wire::{AppLog, Envelope, FlagLog, FlagWithLogs, GlobalLog};
+
+/// The largest request body, in bytes (1 MiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+type Reply = Result<Response<Full<Bytes>>, ApiError>;
+
+/// A matched route, with its path parameters still raw (parsed by the handler, so a bad id is
+/// a 400 and not a 404).
+enum Route<'a> {
+    Apps,
+    App(&'a str),
+    AppFlags(&'a str),
+    Flag(&'a str),
+    FlagToggle(&'a str),
+    FlagEvents(&'a str),
+    FlagTimeseries(&'a str),
+    CircuitOpen(&'a str),
+    CircuitClose(&'a str),
+    Logs,
+    AppLogs(&'a str),
+    Keys,
+    Health,
+}
+
+impl<'a> Route<'a> {
+    fn find(path: &'a str) -> Option<Self> {
+        let path = path
+            .strip_suffix('/')
+            .filter(|p| !p.is_empty())
+            .unwrap_or(path);
+        let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        Some(match segs.as_slice() {
+            ["healthz"] => Self::Health,
+            ["api", "apps"] => Self::Apps,
+            ["api", "apps", id] => Self::App(id),
+            ["api", "apps", id, "flags"] => Self::AppFlags(id),
+            ["api", "flags", "circuit", id, "open"] => Self::CircuitOpen(id),
+            ["api", "flags", "circuit", id, "close"] => Self::CircuitClose(id),
+            ["api", "flags", id] => Self::Flag(id),
+            ["api", "flags", id, "toggle"] => Self::FlagToggle(id),
+            ["api", "flags", id, "events"] => Self::FlagEvents(id),
+            ["api", "flags", id, "timeseries"] => Self::FlagTimeseries(id),
+            ["api", "logs"] => Self::Logs,
+            ["api", "logs", id] => Self::AppLogs(id),
+            ["api", "keys"] => Self::Keys,
+            _ => return None,
+        })
+    }
+
+    fn allowed(&self) -> &'static [&'static str] {
+        match self {
+            Self::Apps | Self::AppFlags(_) | Self::Keys => &["GET", "POST"],
+            Self::App(_) | Self::Flag(_) => &["GET", "PATCH", "DELETE"],
+            Self::FlagToggle(_) => &["PATCH"],
+            Self::FlagEvents(_) | Self::CircuitOpen(_) | Self::CircuitClose(_) => &["POST"],
+            Self::FlagTimeseries(_) | Self::Logs | Self::AppLogs(_) | Self::Health => &["GET"],
+        }
+    }
+}
+
+/// Handles one request; never fails (errors become JSON error responses).
+pub async fn handle(tower: Tower, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let res = match dispatch(&tower, req).await {
+        Ok(res) => res,
+        Err(e) => e.into_response(),
+    };
+    tracing::debug!(
+        method = %method,
+        path = %path,
+        status = res.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    res
+}
+
+fn id<T: FromStr<Err = flagtower_core::model::InvalidValue>>(raw: &str) -> Result<T, ApiError> {
+    raw.parse()
+        .map_err(|e: flagtower_core::model::InvalidValue| ApiError::BadRequest(e.0))
+}
+
+async fn dispatch(tower: &Tower, req: Request<Incoming>) -> Reply {
+    let (parts, body) = req.into_parts();
+    let route = Route::find(parts.uri.path())
+        .ok_or_else(|| ApiError::NotFound(format!("no route for {}", parts.uri.path())))?;
+    let m = &parts.method;
+    if !route.allowed().contains(&m.as_str()) {
+        return Err(ApiError::MethodNotAllowed(route.allowed()));
+    }
+    // Read (and bound) the body before anything else, so a refused body never half-applies.
+    let body = read_json(&parts, body).await?;
+    let need = |b: Option<Value>| {
+        b.ok_or_else(|| ApiError::BadRequest("a JSON request body is required".to_owned()))
+    };
+
+    match route {
+        Route::Health => {
+            let health = tower.health().await;
+            match health.store {
+                Ok(()) => ok(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+                Err(e) => {
+                    tracing::warn!(error = %flagtower_core::ErrorChain(&e), "health check failed");
+                    let body = serde_json::json!({"status": "unavailable"});
+                    let mut res = ok(StatusCode::SERVICE_UNAVAILABLE, &body)?;
+                    res.headers_mut().insert(
+                        http::header::RETRY_AFTER,
+                        http::HeaderValue::from(crate::error::RETRY_AFTER_SECS),
+                    );
+                    Ok(res)
+                }
+            }
+        }
+        Route::Apps if m == Method::GET => payload(StatusCode::OK, &tower.list_apps().await?),
+        Route::Apps => {
+            let title = input::parse_app(&need(body)?)?;
+            payload(StatusCode::CREATED, &tower.create_app(&title).await?)
+        }
+        Route::App(raw) => {
+            let app: AppId = id(raw)?;
+            match *m {
+                Method::GET => payload(StatusCode::OK, &tower.get_app(app).await?),
+                Method::PATCH => {
+                    let title = input::parse_app(&need(body)?)?;
+                    payload(StatusCode::OK, &tower.rename_app(app, &title).await?)
+                }
+                _ => payload(StatusCode::OK, &tower.delete_app(app).await?),
+            }
+        }
+        Route::AppFlags(raw) => {
+            let app: AppId = id(raw)?;
+            if m == Method::GET {
+                payload(StatusCode::OK, &tower.list_flags(app).await?)
+            } else {
+                let new = input::parse_new_flag(&need(body)?)?;
+                payload(StatusCode::CREATED, &tower.create_flag(app, &new).await?)
+            }
+        }
+        Route::Flag(raw) => {
+            let flag: FlagId = id(raw)?;
+            match *m {
+                Method::GET => {
+                    let (flag, logs) = tower.flag_with_logs(flag).await?;
+                    let logs = logs.iter().map(FlagLog::from).collect();
+                    payload(StatusCode::OK, &FlagWithLogs { flag: &flag, logs })
+                }
+                Method::PATCH => {
+                    let patch = input::parse_flag_patch(&need(body)?)?;
+                    payload(StatusCode::OK, &tower.update_flag(flag, patch).await?)
+                }
+                _ => payload(StatusCode::OK, &tower.delete_flag(flag).await?.id),
+            }
+        }
+        Route::FlagToggle(raw) => {
+            let flag: FlagId = id(raw)?;
+            let target = input::parse_toggle(body.as_ref())?;
+            payload(StatusCode::OK, &tower.toggle_flag(flag, target).await?)
+        }
+        Route::CircuitOpen(raw) => {
+            let flag: FlagId = id(raw)?;
+            payload(StatusCode::OK, &tower.open_circuit(flag).await?.id)
+        }
+        Route::CircuitClose(raw) => {
+            let flag: FlagId = id(raw)?;
+            payload(StatusCode::OK, &tower.close_circuit(flag).await?.id)
+        }
+        Route::FlagEvents(raw) => {
+            let flag: FlagId = id(raw)?;
+            let counts = input::parse_events(&need(body)?)?;
+            let counts = tower.record_events(flag, counts).await?;
+            payload(StatusCode::ACCEPTED, &crate::wire::Events::from(counts))
+        }
+        Route::FlagTimeseries(raw) => {
+            let flag: FlagId = id(raw)?;
+            let window = time_window(parts.uri.query())?;
+            payload(StatusCode::OK, &tower.timeseries(flag, window).await?)
+        }
+        Route::Logs => {
+            let logs = tower.logs().await?;
+            payload(
+                StatusCode::OK,
+                &logs.iter().map(GlobalLog::from).collect::<Vec<_>>(),
+            )
+        }
+        Route::AppLogs(raw) => {
+            let app: AppId = id(raw)?;
+            let logs = tower.app_logs(app).await?;
+            payload(
+                StatusCode::OK,
+                &logs.iter().map(AppLog::from).collect::<Vec<_>>(),
+            )
+        }
+        Route::Keys if m == Method::GET => payload(StatusCode::OK, &tower.sdk_key().await?),
+        Route::Keys => payload(StatusCode::CREATED, &tower.rotate_sdk_key().await?),
+    }
+}
+
+/// `timeRange` and `timeBucket` from the query string (defaults 600000 and 60000).
+fn time_window(query: Option<&str>) -> Result<TimeWindow, ApiError> {
+    let (mut range, mut bucket) = (None, None);
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match k {
+            "timeRange" => &mut range,
+            "timeBucket" => &mut bucket,
+            _ => continue,
+        };
+        let n = v.parse::<u64>().map_err(|_| {
+            ApiError::BadRequest(format!("{k}: `{v}` is not a whole number of milliseconds"))
+        })?;
+        *slot = Some(n);
+    }
+    let d = TimeWindow::DEFAULT;
+    Ok(TimeWindow::new(
+        range.unwrap_or(d.range_ms()),
+        bucket.unwrap_or(d.bucket_ms()),
+    )?)
+}
+
+/// Reads the body within [`MAX_BODY_BYTES`]; `None` when empty. A non-empty body must be
+/// `application/json` and valid JSON.
+async fn read_json(
+    parts: &http::request::Parts,
+    body: Incoming,
+) -> Result<Option<Value>, ApiError> {
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
+    let bytes = Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::PayloadTooLarge(MAX_BODY_BYTES)
+            } else {
+                ApiError::BadRequest("the request body could not be read".to_owned())
+            }
+        })?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let is_json = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .is_some_and(|ct| {
+            ct.eq_ignore_ascii_case("application/json")
+                || ct.to_ascii_lowercase().ends_with("+json")
+        });
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
+}
+
+fn payload<T: Serialize>(status: StatusCode, value: &T) -> Reply {
+    ok(status, &Envelope { payload: value })
+}
+
+fn ok<T: Serialize>(status: StatusCode, value: &T) -> Reply {
+    let body = serde_json::to_vec(value).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    Ok(crate::json_response(status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_the_documented_paths() {
+        assert!(matches!(Route::find("/api/apps"), Some(Route::Apps)));
+        assert!(matches!(Route::find("/api/apps/"), Some(Route::Apps)));
+        assert!(matches!(
+            Route::find("/api/apps/7/flags"),
+            Some(Route::AppFlags("7"))
+        ));
+        assert!(matches!(
+            Route::find("/api/flags/circuit/3/open"),
+            Some(Route::CircuitOpen("3"))
+        ));
+        assert!(matches!(
+            Route::find("/api/flags/3/timeseries"),
+            Some(Route::FlagTimeseries("3"))
+        ));
+        assert!(matches!(
+            Route::find("/api/logs/2"),
+            Some(Route::AppLogs("2"))
+        ));
+        assert!(Route::find("/api").is_none());
+        assert!(Route::find("/api/apps/1/2").is_none());
+        assert!(Route::find("api/apps").is_none());
+        assert!(Route::find("/").is_none());
+    }
+
+    #[test]
+    fn time_windows_come_from_the_query() {
+        assert_eq!(time_window(None).unwrap(), TimeWindow::DEFAULT);
+        assert_eq!(
+            time_window(Some("timeRange=30000&timeBucket=3000&x=1")).unwrap(),
+            TimeWindow::new(30_000, 3_000).unwrap()
+        );
+        assert!(time_window(Some("timeRange=-1")).is_err());
+        assert!(time_window(Some("timeRange=abc")).is_err());
+        assert!(time_window(Some("timeRange=0")).is_err());
+        assert!(
+            time_window(Some("timeBucket=1")).is_err(),
+            "600000 buckets is too many"
+        );
+    }
+}

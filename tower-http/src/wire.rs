@@ -1,0 +1,115 @@
+//! JSON shapes of the REST API that are not the domain types' own: the three shapes of a log
+//! entry (the original Tower used a different one per route) and the flag with its logs.
+
+use flagtower_core::{Flag, FlagId, LogEntry, LogId, Timestamp};
+use serde::Serialize;
+
+/// `{"payload": …}`, the envelope of every success body.
+#[derive(Serialize)]
+pub(crate) struct Envelope<T> {
+    pub(crate) payload: T,
+}
+
+/// A log entry inside `GET /api/flags/:id`.
+#[derive(Serialize)]
+pub(crate) struct FlagLog {
+    log_id: LogId,
+    flag_id: FlagId,
+    log_description: &'static str,
+    action_type: &'static str,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl From<&LogEntry> for FlagLog {
+    fn from(l: &LogEntry) -> Self {
+        Self {
+            log_id: l.id,
+            flag_id: l.flag_id,
+            log_description: l.action.description(),
+            action_type: l.action.as_str(),
+            created_at: l.created_at,
+            updated_at: l.created_at,
+        }
+    }
+}
+
+/// A flag with its logs: the payload of `GET /api/flags/:id`.
+#[derive(Serialize)]
+pub(crate) struct FlagWithLogs<'a> {
+    #[serde(flatten)]
+    pub(crate) flag: &'a Flag,
+    pub(crate) logs: Vec<FlagLog>,
+}
+
+/// An entry of `GET /api/logs`.
+#[derive(Serialize)]
+pub(crate) struct GlobalLog<'a> {
+    log_id: LogId,
+    flag_id: FlagId,
+    flag_title: &'a str,
+    log_description: &'static str,
+    action_type: &'static str,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl<'a> From<&'a LogEntry> for GlobalLog<'a> {
+    fn from(l: &'a LogEntry) -> Self {
+        Self {
+            log_id: l.id,
+            flag_id: l.flag_id,
+            flag_title: &l.flag_title,
+            log_description: l.action.description(),
+            action_type: l.action.as_str(),
+            created_at: l.created_at,
+            updated_at: l.created_at,
+        }
+    }
+}
+
+/// An entry of `GET /api/logs/:appId`.
+#[derive(Serialize)]
+pub(crate) struct AppLog<'a> {
+    id: LogId,
+    flag_id: FlagId,
+    app_id: flagtower_core::AppId,
+    description: &'static str,
+    action_type: &'static str,
+    flag_title: &'a str,
+    flag_description: &'a str,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl<'a> From<&'a LogEntry> for AppLog<'a> {
+    fn from(l: &'a LogEntry) -> Self {
+        Self {
+            id: l.id,
+            flag_id: l.flag_id,
+            app_id: l.app_id,
+            description: l.action.description(),
+            action_type: l.action.as_str(),
+            flag_title: &l.flag_title,
+            flag_description: &l.flag_description,
+            created_at: l.created_at,
+            updated_at: l.created_at,
+        }
+    }
+}
+
+/// The payload of `POST /api/flags/:id/events`: the counts recorded.
+#[derive(Serialize)]
+pub(crate) struct Events {
+    success: u64,
+    failure: u64,
+}
+
+impl From<flagtower_core::Counts> for Events {
+    fn from(c: flagtower_core::Counts) -> Self {
+        Self {
+            success: c.success,
+            failure: c.failure,
+        }
+    }
+}
