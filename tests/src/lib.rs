@@ -1,1 +1,283 @@
+//! The harness of Tower's end-to-end tests: a real server (the same [`flagtower_http::run`] the
+//! binary uses) on a free port, a real HTTP client, and helpers to compare JSON shapes with the
+//! seed's golden fixtures.
+#![warn(missing_docs, unreachable_pub)]
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flagtower_core::{InProcessPublisher, Tower};
+use http::{HeaderMap, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running Tower server on a SQLite file.
+pub struct Server {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The service behind it.
+    pub tower: Tower,
+    /// The in-process publisher it hands rulesets to.
+    pub publisher: Arc<InProcessPublisher>,
+    /// The SQLite file.
+    pub db: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    /// Starts a server on the SQLite file `db` (created if missing) on a free port.
+    pub async fn start(db: &Path) -> Server {
+        let store = flagtower_adapters::sqlite::SqliteStore::open(db)
+            .await
+            .expect("open SQLite");
+        let publisher = InProcessPublisher::new();
+        let tower = Tower::builder(Arc::new(store))
+            .publisher(publisher.clone())
+            .start()
+            .await
+            .expect("start Tower");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(flagtower_http::run(listener, tower.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Server {
+            base: format!("http://{addr}"),
+            addr,
+            tower,
+            publisher,
+            db: db.to_path_buf(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A client for this server.
+    pub fn client(&self) -> Client {
+        Client::new(&self.base)
+    }
+
+    /// Stops gracefully: no new connections, in-flight requests finish, the relay drains.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server ran");
+        }
+        self.tower.shutdown().await;
+    }
+}
+
+/// A response, with its body parsed as JSON when it is JSON.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body as JSON (`Value::Null` when it is not JSON).
+    pub json: Value,
+    /// The raw body.
+    pub raw: Bytes,
+}
+
+impl Reply {
+    /// `json["payload"]`, asserting the envelope is there.
+    pub fn payload(&self) -> &Value {
+        self.json
+            .get("payload")
+            .unwrap_or_else(|| panic!("no payload in {}", self.json))
+    }
+
+    /// Asserts the status and that the body is the documented error shape; returns the error
+    /// object.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.raw)
+        );
+        let err = &self.json["error"];
+        assert!(err["code"].is_string(), "error code in {}", self.json);
+        assert!(
+            err["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "error message in {}",
+            self.json
+        );
+        assert_eq!(
+            self.headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/json")
+        );
+        err
+    }
+}
+
+/// A real HTTP/1.1 client (hyper-util's) bound to one server.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    inner: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Client {
+    /// A client for `base` (`http://host:port`).
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            inner: HyperClient::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Sends a request with an arbitrary body and content type.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let req = req.body(Full::new(body.into())).expect("request");
+        let res = self.inner.request(req).await.expect("HTTP request");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let raw = res
+            .into_body()
+            .collect()
+            .await
+            .expect("response body")
+            .to_bytes();
+        let json = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            json,
+            raw,
+        }
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, None, Bytes::new()).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(Method::DELETE, path, None, Bytes::new()).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(
+            Method::POST,
+            path,
+            Some("application/json"),
+            body.to_string(),
+        )
+        .await
+    }
+
+    /// `POST path` with no body.
+    pub async fn post_empty(&self, path: &str) -> Reply {
+        self.send(Method::POST, path, None, Bytes::new()).await
+    }
+
+    /// `PATCH path` with a JSON body.
+    pub async fn patch(&self, path: &str, body: &Value) -> Reply {
+        self.send(
+            Method::PATCH,
+            path,
+            Some("application/json"),
+            body.to_string(),
+        )
+        .await
+    }
+
+    /// `PATCH path` with no body.
+    pub async fn patch_empty(&self, path: &str) -> Reply {
+        self.send(Method::PATCH, path, None, Bytes::new()).await
+    }
+}
+
+/// A golden fixture from `tests/fixtures/seed/` (the original Tower's API examples).
+pub fn seed_fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/seed")
+        .join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The shape of a JSON value: objects keep their keys, arrays their first element, and every
+/// leaf becomes the name of its type. Two values with equal shapes have the same field names and
+/// JSON types.
+pub fn shape(v: &Value) -> Value {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(_) => "boolean".into(),
+        Value::Number(_) => "number".into(),
+        Value::String(_) => "string".into(),
+        Value::Array(a) => Value::Array(a.first().map(shape).into_iter().collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+    }
+}
+
+/// Asserts that `actual` has exactly the field names and JSON types of the seed fixture `name`,
+/// and that every timestamp field is RFC 3339 UTC with milliseconds.
+#[track_caller]
+pub fn assert_seed_shape(name: &str, actual: &Value) {
+    let expected = seed_fixture(name);
+    assert_eq!(
+        shape(actual),
+        shape(&expected),
+        "shape of {name}:\nactual:   {actual}\nexpected: {expected}"
+    );
+    assert_timestamps(actual);
+}
+
+/// Asserts every `created_at` / `updated_at` in `v` is `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+#[track_caller]
+pub fn assert_timestamps(v: &Value) {
+    match v {
+        Value::Object(o) => {
+            for (k, v) in o {
+                if k == "created_at" || k == "updated_at" {
+                    let s = v
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{k} is not a string: {v}"));
+                    assert!(
+                        flagtower_core::time::parse_rfc3339_millis(s).is_some(),
+                        "{k} = {s:?} is not RFC 3339 with milliseconds"
+                    );
+                } else {
+                    assert_timestamps(v);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(assert_timestamps),
+        _ => {}
+    }
+}
