@@ -1,0 +1,156 @@
+//! The `tower` binary as a user runs it: configuration errors, SIGTERM with a request in
+//! flight, and a restart on the same file.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn tower() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tower"));
+    for var in [
+        "PORT",
+        "TOWER_BIND",
+        "TOWER_STORE_URL",
+        "TOWER_NATS_URL",
+        "NATS_SERVER",
+        "TOWER_METRICS_URL",
+        "REDIS_SERVER",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Starts the binary on port 0 and reads its address from the log line.
+fn start(db: &std::path::Path) -> (Child, SocketAddr) {
+    let mut child = tower()
+        .env("PORT", "0")
+        .env("TOWER_STORE_URL", format!("sqlite://{}", db.display()))
+        .env("TOWER_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tower");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("tower exited before listening")
+            .unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().parse().expect("address");
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn request(addr: SocketAddr, raw: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn configuration_errors_name_the_variable_and_exit_2() {
+    for (var, value) in [
+        ("PORT", "not-a-port"),
+        ("TOWER_BIND", "everywhere"),
+        ("TOWER_STORE_URL", "mysql://root:pw@db/x"),
+    ] {
+        let out = tower().env(var, value).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}: {stderr}");
+        assert!(stderr.contains(var), "{var} named in: {stderr}");
+        assert!(
+            !stderr.contains("pw@"),
+            "the password is not printed: {stderr}"
+        );
+    }
+    let out = tower()
+        .env("TOWER_STORE_URL", "postgres://u:secret@h/db")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("`postgres` cargo feature") && !stderr.contains("secret"),
+        "{stderr}"
+    );
+    let out = tower().arg("--help").output().unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("TOWER_STORE_URL")
+    );
+}
+
+#[test]
+fn an_unusable_database_path_is_a_clear_error() {
+    let out = tower()
+        .env("TOWER_STORE_URL", "sqlite:///nonexistent-dir/x/tower.db")
+        .env("PORT", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("/nonexistent-dir/x/tower.db"), "{stderr}");
+}
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish_and_a_restart_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tower.db");
+    let (child, addr) = start(&db);
+
+    // Send the headers and half the body, then SIGTERM, then the rest.
+    let body = r#"{"title": "in flight"}"#;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "POST /api/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+    s.write_all(&body.as_bytes()[..5]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    sigterm(&child);
+    std::thread::sleep(Duration::from_millis(200));
+    s.write_all(&body.as_bytes()[5..]).unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&reply).contains("}}") {
+        let n = s
+            .read(&mut buf)
+            .expect("a response to the in-flight request");
+        assert!(
+            n > 0,
+            "connection closed without a response: {}",
+            String::from_utf8_lossy(&reply)
+        );
+        reply.extend_from_slice(&buf[..n]);
+    }
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+    drop(s);
+
+    let mut child = child;
+    let status = child.wait().unwrap();
+    assert!(status.success(), "clean exit after SIGTERM: {status}");
+
+    let (mut child, addr) = start(&db);
+    let apps = request(
+        addr,
+        "GET /api/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(apps.contains("\"title\":\"in flight\""), "{apps}");
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}
