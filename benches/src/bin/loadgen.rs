@@ -1,1 +1,192 @@
-fn main() {}
+//! An HTTP load generator for Tower: N keep-alive connections, each sending requests back to back
+//! for a fixed time; prints throughput and latency percentiles.
+//!
+//! ```text
+//! cargo run --release -p flagtower-benches --bin loadgen -- [--url URL] [--scenario get-flag|toggle]
+//!     [--connections N] [--seconds S] [--warmup S]
+//! ```
+//!
+//! Without `--url` it starts Tower in this process on a temporary SQLite file, on its own
+//! two-thread runtime, beside the load generator's one-thread runtime (both share the machine's
+//! cores, as wrk beside a server would). With `--url` it drives a running Tower.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+struct Args {
+    url: Option<String>,
+    scenario: String,
+    connections: usize,
+    seconds: u64,
+    warmup: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args { url: None, scenario: "get-flag".into(), connections: 32, seconds: 10, warmup: 2 };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        match k.as_str() {
+            "--url" => a.url = Some(v()),
+            "--scenario" => a.scenario = v(),
+            "--connections" => a.connections = v().parse().expect("--connections N"),
+            "--seconds" => a.seconds = v().parse().expect("--seconds S"),
+            "--warmup" => a.warmup = v().parse().expect("--warmup S"),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn main() {
+    let a = args();
+    let _dir = tempfile::tempdir().expect("tempdir");
+    let server_rt;
+    let url = match &a.url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            server_rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("server runtime");
+            let db = _dir.path().join("bench.db");
+            let addr = server_rt.block_on(async {
+                let store = flagtower_adapters::sqlite::SqliteStore::open(&db).await.expect("open");
+                let tower = flagtower_core::Tower::builder(std::sync::Arc::new(store)).start().await.expect("start");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let addr = listener.local_addr().expect("addr");
+                tokio::spawn(flagtower_http::run(listener, tower, std::future::pending()));
+                addr
+            });
+            eprintln!("started Tower in-process at http://{addr} on {}", db.display());
+            format!("http://{addr}")
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("client runtime");
+    rt.block_on(drive(&a, &url));
+}
+
+async fn drive(a: &Args, url: &str) {
+    let authority = url.strip_prefix("http://").expect("http:// URL").to_owned();
+    // Setup through the API: an app with a flag that has a few log entries.
+    let mut setup = Conn::open(&authority).await;
+    let title = format!("bench-{}", std::process::id());
+    let app = setup.call("POST", "/api/apps", Some(serde_json::json!({"title": title}))).await;
+    let app = app["payload"]["id"].as_i64().expect("app id");
+    let flag = setup
+        .call("POST", &format!("/api/apps/{app}/flags"), Some(serde_json::json!({"title": "bench-flag", "rollout_percentage": 50})))
+        .await;
+    let flag = flag["payload"]["id"].as_i64().expect("flag id");
+    for _ in 0..4 {
+        setup.call("PATCH", &format!("/api/flags/{flag}/toggle"), None).await;
+    }
+    let (method, path) = match a.scenario.as_str() {
+        "get-flag" => ("GET", format!("/api/flags/{flag}")),
+        "toggle" => ("PATCH", format!("/api/flags/{flag}/toggle")),
+        other => panic!("unknown scenario {other}: get-flag or toggle"),
+    };
+    eprintln!("{method} {path}: {} connections, {} s warm-up, {} s measured", a.connections, a.warmup, a.seconds);
+
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs(a.warmup);
+    let end = measure_from + Duration::from_secs(a.seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..a.connections {
+        let (authority, path) = (authority.clone(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(&authority).await;
+            let mut lat = Vec::with_capacity(200_000);
+            let mut errors = 0u64;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let ok = conn.status(method, &path).await == 200;
+                if t0 >= measure_from {
+                    lat.push(t0.elapsed().as_micros() as u32);
+                    errors += u64::from(!ok);
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await.expect("connection task");
+        all.extend(lat);
+        errors += e;
+    }
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
+    println!(
+        "scenario={} connections={} requests={} errors={} rps={:.0} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        a.scenario,
+        a.connections,
+        all.len(),
+        errors,
+        all.len() as f64 / a.seconds as f64,
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        pct(1.0),
+    );
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    authority: String,
+    tx: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Conn {
+    async fn open(authority: &str) -> Self {
+        let stream = tokio::net::TcpStream::connect(authority).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Self { authority: authority.to_owned(), tx }
+    }
+
+    fn request(&self, method: &str, path: &str, body: Option<Value>) -> Request<Full<Bytes>> {
+        let mut b = Request::builder().method(method).uri(path).header("host", &self.authority);
+        let body = match body {
+            Some(v) => {
+                b = b.header("content-type", "application/json");
+                Full::new(Bytes::from(v.to_string()))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        b.body(body).expect("request")
+    }
+
+    async fn call(&mut self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let req = self.request(method, path, body);
+        let res = self.tx.send_request(req).await.expect("response");
+        let bytes = res.into_body().collect().await.expect("body").to_bytes();
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+
+    async fn status(&mut self, method: &str, path: &str) -> u16 {
+        let req = self.request(method, path, None);
+        match self.tx.send_request(req).await {
+            Ok(res) => {
+                let status = res.status().as_u16();
+                // Read the whole body so the connection can be reused.
+                let _ = res.into_body().collect().await;
+                status
+            }
+            Err(_) => 0,
+        }
+    }
+}
+

@@ -4,8 +4,9 @@
 //!   foreign keys on, a 5 s busy timeout.
 //! - The schema is created and upgraded by embedded, versioned migrations when the file is opened
 //!   (`PRAGMA user_version` holds the version).
-//! - One writer connection and a small pool of read connections (WAL lets reads run beside the
-//!   write); every call runs on tokio's blocking pool, never on the async runtime's threads.
+//! - One writer connection and a pool of up to 2 × cores read connections (WAL lets reads run
+//!   beside the write). Callers wait for a connection on the async side (a semaphore), then the
+//!   query runs on tokio's blocking pool, never on the async runtime's threads.
 
 mod queries;
 
@@ -19,8 +20,11 @@ use rusqlite::{Connection, OpenFlags};
 /// The migrations, in order; `user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
 
-/// Read connections kept open when idle.
-const IDLE_READERS: usize = 8;
+/// The most read connections (and concurrent reads): more than a few per core only adds
+/// contention.
+fn max_readers() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).max(4))
+}
 
 /// A Tower [`flagtower_core::Store`] on a SQLite file.
 #[derive(Clone)]
@@ -31,7 +35,13 @@ pub struct SqliteStore {
 struct Shared {
     path: PathBuf,
     writer: Mutex<Connection>,
+    /// One permit: writers queue here, on the async side, instead of parking blocking threads
+    /// on the writer's lock.
+    write_turn: tokio::sync::Semaphore,
     readers: Mutex<Vec<Connection>>,
+    /// One permit per read connection; bounds the connections and the blocking threads reads
+    /// occupy.
+    read_turns: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -132,7 +142,9 @@ impl SqliteStore {
             shared: Arc::new(Shared {
                 path,
                 writer: Mutex::new(writer),
+                write_turn: tokio::sync::Semaphore::new(1),
                 readers: Mutex::new(Vec::new()),
+                read_turns: tokio::sync::Semaphore::new(max_readers()),
             }),
         })
     }
@@ -156,6 +168,7 @@ impl SqliteStore {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let shared = Arc::clone(&self.shared);
+        let _turn = self.shared.read_turns.acquire().await.map_err(|e| StoreError::Backend(Box::new(e)))?;
         blocking(move || {
             let pooled = lock(&shared.readers).pop();
             let mut conn = match pooled {
@@ -168,10 +181,7 @@ impl SqliteStore {
                 tx.finish().map_err(map_err)?;
                 Ok(out)
             })();
-            let mut idle = lock(&shared.readers);
-            if idle.len() < IDLE_READERS {
-                idle.push(conn);
-            }
+            lock(&shared.readers).push(conn);
             out
         })
         .await
@@ -185,6 +195,7 @@ impl SqliteStore {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let shared = Arc::clone(&self.shared);
+        let _turn = self.shared.write_turn.acquire().await.map_err(|e| StoreError::Backend(Box::new(e)))?;
         blocking(move || {
             let mut conn = lock(&shared.writer);
             let tx = conn
