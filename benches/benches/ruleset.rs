@@ -10,7 +10,9 @@ fn ruleset(c: &mut Criterion) {
         let flags = flagtower_benches::sample_flags(n);
         let body = encode_flags(&flags);
         g.throughput(Throughput::Elements(n as u64));
-        g.bench_with_input(BenchmarkId::new("encode", n), &flags, |b, f| b.iter(|| encode_flags(f)));
+        g.bench_with_input(BenchmarkId::new("encode", n), &flags, |b, f| {
+            b.iter(|| encode_flags(f))
+        });
         g.bench_with_input(BenchmarkId::new("decode", n), &body, |b, body| {
             b.iter(|| decode_flags(body).expect("decodes"))
         });

@@ -15,10 +15,12 @@ pub fn sample_flags(n: usize) -> Vec<Flag> {
                 Timestamp::from_millis(1_700_000_000_000 + i as i64),
             )
             .with_id(FlagId::new(i as i64));
-            f.description = Description::parse("Gradual rollout of the new checkout flow").expect("description");
+            f.description = Description::parse("Gradual rollout of the new checkout flow")
+                .expect("description");
             f.rollout_percentage = Percent::from_tenths((i * 37 % 1001) as u16).expect("percent");
             f.white_listed_users = UserList::parse("alice,bob,carol").expect("users");
-            f.webhooks = Webhooks::parse("https://hooks.example.com/services/T0/B0/x").expect("webhooks");
+            f.webhooks =
+                Webhooks::parse("https://hooks.example.com/services/T0/B0/x").expect("webhooks");
             f
         })
         .collect()

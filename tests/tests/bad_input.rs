@@ -53,6 +53,16 @@ fn raw_status(addr: std::net::SocketAddr, request: &[u8]) -> u16 {
         .unwrap_or_else(|| panic!("no status in {head:?}"))
 }
 
+/// (method, path, content type, body, expected status, field the error names)
+type Case = (
+    Method,
+    String,
+    Option<&'static str>,
+    String,
+    u16,
+    Option<&'static str>,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_their_status_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -77,8 +87,7 @@ async fn bad_requests_get_their_status_and_change_nothing() {
     let json_ct = Some("application/json");
     let long = "x".repeat(10_000);
 
-    // (method, path, content type, body, status, field named)
-    let cases: Vec<(Method, String, Option<&str>, String, u16, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         // Malformed JSON and bodies that are not objects.
         (
             Method::POST,
@@ -516,7 +525,7 @@ async fn bad_requests_get_their_status_and_change_nothing() {
     }
 
     // A body over the limit without Content-Length (chunked) is refused too.
-    let mut req = format!("POST /api/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").into_bytes();
+    let mut req = b"POST /api/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
     let chunk = vec![b' '; 64 * 1024];
     for _ in 0..20 {
         req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());

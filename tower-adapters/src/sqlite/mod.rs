@@ -168,7 +168,12 @@ impl SqliteStore {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let shared = Arc::clone(&self.shared);
-        let _turn = self.shared.read_turns.acquire().await.map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let _turn = self
+            .shared
+            .read_turns
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
         blocking(move || {
             let pooled = lock(&shared.readers).pop();
             let mut conn = match pooled {
@@ -195,7 +200,12 @@ impl SqliteStore {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let shared = Arc::clone(&self.shared);
-        let _turn = self.shared.write_turn.acquire().await.map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let _turn = self
+            .shared
+            .write_turn
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
         blocking(move || {
             let mut conn = lock(&shared.writer);
             let tx = conn
