@@ -630,3 +630,57 @@ async fn many_bad_requests_at_once_do_not_hurt_good_ones() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_too_slow_to_send_its_headers_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = flagtower_adapters::sqlite::SqliteStore::open(dir.path().join("t.db"))
+        .await
+        .unwrap();
+    let tower = flagtower_core::Tower::builder(std::sync::Arc::new(store))
+        .start()
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = flagtower_http::ServerOptions {
+        header_read_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    tokio::spawn(flagtower_http::run_with(
+        listener,
+        tower,
+        std::future::pending(),
+        options,
+    ));
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        s.write_all(b"GET /api/apps HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let read = s.read_to_end(&mut buf);
+        (
+            read.is_ok(),
+            started.elapsed(),
+            String::from_utf8_lossy(&buf).into_owned(),
+        )
+    })
+    .await
+    .unwrap();
+    let (closed, waited, reply) = outcome;
+    assert!(
+        closed,
+        "the server closed the connection instead of waiting forever"
+    );
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    assert!(!reply.contains("200 OK"), "{reply}");
+    // A complete request on a new connection is still served.
+    let c = flagtower_tests::Client::new(&format!("http://{addr}"));
+    assert_eq!(c.get("/api/apps").await.status, 200);
+}

@@ -28,26 +28,44 @@ impl Timestamp {
     }
 }
 
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Timestamp {
+    /// The wire form, `YYYY-MM-DDTHH:MM:SS.mmmZ`, without allocating (years 0–9999).
+    fn rfc3339(self) -> [u8; 24] {
         let ms = self.0.rem_euclid(1000);
         let secs = self.0.div_euclid(1000);
-        let days = secs.div_euclid(86_400);
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
         let sod = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-            sod / 3600,
-            (sod % 3600) / 60,
-            sod % 60
-        )
+        let mut out = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut v: i64| {
+            v = v.clamp(0, 10_i64.pow(width as u32) - 1);
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y);
+        put(5, 2, m);
+        put(8, 2, d);
+        put(11, 2, sod / 3600);
+        put(14, 2, (sod % 3600) / 60);
+        put(17, 2, sod % 60);
+        put(20, 3, ms);
+        out
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.rfc3339();
+        // Only ASCII digits and punctuation were written.
+        f.write_str(std::str::from_utf8(&bytes).map_err(|_| fmt::Error)?)
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let bytes = self.rfc3339();
+        s.serialize_str(std::str::from_utf8(&bytes).map_err(serde::ser::Error::custom)?)
     }
 }
 

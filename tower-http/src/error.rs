@@ -182,3 +182,85 @@ impl From<InputError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn render(e: ApiError) -> (StatusCode, http::HeaderMap, serde_json::Value) {
+        let res = e.into_response();
+        let (parts, body) = res.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            serde_json::from_slice(&bytes).unwrap(),
+        )
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connection to 10.0.0.7:5432 refused (password=hunter2)")]
+    struct Secret;
+
+    #[tokio::test]
+    async fn server_errors_are_generic_and_retryable_ones_say_when() {
+        let (status, headers, body) = render(ApiError::Unavailable(Box::new(Secret))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers.get(http::header::RETRY_AFTER).unwrap(), "1");
+        assert_eq!(body["error"]["code"], "unavailable");
+        assert!(!body.to_string().contains("hunter2") && !body.to_string().contains("5432"));
+        let (status, _, body) = render(ApiError::Internal(Box::new(Secret))).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"code": "internal", "message": "internal server error"}})
+        );
+    }
+
+    #[tokio::test]
+    async fn service_errors_map_to_their_statuses() {
+        use flagtower_core::{Resource, StoreError};
+        let cases: Vec<(ServiceError, StatusCode)> = vec![
+            (
+                StoreError::NotFound(Resource::Flag).into(),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                StoreError::AlreadyExists {
+                    what: Resource::App,
+                    title: "a".into(),
+                }
+                .into(),
+                StatusCode::CONFLICT,
+            ),
+            (
+                StoreError::Unavailable(Box::new(Secret)).into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                StoreError::Backend(Box::new(Secret)).into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                ServiceError::Invalid {
+                    field: "timeRange",
+                    message: "x".into(),
+                },
+                StatusCode::BAD_REQUEST,
+            ),
+        ];
+        for (e, status) in cases {
+            assert_eq!(ApiError::from(e).status(), status);
+        }
+        let (status, headers, body) = render(ApiError::MethodNotAllowed(&["GET", "POST"])).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers.get(http::header::ALLOW).unwrap(), "GET, POST");
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+        let (status, _, body) = render(InputError::UnknownField { field: "x".into() }.into()).await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("x"))
+        );
+    }
+}

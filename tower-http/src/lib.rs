@@ -54,6 +54,25 @@ pub(crate) fn json_response(
     res
 }
 
+/// Timeouts of the server; [`run`] uses the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// How long a client may take to send a request's headers (default
+    /// [`HEADER_READ_TIMEOUT`]); a slower client is disconnected.
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for in-flight requests (default [`SHUTDOWN_GRACE`]).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            shutdown_grace: SHUTDOWN_GRACE,
+        }
+    }
+}
+
 /// Serves the REST API on `listener` until `shutdown` resolves, then waits (up to
 /// [`SHUTDOWN_GRACE`]) for in-flight requests to finish.
 pub async fn run(
@@ -61,11 +80,21 @@ pub async fn run(
     tower: Tower,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    run_with(listener, tower, shutdown, ServerOptions::default()).await
+}
+
+/// [`run`] with other timeouts.
+pub async fn run_with(
+    listener: TcpListener,
+    tower: Tower,
+    shutdown: impl Future<Output = ()>,
+    options: ServerOptions,
+) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(options.header_read_timeout)
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {
@@ -98,11 +127,11 @@ pub async fn run(
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
+        tracing::warn!(grace = ?options.shutdown_grace, "in-flight requests did not finish in time");
     }
     Ok(())
 }
