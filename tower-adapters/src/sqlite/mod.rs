@@ -309,6 +309,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_writer_is_durable_and_enforces_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path().join("t.db")).await.unwrap();
+        let conn = lock(&s.shared.writer);
+        let get = |pragma: &str| -> i64 { conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0)).unwrap() };
+        assert_eq!(get("synchronous"), 2, "FULL: every commit is fsynced");
+        assert_eq!(get("foreign_keys"), 1);
+        assert_eq!(get("busy_timeout"), 5000);
+        let err = conn
+            .execute("INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at) VALUES (1, 999, 'create', 't', '', 0)", [])
+            .unwrap_err();
+        assert_eq!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::ConstraintViolation));
+    }
+
+    #[tokio::test]
     async fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
