@@ -4,11 +4,11 @@
 #![warn(missing_docs, unreachable_pub)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flagtower_core::{InProcessPublisher, Tower};
+use flagtower_core::{InProcessPublisher, Store, Tower};
 use http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
@@ -18,7 +18,76 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// A running Tower server on a SQLite file.
+/// A store for one test: a temporary SQLite file, or a fresh PostgreSQL database.
+pub enum TestStore {
+    /// A SQLite file in a temporary directory.
+    Sqlite(tempfile::TempDir),
+    /// A database created for this test (dropped afterwards).
+    Postgres(flagtower_adapters::postgres::testing::TestDatabase),
+}
+
+impl TestStore {
+    /// A temporary SQLite file.
+    pub async fn sqlite() -> Self {
+        Self::Sqlite(tempfile::tempdir().expect("tempdir"))
+    }
+
+    /// A fresh PostgreSQL database, or `None` (said loudly) when no server is reachable and
+    /// `TOWER_REQUIRE_SERVICES` is not set.
+    pub async fn postgres() -> Option<Self> {
+        flagtower_adapters::postgres::testing::TestDatabase::create()
+            .await
+            .map(Self::Postgres)
+    }
+
+    /// Opens the store (again: each call is a new connection to the same data, as a restarted
+    /// or second Tower process would make).
+    pub async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(dir) => Arc::new(
+                flagtower_adapters::sqlite::SqliteStore::open(dir.path().join("tower.db"))
+                    .await
+                    .expect("open SQLite"),
+            ),
+            Self::Postgres(db) => Arc::new(db.open().await),
+        }
+    }
+
+    /// The `TOWER_STORE_URL` of this store.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Sqlite(dir) => format!("sqlite://{}", dir.path().join("tower.db").display()),
+            Self::Postgres(db) => db.url().to_owned(),
+        }
+    }
+}
+
+/// Declares each named `async fn(TestStore)` as two tests, `sqlite::NAME` and `postgres::NAME`:
+/// the same test code against both stores.
+#[macro_export]
+macro_rules! for_each_store {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::TestStore::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(store) = $crate::TestStore::postgres().await else { return };
+                    super::$name(store).await
+                }
+            )*
+        }
+    };
+}
+
+/// A running Tower server.
 pub struct Server {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
@@ -28,20 +97,20 @@ pub struct Server {
     pub tower: Tower,
     /// The in-process publisher it hands rulesets to.
     pub publisher: Arc<InProcessPublisher>,
-    /// The SQLite file.
-    pub db: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl Server {
-    /// Starts a server on the SQLite file `db` (created if missing) on a free port.
-    pub async fn start(db: &Path) -> Server {
-        let store = flagtower_adapters::sqlite::SqliteStore::open(db)
-            .await
-            .expect("open SQLite");
+    /// Starts a server on `store` on a free port.
+    pub async fn start(store: &TestStore) -> Server {
+        Self::start_on(store.open().await).await
+    }
+
+    /// Starts a server on an opened store on a free port.
+    pub async fn start_on(store: Arc<dyn Store>) -> Server {
         let publisher = InProcessPublisher::new();
-        let tower = Tower::builder(Arc::new(store))
+        let tower = Tower::builder(store)
             .publisher(publisher.clone())
             .start()
             .await
@@ -59,7 +128,6 @@ impl Server {
             addr,
             tower,
             publisher,
-            db: db.to_path_buf(),
             stop: Some(stop),
             task: Some(task),
         }

@@ -1,18 +1,20 @@
 //! Every route of the REST API against a real server on a temporary SQLite file: statuses, the
 //! seed's field names and types, and the log entry each mutation writes.
 
-use flagtower_tests::{Server, assert_seed_shape, seed_fixture};
+use flagtower_tests::{Server, TestStore, assert_seed_shape, for_each_store, seed_fixture};
 use serde_json::{Value, json};
 
-async fn server() -> (tempfile::TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("tower.db")).await;
-    (dir, server)
-}
+for_each_store!(
+    the_seed_walkthrough_has_the_seed_shapes,
+    every_mutation_writes_its_log_entry,
+    statuses_of_every_route,
+    patch_is_partial_and_state_moves_only_through_is_active,
+    every_change_reaches_the_in_process_publisher,
+    timeseries_buckets_count_the_reported_events,
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_seed_walkthrough_has_the_seed_shapes() {
-    let (_dir, server) = server().await;
+async fn the_seed_walkthrough_has_the_seed_shapes(store: TestStore) {
+    let server = Server::start(&store).await;
     let c = server.client();
 
     // Apps.
@@ -174,9 +176,8 @@ async fn the_seed_walkthrough_has_the_seed_shapes() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_mutation_writes_its_log_entry() {
-    let (_dir, server) = server().await;
+async fn every_mutation_writes_its_log_entry(store: TestStore) {
+    let server = Server::start(&store).await;
     let c = server.client();
     let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"]
         .as_i64()
@@ -300,9 +301,8 @@ mod reqwest_like {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn statuses_of_every_route() {
-    let (_dir, server) = server().await;
+async fn statuses_of_every_route(store: TestStore) {
+    let server = Server::start(&store).await;
     let c = server.client();
     let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"]
         .as_i64()
@@ -417,9 +417,8 @@ async fn statuses_of_every_route() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn patch_is_partial_and_state_moves_only_through_is_active() {
-    let (_dir, server) = server().await;
+async fn patch_is_partial_and_state_moves_only_through_is_active(store: TestStore) {
+    let server = Server::start(&store).await;
     let c = server.client();
     let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"]
         .as_i64()
@@ -529,9 +528,8 @@ async fn patch_is_partial_and_state_moves_only_through_is_active() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_change_reaches_the_in_process_publisher() {
-    let (_dir, server) = server().await;
+async fn every_change_reaches_the_in_process_publisher(store: TestStore) {
+    let server = Server::start(&store).await;
     let c = server.client();
     let mut sub = server.publisher.subscribe();
     let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"]
@@ -570,9 +568,8 @@ async fn every_change_reaches_the_in_process_publisher() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timeseries_buckets_count_the_reported_events() {
-    let (_dir, server) = server().await;
+async fn timeseries_buckets_count_the_reported_events(store: TestStore) {
+    let server = Server::start(&store).await;
     let c = server.client();
     let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"]
         .as_i64()

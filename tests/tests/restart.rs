@@ -1,6 +1,6 @@
 //! A restart on the same SQLite file keeps everything, and republishes every app's ruleset.
 
-use flagtower_tests::Server;
+use flagtower_tests::{Server, TestStore, for_each_store};
 use serde_json::{Value, json};
 
 async fn everything(c: &flagtower_tests::Client) -> Value {
@@ -27,11 +27,10 @@ async fn everything(c: &flagtower_tests::Client) -> Value {
     json!({"apps": per_app, "logs": c.get("/api/logs").await.payload().clone(), "key": c.get("/api/keys").await.payload().clone()})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_keeps_everything() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("tower.db");
-    let server = Server::start(&db).await;
+for_each_store!(a_restart_keeps_everything);
+
+async fn a_restart_keeps_everything(store: TestStore) {
+    let server = Server::start(&store).await;
     let c = server.client();
     let a = c
         .post("/api/apps", &json!({"title": "Checkout"}))
@@ -69,7 +68,7 @@ async fn a_restart_keeps_everything() {
     let before = everything(&c).await;
     server.stop().await;
 
-    let server = Server::start(&db).await;
+    let server = Server::start(&store).await;
     let c = server.client();
     assert_eq!(everything(&c).await, before);
     // New ids continue after the old ones: the deleted flag's id is not reused.

@@ -6,15 +6,18 @@
 //! | module | feature | port |
 //! |---|---|---|
 //! | [`sqlite`] | `sqlite` (default) | `Store` on a SQLite file |
+//! | `postgres` | `postgres` | `Store` on PostgreSQL, shared by several Tower processes |
 //!
-//! [`open_store`] picks the store from a URL (`sqlite://PATH`), so a binary can take it from its
-//! configuration.
+//! [`open_store`] picks the store from a URL (`sqlite://PATH` or `postgres://…`), so a binary can
+//! take it from its configuration.
 #![warn(missing_docs, unreachable_pub)]
 
 use std::sync::Arc;
 
 use flagtower_core::Store;
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -45,10 +48,26 @@ pub enum OpenStoreError {
     #[cfg(feature = "sqlite")]
     #[error(transparent)]
     Sqlite(#[from] sqlite::OpenError),
+    /// PostgreSQL could not be opened.
+    #[cfg(feature = "postgres")]
+    #[error(transparent)]
+    Postgres(#[from] postgres::OpenError),
 }
 
-/// Opens the store a URL names: `sqlite://PATH` (relative, or absolute as `sqlite:///abs/path`).
+/// Opens the store a URL names: `sqlite://PATH` (relative, or absolute as `sqlite:///abs/path`)
+/// or `postgres://…` (see [`open_store_with_env`] for the libpq variables).
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, OpenStoreError> {
+    open_store_with_env(url, |_| None).await
+}
+
+/// [`open_store`], with `env` supplying the libpq variables (`PGHOST`, `PGPASSWORD`, …) that a
+/// `postgres://` URL leaves out.
+pub async fn open_store_with_env(
+    url: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn Store>, OpenStoreError> {
+    #[cfg(not(feature = "postgres"))]
+    let _ = &env;
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| OpenStoreError::Invalid("expected SCHEME://…".to_owned()))?;
@@ -71,10 +90,20 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, OpenStoreError> {
                 })
             }
         }
-        "postgres" | "postgresql" => Err(OpenStoreError::NotCompiled {
-            scheme: scheme.to_owned(),
-            feature: "postgres",
-        }),
+        "postgres" | "postgresql" => {
+            #[cfg(feature = "postgres")]
+            {
+                let options = postgres::PostgresOptions::from_url_and_env(Some(url), env)?;
+                Ok(Arc::new(postgres::PostgresStore::open(&options).await?))
+            }
+            #[cfg(not(feature = "postgres"))]
+            {
+                Err(OpenStoreError::NotCompiled {
+                    scheme: scheme.to_owned(),
+                    feature: "postgres",
+                })
+            }
+        }
         other => Err(OpenStoreError::UnknownScheme {
             scheme: other.to_owned(),
         }),

@@ -148,8 +148,11 @@ impl fmt::Display for Title {
 pub struct Description(String);
 
 impl Description {
-    /// Validates a description.
+    /// Validates a description: any text but NUL (which no database stores as text).
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        if raw.contains('\0') {
+            return Err(invalid("must not contain NUL characters"));
+        }
         let n = raw.chars().count();
         if n > MAX_DESCRIPTION_CHARS {
             return Err(invalid(format!(

@@ -313,14 +313,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path().join("t.db")).await.unwrap();
         let conn = lock(&s.shared.writer);
-        let get = |pragma: &str| -> i64 { conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0)).unwrap() };
+        let get = |pragma: &str| -> i64 {
+            conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+                .unwrap()
+        };
         assert_eq!(get("synchronous"), 2, "FULL: every commit is fsynced");
         assert_eq!(get("foreign_keys"), 1);
         assert_eq!(get("busy_timeout"), 5000);
         let err = conn
             .execute("INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at) VALUES (1, 999, 'create', 't', '', 0)", [])
             .unwrap_err();
-        assert_eq!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::ConstraintViolation));
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation)
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,428 @@
+//! The PostgreSQL store: the same Tower on a shared production database, for several Tower
+//! processes at once.
+//!
+//! - tokio-postgres with a deadpool connection pool; TLS per libpq's `sslmode` (see [`tls`]).
+//! - Configured from a `postgres://` URL, with the libpq variables (`PGHOST`, `PGPORT`,
+//!   `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`) filling what the URL
+//!   leaves out ([`PostgresOptions::from_url_and_env`]). The connection string is never printed:
+//!   `Debug` and errors show host, port, database and user only.
+//! - Versioned migrations embedded in the binary, applied at open inside one transaction holding
+//!   an advisory lock, so processes starting together apply them once.
+//! - Every write locks its app's row first (`SELECT … FOR UPDATE`): writes to one app are
+//!   serialized, so its revision grows by exactly one per change, and locks are always taken in
+//!   the order app → flag (no deadlocks between Tower's own transactions). Serialization failures
+//!   and deadlocks are retried a bounded number of times anyway.
+//! - Errors are mapped by SQLSTATE: unique violation → `AlreadyExists`, connection failures and
+//!   pool timeouts → `Unavailable`, the rest → `Backend`.
+
+mod queries;
+pub mod testing;
+mod tls;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use flagtower_core::{StoreError, Timestamp};
+use tokio_postgres::error::SqlState;
+
+/// Migrations, in order; `tower_schema_migrations` records which are applied.
+const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
+
+/// The advisory lock key that serializes migrations ("tower" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0074_6f77_6572;
+
+/// How often a transaction that hit a serialization failure or deadlock is tried in all.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Why the PostgreSQL store could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The URL or a libpq variable is malformed.
+    #[error("invalid PostgreSQL configuration: {0}")]
+    Config(String),
+    /// TLS could not be set up.
+    #[error("PostgreSQL TLS: {0}")]
+    Tls(String),
+    /// The pool could not be built.
+    #[error("cannot create the PostgreSQL connection pool")]
+    Pool(#[source] deadpool_postgres::BuildError),
+    /// The server could not be reached or refused us.
+    #[error("cannot connect to PostgreSQL at {target}")]
+    Connect {
+        /// host:port/database (user), without the password.
+        target: String,
+        /// The cause.
+        #[source]
+        source: StoreError,
+    },
+    /// A migration failed.
+    #[error("PostgreSQL migration to version {version} failed")]
+    Migrate {
+        /// The version being applied.
+        version: usize,
+        /// The cause.
+        #[source]
+        source: StoreError,
+    },
+    /// The database was migrated by a newer Tower.
+    #[error(
+        "PostgreSQL database has schema version {found}, newer than this Tower's {known}; upgrade Tower"
+    )]
+    TooNew {
+        /// Its version.
+        found: i64,
+        /// Ours.
+        known: usize,
+    },
+}
+
+/// How to reach PostgreSQL.
+#[derive(Clone)]
+pub struct PostgresOptions {
+    config: tokio_postgres::Config,
+    root_cert: Option<PathBuf>,
+    pool_size: usize,
+}
+
+impl fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("target", &self.target())
+            .field("ssl_mode", &self.config.get_ssl_mode())
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+impl PostgresOptions {
+    /// From a `postgres://user:password@host:port/database?sslmode=…` URL alone.
+    pub fn from_url(url: &str) -> Result<Self, OpenError> {
+        Self::from_url_and_env(Some(url), |_| None)
+    }
+
+    /// From a URL (or none), with the libpq variables read through `env` filling in what it
+    /// leaves out: `PGHOST` (default `localhost`), `PGPORT` (5432), `PGUSER` (`postgres`),
+    /// `PGPASSWORD`, `PGDATABASE` (the user name), `PGSSLMODE` (`prefer`), `PGSSLROOTCERT`.
+    pub fn from_url_and_env(
+        url: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, OpenError> {
+        let env = |k: &str| env(k).filter(|v| !v.is_empty());
+        // tokio-postgres fills in port 5432 for a URL without one; libpq would use PGPORT.
+        let url = url.map(|u| match env("PGPORT") {
+            Some(port) if !url_has_port(u) => with_port(u, &port),
+            _ => u.to_owned(),
+        });
+        let mut config = match &url {
+            // tokio-postgres's own messages never include the password.
+            Some(u) => {
+                tokio_postgres::Config::from_str(u).map_err(|e| OpenError::Config(e.to_string()))?
+            }
+            None => tokio_postgres::Config::new(),
+        };
+        if config.get_hosts().is_empty() {
+            let host = env("PGHOST").unwrap_or_else(|| "localhost".to_owned());
+            for h in host.split(',') {
+                if h.starts_with('/') {
+                    config.host_path(h);
+                } else {
+                    config.host(h);
+                }
+            }
+        }
+        if config.get_ports().is_empty() {
+            let port = match env("PGPORT") {
+                Some(p) => p
+                    .parse::<u16>()
+                    .map_err(|_| OpenError::Config(format!("PGPORT `{p}` is not a port number")))?,
+                None => 5432,
+            };
+            config.port(port);
+        }
+        if config.get_user().is_none() {
+            config.user(env("PGUSER").unwrap_or_else(|| "postgres".to_owned()));
+        }
+        if config.get_password().is_none()
+            && let Some(pw) = env("PGPASSWORD")
+        {
+            config.password(pw);
+        }
+        if config.get_dbname().is_none() {
+            let db = env("PGDATABASE").or_else(|| config.get_user().map(str::to_owned));
+            if let Some(db) = db {
+                config.dbname(db);
+            }
+        }
+        if !url.as_deref().is_some_and(|u| u.contains("sslmode="))
+            && let Some(mode) = env("PGSSLMODE")
+        {
+            config.ssl_mode(match mode.as_str() {
+                "disable" => tokio_postgres::config::SslMode::Disable,
+                "prefer" | "allow" => tokio_postgres::config::SslMode::Prefer,
+                "require" => tokio_postgres::config::SslMode::Require,
+                other => {
+                    return Err(OpenError::Config(format!(
+                        "PGSSLMODE `{other}` is not supported (disable, prefer or require)"
+                    )));
+                }
+            });
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("tower");
+        }
+        Ok(Self {
+            config,
+            root_cert: env("PGSSLROOTCERT").map(PathBuf::from),
+            pool_size: 16,
+        })
+    }
+
+    /// The most connections the pool opens (default 16).
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.pool_size = n.max(1);
+        self
+    }
+
+    /// The database name.
+    pub fn dbname(&self) -> Option<&str> {
+        self.config.get_dbname()
+    }
+
+    /// These options with another database.
+    pub fn with_dbname(mut self, db: &str) -> Self {
+        self.config.dbname(db);
+        self
+    }
+
+    /// `host:port/database (user)`: what logs and errors show; never the password.
+    pub fn target(&self) -> String {
+        let host = match self.config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "?".to_owned(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "{host}:{port}/{} (user {})",
+            self.config.get_dbname().unwrap_or("?"),
+            self.config.get_user().unwrap_or("?")
+        )
+    }
+
+    pub(crate) fn pool(&self) -> Result<Pool, OpenError> {
+        let tls = tls::connector(self.root_cert.as_deref())?;
+        let manager = Manager::from_config(
+            self.config.clone(),
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(self.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(OpenError::Pool)
+    }
+}
+
+/// The `user@host:port` part of a URL.
+fn authority(url: &str) -> (usize, usize) {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| start + i);
+    let host_start = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
+    (host_start, end)
+}
+
+fn url_has_port(url: &str) -> bool {
+    let (start, end) = authority(url);
+    let host = &url[start..end];
+    let after_brackets = host.rfind(']').map_or(host, |i| &host[i..]);
+    after_brackets.contains(':')
+}
+
+fn with_port(url: &str, port: &str) -> String {
+    let (_, end) = authority(url);
+    format!("{}:{port}{}", &url[..end], &url[end..])
+}
+
+/// A Tower [`flagtower_core::Store`] on PostgreSQL.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    target: String,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects, and brings the schema up to date.
+    pub async fn open(options: &PostgresOptions) -> Result<Self, OpenError> {
+        let store = Self {
+            pool: options.pool()?,
+            target: options.target(),
+        };
+        store.migrate().await.map_err(|e| match e {
+            MigrateError::Open(e) => e,
+            MigrateError::Store(source) => OpenError::Connect {
+                target: store.target.clone(),
+                source,
+            },
+        })?;
+        tracing::info!(target_db = %store.target, "PostgreSQL store ready");
+        Ok(store)
+    }
+
+    /// host:port/database (user).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    async fn migrate(&self) -> Result<(), MigrateError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_pg)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(map_pg)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS tower_schema_migrations (
+                 version    integer     PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .map_err(map_pg)?;
+        let row = tx
+            .query_one(
+                "SELECT coalesce(max(version), 0)::bigint FROM tower_schema_migrations",
+                &[],
+            )
+            .await
+            .map_err(map_pg)?;
+        let applied: i64 = row.get(0);
+        if applied > MIGRATIONS.len() as i64 {
+            return Err(MigrateError::Open(OpenError::TooNew {
+                found: applied,
+                known: MIGRATIONS.len(),
+            }));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+            let version = i + 1;
+            let fail = |e| {
+                MigrateError::Open(OpenError::Migrate {
+                    version,
+                    source: map_pg(e),
+                })
+            };
+            tx.batch_execute(sql).await.map_err(fail)?;
+            tx.execute(
+                "INSERT INTO tower_schema_migrations (version) VALUES ($1)",
+                &[&(version as i32)],
+            )
+            .await
+            .map_err(fail)?;
+            tracing::info!(target_db = %self.target, version, "PostgreSQL schema migrated");
+        }
+        tx.commit().await.map_err(map_pg)?;
+        Ok(())
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.pool.get().await.map_err(map_pool)
+    }
+}
+
+enum MigrateError {
+    Open(OpenError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for MigrateError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// Whether an error means the server cannot be reached (or is shutting down, or full).
+fn is_unavailable(e: &tokio_postgres::Error) -> bool {
+    if let Some(code) = e.code() {
+        let c = code.code();
+        return c.starts_with("08") // connection exception
+            || c.starts_with("53") // insufficient resources (too many connections, disk full)
+            || c.starts_with("57P"); // admin shutdown, crash shutdown, cannot connect now
+    }
+    if e.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    // tokio-postgres reports a connect timeout without a source.
+    e.to_string().starts_with("timeout")
+}
+
+/// Maps a tokio-postgres error to the store's categories.
+pub(crate) fn map_pg(e: tokio_postgres::Error) -> StoreError {
+    if is_unavailable(&e) {
+        StoreError::Unavailable(Box::new(e))
+    } else {
+        StoreError::Backend(Box::new(e))
+    }
+}
+
+/// Maps a pool error: a timeout waiting for a connection is `Unavailable`.
+pub(crate) fn map_pool(e: PoolError) -> StoreError {
+    match e {
+        PoolError::Backend(e) => map_pg(e),
+        e @ (PoolError::Timeout(_) | PoolError::Closed) => StoreError::Unavailable(Box::new(e)),
+        e => StoreError::Backend(Box::new(e)),
+    }
+}
+
+/// Whether a transaction should be tried again.
+pub(crate) fn is_retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(e.code(), Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+pub(crate) fn to_sql_time(t: Timestamp) -> SystemTime {
+    let ms = t.as_millis();
+    if ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(ms as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+    }
+}
+
+pub(crate) fn from_sql_time(t: SystemTime) -> Timestamp {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => Timestamp::from_millis(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        Err(e) => {
+            Timestamp::from_millis(-i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,727 @@
+//! The `Store` implementation on PostgreSQL.
+
+use async_trait::async_trait;
+use deadpool_postgres::Transaction;
+use flagtower_core::command::{FlagCommand, NewFlag};
+use flagtower_core::model::{
+    CircuitState, Description, IntervalMs, Percent, RecoveryProfile, UserList, Webhooks,
+};
+use flagtower_core::{
+    Action, App, AppId, Change, Flag, FlagId, LogEntry, LogId, Origin, Pending, Resource, Revision,
+    Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
+};
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use super::{MAX_ATTEMPTS, PostgresStore, from_sql_time, is_retryable, map_pg, to_sql_time};
+
+const APP_COLUMNS: &str = "id, title, created_at, updated_at";
+const FLAG_COLUMNS: &str = "id, app_id, title, description, state, rollout_tenths, \
+    white_listed_users, error_threshold_tenths, is_recoverable, recovery_tenths, \
+    recovery_delay_ms, initial_recovery_tenths, recovery_rate_ms, recovery_increment_tenths, \
+    recovery_profile, webhooks, created_at, updated_at";
+const LOG_COLUMNS: &str =
+    "id, flag_id, app_id, action_type, flag_title, flag_description, created_at";
+
+/// A failure inside a transaction: either already a store error (not found, conflict), or a
+/// PostgreSQL error that may deserve a retry.
+enum Fail {
+    Store(StoreError),
+    Pg(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Pg(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt row in the database: {0}")]
+struct Corrupt(String);
+
+fn corrupt(msg: String) -> Fail {
+    Fail::Store(StoreError::Backend(Box::new(Corrupt(msg))))
+}
+
+/// Runs `$body` in a transaction on a pooled connection and commits it; retries the whole
+/// transaction on serialization failures and deadlocks, up to `MAX_ATTEMPTS` times.
+macro_rules! transact {
+    ($store:expr, |$tx:ident| $body:block) => {{
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut client = $store.client().await?;
+            let result: Result<_, Fail> = async {
+                let $tx = client.transaction().await?;
+                let out = $body;
+                $tx.commit().await?;
+                Ok(out)
+            }
+            .await;
+            match result {
+                Ok(v) => break Ok(v),
+                Err(Fail::Pg(e)) if is_retryable(&e) && attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(attempt, error = %e, "retrying transaction");
+                    continue;
+                }
+                Err(Fail::Pg(e)) => break Err(map_pg(e)),
+                Err(Fail::Store(e)) => break Err(e),
+            }
+        }
+    }};
+}
+
+/// Runs `$body` in a read-only, repeatable-read transaction (one consistent snapshot).
+macro_rules! snapshot {
+    ($store:expr, |$tx:ident| $body:block) => {{
+        let mut client = $store.client().await?;
+        let result: Result<_, Fail> = async {
+            let $tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let out = $body;
+            $tx.commit().await?;
+            Ok(out)
+        }
+        .await;
+        match result {
+            Ok(v) => Ok(v),
+            Err(Fail::Pg(e)) => Err(map_pg(e)),
+            Err(Fail::Store(e)) => Err(e),
+        }
+    }};
+}
+
+fn app_from_row(r: &Row) -> Result<App, Fail> {
+    Ok(App {
+        id: AppId::new(r.try_get(0)?),
+        title: Title::parse(r.try_get(1)?).map_err(|e| corrupt(format!("app title: {e}")))?,
+        created_at: from_sql_time(r.try_get(2)?),
+        updated_at: from_sql_time(r.try_get(3)?),
+    })
+}
+
+fn flag_from_row(r: &Row) -> Result<Flag, Fail> {
+    let pct = |i: usize| -> Result<Percent, Fail> {
+        let v: i16 = r.try_get(i)?;
+        u16::try_from(v)
+            .ok()
+            .and_then(Percent::from_tenths)
+            .ok_or_else(|| corrupt(format!("percent {v}")))
+    };
+    let ms = |i: usize| -> Result<IntervalMs, Fail> {
+        let v: i32 = r.try_get(i)?;
+        u32::try_from(v)
+            .map_err(|_| ())
+            .and_then(|v| IntervalMs::new(v).map_err(|_| ()))
+            .map_err(|()| corrupt(format!("interval {v}")))
+    };
+    let text = |i: usize| -> Result<&str, Fail> { Ok(r.try_get(i)?) };
+    let bad = |what: &str, e: flagtower_core::model::InvalidValue| corrupt(format!("{what}: {e}"));
+    let state = match text(4)? {
+        "off" => CircuitState::Off,
+        "on" => CircuitState::On,
+        "recovering" => CircuitState::Recovering,
+        other => return Err(corrupt(format!("state {other:?}"))),
+    };
+    Ok(Flag {
+        id: FlagId::new(r.try_get(0)?),
+        app_id: AppId::new(r.try_get(1)?),
+        title: Title::parse(text(2)?).map_err(|e| bad("title", e))?,
+        description: Description::parse(text(3)?).map_err(|e| bad("description", e))?,
+        state,
+        rollout_percentage: pct(5)?,
+        white_listed_users: UserList::parse(text(6)?).map_err(|e| bad("whitelist", e))?,
+        error_threshold_percentage: pct(7)?,
+        is_recoverable: r.try_get(8)?,
+        circuit_recovery_percentage: pct(9)?,
+        circuit_recovery_delay: ms(10)?,
+        circuit_initial_recovery_percentage: pct(11)?,
+        circuit_recovery_rate: ms(12)?,
+        circuit_recovery_increment_percentage: pct(13)?,
+        circuit_recovery_profile: RecoveryProfile::parse(text(14)?)
+            .map_err(|e| bad("profile", e))?,
+        webhooks: Webhooks::parse(text(15)?).map_err(|e| bad("webhooks", e))?,
+        created_at: from_sql_time(r.try_get(16)?),
+        updated_at: from_sql_time(r.try_get(17)?),
+    })
+}
+
+fn log_from_row(r: &Row) -> Result<LogEntry, Fail> {
+    let action: &str = r.try_get(3)?;
+    Ok(LogEntry {
+        id: LogId::new(r.try_get(0)?),
+        flag_id: FlagId::new(r.try_get(1)?),
+        app_id: AppId::new(r.try_get(2)?),
+        action: Action::parse(action).ok_or_else(|| corrupt(format!("action {action:?}")))?,
+        flag_title: r.try_get(4)?,
+        flag_description: r.try_get(5)?,
+        created_at: from_sql_time(r.try_get(6)?),
+    })
+}
+
+fn key_from_row(r: &Row) -> Result<SdkKey, Fail> {
+    Ok(SdkKey {
+        id: r.try_get(0)?,
+        created_at: from_sql_time(r.try_get(1)?),
+        updated_at: from_sql_time(r.try_get(2)?),
+    })
+}
+
+fn state_name(s: CircuitState) -> &'static str {
+    match s {
+        CircuitState::Off => "off",
+        CircuitState::On => "on",
+        CircuitState::Recovering => "recovering",
+    }
+}
+
+/// A unique violation becomes `AlreadyExists`; anything else stays a PostgreSQL error.
+fn taken(what: Resource, title: &Title) -> impl FnOnce(tokio_postgres::Error) -> Fail + '_ {
+    move |e| {
+        if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+            Fail::Store(StoreError::AlreadyExists {
+                what,
+                title: title.as_str().to_owned(),
+            })
+        } else {
+            Fail::Pg(e)
+        }
+    }
+}
+
+async fn live_app(tx: &Transaction<'_>, id: AppId, lock: bool) -> Result<App, Fail> {
+    let sql = if lock {
+        "SELECT id, title, created_at, updated_at FROM apps WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
+    } else {
+        "SELECT id, title, created_at, updated_at FROM apps WHERE id = $1 AND deleted_at IS NULL"
+    };
+    let stmt = tx.prepare_cached(sql).await?;
+    match tx.query_opt(&stmt, &[&id.get()]).await? {
+        Some(row) => app_from_row(&row),
+        None => Err(StoreError::NotFound(Resource::App).into()),
+    }
+}
+
+async fn flag_by_id(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, Fail> {
+    let stmt = tx
+        .prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE id = $1"))
+        .await?;
+    match tx.query_opt(&stmt, &[&id.get()]).await? {
+        Some(row) => flag_from_row(&row),
+        None => Err(StoreError::NotFound(Resource::Flag).into()),
+    }
+}
+
+/// Locks the flag's app (the order every writer follows: app, then flag) and reads the flag as
+/// it is once the lock is held.
+async fn lock_flag(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, Fail> {
+    let stmt = tx
+        .prepare_cached("SELECT app_id FROM flags WHERE id = $1")
+        .await?;
+    let app: i64 = match tx.query_opt(&stmt, &[&id.get()]).await? {
+        Some(row) => row.try_get(0)?,
+        None => return Err(StoreError::NotFound(Resource::Flag).into()),
+    };
+    let stmt = tx
+        .prepare_cached("SELECT 1 FROM apps WHERE id = $1 FOR UPDATE")
+        .await?;
+    tx.query_opt(&stmt, &[&app]).await?;
+    // Read committed: this statement sees every change committed before we got the lock.
+    flag_by_id(tx, id).await
+}
+
+async fn write_log(
+    tx: &Transaction<'_>,
+    flag: &Flag,
+    action: Action,
+    now: Timestamp,
+) -> Result<(), Fail> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &flag.id.get(),
+            &flag.app_id.get(),
+            &action.as_str(),
+            &flag.title.as_str(),
+            &flag.description.as_str(),
+            &to_sql_time(now),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Bumps the app's revision and writes the outbox record, in one statement.
+async fn bump(
+    tx: &Transaction<'_>,
+    app: AppId,
+    origin: Origin,
+    now: Timestamp,
+) -> Result<Revision, Fail> {
+    let stmt = tx
+        .prepare_cached(
+            "WITH r AS (UPDATE apps SET revision = revision + 1 WHERE id = $1 RETURNING id, revision)
+             INSERT INTO outbox (app_id, revision, origin, created_at)
+             SELECT id, revision, $2, $3 FROM r RETURNING revision",
+        )
+        .await?;
+    let row = tx
+        .query_one(&stmt, &[&app.get(), &origin.as_str(), &to_sql_time(now)])
+        .await?;
+    Ok(Revision(row.try_get::<_, i64>(0)? as u64))
+}
+
+/// The 17 columns of a flag after `id`, in `FLAG_COLUMNS` order with `title_key` after `title`
+/// (`created_at` last).
+fn flag_values(f: &Flag) -> FlagValues<'_> {
+    FlagValues {
+        app_id: f.app_id.get(),
+        title: f.title.as_str(),
+        title_key: f.title.key(),
+        description: f.description.as_str(),
+        state: state_name(f.state),
+        rollout: f.rollout_percentage.tenths() as i16,
+        users: f.white_listed_users.as_str(),
+        threshold: f.error_threshold_percentage.tenths() as i16,
+        recoverable: f.is_recoverable,
+        recovery: f.circuit_recovery_percentage.tenths() as i16,
+        delay: f.circuit_recovery_delay.get() as i32,
+        initial: f.circuit_initial_recovery_percentage.tenths() as i16,
+        rate: f.circuit_recovery_rate.get() as i32,
+        increment: f.circuit_recovery_increment_percentage.tenths() as i16,
+        profile: f.circuit_recovery_profile.as_str(),
+        webhooks: f.webhooks.as_str(),
+        updated_at: to_sql_time(f.updated_at),
+        created_at: to_sql_time(f.created_at),
+    }
+}
+
+struct FlagValues<'a> {
+    app_id: i64,
+    title: &'a str,
+    title_key: String,
+    description: &'a str,
+    state: &'static str,
+    rollout: i16,
+    users: &'a str,
+    threshold: i16,
+    recoverable: bool,
+    recovery: i16,
+    delay: i32,
+    initial: i16,
+    rate: i32,
+    increment: i16,
+    profile: &'static str,
+    webhooks: &'a str,
+    updated_at: std::time::SystemTime,
+    created_at: std::time::SystemTime,
+}
+
+impl FlagValues<'_> {
+    /// $1..$17, then `last` as $18.
+    fn params<'p>(&'p self, last: &'p (dyn ToSql + Sync)) -> [&'p (dyn ToSql + Sync); 18] {
+        [
+            &self.app_id,
+            &self.title,
+            &self.title_key,
+            &self.description,
+            &self.state,
+            &self.rollout,
+            &self.users,
+            &self.threshold,
+            &self.recoverable,
+            &self.recovery,
+            &self.delay,
+            &self.initial,
+            &self.rate,
+            &self.increment,
+            &self.profile,
+            &self.webhooks,
+            &self.updated_at,
+            last,
+        ]
+    }
+}
+
+const INSERT_FLAG: &str = "INSERT INTO flags (app_id, title, title_key, description, state,
+        rollout_tenths, white_listed_users, error_threshold_tenths, is_recoverable,
+        recovery_tenths, recovery_delay_ms, initial_recovery_tenths, recovery_rate_ms,
+        recovery_increment_tenths, recovery_profile, webhooks, updated_at, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+    RETURNING id";
+
+const UPDATE_FLAG: &str = "UPDATE flags SET app_id = $1, title = $2, title_key = $3,
+        description = $4, state = $5, rollout_tenths = $6, white_listed_users = $7,
+        error_threshold_tenths = $8, is_recoverable = $9, recovery_tenths = $10,
+        recovery_delay_ms = $11, initial_recovery_tenths = $12, recovery_rate_ms = $13,
+        recovery_increment_tenths = $14, recovery_profile = $15, webhooks = $16, updated_at = $17
+    WHERE id = $18";
+
+async fn flags_of(tx: &Transaction<'_>, app: AppId) -> Result<Vec<Flag>, Fail> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = $1 ORDER BY id"
+        ))
+        .await?;
+    tx.query(&stmt, &[&app.get()])
+        .await?
+        .iter()
+        .map(flag_from_row)
+        .collect()
+}
+
+async fn logs_where(
+    tx: &Transaction<'_>,
+    filter: &str,
+    id: Option<i64>,
+) -> Result<Vec<LogEntry>, Fail> {
+    let stmt = tx
+        .prepare_cached(&format!("SELECT {LOG_COLUMNS} FROM logs {filter}"))
+        .await?;
+    let rows = match id {
+        Some(id) => tx.query(&stmt, &[&id]).await?,
+        None => tx.query(&stmt, &[]).await?,
+    };
+    rows.iter().map(log_from_row).collect()
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(map_pg)?;
+        Ok(())
+    }
+
+    async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
+        snapshot!(self, |tx| {
+            let stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {APP_COLUMNS} FROM apps WHERE deleted_at IS NULL ORDER BY id"
+                ))
+                .await?;
+            tx.query(&stmt, &[])
+                .await?
+                .iter()
+                .map(app_from_row)
+                .collect::<Result<Vec<_>, _>>()?
+        })
+    }
+
+    async fn get_app(&self, id: AppId) -> Result<App, StoreError> {
+        snapshot!(self, |tx| { live_app(&tx, id, false).await? })
+    }
+
+    async fn create_app(&self, title: &Title, now: Timestamp) -> Result<App, StoreError> {
+        transact!(self, |tx| {
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO apps (title, title_key, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id",
+                )
+                .await?;
+            let row = tx
+                .query_one(&stmt, &[&title.as_str(), &title.key(), &to_sql_time(now)])
+                .await
+                .map_err(taken(Resource::App, title))?;
+            App {
+                id: AppId::new(row.try_get(0)?),
+                title: title.clone(),
+                created_at: now,
+                updated_at: now,
+            }
+        })
+    }
+
+    async fn rename_app(
+        &self,
+        id: AppId,
+        title: &Title,
+        now: Timestamp,
+    ) -> Result<App, StoreError> {
+        transact!(self, |tx| {
+            let app = live_app(&tx, id, true).await?;
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE apps SET title = $1, title_key = $2, updated_at = $3 WHERE id = $4",
+                )
+                .await?;
+            tx.execute(
+                &stmt,
+                &[&title.as_str(), &title.key(), &to_sql_time(now), &id.get()],
+            )
+            .await
+            .map_err(taken(Resource::App, title))?;
+            App {
+                title: title.clone(),
+                updated_at: now,
+                ..app
+            }
+        })
+    }
+
+    async fn delete_app(&self, id: AppId, now: Timestamp) -> Result<Change<App>, StoreError> {
+        transact!(self, |tx| {
+            let app = live_app(&tx, id, true).await?;
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at)
+                     SELECT id, app_id, 'delete', title, description, $2 FROM flags WHERE app_id = $1 ORDER BY id",
+                )
+                .await?;
+            tx.execute(&stmt, &[&id.get(), &to_sql_time(now)]).await?;
+            let stmt = tx
+                .prepare_cached("DELETE FROM flags WHERE app_id = $1")
+                .await?;
+            tx.execute(&stmt, &[&id.get()]).await?;
+            let stmt = tx
+                .prepare_cached("UPDATE apps SET deleted_at = $2 WHERE id = $1")
+                .await?;
+            tx.execute(&stmt, &[&id.get(), &to_sql_time(now)]).await?;
+            let revision = bump(&tx, id, Origin::Manual, now).await?;
+            Change {
+                value: app,
+                revision: Some(revision),
+            }
+        })
+    }
+
+    async fn list_flags(&self, app: AppId) -> Result<Vec<Flag>, StoreError> {
+        snapshot!(self, |tx| {
+            live_app(&tx, app, false).await?;
+            flags_of(&tx, app).await?
+        })
+    }
+
+    async fn get_flag(&self, id: FlagId) -> Result<Flag, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE id = $1"))
+            .await
+            .map_err(map_pg)?;
+        match client
+            .query_opt(&stmt, &[&id.get()])
+            .await
+            .map_err(map_pg)?
+        {
+            Some(row) => flag_from_row(&row).map_err(|e| match e {
+                Fail::Store(e) => e,
+                Fail::Pg(e) => map_pg(e),
+            }),
+            None => Err(StoreError::NotFound(Resource::Flag)),
+        }
+    }
+
+    async fn flag_with_logs(&self, id: FlagId) -> Result<(Flag, Vec<LogEntry>), StoreError> {
+        snapshot!(self, |tx| {
+            let flag = flag_by_id(&tx, id).await?;
+            let logs = logs_where(&tx, "WHERE flag_id = $1 ORDER BY id", Some(id.get())).await?;
+            (flag, logs)
+        })
+    }
+
+    async fn create_flag(
+        &self,
+        app: AppId,
+        flag: &NewFlag,
+        now: Timestamp,
+    ) -> Result<Change<Flag>, StoreError> {
+        let flag = flag.build(app, now);
+        transact!(self, |tx| {
+            live_app(&tx, app, true).await?;
+            let v = flag_values(&flag);
+            let stmt = tx.prepare_cached(INSERT_FLAG).await?;
+            let row = tx
+                .query_one(&stmt, &v.params(&v.created_at))
+                .await
+                .map_err(taken(Resource::Flag, &flag.title))?;
+            let flag = flag.clone().with_id(FlagId::new(row.try_get(0)?));
+            write_log(&tx, &flag, Action::Create, now).await?;
+            let revision = bump(&tx, app, Origin::Manual, now).await?;
+            Change {
+                value: flag,
+                revision: Some(revision),
+            }
+        })
+    }
+
+    async fn change_flag(
+        &self,
+        id: FlagId,
+        command: &FlagCommand,
+        origin: Origin,
+        now: Timestamp,
+    ) -> Result<Change<Flag>, StoreError> {
+        transact!(self, |tx| {
+            let current = lock_flag(&tx, id).await?;
+            match command.apply(&current, now) {
+                None => Change {
+                    value: current,
+                    revision: None,
+                },
+                Some((next, action)) => {
+                    let v = flag_values(&next);
+                    let raw_id = id.get();
+                    let stmt = tx.prepare_cached(UPDATE_FLAG).await?;
+                    tx.execute(&stmt, &v.params(&raw_id))
+                        .await
+                        .map_err(taken(Resource::Flag, &next.title))?;
+                    write_log(&tx, &next, action, now).await?;
+                    let revision = bump(&tx, next.app_id, origin, now).await?;
+                    Change {
+                        value: next,
+                        revision: Some(revision),
+                    }
+                }
+            }
+        })
+    }
+
+    async fn delete_flag(&self, id: FlagId, now: Timestamp) -> Result<Change<Flag>, StoreError> {
+        transact!(self, |tx| {
+            let flag = lock_flag(&tx, id).await?;
+            write_log(&tx, &flag, Action::Delete, now).await?;
+            let stmt = tx.prepare_cached("DELETE FROM flags WHERE id = $1").await?;
+            tx.execute(&stmt, &[&id.get()]).await?;
+            let revision = bump(&tx, flag.app_id, Origin::Manual, now).await?;
+            Change {
+                value: flag,
+                revision: Some(revision),
+            }
+        })
+    }
+
+    async fn list_logs(&self) -> Result<Vec<LogEntry>, StoreError> {
+        snapshot!(self, |tx| {
+            logs_where(&tx, "ORDER BY id DESC", None).await?
+        })
+    }
+
+    async fn app_logs(&self, app: AppId) -> Result<Vec<LogEntry>, StoreError> {
+        snapshot!(self, |tx| {
+            live_app(&tx, app, false).await?;
+            logs_where(&tx, "WHERE app_id = $1 ORDER BY id", Some(app.get())).await?
+        })
+    }
+
+    async fn sdk_key(&self) -> Result<Option<SdkKey>, StoreError> {
+        snapshot!(self, |tx| {
+            match tx
+                .query_opt("SELECT id, created_at, updated_at FROM sdk_key", &[])
+                .await?
+            {
+                Some(row) => Some(key_from_row(&row)?),
+                None => None,
+            }
+        })
+    }
+
+    async fn ensure_sdk_key(&self, candidate: &SdkKey) -> Result<SdkKey, StoreError> {
+        transact!(self, |tx| {
+            tx.execute(
+                "INSERT INTO sdk_key (singleton, id, created_at, updated_at) VALUES (1, $1, $2, $3)
+                 ON CONFLICT (singleton) DO NOTHING",
+                &[
+                    &candidate.id,
+                    &to_sql_time(candidate.created_at),
+                    &to_sql_time(candidate.updated_at),
+                ],
+            )
+            .await?;
+            key_from_row(
+                &tx.query_one("SELECT id, created_at, updated_at FROM sdk_key", &[])
+                    .await?,
+            )?
+        })
+    }
+
+    async fn replace_sdk_key(&self, key: &SdkKey) -> Result<SdkKey, StoreError> {
+        transact!(self, |tx| {
+            tx.execute(
+                "INSERT INTO sdk_key (singleton, id, created_at, updated_at) VALUES (1, $1, $2, $3)
+                 ON CONFLICT (singleton) DO UPDATE SET id = excluded.id,
+                    created_at = excluded.created_at, updated_at = excluded.updated_at",
+                &[
+                    &key.id,
+                    &to_sql_time(key.created_at),
+                    &to_sql_time(key.updated_at),
+                ],
+            )
+            .await?;
+            key.clone()
+        })
+    }
+
+    async fn ruleset(&self, app: AppId) -> Result<Ruleset, StoreError> {
+        snapshot!(self, |tx| {
+            let stmt = tx
+                .prepare_cached("SELECT revision, deleted_at IS NOT NULL FROM apps WHERE id = $1")
+                .await?;
+            let row = match tx.query_opt(&stmt, &[&app.get()]).await? {
+                Some(row) => row,
+                None => return Err(StoreError::NotFound(Resource::App).into()),
+            };
+            let revision: i64 = row.try_get(0)?;
+            let deleted: bool = row.try_get(1)?;
+            let flags = if deleted {
+                Vec::new()
+            } else {
+                flags_of(&tx, app).await?
+            };
+            Ruleset {
+                app_id: app,
+                revision: Revision(revision as u64),
+                flags,
+            }
+        })
+    }
+
+    async fn pending(&self) -> Result<Vec<Pending>, StoreError> {
+        snapshot!(self, |tx| {
+            let stmt = tx
+                .prepare_cached(
+                    "SELECT DISTINCT ON (app_id) app_id, revision, origin FROM outbox
+                     ORDER BY app_id, revision DESC",
+                )
+                .await?;
+            let mut out = Vec::new();
+            for row in tx.query(&stmt, &[]).await? {
+                let origin: &str = row.try_get(2)?;
+                out.push(Pending {
+                    app_id: AppId::new(row.try_get(0)?),
+                    revision: Revision(row.try_get::<_, i64>(1)? as u64),
+                    origin: Origin::parse(origin)
+                        .ok_or_else(|| corrupt(format!("origin {origin:?}")))?,
+                });
+            }
+            out
+        })
+    }
+
+    async fn mark_published(&self, app: AppId, revision: Revision) -> Result<(), StoreError> {
+        transact!(self, |tx| {
+            let stmt = tx
+                .prepare_cached("DELETE FROM outbox WHERE app_id = $1 AND revision <= $2")
+                .await?;
+            tx.execute(&stmt, &[&app.get(), &(revision.0 as i64)])
+                .await?;
+        })
+    }
+}
