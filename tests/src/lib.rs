@@ -23,7 +23,7 @@ pub enum TestStore {
     /// A SQLite file in a temporary directory.
     Sqlite(tempfile::TempDir),
     /// A database created for this test (dropped afterwards).
-    Postgres(flagtower_adapters::postgres::testing::TestDatabase),
+    Postgres(Box<flagtower_adapters::postgres::testing::TestDatabase>),
 }
 
 impl TestStore {
@@ -37,7 +37,7 @@ impl TestStore {
     pub async fn postgres() -> Option<Self> {
         flagtower_adapters::postgres::testing::TestDatabase::create()
             .await
-            .map(Self::Postgres)
+            .map(|db| Self::Postgres(Box::new(db)))
     }
 
     /// Opens the store (again: each call is a new connection to the same data, as a restarted
