@@ -717,3 +717,43 @@ async fn a_client_too_slow_to_send_its_headers_is_disconnected() {
     let c = flagtower_tests::Client::new(&format!("http://{addr}"));
     assert_eq!(c.get("/api/apps").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_completes_gets_a_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = flagtower_adapters::sqlite::SqliteStore::open(dir.path().join("t.db"))
+        .await
+        .unwrap();
+    let tower = flagtower_core::Tower::builder(std::sync::Arc::new(store))
+        .start()
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = flagtower_http::ServerOptions {
+        body_read_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    tokio::spawn(flagtower_http::run_with(
+        listener,
+        tower,
+        std::future::pending(),
+        options,
+    ));
+    // Promise 100 bytes, send 10.
+    let req = b"POST /api/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"title\": ".to_vec();
+    let status = tokio::task::spawn_blocking(move || raw_status(addr, &req))
+        .await
+        .unwrap();
+    assert_eq!(status, 408);
+    let c = flagtower_tests::Client::new(&format!("http://{addr}"));
+    assert!(
+        c.get("/api/apps")
+            .await
+            .payload()
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing was written"
+    );
+}

@@ -11,7 +11,9 @@ pub struct Config {
     pub bind: IpAddr,
     /// `PORT`: the HTTP port (default 3001).
     pub port: u16,
-    /// `TOWER_STORE_URL`: `sqlite://PATH` (default `sqlite://tower.db`).
+    /// `TOWER_STORE_URL`: `sqlite://PATH` (default `sqlite://tower.db`) or `postgres://…`. When it
+    /// is unset and `PGHOST` or `PGDATABASE` is set, `postgres://` (the libpq variables fill in
+    /// the rest, as in the original Tower's sample configuration).
     pub store_url: String,
 }
 
@@ -61,7 +63,13 @@ impl Config {
                 message: format!("`{v}` is not an IP address (e.g. 127.0.0.1 or 0.0.0.0)"),
             })?,
         };
-        let store_url = get("TOWER_STORE_URL").unwrap_or_else(|| "sqlite://tower.db".to_owned());
+        let store_url = get("TOWER_STORE_URL").unwrap_or_else(|| {
+            if get("PGHOST").is_some() || get("PGDATABASE").is_some() {
+                "postgres://".to_owned()
+            } else {
+                "sqlite://tower.db".to_owned()
+            }
+        });
         match store_url.split_once("://") {
             Some(("sqlite", path)) if !path.is_empty() => {}
             Some(("sqlite", _)) => {
@@ -70,6 +78,7 @@ impl Config {
                     message: "sqlite:// needs a file path, e.g. sqlite://tower.db".to_owned(),
                 });
             }
+            Some(("postgres" | "postgresql", _)) if cfg!(feature = "postgres") => {}
             Some(("postgres" | "postgresql", _)) => {
                 return Err(ConfigError {
                     variable: "TOWER_STORE_URL",
@@ -80,7 +89,7 @@ impl Config {
                 return Err(ConfigError {
                     variable: "TOWER_STORE_URL",
                     message: format!(
-                        "`{}` is not a store URL: expected sqlite://PATH",
+                        "`{}` is not a store URL: expected sqlite://PATH or postgres://…",
                         redact_url(&store_url)
                     ),
                 });
@@ -161,15 +170,26 @@ mod tests {
                 .variable,
             "TOWER_STORE_URL"
         );
-        let e = cfg(&[("TOWER_STORE_URL", "postgres://u:hunter2@h/db")]).unwrap_err();
-        assert!(e.to_string().contains("`postgres` cargo feature"), "{e}");
-        assert!(!e.to_string().contains("hunter2"));
         let e = cfg(&[("TOWER_STORE_URL", "foo://u:hunter2@h/db")]).unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert_eq!(
             cfg(&[("NATS_SERVER", "nats://x")]).unwrap_err().variable,
             "NATS_SERVER"
         );
+    }
+
+    #[test]
+    fn postgres_comes_from_the_url_or_the_libpq_variables() {
+        let c = cfg(&[("TOWER_STORE_URL", "postgres://u:hunter2@h/db")]).unwrap();
+        assert_eq!(c.store_url, "postgres://u:hunter2@h/db");
+        let c = cfg(&[("PGHOST", "localhost"), ("PGDATABASE", "tower")]).unwrap();
+        assert_eq!(c.store_url, "postgres://");
+        let c = cfg(&[
+            ("PGHOST", "localhost"),
+            ("TOWER_STORE_URL", "sqlite://x.db"),
+        ])
+        .unwrap();
+        assert_eq!(c.store_url, "sqlite://x.db", "an explicit URL wins");
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub enum ApiError {
     Conflict(String),
     /// A body over the limit.
     PayloadTooLarge(usize),
+    /// A body that did not arrive in time.
+    RequestTimeout(std::time::Duration),
     /// A body that is not `application/json`.
     UnsupportedMediaType,
     /// A field failed validation or is unknown.
@@ -59,6 +61,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -73,6 +76,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::RequestTimeout(_) => "request_timeout",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Validation { .. } => "validation_failed",
             Self::Unavailable(_) => "unavailable",
@@ -98,6 +102,7 @@ impl ApiError {
                 )
             }
             Self::PayloadTooLarge(limit) => format!("request body exceeds {limit} bytes"),
+            Self::RequestTimeout(t) => format!("request body not received within {t:?}"),
             Self::UnsupportedMediaType => "request body must be application/json".to_owned(),
             Self::Unavailable(_) => "a backend is unavailable; retry shortly".to_owned(),
             Self::Internal(_) => "internal server error".to_owned(),

@@ -38,6 +38,9 @@ pub use routes::{MAX_BODY_BYTES, handle};
 /// How long a client may take to send a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a client may take to send a request's body.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long shutdown waits for in-flight requests before dropping them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -62,12 +65,16 @@ pub struct ServerOptions {
     pub header_read_timeout: Duration,
     /// How long shutdown waits for in-flight requests (default [`SHUTDOWN_GRACE`]).
     pub shutdown_grace: Duration,
+    /// How long a client may take to send a request's body (default [`BODY_READ_TIMEOUT`]);
+    /// a slower one gets a 408.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             header_read_timeout: HEADER_READ_TIMEOUT,
+            body_read_timeout: BODY_READ_TIMEOUT,
             shutdown_grace: SHUTDOWN_GRACE,
         }
     }
@@ -113,7 +120,7 @@ pub async fn run_with(
                 let tower = tower.clone();
                 let svc = service_fn(move |req| {
                     let tower = tower.clone();
-                    async move { Ok::<_, Infallible>(handle(tower, req).await) }
+                    async move { Ok::<_, Infallible>(handle(tower, req, options).await) }
                 });
                 let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
                 tokio::spawn(async move {

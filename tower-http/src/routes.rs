@@ -73,11 +73,15 @@ impl<'a> Route<'a> {
 }
 
 /// Handles one request; never fails (errors become JSON error responses).
-pub async fn handle(tower: Tower, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(
+    tower: Tower,
+    req: Request<Incoming>,
+    options: crate::ServerOptions,
+) -> Response<Full<Bytes>> {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let res = match dispatch(&tower, req).await {
+    let res = match dispatch(&tower, req, options).await {
         Ok(res) => res,
         Err(e) => e.into_response(),
     };
@@ -96,7 +100,7 @@ fn id<T: FromStr<Err = flagtower_core::model::InvalidValue>>(raw: &str) -> Resul
         .map_err(|e: flagtower_core::model::InvalidValue| ApiError::BadRequest(e.0))
 }
 
-async fn dispatch(tower: &Tower, req: Request<Incoming>) -> Reply {
+async fn dispatch(tower: &Tower, req: Request<Incoming>, options: crate::ServerOptions) -> Reply {
     let (parts, body) = req.into_parts();
     let route = Route::find(parts.uri.path())
         .ok_or_else(|| ApiError::NotFound(format!("no route for {}", parts.uri.path())))?;
@@ -105,7 +109,7 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>) -> Reply {
         return Err(ApiError::MethodNotAllowed(route.allowed()));
     }
     // Read (and bound) the body before anything else, so a refused body never half-applies.
-    let body = read_json(&parts, body).await?;
+    let body = read_json(&parts, body, options.body_read_timeout).await?;
     let need = |b: Option<Value>| {
         b.ok_or_else(|| ApiError::BadRequest("a JSON request body is required".to_owned()))
     };
@@ -233,11 +237,12 @@ fn time_window(query: Option<&str>) -> Result<TimeWindow, ApiError> {
     )?)
 }
 
-/// Reads the body within [`MAX_BODY_BYTES`]; `None` when empty. A non-empty body must be
+/// Reads the body within [`MAX_BODY_BYTES`] and `timeout`; `None` when empty. A non-empty body must be
 /// `application/json` and valid JSON.
 async fn read_json(
     parts: &http::request::Parts,
     body: Incoming,
+    timeout: std::time::Duration,
 ) -> Result<Option<Value>, ApiError> {
     let declared = parts
         .headers
@@ -247,9 +252,10 @@ async fn read_json(
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
     }
-    let bytes = Limited::new(body, MAX_BODY_BYTES)
-        .collect()
+    let collected = tokio::time::timeout(timeout, Limited::new(body, MAX_BODY_BYTES).collect())
         .await
+        .map_err(|_| ApiError::RequestTimeout(timeout))?;
+    let bytes = collected
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 ApiError::PayloadTooLarge(MAX_BODY_BYTES)

@@ -25,20 +25,25 @@ fn tower() -> Command {
 
 /// Starts the binary on port 0 and reads its address from the log line.
 fn start(db: &std::path::Path) -> (Child, SocketAddr) {
-    let mut child = tower()
+    start_with(tower().env("TOWER_STORE_URL", format!("sqlite://{}", db.display())))
+}
+
+fn start_with(cmd: &mut Command) -> (Child, SocketAddr) {
+    let mut child = cmd
         .env("PORT", "0")
-        .env("TOWER_STORE_URL", format!("sqlite://{}", db.display()))
         .env("TOWER_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn tower");
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
     let addr = loop {
-        let line = lines
-            .next()
-            .expect("tower exited before listening")
-            .unwrap();
+        let Some(Ok(line)) = lines.next() else {
+            panic!("tower exited before listening:\n{seen}");
+        };
+        seen.push_str(&line);
+        seen.push('\n');
         if let Some(rest) = line.split("listening on http://").nth(1) {
             break rest.trim().parse().expect("address");
         }
@@ -80,16 +85,21 @@ fn configuration_errors_name_the_variable_and_exit_2() {
             "the password is not printed: {stderr}"
         );
     }
+    // A PostgreSQL that is not there: a clear error naming where, never the password.
     let out = tower()
-        .env("TOWER_STORE_URL", "postgres://u:secret@h/db")
+        .env(
+            "TOWER_STORE_URL",
+            "postgres://tower:secret@127.0.0.1:1/tower?connect_timeout=2",
+        )
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("`postgres` cargo feature") && !stderr.contains("secret"),
+        stderr.contains("cannot connect to PostgreSQL at 127.0.0.1:1/tower"),
         "{stderr}"
     );
+    assert!(!stderr.contains("secret"), "{stderr}");
     let out = tower().arg("--help").output().unwrap();
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("TOWER_STORE_URL")
@@ -153,4 +163,48 @@ fn sigterm_lets_the_request_in_flight_finish_and_a_restart_keeps_it() {
     assert!(apps.contains("\"title\":\"in flight\""), "{apps}");
     sigterm(&child);
     assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn the_libpq_variables_alone_select_postgresql() {
+    use flagtower_adapters::postgres::testing::TestDatabase;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(db) = rt.block_on(TestDatabase::create()) else {
+        return;
+    };
+    // The seed's sample configuration: PG* variables, no URL.
+    let opts = db.options();
+    let target = opts.target(); // "host:port/db (user u)"
+    let (hostport, rest) = target.split_once('/').unwrap();
+    let (host, port) = hostport.rsplit_once(':').unwrap();
+    let dbname = rest.split(' ').next().unwrap();
+    let user = rest.rsplit_once("user ").unwrap().1.trim_end_matches(')');
+    let (mut child, addr) = start_with(
+        tower()
+            .env("PGHOST", host)
+            .env("PGPORT", port)
+            .env("PGDATABASE", dbname)
+            .env("PGUSER", user),
+    );
+    let body = r#"{"title": "pg!"}"#;
+    let created = request(
+        addr,
+        &format!(
+            "POST /api/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    // It is in PostgreSQL.
+    let store = rt.block_on(db.open());
+    let apps = rt
+        .block_on(flagtower_core::Store::list_apps(&store))
+        .unwrap();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(apps[0].title.as_str(), "pg!");
 }

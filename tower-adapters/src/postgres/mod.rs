@@ -112,11 +112,10 @@ impl PostgresOptions {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, OpenError> {
         let env = |k: &str| env(k).filter(|v| !v.is_empty());
-        // tokio-postgres fills in port 5432 for a URL without one; libpq would use PGPORT.
-        let url = url.map(|u| match env("PGPORT") {
-            Some(port) if !url_has_port(u) => with_port(u, &port),
-            _ => u.to_owned(),
-        });
+        // tokio-postgres fills in port 5432 for a URL without one and takes an empty host
+        // literally; libpq would use PGHOST and PGPORT. Fill them into the URL first.
+        let url =
+            url.map(|u| fill_authority(u, env("PGHOST").as_deref(), env("PGPORT").as_deref()));
         let mut config = match &url {
             // tokio-postgres's own messages never include the password.
             Some(u) => {
@@ -246,16 +245,28 @@ fn authority(url: &str) -> (usize, usize) {
     (host_start, end)
 }
 
-fn url_has_port(url: &str) -> bool {
-    let (start, end) = authority(url);
-    let host = &url[start..end];
+fn url_has_port(host: &str) -> bool {
     let after_brackets = host.rfind(']').map_or(host, |i| &host[i..]);
     after_brackets.contains(':')
 }
 
-fn with_port(url: &str, port: &str) -> String {
-    let (_, end) = authority(url);
-    format!("{}:{port}{}", &url[..end], &url[end..])
+/// `url` with an empty host replaced by `pg_host` (or `localhost`) and a missing port by
+/// `pg_port`.
+fn fill_authority(url: &str, pg_host: Option<&str>, pg_port: Option<&str>) -> String {
+    let (start, end) = authority(url);
+    let mut host = url[start..end].to_owned();
+    if host.is_empty() || host.starts_with(':') {
+        // A socket directory goes in percent-encoded, as libpq's URLs allow.
+        let h = pg_host.unwrap_or("localhost").replace('/', "%2F");
+        host.insert_str(0, &h);
+    }
+    if !url_has_port(&host)
+        && let Some(port) = pg_port
+    {
+        host.push(':');
+        host.push_str(port);
+    }
+    format!("{}{host}{}", &url[..start], &url[end..])
 }
 
 /// A Tower [`flagtower_core::Store`] on PostgreSQL.

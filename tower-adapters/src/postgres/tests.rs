@@ -243,3 +243,32 @@ fn libpq_variables_fill_what_the_url_leaves_out() {
     );
     assert!(PostgresOptions::from_url("postgres://h/db?sslmode=bogus").is_err());
 }
+
+#[test]
+fn empty_hosts_and_missing_ports_come_from_the_variables() {
+    assert_eq!(
+        fill_authority("postgres://", Some("db"), Some("6543")),
+        "postgres://db:6543"
+    );
+    assert_eq!(
+        fill_authority("postgres://", None, None),
+        "postgres://localhost"
+    );
+    assert_eq!(
+        fill_authority("postgres://u:p@/x?a=b", Some("h"), None),
+        "postgres://u:p@h/x?a=b"
+    );
+    assert_eq!(
+        fill_authority("postgres://u@h:1/x", Some("o"), Some("2")),
+        "postgres://u@h:1/x"
+    );
+    assert_eq!(
+        fill_authority("postgres://[::1]/x", None, Some("2")),
+        "postgres://[::1]:2/x"
+    );
+    let o = PostgresOptions::from_url_and_env(Some("postgres://"), |k| {
+        (k == "PGHOST").then(|| "db.internal".to_owned())
+    })
+    .unwrap();
+    assert_eq!(o.target(), "db.internal:5432/postgres (user postgres)");
+}

@@ -12,7 +12,9 @@ USAGE: tower [--help | --version]
 Configuration (environment):
   PORT              HTTP port                               (default 3001)
   TOWER_BIND        listen address                          (default 127.0.0.1)
-  TOWER_STORE_URL   sqlite://PATH                           (default sqlite://tower.db)
+  TOWER_STORE_URL   sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=…
+                    (default sqlite://tower.db; with PGHOST or PGDATABASE set, PostgreSQL
+                    from PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE)
   TOWER_LOG         log filter, e.g. info or flagtower_http=debug (default info; RUST_LOG too)
 ";
 
@@ -62,7 +64,9 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> Result<(), flagtower_core::BoxError> {
     tracing::info!(config = ?config, "starting");
-    let store = flagtower_adapters::open_store(&config.store_url).await?;
+    let store =
+        flagtower_adapters::open_store_with_env(&config.store_url, |k| std::env::var(k).ok())
+            .await?;
     let tower = Tower::builder(store).start().await?;
     let addr = std::net::SocketAddr::new(config.bind, config.port);
     let listener = tokio::net::TcpListener::bind(addr)
