@@ -17,17 +17,12 @@ use flagtower_core::{InProcessPublisher, Title, Tower};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A database file of your choice, or a fresh temporary one.
     let tmp = tempfile::tempdir()?;
-    let path = std::env::args()
-        .nth(1)
-        .map_or_else(|| tmp.path().join("tower.db"), Into::into);
+    let path = std::env::args().nth(1).map_or_else(|| tmp.path().join("tower.db"), Into::into);
     let store = SqliteStore::open(&path).await?;
 
     // The publisher is a port: here the in-process one, in production NATS JetStream.
     let publisher = InProcessPublisher::new();
-    let tower = Tower::builder(Arc::new(store))
-        .publisher(publisher.clone())
-        .start()
-        .await?;
+    let tower = Tower::builder(Arc::new(store)).publisher(publisher.clone()).start().await?;
     let mut rulesets = publisher.subscribe();
 
     let app = tower.create_app(&Title::parse("Checkout")?).await?;
@@ -35,10 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let new_flag =
         parse_new_flag(&serde_json::json!({"title": "new-cart", "rollout_percentage": 25}))?;
     let flag = tower.create_flag(app.id, &new_flag).await?;
-    println!(
-        "created app {} and flag {} ({})",
-        app.id, flag.id, flag.title
-    );
+    println!("created app {} and flag {} ({})", app.id, flag.id, flag.title);
 
     tower.toggle_flag(flag.id, None).await?; // on
     tower.toggle_flag(flag.id, None).await?; // off again

@@ -110,14 +110,9 @@ impl Server {
     /// Starts a server on an opened store on a free port.
     pub async fn start_on(store: Arc<dyn Store>) -> Server {
         let publisher = InProcessPublisher::new();
-        let tower = Tower::builder(store)
-            .publisher(publisher.clone())
-            .start()
-            .await
-            .expect("start Tower");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let tower =
+            Tower::builder(store).publisher(publisher.clone()).start().await.expect("start Tower");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(flagtower_http::run(listener, tower.clone(), async move {
@@ -166,21 +161,14 @@ pub struct Reply {
 impl Reply {
     /// `json["payload"]`, asserting the envelope is there.
     pub fn payload(&self) -> &Value {
-        self.json
-            .get("payload")
-            .unwrap_or_else(|| panic!("no payload in {}", self.json))
+        self.json.get("payload").unwrap_or_else(|| panic!("no payload in {}", self.json))
     }
 
     /// Asserts the status and that the body is the documented error shape; returns the error
     /// object.
     #[track_caller]
     pub fn expect_error(&self, status: u16) -> &Value {
-        assert_eq!(
-            self.status,
-            status,
-            "body: {}",
-            String::from_utf8_lossy(&self.raw)
-        );
+        assert_eq!(self.status, status, "body: {}", String::from_utf8_lossy(&self.raw));
         let err = &self.json["error"];
         assert!(err["code"].is_string(), "error code in {}", self.json);
         assert!(
@@ -189,9 +177,7 @@ impl Reply {
             self.json
         );
         assert_eq!(
-            self.headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok()),
+            self.headers.get("content-type").and_then(|v| v.to_str().ok()),
             Some("application/json")
         );
         err
@@ -222,9 +208,7 @@ impl Client {
         content_type: Option<&str>,
         body: impl Into<Bytes>,
     ) -> Reply {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base));
+        let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base));
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
@@ -232,19 +216,9 @@ impl Client {
         let res = self.inner.request(req).await.expect("HTTP request");
         let status = res.status().as_u16();
         let headers = res.headers().clone();
-        let raw = res
-            .into_body()
-            .collect()
-            .await
-            .expect("response body")
-            .to_bytes();
+        let raw = res.into_body().collect().await.expect("response body").to_bytes();
         let json = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            json,
-            raw,
-        }
+        Reply { status, headers, json, raw }
     }
 
     /// `GET path`.
@@ -259,13 +233,7 @@ impl Client {
 
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> Reply {
-        self.send(
-            Method::POST,
-            path,
-            Some("application/json"),
-            body.to_string(),
-        )
-        .await
+        self.send(Method::POST, path, Some("application/json"), body.to_string()).await
     }
 
     /// `POST path` with no body.
@@ -275,13 +243,7 @@ impl Client {
 
     /// `PATCH path` with a JSON body.
     pub async fn patch(&self, path: &str, body: &Value) -> Reply {
-        self.send(
-            Method::PATCH,
-            path,
-            Some("application/json"),
-            body.to_string(),
-        )
-        .await
+        self.send(Method::PATCH, path, Some("application/json"), body.to_string()).await
     }
 
     /// `PATCH path` with no body.
@@ -292,9 +254,8 @@ impl Client {
 
 /// A golden fixture from `tests/fixtures/seed/` (the original Tower's API examples).
 pub fn seed_fixture(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/seed")
-        .join(format!("{name}.json"));
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/seed").join(format!("{name}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -333,9 +294,7 @@ pub fn assert_timestamps(v: &Value) {
         Value::Object(o) => {
             for (k, v) in o {
                 if k == "created_at" || k == "updated_at" {
-                    let s = v
-                        .as_str()
-                        .unwrap_or_else(|| panic!("{k} is not a string: {v}"));
+                    let s = v.as_str().unwrap_or_else(|| panic!("{k} is not a string: {v}"));
                     assert!(
                         flagtower_core::time::parse_rfc3339_millis(s).is_some(),
                         "{k} = {s:?} is not RFC 3339 with milliseconds"
@@ -348,4 +307,68 @@ pub fn assert_timestamps(v: &Value) {
         Value::Array(a) => a.iter().for_each(assert_timestamps),
         _ => {}
     }
+}
+
+/// A TCP proxy in front of a server, that a test can cut (every connection dropped, new ones
+/// refused) and restore on the same port: an outage of the server as its clients see it.
+pub struct TcpProxy {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    target: SocketAddr,
+    tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl TcpProxy {
+    /// Starts forwarding a free local port to `target`.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let proxy = Self { addr, target, tasks: Arc::default() };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let (target, tasks) = (self.target, Arc::clone(&self.tasks));
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Drops every connection and stops listening.
+    pub fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn restore(&self) {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_reuseaddr(true).expect("reuseaddr");
+        // The aborted listener closes asynchronously: retry the bind briefly.
+        for _ in 0..100 {
+            if socket.bind(self.addr).is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.serve(socket.listen(128).expect("listen"));
+    }
+}
+
+/// `url` (`scheme://user@host:port/db?…`) pointing at `addr` instead.
+pub fn url_with_addr(url: &str, addr: SocketAddr) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
+    let host_start = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
+    format!("{}{addr}{}", &url[..host_start], &url[end..])
 }

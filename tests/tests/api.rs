@@ -18,9 +18,7 @@ async fn the_seed_walkthrough_has_the_seed_shapes(store: TestStore) {
     let c = server.client();
 
     // Apps.
-    let r = c
-        .post("/api/apps", &seed_fixture("create_app.request"))
-        .await;
+    let r = c.post("/api/apps", &seed_fixture("create_app.request")).await;
     assert_eq!(r.status, 201, "{}", r.json);
     assert_eq!(r.payload()["title"], "First App");
     // The original returned only id, title and created_at here; we return the whole app.
@@ -37,23 +35,13 @@ async fn the_seed_walkthrough_has_the_seed_shapes(store: TestStore) {
     assert_eq!(r.payload().as_array().unwrap().len(), 2);
     let r = c.get(&format!("/api/apps/{app2}")).await;
     assert_seed_shape("get_app.response", &r.json);
-    let r = c
-        .patch(
-            &format!("/api/apps/{app2}"),
-            &seed_fixture("rename_app.request"),
-        )
-        .await;
+    let r = c.patch(&format!("/api/apps/{app2}"), &seed_fixture("rename_app.request")).await;
     assert_eq!(r.status, 200);
     assert_seed_shape("rename_app.response", &r.json);
     assert_eq!(r.payload()["title"], "App with Edited name");
 
     // Flags.
-    let r = c
-        .post(
-            &format!("/api/apps/{app1}/flags"),
-            &seed_fixture("create_flag.request"),
-        )
-        .await;
+    let r = c.post(&format!("/api/apps/{app1}/flags"), &seed_fixture("create_flag.request")).await;
     assert_eq!(r.status, 201, "{}", r.json);
     assert_seed_shape("create_flag.response", &r.json);
     let mut expected = seed_fixture("create_flag.response")["payload"].clone();
@@ -61,71 +49,41 @@ async fn the_seed_walkthrough_has_the_seed_shapes(store: TestStore) {
     for k in ["id", "app_id", "created_at", "updated_at"] {
         expected[k] = r.payload()[k].clone();
     }
-    assert_eq!(
-        r.payload(),
-        &expected,
-        "a new flag has exactly the seed's defaults"
-    );
-    let r = c
-        .post(
-            &format!("/api/apps/{app1}/flags"),
-            &json!({"title": "App 1 Flag 2"}),
-        )
-        .await;
+    assert_eq!(r.payload(), &expected, "a new flag has exactly the seed's defaults");
+    let r = c.post(&format!("/api/apps/{app1}/flags"), &json!({"title": "App 1 Flag 2"})).await;
     assert_eq!(r.status, 201);
     let r = c.get(&format!("/api/apps/{app1}/flags")).await;
     assert_eq!(r.status, 200);
     assert_seed_shape("list_flags.response", &r.json);
-    let ids: Vec<i64> = r
-        .payload()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["id"].as_i64().unwrap())
-        .collect();
+    let ids: Vec<i64> =
+        r.payload().as_array().unwrap().iter().map(|f| f["id"].as_i64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "flags by id");
     let r = c.get(&format!("/api/flags/{flag}")).await;
     assert_seed_shape("get_flag.response", &r.json);
     assert_eq!(r.payload()["logs"][0]["action_type"], "create");
 
-    let r = c
-        .patch(
-            &format!("/api/flags/{flag}"),
-            &seed_fixture("update_flag.request"),
-        )
-        .await;
+    let r = c.patch(&format!("/api/flags/{flag}"), &seed_fixture("update_flag.request")).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_seed_shape("update_flag.response", &r.json);
     let mut expected = seed_fixture("update_flag.response")["payload"].clone();
     for k in ["id", "app_id", "created_at", "updated_at"] {
         expected[k] = r.payload()[k].clone();
     }
-    assert_eq!(
-        r.payload(),
-        &expected,
-        "the seed's PATCH gives the seed's result"
-    );
+    assert_eq!(r.payload(), &expected, "the seed's PATCH gives the seed's result");
 
     let r = c.patch_empty(&format!("/api/flags/{flag}/toggle")).await;
     assert_eq!(r.status, 200);
     assert_seed_shape("toggle_flag.response", &r.json);
     assert_eq!(
-        (
-            r.payload()["is_active"].clone(),
-            r.payload()["circuit_status"].clone()
-        ),
+        (r.payload()["is_active"].clone(), r.payload()["circuit_status"].clone()),
         (json!(true), json!("close"))
     );
 
-    let r = c
-        .post_empty(&format!("/api/flags/circuit/{flag}/open"))
-        .await;
+    let r = c.post_empty(&format!("/api/flags/circuit/{flag}/open")).await;
     assert_eq!(r.status, 200);
     assert_seed_shape("circuit_open.response", &r.json);
     assert_eq!(r.payload(), &json!(flag));
-    let r = c
-        .post_empty(&format!("/api/flags/circuit/{flag}/close"))
-        .await;
+    let r = c.post_empty(&format!("/api/flags/circuit/{flag}/close")).await;
     assert_eq!(r.status, 200);
     assert_seed_shape("circuit_close.response", &r.json);
 
@@ -149,19 +107,11 @@ async fn the_seed_walkthrough_has_the_seed_shapes(store: TestStore) {
     assert_eq!(c.get("/api/keys").await.payload()["id"], r.payload()["id"]);
 
     // Metrics.
-    let r = c
-        .post(
-            &format!("/api/flags/{flag}/events"),
-            &json!({"success": 137, "failure": 4}),
-        )
-        .await;
+    let r =
+        c.post(&format!("/api/flags/{flag}/events"), &json!({"success": 137, "failure": 4})).await;
     assert_eq!(r.status, 202);
     assert_eq!(r.payload(), &json!({"success": 137, "failure": 4}));
-    let r = c
-        .get(&format!(
-            "/api/flags/{flag}/timeseries?timeRange=30000&timeBucket=3000"
-        ))
-        .await;
+    let r = c.get(&format!("/api/flags/{flag}/timeseries?timeRange=30000&timeBucket=3000")).await;
     assert_eq!(r.status, 200);
     assert_seed_shape("timeseries.response", &r.json);
 
@@ -179,23 +129,15 @@ async fn the_seed_walkthrough_has_the_seed_shapes(store: TestStore) {
 async fn every_mutation_writes_its_log_entry(store: TestStore) {
     let server = Server::start(&store).await;
     let c = server.client();
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"]
-        .as_i64()
-        .unwrap();
+    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
     let flag = c
-        .post(
-            &format!("/api/apps/{app}/flags"),
-            &json!({"title": "f", "description": "d"}),
-        )
+        .post(&format!("/api/apps/{app}/flags"), &json!({"title": "f", "description": "d"}))
         .await
         .payload()["id"]
         .as_i64()
         .unwrap();
     let steps: Vec<(&str, reqwest_like::Call)> = vec![
-        (
-            "flag_on",
-            reqwest_like::Call::PatchEmpty(format!("/api/flags/{flag}/toggle")),
-        ),
+        ("flag_on", reqwest_like::Call::PatchEmpty(format!("/api/flags/{flag}/toggle"))),
         (
             "flag_off",
             reqwest_like::Call::Patch(
@@ -210,18 +152,9 @@ async fn every_mutation_writes_its_log_entry(store: TestStore) {
                 json!({"rollout_percentage": 33.33}),
             ),
         ),
-        (
-            "circuit_close",
-            reqwest_like::Call::Post(format!("/api/flags/circuit/{flag}/close")),
-        ),
-        (
-            "circuit_open",
-            reqwest_like::Call::Post(format!("/api/flags/circuit/{flag}/open")),
-        ),
-        (
-            "delete",
-            reqwest_like::Call::Delete(format!("/api/flags/{flag}")),
-        ),
+        ("circuit_close", reqwest_like::Call::Post(format!("/api/flags/circuit/{flag}/close"))),
+        ("circuit_open", reqwest_like::Call::Post(format!("/api/flags/circuit/{flag}/open"))),
+        ("delete", reqwest_like::Call::Delete(format!("/api/flags/{flag}"))),
     ];
     let mut expected = vec!["create"];
     for (action, call) in steps {
@@ -243,10 +176,8 @@ async fn every_mutation_writes_its_log_entry(store: TestStore) {
     assert_eq!(all[0]["action_type"], "delete", "newest first");
     assert_eq!(all[0]["log_description"], "Flag Deleted");
     assert_eq!(all[0]["flag_title"], "f");
-    let descriptions: Vec<&str> = all
-        .iter()
-        .map(|l| l["log_description"].as_str().unwrap())
-        .collect();
+    let descriptions: Vec<&str> =
+        all.iter().map(|l| l["log_description"].as_str().unwrap()).collect();
     assert_eq!(
         descriptions,
         [
@@ -262,12 +193,10 @@ async fn every_mutation_writes_its_log_entry(store: TestStore) {
     // The flag is gone, its history is not.
     c.get(&format!("/api/flags/{flag}")).await.expect_error(404);
     // Deleting the app writes a delete entry per flag it still had.
-    let f2 = c
-        .post(&format!("/api/apps/{app}/flags"), &json!({"title": "g"}))
-        .await
-        .payload()["id"]
-        .as_i64()
-        .unwrap();
+    let f2 =
+        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "g"})).await.payload()["id"]
+            .as_i64()
+            .unwrap();
     assert_eq!(c.delete(&format!("/api/apps/{app}")).await.status, 200);
     let all = c.get("/api/logs").await;
     assert_eq!(all.payload()[0]["flag_id"], json!(f2));
@@ -304,15 +233,11 @@ mod reqwest_like {
 async fn statuses_of_every_route(store: TestStore) {
     let server = Server::start(&store).await;
     let c = server.client();
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"]
-        .as_i64()
-        .unwrap();
-    let flag = c
-        .post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"}))
-        .await
-        .payload()["id"]
-        .as_i64()
-        .unwrap();
+    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
+    let flag =
+        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
+            .as_i64()
+            .unwrap();
     let missing = 987_654;
 
     // 404 for every unknown app or flag, on every route that names one.
@@ -325,39 +250,15 @@ async fn statuses_of_every_route(store: TestStore) {
     ] {
         c.get(&path).await.expect_error(404);
     }
-    c.patch(&format!("/api/apps/{missing}"), &json!({"title": "x"}))
-        .await
-        .expect_error(404);
-    c.delete(&format!("/api/apps/{missing}"))
-        .await
-        .expect_error(404);
-    c.post(
-        &format!("/api/apps/{missing}/flags"),
-        &json!({"title": "x"}),
-    )
-    .await
-    .expect_error(404);
-    c.patch(&format!("/api/flags/{missing}"), &json!({"title": "x"}))
-        .await
-        .expect_error(404);
-    c.patch_empty(&format!("/api/flags/{missing}/toggle"))
-        .await
-        .expect_error(404);
-    c.delete(&format!("/api/flags/{missing}"))
-        .await
-        .expect_error(404);
-    c.post_empty(&format!("/api/flags/circuit/{missing}/open"))
-        .await
-        .expect_error(404);
-    c.post_empty(&format!("/api/flags/circuit/{missing}/close"))
-        .await
-        .expect_error(404);
-    c.post(
-        &format!("/api/flags/{missing}/events"),
-        &json!({"success": 1}),
-    )
-    .await
-    .expect_error(404);
+    c.patch(&format!("/api/apps/{missing}"), &json!({"title": "x"})).await.expect_error(404);
+    c.delete(&format!("/api/apps/{missing}")).await.expect_error(404);
+    c.post(&format!("/api/apps/{missing}/flags"), &json!({"title": "x"})).await.expect_error(404);
+    c.patch(&format!("/api/flags/{missing}"), &json!({"title": "x"})).await.expect_error(404);
+    c.patch_empty(&format!("/api/flags/{missing}/toggle")).await.expect_error(404);
+    c.delete(&format!("/api/flags/{missing}")).await.expect_error(404);
+    c.post_empty(&format!("/api/flags/circuit/{missing}/open")).await.expect_error(404);
+    c.post_empty(&format!("/api/flags/circuit/{missing}/close")).await.expect_error(404);
+    c.post(&format!("/api/flags/{missing}/events"), &json!({"success": 1})).await.expect_error(404);
 
     // Unknown routes.
     for path in [
@@ -391,22 +292,12 @@ async fn statuses_of_every_route(store: TestStore) {
     }
 
     // 409 for duplicate titles, case-insensitively.
-    c.post("/api/apps", &json!({"title": "a"}))
-        .await
-        .expect_error(409);
-    let b = c.post("/api/apps", &json!({"title": "B"})).await.payload()["id"]
-        .as_i64()
-        .unwrap();
-    c.patch(&format!("/api/apps/{b}"), &json!({"title": " A "}))
-        .await
-        .expect_error(409);
-    c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "F"}))
-        .await
-        .expect_error(409);
+    c.post("/api/apps", &json!({"title": "a"})).await.expect_error(409);
+    let b = c.post("/api/apps", &json!({"title": "B"})).await.payload()["id"].as_i64().unwrap();
+    c.patch(&format!("/api/apps/{b}"), &json!({"title": " A "})).await.expect_error(409);
+    c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "F"})).await.expect_error(409);
     assert_eq!(
-        c.post(&format!("/api/apps/{b}/flags"), &json!({"title": "f"}))
-            .await
-            .status,
+        c.post(&format!("/api/apps/{b}/flags"), &json!({"title": "f"})).await.status,
         201,
         "titles are per app"
     );
@@ -420,9 +311,7 @@ async fn statuses_of_every_route(store: TestStore) {
 async fn patch_is_partial_and_state_moves_only_through_is_active(store: TestStore) {
     let server = Server::start(&store).await;
     let c = server.client();
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"]
-        .as_i64()
-        .unwrap();
+    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
     let created = c
         .post(
             &format!("/api/apps/{app}/flags"),
@@ -431,11 +320,7 @@ async fn patch_is_partial_and_state_moves_only_through_is_active(store: TestStor
         .await;
     assert_eq!(created.status, 201);
     let flag = created.payload()["id"].as_i64().unwrap();
-    assert_eq!(
-        created.payload()["is_active"],
-        true,
-        "a create body may turn the flag on"
-    );
+    assert_eq!(created.payload()["is_active"], true, "a create body may turn the flag on");
     assert_eq!(created.payload()["circuit_status"], "close");
     assert_eq!(created.payload()["white_listed_users"], "u1,u2");
 
@@ -446,17 +331,10 @@ async fn patch_is_partial_and_state_moves_only_through_is_active(store: TestStor
     assert_eq!(r.status, 200, "{}", r.json);
     let p = r.payload();
     assert_eq!(
-        (
-            p["description"].clone(),
-            p["is_active"].clone(),
-            p["circuit_status"].clone()
-        ),
+        (p["description"].clone(), p["is_active"].clone(), p["circuit_status"].clone()),
         (json!("new"), json!(true), json!("close"))
     );
-    assert_eq!(
-        (p["id"].clone(), p["app_id"].clone()),
-        (json!(flag), json!(app))
-    );
+    assert_eq!((p["id"].clone(), p["app_id"].clone()), (json!(flag), json!(app)));
     assert_eq!(p["title"], "f", "fields not in the body keep their values");
     assert_eq!(p["white_listed_users"], "u1,u2");
 
@@ -474,37 +352,18 @@ async fn patch_is_partial_and_state_moves_only_through_is_active(store: TestStor
     );
 
     // A PATCH with is_active moves the state; the toggle body sets it.
-    let r = c
-        .patch(&format!("/api/flags/{flag}"), &json!({"is_active": false}))
-        .await;
+    let r = c.patch(&format!("/api/flags/{flag}"), &json!({"is_active": false})).await;
     assert_eq!(
-        (
-            r.payload()["is_active"].clone(),
-            r.payload()["circuit_status"].clone()
-        ),
+        (r.payload()["is_active"].clone(), r.payload()["circuit_status"].clone()),
         (json!(false), json!("open"))
     );
-    let r = c
-        .patch(
-            &format!("/api/flags/{flag}/toggle"),
-            &json!({"is_active": true}),
-        )
-        .await;
+    let r = c.patch(&format!("/api/flags/{flag}/toggle"), &json!({"is_active": true})).await;
     assert_eq!(r.payload()["circuit_status"], "close");
-    let r = c
-        .patch(
-            &format!("/api/flags/{flag}/toggle"),
-            &json!({"is_active": true}),
-        )
-        .await;
-    assert_eq!(
-        r.status, 200,
-        "setting the current state is a no-op, not an error"
-    );
+    let r = c.patch(&format!("/api/flags/{flag}/toggle"), &json!({"is_active": true})).await;
+    assert_eq!(r.status, 200, "setting the current state is a no-op, not an error");
 
     // Trip through the API: off with 0 % recovery; close: on with 100 %.
-    c.post_empty(&format!("/api/flags/circuit/{flag}/open"))
-        .await;
+    c.post_empty(&format!("/api/flags/circuit/{flag}/open")).await;
     let f = c.get(&format!("/api/flags/{flag}")).await;
     assert_eq!(
         (
@@ -514,8 +373,7 @@ async fn patch_is_partial_and_state_moves_only_through_is_active(store: TestStor
         ),
         (json!(false), json!("open"), json!(0))
     );
-    c.post_empty(&format!("/api/flags/circuit/{flag}/close"))
-        .await;
+    c.post_empty(&format!("/api/flags/circuit/{flag}/close")).await;
     let f = c.get(&format!("/api/flags/{flag}")).await;
     assert_eq!(
         (
@@ -532,15 +390,11 @@ async fn every_change_reaches_the_in_process_publisher(store: TestStore) {
     let server = Server::start(&store).await;
     let c = server.client();
     let mut sub = server.publisher.subscribe();
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"]
-        .as_i64()
-        .unwrap();
-    let flag = c
-        .post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"}))
-        .await
-        .payload()["id"]
-        .as_i64()
-        .unwrap();
+    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
+    let flag =
+        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
+            .as_i64()
+            .unwrap();
     let r = next(&mut sub).await;
     assert_eq!(
         (r.app_id.get(), r.revision.0, r.subject()),
@@ -549,10 +403,7 @@ async fn every_change_reaches_the_in_process_publisher(store: TestStore) {
     let body: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(
         body,
-        c.get(&format!("/api/apps/{app}/flags"))
-            .await
-            .payload()
-            .clone(),
+        c.get(&format!("/api/apps/{app}/flags")).await.payload().clone(),
         "the ruleset is the REST flags array"
     );
 
@@ -571,62 +422,35 @@ async fn every_change_reaches_the_in_process_publisher(store: TestStore) {
 async fn timeseries_buckets_count_the_reported_events(store: TestStore) {
     let server = Server::start(&store).await;
     let c = server.client();
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"]
-        .as_i64()
-        .unwrap();
-    let flag = c
-        .post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"}))
-        .await
-        .payload()["id"]
-        .as_i64()
-        .unwrap();
+    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
+    let flag =
+        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
+            .as_i64()
+            .unwrap();
     for (s, f) in [(10, 1), (5, 0), (0, 3)] {
         assert_eq!(
-            c.post(
-                &format!("/api/flags/{flag}/events"),
-                &json!({"success": s, "failure": f})
-            )
-            .await
-            .status,
+            c.post(&format!("/api/flags/{flag}/events"), &json!({"success": s, "failure": f}))
+                .await
+                .status,
             202
         );
     }
     let r = c.get(&format!("/api/flags/{flag}/timeseries")).await;
     let buckets = r.payload().as_array().unwrap();
-    assert_eq!(
-        buckets.len(),
-        10,
-        "600000 ms in 60000 ms buckets by default"
-    );
-    let ts: Vec<i64> = buckets
-        .iter()
-        .map(|b| b["timestamp"].as_i64().unwrap())
-        .collect();
-    assert!(
-        ts.windows(2).all(|w| w[1] - w[0] == 60_000),
-        "ascending, evenly spaced: {ts:?}"
-    );
+    assert_eq!(buckets.len(), 10, "600000 ms in 60000 ms buckets by default");
+    let ts: Vec<i64> = buckets.iter().map(|b| b["timestamp"].as_i64().unwrap()).collect();
+    assert!(ts.windows(2).all(|w| w[1] - w[0] == 60_000), "ascending, evenly spaced: {ts:?}");
     let total = |k: &str| buckets.iter().map(|b| b[k].as_u64().unwrap()).sum::<u64>();
     assert_eq!((total("success"), total("failure")), (15, 4));
-    assert_eq!(
-        buckets.last().unwrap()["success"],
-        15,
-        "the events are in the newest bucket"
-    );
+    assert_eq!(buckets.last().unwrap()["success"], 15, "the events are in the newest bucket");
     // Bad parameters are 400s.
-    c.get(&format!("/api/flags/{flag}/timeseries?timeRange=abc"))
+    c.get(&format!("/api/flags/{flag}/timeseries?timeRange=abc")).await.expect_error(400);
+    c.get(&format!("/api/flags/{flag}/timeseries?timeRange=1000&timeBucket=0"))
         .await
         .expect_error(400);
-    c.get(&format!(
-        "/api/flags/{flag}/timeseries?timeRange=1000&timeBucket=0"
-    ))
-    .await
-    .expect_error(400);
-    c.get(&format!(
-        "/api/flags/{flag}/timeseries?timeRange=100000000&timeBucket=1"
-    ))
-    .await
-    .expect_error(400);
+    c.get(&format!("/api/flags/{flag}/timeseries?timeRange=100000000&timeBucket=1"))
+        .await
+        .expect_error(400);
     server.stop().await;
 }
 

@@ -20,18 +20,9 @@ async fn snapshot(c: &Client) -> Value {
     let mut flags = Vec::new();
     for app in apps.as_array().unwrap() {
         let id = app["id"].as_i64().unwrap();
-        let list = c
-            .get(&format!("/api/apps/{id}/flags"))
-            .await
-            .payload()
-            .clone();
+        let list = c.get(&format!("/api/apps/{id}/flags")).await.payload().clone();
         for f in list.as_array().unwrap() {
-            flags.push(
-                c.get(&format!("/api/flags/{}", f["id"]))
-                    .await
-                    .payload()
-                    .clone(),
-            );
+            flags.push(c.get(&format!("/api/flags/{}", f["id"])).await.payload().clone());
         }
     }
     json!({"apps": apps, "flags": flags, "logs": c.get("/api/logs").await.payload().clone(), "key": c.get("/api/keys").await.payload().clone()})
@@ -42,8 +33,7 @@ async fn snapshot(c: &Client) -> Value {
 /// the reset that may follow) is still seen.
 fn raw_status(addr: std::net::SocketAddr, request: &[u8]) -> u16 {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
     let mut writer = s.try_clone().unwrap();
     let request = request.to_vec();
     // The server may answer (413) and close before reading everything: ignore write errors.
@@ -68,27 +58,16 @@ fn raw_status(addr: std::net::SocketAddr, request: &[u8]) -> u16 {
 }
 
 /// (method, path, content type, body, expected status, field the error names)
-type Case = (
-    Method,
-    String,
-    Option<&'static str>,
-    String,
-    u16,
-    Option<&'static str>,
-);
+type Case = (Method, String, Option<&'static str>, String, u16, Option<&'static str>);
 
 async fn bad_requests_get_their_status_and_change_nothing(store: TestStore) {
     let server = Server::start(&store).await;
     let c = server.client();
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"]
-        .as_i64()
-        .unwrap();
-    let flag = c
-        .post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"}))
-        .await
-        .payload()["id"]
-        .as_i64()
-        .unwrap();
+    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
+    let flag =
+        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
+            .as_i64()
+            .unwrap();
     let before = snapshot(&c).await;
 
     let apps = "/api/apps".to_owned();
@@ -101,38 +80,10 @@ async fn bad_requests_get_their_status_and_change_nothing(store: TestStore) {
 
     let cases: Vec<Case> = vec![
         // Malformed JSON and bodies that are not objects.
-        (
-            Method::POST,
-            apps.clone(),
-            json_ct,
-            "{\"title\": ".into(),
-            400,
-            None,
-        ),
-        (
-            Method::POST,
-            apps.clone(),
-            json_ct,
-            "{'title': 'x'}".into(),
-            400,
-            None,
-        ),
-        (
-            Method::POST,
-            apps.clone(),
-            json_ct,
-            "[\"title\"]".into(),
-            400,
-            None,
-        ),
-        (
-            Method::POST,
-            apps.clone(),
-            json_ct,
-            "\"title\"".into(),
-            400,
-            None,
-        ),
+        (Method::POST, apps.clone(), json_ct, "{\"title\": ".into(), 400, None),
+        (Method::POST, apps.clone(), json_ct, "{'title': 'x'}".into(), 400, None),
+        (Method::POST, apps.clone(), json_ct, "[\"title\"]".into(), 400, None),
+        (Method::POST, apps.clone(), json_ct, "\"title\"".into(), 400, None),
         (
             Method::POST,
             apps.clone(),
@@ -141,48 +92,13 @@ async fn bad_requests_get_their_status_and_change_nothing(store: TestStore) {
             400,
             None,
         ),
-        (
-            Method::POST,
-            apps.clone(),
-            json_ct,
-            "{\"title\": \"a\"} trailing".into(),
-            400,
-            None,
-        ),
+        (Method::POST, apps.clone(), json_ct, "{\"title\": \"a\"} trailing".into(), 400, None),
         (Method::POST, apps.clone(), json_ct, "".into(), 400, None),
-        (
-            Method::PATCH,
-            one.clone(),
-            json_ct,
-            "{\"rollout_percentage\": 1e999}".into(),
-            400,
-            None,
-        ),
+        (Method::PATCH, one.clone(), json_ct, "{\"rollout_percentage\": 1e999}".into(), 400, None),
         // Wrong types.
-        (
-            Method::POST,
-            apps.clone(),
-            json_ct,
-            "{\"title\": 42}".into(),
-            422,
-            Some("title"),
-        ),
-        (
-            Method::POST,
-            apps.clone(),
-            json_ct,
-            "{\"title\": null}".into(),
-            422,
-            Some("title"),
-        ),
-        (
-            Method::POST,
-            apps.clone(),
-            json_ct,
-            "{\"title\": [\"a\"]}".into(),
-            422,
-            Some("title"),
-        ),
+        (Method::POST, apps.clone(), json_ct, "{\"title\": 42}".into(), 422, Some("title")),
+        (Method::POST, apps.clone(), json_ct, "{\"title\": null}".into(), 422, Some("title")),
+        (Method::POST, apps.clone(), json_ct, "{\"title\": [\"a\"]}".into(), 422, Some("title")),
         (
             Method::PATCH,
             one.clone(),
@@ -296,14 +212,7 @@ async fn bad_requests_get_their_status_and_change_nothing(store: TestStore) {
             422,
             Some("webhooks"),
         ),
-        (
-            Method::POST,
-            events.clone(),
-            json_ct,
-            "{\"success\": -1}".into(),
-            422,
-            Some("success"),
-        ),
+        (Method::POST, events.clone(), json_ct, "{\"success\": -1}".into(), 422, Some("success")),
         (
             Method::POST,
             events.clone(),
@@ -313,14 +222,7 @@ async fn bad_requests_get_their_status_and_change_nothing(store: TestStore) {
             Some("success"),
         ),
         // Titles.
-        (
-            Method::POST,
-            apps.clone(),
-            json_ct,
-            "{\"title\": \"\"}".into(),
-            422,
-            Some("title"),
-        ),
+        (Method::POST, apps.clone(), json_ct, "{\"title\": \"\"}".into(), 422, Some("title")),
         (
             Method::POST,
             apps.clone(),
@@ -337,14 +239,7 @@ async fn bad_requests_get_their_status_and_change_nothing(store: TestStore) {
             422,
             Some("title"),
         ),
-        (
-            Method::POST,
-            apps.clone(),
-            json_ct,
-            "{}".into(),
-            422,
-            Some("title"),
-        ),
+        (Method::POST, apps.clone(), json_ct, "{}".into(), 422, Some("title")),
         (
             Method::POST,
             flags.clone(),
@@ -410,96 +305,19 @@ async fn bad_requests_get_their_status_and_change_nothing(store: TestStore) {
             422,
             Some("revision"),
         ),
-        (
-            Method::PATCH,
-            one.clone(),
-            json_ct,
-            "{\"deleted\": true}".into(),
-            422,
-            Some("deleted"),
-        ),
-        (
-            Method::PATCH,
-            toggle.clone(),
-            json_ct,
-            "{\"on\": true}".into(),
-            422,
-            Some("on"),
-        ),
+        (Method::PATCH, one.clone(), json_ct, "{\"deleted\": true}".into(), 422, Some("deleted")),
+        (Method::PATCH, toggle.clone(), json_ct, "{\"on\": true}".into(), 422, Some("on")),
         // Ids.
-        (
-            Method::GET,
-            "/api/flags/-1".into(),
-            None,
-            "".into(),
-            400,
-            None,
-        ),
-        (
-            Method::GET,
-            "/api/flags/abc".into(),
-            None,
-            "".into(),
-            400,
-            None,
-        ),
-        (
-            Method::GET,
-            "/api/flags/1.5".into(),
-            None,
-            "".into(),
-            400,
-            None,
-        ),
-        (
-            Method::GET,
-            "/api/flags/9223372036854775808".into(),
-            None,
-            "".into(),
-            400,
-            None,
-        ),
-        (
-            Method::GET,
-            "/api/apps/99999999999999999999999".into(),
-            None,
-            "".into(),
-            400,
-            None,
-        ),
-        (
-            Method::PATCH,
-            "/api/flags/-3/toggle".into(),
-            None,
-            "".into(),
-            400,
-            None,
-        ),
-        (
-            Method::GET,
-            "/api/flags/9223372036854775807".into(),
-            None,
-            "".into(),
-            404,
-            None,
-        ),
-        (
-            Method::GET,
-            "/api/flags/0".into(),
-            None,
-            "".into(),
-            404,
-            None,
-        ),
+        (Method::GET, "/api/flags/-1".into(), None, "".into(), 400, None),
+        (Method::GET, "/api/flags/abc".into(), None, "".into(), 400, None),
+        (Method::GET, "/api/flags/1.5".into(), None, "".into(), 400, None),
+        (Method::GET, "/api/flags/9223372036854775808".into(), None, "".into(), 400, None),
+        (Method::GET, "/api/apps/99999999999999999999999".into(), None, "".into(), 400, None),
+        (Method::PATCH, "/api/flags/-3/toggle".into(), None, "".into(), 400, None),
+        (Method::GET, "/api/flags/9223372036854775807".into(), None, "".into(), 404, None),
+        (Method::GET, "/api/flags/0".into(), None, "".into(), 404, None),
         // Content types.
-        (
-            Method::POST,
-            apps.clone(),
-            Some("text/plain"),
-            "{\"title\": \"x\"}".into(),
-            415,
-            None,
-        ),
+        (Method::POST, apps.clone(), Some("text/plain"), "{\"title\": \"x\"}".into(), 415, None),
         (
             Method::POST,
             apps.clone(),
@@ -508,31 +326,10 @@ async fn bad_requests_get_their_status_and_change_nothing(store: TestStore) {
             415,
             None,
         ),
-        (
-            Method::POST,
-            apps.clone(),
-            None,
-            "{\"title\": \"x\"}".into(),
-            415,
-            None,
-        ),
+        (Method::POST, apps.clone(), None, "{\"title\": \"x\"}".into(), 415, None),
         // Methods.
-        (
-            Method::PUT,
-            apps.clone(),
-            json_ct,
-            "{\"title\": \"x\"}".into(),
-            405,
-            None,
-        ),
-        (
-            Method::from_bytes(b"PURGE").unwrap(),
-            one.clone(),
-            None,
-            "".into(),
-            405,
-            None,
-        ),
+        (Method::PUT, apps.clone(), json_ct, "{\"title\": \"x\"}".into(), 405, None),
+        (Method::from_bytes(b"PURGE").unwrap(), one.clone(), None, "".into(), 405, None),
         // Bodies over 1 MiB.
     ];
     for (method, path, ct, body, status, field) in cases {
@@ -545,23 +342,14 @@ async fn bad_requests_get_their_status_and_change_nothing(store: TestStore) {
             "{label} leaks internals: {}",
             r.json
         );
-        assert_eq!(
-            c.get("/healthz").await.status,
-            200,
-            "still serving after {label}"
-        );
+        assert_eq!(c.get("/healthz").await.status, 200, "still serving after {label}");
     }
 
     // A body over the limit is refused as soon as its Content-Length is read, before any of it
     // is sent…
     let addr = server.addr;
     let req = format!("POST /api/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", 2 * 1024 * 1024).into_bytes();
-    assert_eq!(
-        tokio::task::spawn_blocking(move || raw_status(addr, &req))
-            .await
-            .unwrap(),
-        413
-    );
+    assert_eq!(tokio::task::spawn_blocking(move || raw_status(addr, &req)).await.unwrap(), 413);
     // …and so is one without Content-Length (chunked), once it passes the limit.
     let mut req = b"POST /api/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
     let chunk = vec![b' '; 64 * 1024];
@@ -571,23 +359,14 @@ async fn bad_requests_get_their_status_and_change_nothing(store: TestStore) {
         req.extend_from_slice(b"\r\n");
     }
     req.extend_from_slice(b"0\r\n\r\n");
-    assert_eq!(
-        tokio::task::spawn_blocking(move || raw_status(addr, &req))
-            .await
-            .unwrap(),
-        413
-    );
+    assert_eq!(tokio::task::spawn_blocking(move || raw_status(addr, &req)).await.unwrap(), 413);
     // Garbage that is not HTTP at all.
     let status = tokio::task::spawn_blocking(move || raw_status(addr, b"HELLO THERE\r\n\r\n"))
         .await
         .unwrap();
     assert_eq!(status, 400);
 
-    assert_eq!(
-        snapshot(&c).await,
-        before,
-        "no bad request changed anything"
-    );
+    assert_eq!(snapshot(&c).await, before, "no bad request changed anything");
     server.stop().await;
 }
 
@@ -605,30 +384,19 @@ async fn strange_but_valid_strings_are_stored_literally(store: TestStore) {
         let r = c.post("/api/apps", &json!({"title": title})).await;
         assert_eq!(r.status, 201, "{title}: {}", r.json);
         let id = r.payload()["id"].as_i64().unwrap();
-        assert_eq!(
-            c.get(&format!("/api/apps/{id}")).await.payload()["title"],
-            title
-        );
+        assert_eq!(c.get(&format!("/api/apps/{id}")).await.payload()["title"], title);
         let r = c
-            .post(
-                &format!("/api/apps/{id}/flags"),
-                &json!({"title": title, "description": title}),
-            )
+            .post(&format!("/api/apps/{id}/flags"), &json!({"title": title, "description": title}))
             .await;
         assert_eq!(r.status, 201);
         assert_eq!(r.payload()["description"], title);
     }
     // Exactly 255 characters (not bytes) is fine; surrounding whitespace is trimmed.
     let max = "é".repeat(255);
-    let r = c
-        .post("/api/apps", &json!({"title": format!("  {max}  ")}))
-        .await;
+    let r = c.post("/api/apps", &json!({"title": format!("  {max}  ")})).await;
     assert_eq!(r.status, 201);
     assert_eq!(r.payload()["title"], max);
-    assert_eq!(
-        c.get("/api/apps").await.payload().as_array().unwrap().len(),
-        7
-    );
+    assert_eq!(c.get("/api/apps").await.payload().as_array().unwrap().len(), 7);
     server.stop().await;
 }
 
@@ -640,78 +408,47 @@ async fn many_bad_requests_at_once_do_not_hurt_good_ones(store: TestStore) {
         let c = c.clone();
         tasks.push(tokio::spawn(async move {
             let bad = c
-                .send(
-                    Method::POST,
-                    "/api/apps",
-                    Some("application/json"),
-                    Bytes::from("{nope"),
-                )
+                .send(Method::POST, "/api/apps", Some("application/json"), Bytes::from("{nope"))
                 .await;
             assert_eq!(bad.status, 400);
-            let good = c
-                .post("/api/apps", &json!({"title": format!("app {i}")}))
-                .await;
+            let good = c.post("/api/apps", &json!({"title": format!("app {i}")})).await;
             assert_eq!(good.status, 201);
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(
-        c.get("/api/apps").await.payload().as_array().unwrap().len(),
-        50
-    );
+    assert_eq!(c.get("/api/apps").await.payload().as_array().unwrap().len(), 50);
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_too_slow_to_send_its_headers_is_disconnected() {
     let dir = tempfile::tempdir().unwrap();
-    let store = flagtower_adapters::sqlite::SqliteStore::open(dir.path().join("t.db"))
-        .await
-        .unwrap();
-    let tower = flagtower_core::Tower::builder(std::sync::Arc::new(store))
-        .start()
-        .await
-        .unwrap();
+    let store =
+        flagtower_adapters::sqlite::SqliteStore::open(dir.path().join("t.db")).await.unwrap();
+    let tower = flagtower_core::Tower::builder(std::sync::Arc::new(store)).start().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let options = flagtower_http::ServerOptions {
         header_read_timeout: std::time::Duration::from_millis(300),
         ..Default::default()
     };
-    tokio::spawn(flagtower_http::run_with(
-        listener,
-        tower,
-        std::future::pending(),
-        options,
-    ));
+    tokio::spawn(flagtower_http::run_with(listener, tower, std::future::pending(), options));
     let outcome = tokio::task::spawn_blocking(move || {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .unwrap();
-        s.write_all(b"GET /api/apps HTTP/1.1\r\nHost: x\r\n")
-            .unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /api/apps HTTP/1.1\r\nHost: x\r\n").unwrap();
         let started = std::time::Instant::now();
         let mut buf = Vec::new();
         let read = s.read_to_end(&mut buf);
-        (
-            read.is_ok(),
-            started.elapsed(),
-            String::from_utf8_lossy(&buf).into_owned(),
-        )
+        (read.is_ok(), started.elapsed(), String::from_utf8_lossy(&buf).into_owned())
     })
     .await
     .unwrap();
     let (closed, waited, reply) = outcome;
-    assert!(
-        closed,
-        "the server closed the connection instead of waiting forever"
-    );
-    assert!(
-        waited < std::time::Duration::from_secs(5),
-        "closed after {waited:?}"
-    );
+    assert!(closed, "the server closed the connection instead of waiting forever");
+    assert!(waited < std::time::Duration::from_secs(5), "closed after {waited:?}");
     assert!(!reply.contains("200 OK"), "{reply}");
     // A complete request on a new connection is still served.
     let c = flagtower_tests::Client::new(&format!("http://{addr}"));
@@ -721,39 +458,23 @@ async fn a_client_too_slow_to_send_its_headers_is_disconnected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_never_completes_gets_a_408() {
     let dir = tempfile::tempdir().unwrap();
-    let store = flagtower_adapters::sqlite::SqliteStore::open(dir.path().join("t.db"))
-        .await
-        .unwrap();
-    let tower = flagtower_core::Tower::builder(std::sync::Arc::new(store))
-        .start()
-        .await
-        .unwrap();
+    let store =
+        flagtower_adapters::sqlite::SqliteStore::open(dir.path().join("t.db")).await.unwrap();
+    let tower = flagtower_core::Tower::builder(std::sync::Arc::new(store)).start().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let options = flagtower_http::ServerOptions {
         body_read_timeout: std::time::Duration::from_millis(300),
         ..Default::default()
     };
-    tokio::spawn(flagtower_http::run_with(
-        listener,
-        tower,
-        std::future::pending(),
-        options,
-    ));
+    tokio::spawn(flagtower_http::run_with(listener, tower, std::future::pending(), options));
     // Promise 100 bytes, send 10.
     let req = b"POST /api/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"title\": ".to_vec();
-    let status = tokio::task::spawn_blocking(move || raw_status(addr, &req))
-        .await
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || raw_status(addr, &req)).await.unwrap();
     assert_eq!(status, 408);
     let c = flagtower_tests::Client::new(&format!("http://{addr}"));
     assert!(
-        c.get("/api/apps")
-            .await
-            .payload()
-            .as_array()
-            .unwrap()
-            .is_empty(),
+        c.get("/api/apps").await.payload().as_array().unwrap().is_empty(),
         "nothing was written"
     );
 }

@@ -8,19 +8,10 @@ async fn everything(c: &flagtower_tests::Client) -> Value {
     let mut per_app = Vec::new();
     for app in apps.as_array().unwrap() {
         let id = app["id"].as_i64().unwrap();
-        let flags = c
-            .get(&format!("/api/apps/{id}/flags"))
-            .await
-            .payload()
-            .clone();
+        let flags = c.get(&format!("/api/apps/{id}/flags")).await.payload().clone();
         let mut full = Vec::new();
         for f in flags.as_array().unwrap() {
-            full.push(
-                c.get(&format!("/api/flags/{}", f["id"]))
-                    .await
-                    .payload()
-                    .clone(),
-            );
+            full.push(c.get(&format!("/api/flags/{}", f["id"])).await.payload().clone());
         }
         per_app.push(json!({"app": app, "flags": full, "logs": c.get(&format!("/api/logs/{id}")).await.payload().clone()}));
     }
@@ -32,18 +23,10 @@ for_each_store!(a_restart_keeps_everything);
 async fn a_restart_keeps_everything(store: TestStore) {
     let server = Server::start(&store).await;
     let c = server.client();
-    let a = c
-        .post("/api/apps", &json!({"title": "Checkout"}))
-        .await
-        .payload()["id"]
-        .as_i64()
-        .unwrap();
-    let b = c
-        .post("/api/apps", &json!({"title": "Search"}))
-        .await
-        .payload()["id"]
-        .as_i64()
-        .unwrap();
+    let a =
+        c.post("/api/apps", &json!({"title": "Checkout"})).await.payload()["id"].as_i64().unwrap();
+    let b =
+        c.post("/api/apps", &json!({"title": "Search"})).await.payload()["id"].as_i64().unwrap();
     let f = c
         .post(
             &format!("/api/apps/{a}/flags"),
@@ -53,16 +36,13 @@ async fn a_restart_keeps_everything(store: TestStore) {
         .payload()["id"]
         .as_i64()
         .unwrap();
-    c.post(&format!("/api/apps/{b}/flags"), &json!({"title": "fuzzy"}))
-        .await;
+    c.post(&format!("/api/apps/{b}/flags"), &json!({"title": "fuzzy"})).await;
     c.patch_empty(&format!("/api/flags/{f}/toggle")).await;
     c.post_empty(&format!("/api/flags/circuit/{f}/open")).await;
-    let gone = c
-        .post(&format!("/api/apps/{a}/flags"), &json!({"title": "gone"}))
-        .await
-        .payload()["id"]
-        .as_i64()
-        .unwrap();
+    let gone =
+        c.post(&format!("/api/apps/{a}/flags"), &json!({"title": "gone"})).await.payload()["id"]
+            .as_i64()
+            .unwrap();
     c.delete(&format!("/api/flags/{gone}")).await;
     c.post_empty("/api/keys").await;
     let before = everything(&c).await;
@@ -72,12 +52,10 @@ async fn a_restart_keeps_everything(store: TestStore) {
     let c = server.client();
     assert_eq!(everything(&c).await, before);
     // New ids continue after the old ones: the deleted flag's id is not reused.
-    let next = c
-        .post(&format!("/api/apps/{a}/flags"), &json!({"title": "next"}))
-        .await
-        .payload()["id"]
-        .as_i64()
-        .unwrap();
+    let next =
+        c.post(&format!("/api/apps/{a}/flags"), &json!({"title": "next"})).await.payload()["id"]
+            .as_i64()
+            .unwrap();
     assert!(next > gone);
     // At start the relay republished every app's current ruleset.
     for app in [a, b] {
@@ -89,10 +67,7 @@ async fn a_restart_keeps_everything(store: TestStore) {
                     break;
                 }
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "app {app} was not republished"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "app {app} was not republished");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }

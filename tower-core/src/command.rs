@@ -54,19 +54,10 @@ impl FlagPatch {
         set(&mut flag.description, &self.description);
         set(&mut flag.rollout_percentage, &self.rollout_percentage);
         set(&mut flag.white_listed_users, &self.white_listed_users);
-        set(
-            &mut flag.error_threshold_percentage,
-            &self.error_threshold_percentage,
-        );
+        set(&mut flag.error_threshold_percentage, &self.error_threshold_percentage);
         set(&mut flag.is_recoverable, &self.is_recoverable);
-        set(
-            &mut flag.circuit_recovery_percentage,
-            &self.circuit_recovery_percentage,
-        );
-        set(
-            &mut flag.circuit_recovery_delay,
-            &self.circuit_recovery_delay,
-        );
+        set(&mut flag.circuit_recovery_percentage, &self.circuit_recovery_percentage);
+        set(&mut flag.circuit_recovery_delay, &self.circuit_recovery_delay);
         set(
             &mut flag.circuit_initial_recovery_percentage,
             &self.circuit_initial_recovery_percentage,
@@ -76,10 +67,7 @@ impl FlagPatch {
             &mut flag.circuit_recovery_increment_percentage,
             &self.circuit_recovery_increment_percentage,
         );
-        set(
-            &mut flag.circuit_recovery_profile,
-            &self.circuit_recovery_profile,
-        );
+        set(&mut flag.circuit_recovery_profile, &self.circuit_recovery_profile);
         set(&mut flag.webhooks, &self.webhooks);
         match self.is_active {
             Some(true) => turn_on(flag),
@@ -175,11 +163,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn flag() -> Flag {
-        let mut f = Flag::new(
-            AppId::new(1),
-            Title::parse("f").unwrap(),
-            Timestamp::from_millis(1),
-        );
+        let mut f = Flag::new(AppId::new(1), Title::parse("f").unwrap(), Timestamp::from_millis(1));
         f.id = FlagId::new(1);
         f
     }
@@ -193,10 +177,7 @@ mod tests {
         assert_eq!(on.updated_at, NOW);
         let (off, a) = FlagCommand::Toggle(None).apply(&on, NOW).unwrap();
         assert_eq!((off.state, a), (CircuitState::Off, Action::FlagOff));
-        assert!(
-            FlagCommand::Toggle(Some(false)).apply(&off, NOW).is_none(),
-            "no-op"
-        );
+        assert!(FlagCommand::Toggle(Some(false)).apply(&off, NOW).is_none(), "no-op");
         let (on2, _) = FlagCommand::Toggle(Some(true)).apply(&off, NOW).unwrap();
         assert_eq!(on2.state, CircuitState::On);
     }
@@ -227,17 +208,10 @@ mod tests {
         assert_eq!(next.state, CircuitState::Off);
         assert_eq!(next.rollout_percentage.tenths(), 500);
 
-        let on = FlagPatch {
-            is_active: Some(true),
-            ..FlagPatch::default()
-        };
+        let on = FlagPatch { is_active: Some(true), ..FlagPatch::default() };
         let (next, _) = FlagCommand::Update(on).apply(&flag(), NOW).unwrap();
         assert_eq!(next.state, CircuitState::On);
-        assert!(
-            FlagCommand::Update(FlagPatch::default())
-                .apply(&flag(), NOW)
-                .is_none()
-        );
+        assert!(FlagCommand::Update(FlagPatch::default()).apply(&flag(), NOW).is_none());
     }
 
     #[test]

@@ -79,10 +79,7 @@ fn title(s: &str) -> Title {
 }
 
 fn new_flag(s: &str) -> NewFlag {
-    NewFlag {
-        title: title(s),
-        settings: FlagPatch::default(),
-    }
+    NewFlag { title: title(s), settings: FlagPatch::default() }
 }
 
 async fn apps_round_trip(s: Arc<dyn Store>) {
@@ -93,17 +90,12 @@ async fn apps_round_trip(s: Arc<dyn Store>) {
     assert_eq!((a.created_at, a.updated_at), (t(1), t(1)));
     assert_eq!(s.get_app(a.id).await.unwrap(), a);
     assert_eq!(s.list_apps().await.unwrap(), vec![a.clone(), b.clone()]);
-    let renamed = s
-        .rename_app(b.id, &title("App with Edited name"), t(3))
-        .await
-        .unwrap();
+    let renamed = s.rename_app(b.id, &title("App with Edited name"), t(3)).await.unwrap();
     assert_eq!(renamed.title.as_str(), "App with Edited name");
     assert_eq!((renamed.created_at, renamed.updated_at), (t(2), t(3)));
     assert_eq!(s.get_app(b.id).await.unwrap(), renamed);
     // Renaming to its own title in another case is not a conflict with itself.
-    s.rename_app(b.id, &title("APP WITH EDITED NAME"), t(4))
-        .await
-        .unwrap();
+    s.rename_app(b.id, &title("APP WITH EDITED NAME"), t(4)).await.unwrap();
     s.ping().await.unwrap();
 }
 
@@ -111,20 +103,14 @@ async fn app_titles_are_unique_case_insensitively(s: Arc<dyn Store>) {
     let a = s.create_app(&title("Checkout"), t(1)).await.unwrap();
     for dup in ["Checkout", "checkout", "CHECKOUT"] {
         match s.create_app(&title(dup), t(2)).await {
-            Err(StoreError::AlreadyExists {
-                what: Resource::App,
-                ..
-            }) => {}
+            Err(StoreError::AlreadyExists { what: Resource::App, .. }) => {}
             other => panic!("duplicate app {dup:?}: {other:?}"),
         }
     }
     let b = s.create_app(&title("Search"), t(3)).await.unwrap();
     assert!(matches!(
         s.rename_app(b.id, &title("checkOUT"), t(4)).await,
-        Err(StoreError::AlreadyExists {
-            what: Resource::App,
-            ..
-        })
+        Err(StoreError::AlreadyExists { what: Resource::App, .. })
     ));
     assert_eq!(s.get_app(b.id).await.unwrap().title.as_str(), "Search");
     assert_eq!(s.list_apps().await.unwrap().len(), 2);
@@ -133,40 +119,17 @@ async fn app_titles_are_unique_case_insensitively(s: Arc<dyn Store>) {
 
 async fn deleted_apps_are_gone_but_their_logs_stay(s: Arc<dyn Store>) {
     let a = s.create_app(&title("Doomed"), t(1)).await.unwrap();
-    let f1 = s
-        .create_flag(a.id, &new_flag("one"), t(2))
-        .await
-        .unwrap()
-        .value;
-    let f2 = s
-        .create_flag(a.id, &new_flag("two"), t(3))
-        .await
-        .unwrap()
-        .value;
+    let f1 = s.create_flag(a.id, &new_flag("one"), t(2)).await.unwrap().value;
+    let f2 = s.create_flag(a.id, &new_flag("two"), t(3)).await.unwrap().value;
     let before = s.ruleset(a.id).await.unwrap();
     let deleted = s.delete_app(a.id, t(4)).await.unwrap();
     assert_eq!(deleted.value, a);
     assert_eq!(deleted.revision, Some(Revision(before.revision.0 + 1)));
-    assert!(matches!(
-        s.get_app(a.id).await,
-        Err(StoreError::NotFound(Resource::App))
-    ));
-    assert!(matches!(
-        s.list_flags(a.id).await,
-        Err(StoreError::NotFound(Resource::App))
-    ));
-    assert!(matches!(
-        s.get_flag(f1.id).await,
-        Err(StoreError::NotFound(Resource::Flag))
-    ));
-    assert!(matches!(
-        s.app_logs(a.id).await,
-        Err(StoreError::NotFound(Resource::App))
-    ));
-    assert!(matches!(
-        s.delete_app(a.id, t(5)).await,
-        Err(StoreError::NotFound(Resource::App))
-    ));
+    assert!(matches!(s.get_app(a.id).await, Err(StoreError::NotFound(Resource::App))));
+    assert!(matches!(s.list_flags(a.id).await, Err(StoreError::NotFound(Resource::App))));
+    assert!(matches!(s.get_flag(f1.id).await, Err(StoreError::NotFound(Resource::Flag))));
+    assert!(matches!(s.app_logs(a.id).await, Err(StoreError::NotFound(Resource::App))));
+    assert!(matches!(s.delete_app(a.id, t(5)).await, Err(StoreError::NotFound(Resource::App))));
     assert!(s.list_apps().await.unwrap().is_empty());
     let rs = s.ruleset(a.id).await.unwrap();
     assert!(rs.flags.is_empty());
@@ -180,20 +143,13 @@ async fn deleted_apps_are_gone_but_their_logs_stay(s: Arc<dyn Store>) {
     // The title is free again, and ids are not reused.
     let again = s.create_app(&title("doomed"), t(6)).await.unwrap();
     assert!(again.id > a.id);
-    let f3 = s
-        .create_flag(again.id, &new_flag("one"), t(7))
-        .await
-        .unwrap()
-        .value;
+    let f3 = s.create_flag(again.id, &new_flag("one"), t(7)).await.unwrap().value;
     assert!(f3.id > f2.id);
 }
 
 async fn flags_round_trip_with_defaults(s: Arc<dyn Store>) {
     let a = s.create_app(&title("App"), t(0)).await.unwrap();
-    let change = s
-        .create_flag(a.id, &new_flag("App 1 Flag 1"), t(1))
-        .await
-        .unwrap();
+    let change = s.create_flag(a.id, &new_flag("App 1 Flag 1"), t(1)).await.unwrap();
     let f = change.value;
     assert!(change.revision.is_some());
     assert_eq!(f.app_id, a.id);
@@ -218,24 +174,15 @@ async fn flags_round_trip_with_defaults(s: Arc<dyn Store>) {
         webhooks: Some(crate::model::Webhooks::parse("https://h.example/x").unwrap()),
         ..FlagPatch::default()
     };
-    let full = NewFlag {
-        title: title("App 1 Flag 2"),
-        settings,
-    };
+    let full = NewFlag { title: title("App 1 Flag 2"), settings };
     let g = s.create_flag(a.id, &full, t(2)).await.unwrap().value;
     assert_eq!(g, full.build(a.id, t(2)).with_id(g.id));
     assert_eq!(s.get_flag(g.id).await.unwrap(), g);
-    assert_eq!(
-        s.list_flags(a.id).await.unwrap(),
-        vec![f.clone(), g.clone()]
-    );
+    assert_eq!(s.list_flags(a.id).await.unwrap(), vec![f.clone(), g.clone()]);
     let (flag, logs) = s.flag_with_logs(g.id).await.unwrap();
     assert_eq!(flag, g);
     assert_eq!(logs.len(), 1);
-    assert_eq!(
-        (logs[0].action, logs[0].flag_id, logs[0].app_id),
-        (Action::Create, g.id, a.id)
-    );
+    assert_eq!((logs[0].action, logs[0].flag_id, logs[0].app_id), (Action::Create, g.id, a.id));
     assert_eq!(logs[0].flag_title, "App 1 Flag 2");
     assert_eq!(logs[0].flag_description, "desc");
     assert_eq!(logs[0].created_at, t(2));
@@ -244,46 +191,24 @@ async fn flags_round_trip_with_defaults(s: Arc<dyn Store>) {
 async fn flag_titles_are_unique_within_their_app(s: Arc<dyn Store>) {
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
     let b = s.create_app(&title("B"), t(0)).await.unwrap();
-    s.create_flag(a.id, &new_flag("dark-mode"), t(1))
-        .await
-        .unwrap();
+    s.create_flag(a.id, &new_flag("dark-mode"), t(1)).await.unwrap();
     assert!(matches!(
         s.create_flag(a.id, &new_flag("Dark-Mode"), t(2)).await,
-        Err(StoreError::AlreadyExists {
-            what: Resource::Flag,
-            ..
-        })
+        Err(StoreError::AlreadyExists { what: Resource::Flag, .. })
     ));
-    let other = s
-        .create_flag(b.id, &new_flag("dark-mode"), t(3))
-        .await
-        .unwrap()
-        .value;
-    let second = s
-        .create_flag(a.id, &new_flag("beta"), t(4))
-        .await
-        .unwrap()
-        .value;
-    let rename = FlagCommand::Update(FlagPatch {
-        title: Some(title("DARK-MODE")),
-        ..FlagPatch::default()
-    });
+    let other = s.create_flag(b.id, &new_flag("dark-mode"), t(3)).await.unwrap().value;
+    let second = s.create_flag(a.id, &new_flag("beta"), t(4)).await.unwrap().value;
+    let rename =
+        FlagCommand::Update(FlagPatch { title: Some(title("DARK-MODE")), ..FlagPatch::default() });
     assert!(matches!(
-        s.change_flag(second.id, &rename, Origin::Manual, t(5))
-            .await,
-        Err(StoreError::AlreadyExists {
-            what: Resource::Flag,
-            ..
-        })
+        s.change_flag(second.id, &rename, Origin::Manual, t(5)).await,
+        Err(StoreError::AlreadyExists { what: Resource::Flag, .. })
     ));
     assert_eq!(s.get_flag(second.id).await.unwrap().title.as_str(), "beta");
     // Renaming within its own app to a title used in another app is fine.
     s.change_flag(
         other.id,
-        &FlagCommand::Update(FlagPatch {
-            title: Some(title("beta")),
-            ..FlagPatch::default()
-        }),
+        &FlagCommand::Update(FlagPatch { title: Some(title("beta")), ..FlagPatch::default() }),
         Origin::Manual,
         t(6),
     )
@@ -300,18 +225,13 @@ async fn unknown_parents_and_ids_are_not_found(s: Arc<dyn Store>) {
     assert!(app(s.rename_app(nope, &title("x"), t(0)).await.map(drop)));
     assert!(app(s.delete_app(nope, t(0)).await.map(drop)));
     assert!(app(s.list_flags(nope).await.map(drop)));
-    assert!(app(s
-        .create_flag(nope, &new_flag("x"), t(0))
-        .await
-        .map(drop)));
+    assert!(app(s.create_flag(nope, &new_flag("x"), t(0)).await.map(drop)));
     assert!(app(s.app_logs(nope).await.map(drop)));
     assert!(app(s.ruleset(nope).await.map(drop)));
     assert!(flag(s.get_flag(nof).await.map(drop)));
     assert!(flag(s.flag_with_logs(nof).await.map(drop)));
     assert!(flag(
-        s.change_flag(nof, &FlagCommand::Toggle(None), Origin::Manual, t(0))
-            .await
-            .map(drop)
+        s.change_flag(nof, &FlagCommand::Toggle(None), Origin::Manual, t(0)).await.map(drop)
     ));
     assert!(flag(s.delete_flag(nof, t(0)).await.map(drop)));
     assert!(flag(s.get_flag(FlagId::new(i64::MAX)).await.map(drop)));
@@ -326,17 +246,9 @@ async fn commands_write_a_log_entry_and_a_revision(s: Arc<dyn Store>) {
     let id = f.value.id;
     let steps = [
         (FlagCommand::Toggle(None), Action::FlagOn, CircuitState::On),
-        (
-            FlagCommand::TripOpen,
-            Action::CircuitOpen,
-            CircuitState::Off,
-        ),
+        (FlagCommand::TripOpen, Action::CircuitOpen, CircuitState::Off),
         (FlagCommand::Close, Action::CircuitClose, CircuitState::On),
-        (
-            FlagCommand::Toggle(Some(false)),
-            Action::FlagOff,
-            CircuitState::Off,
-        ),
+        (FlagCommand::Toggle(Some(false)), Action::FlagOff, CircuitState::Off),
         (
             FlagCommand::Update(FlagPatch {
                 rollout_percentage: Percent::from_tenths(505),
@@ -351,21 +263,14 @@ async fn commands_write_a_log_entry_and_a_revision(s: Arc<dyn Store>) {
         let c = s.change_flag(id, cmd, Origin::Manual, now).await.unwrap();
         assert_eq!(c.value.state, *state, "{cmd:?}");
         assert_eq!(c.value.updated_at, now);
-        assert_eq!(
-            c.revision,
-            Some(Revision(rev.0 + 1)),
-            "{cmd:?} bumps the revision by one"
-        );
+        assert_eq!(c.revision, Some(Revision(rev.0 + 1)), "{cmd:?} bumps the revision by one");
         rev = c.revision.unwrap();
         assert_eq!(s.get_flag(id).await.unwrap(), c.value, "{cmd:?} is stored");
         let (_, logs) = s.flag_with_logs(id).await.unwrap();
         assert_eq!(logs.last().unwrap().action, *action);
         assert_eq!(logs.len(), i + 2);
     }
-    assert_eq!(
-        s.get_flag(id).await.unwrap().rollout_percentage.tenths(),
-        505
-    );
+    assert_eq!(s.get_flag(id).await.unwrap().rollout_percentage.tenths(), 505);
     let rs = s.ruleset(a.id).await.unwrap();
     assert_eq!(rs.revision, rev);
     assert_eq!(rs.flags, vec![s.get_flag(id).await.unwrap()]);
@@ -373,21 +278,10 @@ async fn commands_write_a_log_entry_and_a_revision(s: Arc<dyn Store>) {
 
 async fn a_no_op_writes_nothing(s: Arc<dyn Store>) {
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
-    let f = s
-        .create_flag(a.id, &new_flag("f"), t(1))
-        .await
-        .unwrap()
-        .value;
+    let f = s.create_flag(a.id, &new_flag("f"), t(1)).await.unwrap().value;
     let before = s.ruleset(a.id).await.unwrap().revision;
-    let c = s
-        .change_flag(
-            f.id,
-            &FlagCommand::Toggle(Some(false)),
-            Origin::Manual,
-            t(2),
-        )
-        .await
-        .unwrap();
+    let c =
+        s.change_flag(f.id, &FlagCommand::Toggle(Some(false)), Origin::Manual, t(2)).await.unwrap();
     assert_eq!(c.revision, None);
     assert_eq!(c.value, f, "unchanged, updated_at included");
     assert_eq!(s.ruleset(a.id).await.unwrap().revision, before);
@@ -397,11 +291,7 @@ async fn a_no_op_writes_nothing(s: Arc<dyn Store>) {
 async fn a_failed_change_writes_nothing(s: Arc<dyn Store>) {
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
     s.create_flag(a.id, &new_flag("taken"), t(1)).await.unwrap();
-    let f = s
-        .create_flag(a.id, &new_flag("f"), t(2))
-        .await
-        .unwrap()
-        .value;
+    let f = s.create_flag(a.id, &new_flag("f"), t(2)).await.unwrap().value;
     let before = s.ruleset(a.id).await.unwrap();
     let logs_before = s.list_logs().await.unwrap().len();
     let bad = FlagCommand::Update(FlagPatch {
@@ -409,11 +299,7 @@ async fn a_failed_change_writes_nothing(s: Arc<dyn Store>) {
         is_active: Some(true),
         ..FlagPatch::default()
     });
-    assert!(
-        s.change_flag(f.id, &bad, Origin::Manual, t(3))
-            .await
-            .is_err()
-    );
+    assert!(s.change_flag(f.id, &bad, Origin::Manual, t(3)).await.is_err());
     assert_eq!(s.ruleset(a.id).await.unwrap(), before);
     assert_eq!(s.list_logs().await.unwrap().len(), logs_before);
     assert!(s.create_flag(a.id, &new_flag("taken"), t(4)).await.is_err());
@@ -423,33 +309,18 @@ async fn a_failed_change_writes_nothing(s: Arc<dyn Store>) {
 
 async fn deleting_a_flag_keeps_its_logs(s: Arc<dyn Store>) {
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
-    let f = s
-        .create_flag(a.id, &new_flag("f"), t(1))
-        .await
-        .unwrap()
-        .value;
-    s.change_flag(f.id, &FlagCommand::Toggle(None), Origin::Manual, t(2))
-        .await
-        .unwrap();
+    let f = s.create_flag(a.id, &new_flag("f"), t(1)).await.unwrap().value;
+    s.change_flag(f.id, &FlagCommand::Toggle(None), Origin::Manual, t(2)).await.unwrap();
     let rev = s.ruleset(a.id).await.unwrap().revision;
     let d = s.delete_flag(f.id, t(3)).await.unwrap();
     assert_eq!(d.value.id, f.id);
     assert_eq!(d.revision, Some(Revision(rev.0 + 1)));
-    assert!(matches!(
-        s.get_flag(f.id).await,
-        Err(StoreError::NotFound(Resource::Flag))
-    ));
-    assert!(matches!(
-        s.delete_flag(f.id, t(4)).await,
-        Err(StoreError::NotFound(Resource::Flag))
-    ));
+    assert!(matches!(s.get_flag(f.id).await, Err(StoreError::NotFound(Resource::Flag))));
+    assert!(matches!(s.delete_flag(f.id, t(4)).await, Err(StoreError::NotFound(Resource::Flag))));
     let logs = s.app_logs(a.id).await.unwrap();
     let actions: Vec<_> = logs.iter().map(|l| l.action).collect();
     assert_eq!(actions, [Action::Create, Action::FlagOn, Action::Delete]);
-    assert!(
-        logs.iter()
-            .all(|l| l.flag_title == "f" && l.flag_id == f.id)
-    );
+    assert!(logs.iter().all(|l| l.flag_title == "f" && l.flag_id == f.id));
     assert!(s.ruleset(a.id).await.unwrap().flags.is_empty());
     // The title can be used again.
     s.create_flag(a.id, &new_flag("f"), t(5)).await.unwrap();
@@ -458,19 +329,9 @@ async fn deleting_a_flag_keeps_its_logs(s: Arc<dyn Store>) {
 async fn logs_are_ordered(s: Arc<dyn Store>) {
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
     let b = s.create_app(&title("B"), t(0)).await.unwrap();
-    let fa = s
-        .create_flag(a.id, &new_flag("fa"), t(1))
-        .await
-        .unwrap()
-        .value;
-    let fb = s
-        .create_flag(b.id, &new_flag("fb"), t(2))
-        .await
-        .unwrap()
-        .value;
-    s.change_flag(fa.id, &FlagCommand::TripOpen, Origin::Manual, t(3))
-        .await
-        .unwrap();
+    let fa = s.create_flag(a.id, &new_flag("fa"), t(1)).await.unwrap().value;
+    let fb = s.create_flag(b.id, &new_flag("fb"), t(2)).await.unwrap().value;
+    s.change_flag(fa.id, &FlagCommand::TripOpen, Origin::Manual, t(3)).await.unwrap();
     let all = s.list_logs().await.unwrap();
     assert_eq!(all.len(), 3);
     assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
@@ -484,13 +345,9 @@ async fn logs_are_ordered(s: Arc<dyn Store>) {
     assert!(of_a.iter().all(|l| l.app_id == a.id && l.flag_id == fa.id));
     assert_eq!(s.app_logs(b.id).await.unwrap()[0].flag_id, fb.id);
     // The snapshot keeps the title of the time.
-    let rename = FlagCommand::Update(FlagPatch {
-        title: Some(title("renamed")),
-        ..FlagPatch::default()
-    });
-    s.change_flag(fa.id, &rename, Origin::Manual, t(4))
-        .await
-        .unwrap();
+    let rename =
+        FlagCommand::Update(FlagPatch { title: Some(title("renamed")), ..FlagPatch::default() });
+    s.change_flag(fa.id, &rename, Origin::Manual, t(4)).await.unwrap();
     let of_a = s.app_logs(a.id).await.unwrap();
     assert_eq!(of_a[0].flag_title, "fa");
     assert_eq!(of_a.last().unwrap().flag_title, "renamed");
@@ -500,20 +357,10 @@ async fn revisions_and_the_outbox(s: Arc<dyn Store>) {
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
     let b = s.create_app(&title("B"), t(0)).await.unwrap();
     assert_eq!(s.ruleset(a.id).await.unwrap().revision, Revision(0));
-    assert!(
-        s.pending().await.unwrap().is_empty(),
-        "creating an app changes no ruleset"
-    );
+    assert!(s.pending().await.unwrap().is_empty(), "creating an app changes no ruleset");
     let fa = s.create_flag(a.id, &new_flag("fa"), t(1)).await.unwrap();
     assert_eq!(fa.revision, Some(Revision(1)));
-    s.change_flag(
-        fa.value.id,
-        &FlagCommand::Toggle(None),
-        Origin::Circuit,
-        t(2),
-    )
-    .await
-    .unwrap();
+    s.change_flag(fa.value.id, &FlagCommand::Toggle(None), Origin::Circuit, t(2)).await.unwrap();
     let fb = s.create_flag(b.id, &new_flag("fb"), t(3)).await.unwrap();
     assert_eq!(fb.revision, Some(Revision(1)), "revisions are per app");
     let mut pending = s.pending().await.unwrap();
@@ -528,11 +375,7 @@ async fn revisions_and_the_outbox(s: Arc<dyn Store>) {
         (b.id, Revision(1), Origin::Manual)
     );
     s.mark_published(a.id, Revision(1)).await.unwrap();
-    assert_eq!(
-        s.pending().await.unwrap().len(),
-        2,
-        "revision 2 of A is still unpublished"
-    );
+    assert_eq!(s.pending().await.unwrap().len(), 2, "revision 2 of A is still unpublished");
     s.mark_published(a.id, Revision(2)).await.unwrap();
     let pending = s.pending().await.unwrap();
     assert_eq!(pending.len(), 1);
@@ -543,21 +386,14 @@ async fn revisions_and_the_outbox(s: Arc<dyn Store>) {
     s.rename_app(a.id, &title("A2"), t(4)).await.unwrap();
     assert!(s.pending().await.unwrap().is_empty());
     let rs = s.ruleset(a.id).await.unwrap();
-    assert_eq!(
-        (rs.app_id, rs.revision, rs.flags.len()),
-        (a.id, Revision(2), 1)
-    );
+    assert_eq!((rs.app_id, rs.revision, rs.flags.len()), (a.id, Revision(2), 1));
 }
 
 async fn sdk_keys(s: Arc<dyn Store>) {
     assert!(s.sdk_key().await.unwrap().is_none());
     let first = SdkKey::generate(t(1));
     assert_eq!(s.ensure_sdk_key(&first).await.unwrap(), first);
-    assert_eq!(
-        s.ensure_sdk_key(&SdkKey::generate(t(2))).await.unwrap(),
-        first,
-        "kept"
-    );
+    assert_eq!(s.ensure_sdk_key(&SdkKey::generate(t(2))).await.unwrap(), first, "kept");
     assert_eq!(s.sdk_key().await.unwrap(), Some(first.clone()));
     let second = SdkKey::generate(t(3));
     assert_eq!(s.replace_sdk_key(&second).await.unwrap(), second);
@@ -565,19 +401,12 @@ async fn sdk_keys(s: Arc<dyn Store>) {
 }
 
 async fn strange_strings_round_trip(s: Arc<dyn Store>) {
-    for raw in [
-        "Robert'); DROP TABLE apps;--",
-        "日本語のアプリ 🚀",
-        "\"quoted\" \\ back",
-        "%_ like",
-    ] {
+    for raw in
+        ["Robert'); DROP TABLE apps;--", "日本語のアプリ 🚀", "\"quoted\" \\ back", "%_ like"]
+    {
         let a = s.create_app(&title(raw), t(0)).await.unwrap();
         assert_eq!(s.get_app(a.id).await.unwrap().title.as_str(), raw);
-        let f = s
-            .create_flag(a.id, &new_flag(raw), t(1))
-            .await
-            .unwrap()
-            .value;
+        let f = s.create_flag(a.id, &new_flag(raw), t(1)).await.unwrap().value;
         assert_eq!(s.get_flag(f.id).await.unwrap().title.as_str(), raw);
     }
     assert_eq!(s.list_apps().await.unwrap().len(), 4);
@@ -589,22 +418,12 @@ async fn strange_strings_round_trip(s: Arc<dyn Store>) {
 async fn concurrent_toggles_are_serialized(s: Arc<dyn Store>) {
     const N: usize = 40;
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
-    let f = s
-        .create_flag(a.id, &new_flag("f"), t(1))
-        .await
-        .unwrap()
-        .value;
+    let f = s.create_flag(a.id, &new_flag("f"), t(1)).await.unwrap().value;
     let mut tasks = Vec::new();
     for i in 0..N {
         let s = Arc::clone(&s);
         tasks.push(tokio::spawn(async move {
-            s.change_flag(
-                f.id,
-                &FlagCommand::Toggle(None),
-                Origin::Manual,
-                t(2 + i as i64),
-            )
-            .await
+            s.change_flag(f.id, &FlagCommand::Toggle(None), Origin::Manual, t(2 + i as i64)).await
         }));
     }
     let mut revisions = Vec::new();
@@ -612,21 +431,13 @@ async fn concurrent_toggles_are_serialized(s: Arc<dyn Store>) {
         revisions.push(task.await.unwrap().unwrap().revision.unwrap().0);
     }
     revisions.sort_unstable();
-    assert_eq!(
-        revisions,
-        (2..2 + N as u64).collect::<Vec<_>>(),
-        "no gaps, no duplicates"
-    );
+    assert_eq!(revisions, (2..2 + N as u64).collect::<Vec<_>>(), "no gaps, no duplicates");
     let (flag, logs) = s.flag_with_logs(f.id).await.unwrap();
     assert_eq!(logs.len(), N + 1);
     // An even number of flips from off ends off; on/off alternate in commit order.
     assert_eq!(flag.state, CircuitState::Off);
     for (i, log) in logs[1..].iter().enumerate() {
-        let expected = if i % 2 == 0 {
-            Action::FlagOn
-        } else {
-            Action::FlagOff
-        };
+        let expected = if i % 2 == 0 { Action::FlagOn } else { Action::FlagOff };
         assert_eq!(log.action, expected);
     }
 }

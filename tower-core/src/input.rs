@@ -35,10 +35,7 @@ pub enum InputError {
 
 impl InputError {
     fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field: field.to_owned(),
-            message: message.into(),
-        }
+        Self::Invalid { field: field.to_owned(), message: message.into() }
     }
 
     /// The field it is about, if any.
@@ -87,10 +84,7 @@ fn percent(field: &str, v: &Value) -> Result<Percent, InputError> {
 fn interval(field: &str, v: &Value) -> Result<IntervalMs, InputError> {
     let ms = match v {
         Value::Number(n) => n.as_u64().ok_or_else(|| {
-            InputError::invalid(
-                field,
-                format!("must be a whole number of milliseconds (got {n})"),
-            )
+            InputError::invalid(field, format!("must be a whole number of milliseconds (got {n})"))
         })?,
         other => {
             return Err(InputError::invalid(
@@ -109,14 +103,8 @@ fn checked(field: &str, e: InvalidValue) -> InputError {
 
 /// Fields of a flag's representation that a body may carry and that are ignored: ids,
 /// timestamps, the circuit state (changed through `is_active`) and the logs of `GET`.
-const IGNORED_FLAG_FIELDS: [&str; 6] = [
-    "id",
-    "app_id",
-    "created_at",
-    "updated_at",
-    "circuit_status",
-    "logs",
-];
+const IGNORED_FLAG_FIELDS: [&str; 6] =
+    ["id", "app_id", "created_at", "updated_at", "circuit_status", "logs"];
 
 /// The body of `POST /api/apps` and `PATCH /api/apps/:id`: `{"title": …}`.
 pub fn parse_app(body: &Value) -> Result<Title, InputError> {
@@ -181,10 +169,7 @@ pub fn parse_flag_patch(body: &Value) -> Result<FlagPatch, InputError> {
 /// The body of `POST /api/apps/:id/flags`: a title and any settings.
 pub fn parse_new_flag(body: &Value) -> Result<NewFlag, InputError> {
     let mut settings = parse_flag_patch(body)?;
-    let title = settings
-        .title
-        .take()
-        .ok_or_else(|| InputError::invalid("title", "is required"))?;
+    let title = settings.title.take().ok_or_else(|| InputError::invalid("title", "is required"))?;
     Ok(NewFlag { title, settings })
 }
 
@@ -234,18 +219,12 @@ pub fn parse_events(body: &Value) -> Result<Counts, InputError> {
             "failure" => &mut counts.failure,
             _ => return Err(InputError::UnknownField { field: k.clone() }),
         };
-        *slot = v
-            .as_u64()
-            .filter(|n| *n <= MAX_EVENT_COUNT)
-            .ok_or_else(|| {
-                InputError::invalid(k, format!("must be an integer from 0 to {MAX_EVENT_COUNT}"))
-            })?;
+        *slot = v.as_u64().filter(|n| *n <= MAX_EVENT_COUNT).ok_or_else(|| {
+            InputError::invalid(k, format!("must be an integer from 0 to {MAX_EVENT_COUNT}"))
+        })?;
     }
     if counts.total() == 0 {
-        return Err(InputError::invalid(
-            "success",
-            "success or failure must be above 0",
-        ));
+        return Err(InputError::invalid("success", "success or failure must be above 0"));
     }
     Ok(counts)
 }
@@ -259,16 +238,8 @@ mod tests {
     fn app_bodies() {
         assert_eq!(parse_app(&json!({"title": " A "})).unwrap().as_str(), "A");
         assert_eq!(parse_app(&json!({})).unwrap_err().field(), Some("title"));
-        assert_eq!(
-            parse_app(&json!({"title": 5})).unwrap_err().field(),
-            Some("title")
-        );
-        assert_eq!(
-            parse_app(&json!({"title": "a", "x": 1}))
-                .unwrap_err()
-                .field(),
-            Some("x")
-        );
+        assert_eq!(parse_app(&json!({"title": 5})).unwrap_err().field(), Some("title"));
+        assert_eq!(parse_app(&json!({"title": "a", "x": 1})).unwrap_err().field(), Some("x"));
         assert_eq!(parse_app(&json!([1])).unwrap_err(), InputError::NotAnObject);
         assert!(parse_app(&json!({"title": "a", "id": 9})).is_ok());
     }
@@ -298,65 +269,35 @@ mod tests {
             (json!({"rollout_percentage": "50"}), "rollout_percentage"),
             (json!({"rollout_percentage": null}), "rollout_percentage"),
             (json!({"is_active": "true"}), "is_active"),
-            (
-                json!({"circuit_recovery_delay": 99}),
-                "circuit_recovery_delay",
-            ),
-            (
-                json!({"circuit_recovery_delay": 150.5}),
-                "circuit_recovery_delay",
-            ),
-            (
-                json!({"circuit_recovery_rate": -100}),
-                "circuit_recovery_rate",
-            ),
-            (
-                json!({"circuit_recovery_rate": 1e300}),
-                "circuit_recovery_rate",
-            ),
+            (json!({"circuit_recovery_delay": 99}), "circuit_recovery_delay"),
+            (json!({"circuit_recovery_delay": 150.5}), "circuit_recovery_delay"),
+            (json!({"circuit_recovery_rate": -100}), "circuit_recovery_rate"),
+            (json!({"circuit_recovery_rate": 1e300}), "circuit_recovery_rate"),
             (
                 json!({"circuit_recovery_increment_percentage": 0}),
                 "circuit_recovery_increment_percentage",
             ),
-            (
-                json!({"circuit_recovery_profile": "cubic"}),
-                "circuit_recovery_profile",
-            ),
+            (json!({"circuit_recovery_profile": "cubic"}), "circuit_recovery_profile"),
             (json!({"webhooks": "not a url"}), "webhooks"),
             (json!({"title": ""}), "title"),
             (json!({"description": "x".repeat(10_001)}), "description"),
             (json!({"bogus": 1}), "bogus"),
         ];
         for (body, field) in cases {
-            assert_eq!(
-                parse_flag_patch(&body).unwrap_err().field(),
-                Some(field),
-                "{body}"
-            );
+            assert_eq!(parse_flag_patch(&body).unwrap_err().field(), Some(field), "{body}");
         }
-        assert_eq!(
-            parse_new_flag(&json!({"is_active": true}))
-                .unwrap_err()
-                .field(),
-            Some("title")
-        );
+        assert_eq!(parse_new_flag(&json!({"is_active": true})).unwrap_err().field(), Some("title"));
     }
 
     #[test]
     fn toggle_and_event_bodies() {
         assert_eq!(parse_toggle(None).unwrap(), None);
         assert_eq!(parse_toggle(Some(&json!({}))).unwrap(), None);
-        assert_eq!(
-            parse_toggle(Some(&json!({"is_active": true}))).unwrap(),
-            Some(true)
-        );
+        assert_eq!(parse_toggle(Some(&json!({"is_active": true}))).unwrap(), Some(true));
         assert!(parse_toggle(Some(&json!({"is_active": 1}))).is_err());
         assert_eq!(
             parse_events(&json!({"success": 3})).unwrap(),
-            Counts {
-                success: 3,
-                failure: 0
-            }
+            Counts { success: 3, failure: 0 }
         );
         assert!(parse_events(&json!({"success": 0, "failure": 0})).is_err());
         assert!(parse_events(&json!({"success": -1})).is_err());

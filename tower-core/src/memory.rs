@@ -38,10 +38,7 @@ impl Default for InMemoryMetrics {
 impl InMemoryMetrics {
     /// A store that forgets samples older than `retention_ms` before the newest recorded one.
     pub fn with_retention(retention_ms: i64) -> Self {
-        Self {
-            retention_ms,
-            samples: Mutex::default(),
-        }
+        Self { retention_ms, samples: Mutex::default() }
     }
 }
 
@@ -86,11 +83,7 @@ impl MetricsStore for InMemoryMetrics {
                     b.success += c.success;
                     b.failure += c.failure;
                 }
-                _ => out.push(Bucket {
-                    timestamp: start,
-                    success: c.success,
-                    failure: c.failure,
-                }),
+                _ => out.push(Bucket { timestamp: start, success: c.success, failure: c.failure }),
             }
         }
         Ok(out)
@@ -110,10 +103,7 @@ pub struct InProcessPublisher {
 
 impl Default for InProcessPublisher {
     fn default() -> Self {
-        Self {
-            latest: Mutex::default(),
-            tx: broadcast::channel(1024).0,
-        }
+        Self { latest: Mutex::default(), tx: broadcast::channel(1024).0 }
     }
 }
 
@@ -136,12 +126,7 @@ impl InProcessPublisher {
         let backlog = latest.values().cloned().collect();
         let rx = self.tx.subscribe();
         drop(latest);
-        Subscription {
-            publisher: Arc::clone(self),
-            rx,
-            backlog,
-            seen: HashMap::new(),
-        }
+        Subscription { publisher: Arc::clone(self), rx, backlog, seen: HashMap::new() }
     }
 }
 
@@ -149,10 +134,7 @@ impl InProcessPublisher {
 impl Publisher for InProcessPublisher {
     async fn publish(&self, ruleset: &EncodedRuleset) -> Result<(), PublishError> {
         let mut latest = lock(&self.latest);
-        if latest
-            .get(&ruleset.app_id)
-            .is_some_and(|cur| cur.revision >= ruleset.revision)
-        {
+        if latest.get(&ruleset.app_id).is_some_and(|cur| cur.revision >= ruleset.revision) {
             return Ok(());
         }
         latest.insert(ruleset.app_id, ruleset.clone());
@@ -190,11 +172,7 @@ impl Subscription {
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
             };
-            if self
-                .seen
-                .get(&next.app_id)
-                .is_some_and(|seen| *seen >= next.revision)
-            {
+            if self.seen.get(&next.app_id).is_some_and(|seen| *seen >= next.revision) {
                 continue;
             }
             self.seen.insert(next.app_id, next.revision);
@@ -265,42 +243,20 @@ mod tests {
     async fn metrics_sum_into_buckets_aligned_at_from() {
         let m = InMemoryMetrics::default();
         let f = FlagId::new(1);
-        let c = |s, f| Counts {
-            success: s,
-            failure: f,
-        };
-        for (t, counts) in [
-            (1_000, c(1, 0)),
-            (1_500, c(2, 1)),
-            (2_100, c(0, 4)),
-            (9_000, c(7, 7)),
-        ] {
-            m.record(f, AppId::new(1), counts, Timestamp::from_millis(t))
-                .await
-                .unwrap();
+        let c = |s, f| Counts { success: s, failure: f };
+        for (t, counts) in [(1_000, c(1, 0)), (1_500, c(2, 1)), (2_100, c(0, 4)), (9_000, c(7, 7))]
+        {
+            m.record(f, AppId::new(1), counts, Timestamp::from_millis(t)).await.unwrap();
         }
         let b = m
-            .buckets(
-                f,
-                Timestamp::from_millis(900),
-                Timestamp::from_millis(3_000),
-                1_000,
-            )
+            .buckets(f, Timestamp::from_millis(900), Timestamp::from_millis(3_000), 1_000)
             .await
             .unwrap();
         assert_eq!(
             b,
             vec![
-                Bucket {
-                    timestamp: 900,
-                    success: 3,
-                    failure: 1
-                },
-                Bucket {
-                    timestamp: 1_900,
-                    success: 0,
-                    failure: 4
-                },
+                Bucket { timestamp: 900, success: 3, failure: 1 },
+                Bucket { timestamp: 1_900, success: 0, failure: 4 },
             ]
         );
     }
@@ -309,24 +265,10 @@ mod tests {
     async fn metrics_forget_samples_past_retention() {
         let m = InMemoryMetrics::with_retention(1_000);
         let f = FlagId::new(1);
-        let one = Counts {
-            success: 1,
-            failure: 0,
-        };
-        m.record(f, AppId::new(1), one, Timestamp::from_millis(0))
-            .await
-            .unwrap();
-        m.record(f, AppId::new(1), one, Timestamp::from_millis(5_000))
-            .await
-            .unwrap();
-        let b = m
-            .buckets(
-                f,
-                Timestamp::from_millis(0),
-                Timestamp::from_millis(6_000),
-                6_000,
-            )
-            .await;
+        let one = Counts { success: 1, failure: 0 };
+        m.record(f, AppId::new(1), one, Timestamp::from_millis(0)).await.unwrap();
+        m.record(f, AppId::new(1), one, Timestamp::from_millis(5_000)).await.unwrap();
+        let b = m.buckets(f, Timestamp::from_millis(0), Timestamp::from_millis(6_000), 6_000).await;
         assert_eq!(b.unwrap()[0].success, 1);
     }
 }

@@ -101,9 +101,7 @@ impl Title {
         }
         let n = t.chars().count();
         if n > MAX_TITLE_CHARS {
-            return Err(invalid(format!(
-                "must be at most {MAX_TITLE_CHARS} characters (got {n})"
-            )));
+            return Err(invalid(format!("must be at most {MAX_TITLE_CHARS} characters (got {n})")));
         }
         if t.chars().any(char::is_control) {
             return Err(invalid("must not contain control characters"));
@@ -195,11 +193,7 @@ impl Percent {
 
     /// From tenths of a percent; `None` above 1000.
     pub const fn from_tenths(tenths: u16) -> Option<Self> {
-        if tenths <= 1000 {
-            Some(Self(tenths))
-        } else {
-            None
-        }
+        if tenths <= 1000 { Some(Self(tenths)) } else { None }
     }
 
     /// From a decimal number in 0–100, rounded to the nearest tenth.
@@ -319,15 +313,9 @@ impl UserList {
 fn normalize_list(raw: &str) -> Result<String, InvalidValue> {
     let n = raw.chars().count();
     if n > MAX_LIST_CHARS {
-        return Err(invalid(format!(
-            "must be at most {MAX_LIST_CHARS} characters (got {n})"
-        )));
+        return Err(invalid(format!("must be at most {MAX_LIST_CHARS} characters (got {n})")));
     }
-    let entries: Vec<&str> = raw
-        .split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .collect();
+    let entries: Vec<&str> = raw.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
     Ok(entries.join(","))
 }
 
@@ -416,9 +404,7 @@ impl RecoveryProfile {
         match s {
             "linear" => Ok(Self::Linear),
             "exponential" => Ok(Self::Exponential),
-            _ => Err(invalid(format!(
-                "must be \"linear\" or \"exponential\" (got {s:?})"
-            ))),
+            _ => Err(invalid(format!("must be \"linear\" or \"exponential\" (got {s:?})"))),
         }
     }
 }
@@ -457,9 +443,7 @@ impl CircuitState {
             "open" => Ok(Self::Off),
             "close" => Ok(Self::On),
             "recovery" => Ok(Self::Recovering),
-            _ => Err(invalid(format!(
-                "must be \"open\", \"close\" or \"recovery\" (got {s:?})"
-            ))),
+            _ => Err(invalid(format!("must be \"open\", \"close\" or \"recovery\" (got {s:?})"))),
         }
     }
 }
@@ -573,10 +557,7 @@ impl Flag {
 
     /// Whether everything but `updated_at` is equal: a change that leaves this true is a no-op.
     pub fn same_settings(&self, other: &Flag) -> bool {
-        Flag {
-            updated_at: other.updated_at,
-            ..self.clone()
-        } == *other
+        Flag { updated_at: other.updated_at, ..self.clone() } == *other
     }
 }
 
@@ -682,11 +663,7 @@ pub struct SdkKey {
 impl SdkKey {
     /// A fresh random (v4) key.
     pub fn generate(now: Timestamp) -> Self {
-        Self {
-            id: uuid::Uuid::new_v4().to_string(),
-            created_at: now,
-            updated_at: now,
-        }
+        Self { id: uuid::Uuid::new_v4().to_string(), created_at: now, updated_at: now }
     }
 }
 
@@ -740,16 +717,10 @@ mod tests {
         assert!(Title::parse("   ").is_err());
         assert!(Title::parse("").is_err());
         assert!(Title::parse(&"x".repeat(255)).is_ok());
-        assert!(
-            Title::parse(&"é".repeat(255)).is_ok(),
-            "limit counts characters, not bytes"
-        );
+        assert!(Title::parse(&"é".repeat(255)).is_ok(), "limit counts characters, not bytes");
         assert!(Title::parse(&"x".repeat(256)).is_err());
         assert!(Title::parse("a\u{0}b").is_err());
-        assert_eq!(
-            Title::parse("ÄPP").unwrap().key(),
-            Title::parse("äpp").unwrap().key()
-        );
+        assert_eq!(Title::parse("ÄPP").unwrap().key(), Title::parse("äpp").unwrap().key());
         assert_eq!(
             Title::parse("x'); DROP TABLE apps;--").unwrap().as_str(),
             "x'); DROP TABLE apps;--"
@@ -766,14 +737,8 @@ mod tests {
         assert!(Percent::from_f64(-0.1).is_err());
         assert!(Percent::from_f64(f64::NAN).is_err());
         assert_eq!(serde_json::to_string(&Percent::HUNDRED).unwrap(), "100");
-        assert_eq!(
-            serde_json::to_string(&Percent::from_tenths(1).unwrap()).unwrap(),
-            "0.1"
-        );
-        assert_eq!(
-            serde_json::to_string(&Percent::from_tenths(333).unwrap()).unwrap(),
-            "33.3"
-        );
+        assert_eq!(serde_json::to_string(&Percent::from_tenths(1).unwrap()).unwrap(), "0.1");
+        assert_eq!(serde_json::to_string(&Percent::from_tenths(333).unwrap()).unwrap(), "33.3");
     }
 
     #[test]
@@ -783,9 +748,7 @@ mod tests {
         assert!(UserList::parse("a,b").unwrap().contains("b"));
         assert!(!UserList::parse("").unwrap().contains(""));
         assert_eq!(
-            Webhooks::parse("https://a.example/x , http://b.example")
-                .unwrap()
-                .as_str(),
+            Webhooks::parse("https://a.example/x , http://b.example").unwrap().as_str(),
             "https://a.example/x,http://b.example"
         );
         assert!(Webhooks::parse("ftp://a.example").is_err());

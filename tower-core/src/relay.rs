@@ -124,9 +124,7 @@ impl Relay {
 
 /// Capped exponential backoff with ±25 % jitter.
 fn backoff(config: RelayConfig, failures: u32) -> Duration {
-    let exp = config
-        .min_backoff
-        .saturating_mul(1u32 << failures.min(16).saturating_sub(1));
+    let exp = config.min_backoff.saturating_mul(1u32 << failures.min(16).saturating_sub(1));
     let base = exp.min(config.max_backoff);
     // Jitter from the clock's sub-second noise: good enough to spread retries of many
     // processes, and needs no random number generator.
@@ -146,15 +144,9 @@ mod tests {
     fn backoff_grows_and_is_capped() {
         let c = RelayConfig::default();
         let b1 = backoff(c, 1);
-        assert!(
-            b1 >= Duration::from_millis(37) && b1 <= Duration::from_millis(63),
-            "{b1:?}"
-        );
+        assert!(b1 >= Duration::from_millis(37) && b1 <= Duration::from_millis(63), "{b1:?}");
         let b3 = backoff(c, 3);
-        assert!(
-            b3 >= Duration::from_millis(150) && b3 <= Duration::from_millis(250),
-            "{b3:?}"
-        );
+        assert!(b3 >= Duration::from_millis(150) && b3 <= Duration::from_millis(250), "{b3:?}");
         for n in [10, 20, 100, u32::MAX] {
             assert!(backoff(c, n) <= c.max_backoff.mul_f64(1.25));
         }

@@ -179,12 +179,7 @@ pub struct EncodedRuleset {
 impl EncodedRuleset {
     /// Encodes a snapshot.
     pub fn new(ruleset: &Ruleset, origin: Origin) -> Self {
-        Self {
-            app_id: ruleset.app_id,
-            revision: ruleset.revision,
-            origin,
-            body: ruleset.encode(),
-        }
+        Self { app_id: ruleset.app_id, revision: ruleset.revision, origin, body: ruleset.encode() }
     }
 
     /// The NATS subject: `apps.<appId>.update.manual` or `apps.<appId>.update.circuit`.
@@ -213,10 +208,7 @@ mod tests {
         let mut flag = Flag::new(AppId::new(1), Title::parse("App 1 Flag 1").unwrap(), now);
         flag.id = FlagId::new(1);
         let body = encode_flags(&[flag.clone()]);
-        assert_eq!(
-            std::str::from_utf8(&body).unwrap(),
-            format!("[{SEED_FLAG}]")
-        );
+        assert_eq!(std::str::from_utf8(&body).unwrap(), format!("[{SEED_FLAG}]"));
         assert_eq!(decode_flags(&body).unwrap(), vec![flag]);
     }
 
@@ -229,11 +221,7 @@ mod tests {
             f
         };
         let body = encode_flags(&[mk(3), mk(1), mk(2)]);
-        let ids: Vec<i64> = decode_flags(&body)
-            .unwrap()
-            .iter()
-            .map(|f| f.id.get())
-            .collect();
+        let ids: Vec<i64> = decode_flags(&body).unwrap().iter().map(|f| f.id.get()).collect();
         assert_eq!(ids, [1, 2, 3]);
         assert_eq!(&encode_flags(&[])[..], b"[]");
     }
@@ -248,12 +236,7 @@ mod tests {
         let pct = || (0u16..=1000).prop_map(|t| Percent::from_tenths(t).unwrap());
         let ms = || (100u32..=MAX_INTERVAL_MS).prop_map(|m| IntervalMs::new(m).unwrap());
         (
-            (
-                1i64..1_000_000,
-                1i64..1000,
-                "[a-zA-Z0-9 éü'\"\\\\]{1,40}",
-                ".{0,40}",
-            ),
+            (1i64..1_000_000, 1i64..1000, "[a-zA-Z0-9 éü'\"\\\\]{1,40}", ".{0,40}"),
             (
                 prop_oneof![
                     Just(CircuitState::Off),

@@ -84,10 +84,7 @@ pub struct TimeWindow {
 
 impl TimeWindow {
     /// The default window: 10 minutes in 1-minute buckets.
-    pub const DEFAULT: Self = Self {
-        range_ms: 600_000,
-        bucket_ms: 60_000,
-    };
+    pub const DEFAULT: Self = Self { range_ms: 600_000, bucket_ms: 60_000 };
 
     /// Validates a window: both positive, at most [`MAX_BUCKETS`] buckets, at most a year.
     pub fn new(range_ms: u64, bucket_ms: u64) -> Result<Self, Error> {
@@ -104,10 +101,7 @@ impl TimeWindow {
                 message: format!("must be positive and give at most {MAX_BUCKETS} buckets"),
             });
         }
-        Ok(Self {
-            range_ms,
-            bucket_ms,
-        })
+        Ok(Self { range_ms, bucket_ms })
     }
 
     /// The buckets of the window ending at `now` (inclusive), ascending, with `sparse` counts
@@ -116,11 +110,7 @@ impl TimeWindow {
         let from = self.from(now).as_millis();
         let width = self.bucket_ms as i64;
         let mut out: Vec<Bucket> = (0..self.range_ms.div_ceil(self.bucket_ms) as i64)
-            .map(|k| Bucket {
-                timestamp: from + k * width,
-                success: 0,
-                failure: 0,
-            })
+            .map(|k| Bucket { timestamp: from + k * width, success: 0, failure: 0 })
             .collect();
         for b in sparse {
             let k = (b.timestamp - from).div_euclid(width);
@@ -214,9 +204,7 @@ impl TowerBuilder {
     /// ruleset). Must be called within a tokio runtime.
     pub async fn start(self) -> Result<Tower, Error> {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        self.store
-            .ensure_sdk_key(&SdkKey::generate(clock.now()))
-            .await?;
+        self.store.ensure_sdk_key(&SdkKey::generate(clock.now())).await?;
         let publisher = self.publisher.unwrap_or_else(|| InProcessPublisher::new());
         let signal = Arc::new(RelaySignal::default());
         let (stop, stop_rx) = watch::channel(false);
@@ -230,9 +218,7 @@ impl TowerBuilder {
         Ok(Tower {
             inner: Arc::new(Inner {
                 store: self.store,
-                metrics: self
-                    .metrics
-                    .unwrap_or_else(|| Arc::new(InMemoryMetrics::default())),
+                metrics: self.metrics.unwrap_or_else(|| Arc::new(InMemoryMetrics::default())),
                 clock,
                 signal,
                 stop,
@@ -318,10 +304,7 @@ impl Tower {
 
     /// Applies a command to a flag as an operator (published on the `manual` subject).
     pub async fn change_flag(&self, id: FlagId, command: &FlagCommand) -> Result<Flag, Error> {
-        let change = self
-            .store()
-            .change_flag(id, command, Origin::Manual, self.now())
-            .await?;
+        let change = self.store().change_flag(id, command, Origin::Manual, self.now()).await?;
         Ok(self.committed(change))
     }
 
@@ -365,28 +348,19 @@ impl Tower {
     pub async fn sdk_key(&self) -> Result<SdkKey, Error> {
         match self.store().sdk_key().await? {
             Some(key) => Ok(key),
-            None => Ok(self
-                .store()
-                .ensure_sdk_key(&SdkKey::generate(self.now()))
-                .await?),
+            None => Ok(self.store().ensure_sdk_key(&SdkKey::generate(self.now())).await?),
         }
     }
 
     /// Makes a new SDK key, replacing the current one.
     pub async fn rotate_sdk_key(&self) -> Result<SdkKey, Error> {
-        Ok(self
-            .store()
-            .replace_sdk_key(&SdkKey::generate(self.now()))
-            .await?)
+        Ok(self.store().replace_sdk_key(&SdkKey::generate(self.now())).await?)
     }
 
     /// Records success/failure counts for a flag at the current time.
     pub async fn record_events(&self, id: FlagId, counts: Counts) -> Result<Counts, Error> {
         let flag = self.store().get_flag(id).await?;
-        self.inner
-            .metrics
-            .record(id, flag.app_id, counts, self.now())
-            .await?;
+        self.inner.metrics.record(id, flag.app_id, counts, self.now()).await?;
         Ok(counts)
     }
 
@@ -394,11 +368,8 @@ impl Tower {
     pub async fn timeseries(&self, id: FlagId, window: TimeWindow) -> Result<Vec<Bucket>, Error> {
         self.store().get_flag(id).await?;
         let now = self.now();
-        let sparse = self
-            .inner
-            .metrics
-            .buckets(id, window.from(now), now, window.bucket_ms())
-            .await?;
+        let sparse =
+            self.inner.metrics.buckets(id, window.from(now), now, window.bucket_ms()).await?;
         Ok(window.fill(now, &sparse))
     }
 
@@ -413,12 +384,7 @@ impl Tower {
     /// Stops the relay after it has published what is committed (when the publisher is up).
     pub async fn shutdown(&self) {
         let _ = self.inner.stop.send(true);
-        let handle = self
-            .inner
-            .relay
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let handle = self.inner.relay.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(handle) = handle {
             let _ = handle.await;
         }
@@ -427,12 +393,7 @@ impl Tower {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(h) = self
-            .relay
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(h) = self.relay.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
             h.abort();
         }
     }
@@ -457,11 +418,7 @@ mod tests {
         let now = Timestamp::from_millis(100_000);
         let from = w.from(now).as_millis();
         assert_eq!(from, 90_001);
-        let sparse = [Bucket {
-            timestamp: from + 3_000,
-            success: 2,
-            failure: 1,
-        }];
+        let sparse = [Bucket { timestamp: from + 3_000, success: 2, failure: 1 }];
         let b = w.fill(now, &sparse);
         assert_eq!(b.len(), 4);
         assert_eq!(

@@ -87,9 +87,9 @@ pub fn parse_rfc3339_millis(s: &str) -> Option<Timestamp> {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        s.get(r)?.bytes().try_fold(0i64, |acc, c| {
-            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
-        })
+        s.get(r)?
+            .bytes()
+            .try_fold(0i64, |acc, c| c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0')))
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
@@ -100,9 +100,7 @@ pub fn parse_rfc3339_millis(s: &str) -> Option<Timestamp> {
     if civil_from_days(days) != (y, mo, d) {
         return None;
     }
-    Some(Timestamp(
-        ((days * 86_400 + h * 3600 + mi * 60 + sec) * 1000) + ms,
-    ))
+    Some(Timestamp(((days * 86_400 + h * 3600 + mi * 60 + sec) * 1000) + ms))
 }
 
 // Howard Hinnant's civil-calendar algorithms (public domain), proleptic Gregorian.
@@ -142,9 +140,8 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let since =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Timestamp(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
     }
 }
@@ -186,10 +183,7 @@ mod tests {
         let t = parse_rfc3339_millis("2022-08-11T18:13:55.106Z").unwrap();
         assert_eq!(t.as_millis(), 1_660_241_635_106);
         assert_eq!(t.to_string(), "2022-08-11T18:13:55.106Z");
-        assert_eq!(
-            Timestamp::from_millis(0).to_string(),
-            "1970-01-01T00:00:00.000Z"
-        );
+        assert_eq!(Timestamp::from_millis(0).to_string(), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

@@ -105,11 +105,7 @@ impl Config {
                 });
             }
         }
-        Ok(Self {
-            bind,
-            port,
-            store_url,
-        })
+        Ok(Self { bind, port, store_url })
     }
 }
 
@@ -123,11 +119,8 @@ pub fn redact_url(url: &str) -> String {
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or("");
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                "***".to_owned()
-            };
+            let masked =
+                if userinfo.contains(':') { format!("{user}:***") } else { "***".to_owned() };
             format!("{scheme}://{masked}@{host}{tail}")
         }
         None => url.to_owned(),
@@ -140,10 +133,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_env(|k| env.get(k).cloned())
     }
 
@@ -160,22 +151,14 @@ mod tests {
     fn bad_values_name_their_variable() {
         assert_eq!(cfg(&[("PORT", "http")]).unwrap_err().variable, "PORT");
         assert_eq!(cfg(&[("PORT", "70000")]).unwrap_err().variable, "PORT");
+        assert_eq!(cfg(&[("TOWER_BIND", "localhost:1")]).unwrap_err().variable, "TOWER_BIND");
         assert_eq!(
-            cfg(&[("TOWER_BIND", "localhost:1")]).unwrap_err().variable,
-            "TOWER_BIND"
-        );
-        assert_eq!(
-            cfg(&[("TOWER_STORE_URL", "mysql://x")])
-                .unwrap_err()
-                .variable,
+            cfg(&[("TOWER_STORE_URL", "mysql://x")]).unwrap_err().variable,
             "TOWER_STORE_URL"
         );
         let e = cfg(&[("TOWER_STORE_URL", "foo://u:hunter2@h/db")]).unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
-        assert_eq!(
-            cfg(&[("NATS_SERVER", "nats://x")]).unwrap_err().variable,
-            "NATS_SERVER"
-        );
+        assert_eq!(cfg(&[("NATS_SERVER", "nats://x")]).unwrap_err().variable, "NATS_SERVER");
     }
 
     #[test]
@@ -184,11 +167,7 @@ mod tests {
         assert_eq!(c.store_url, "postgres://u:hunter2@h/db");
         let c = cfg(&[("PGHOST", "localhost"), ("PGDATABASE", "tower")]).unwrap();
         assert_eq!(c.store_url, "postgres://");
-        let c = cfg(&[
-            ("PGHOST", "localhost"),
-            ("TOWER_STORE_URL", "sqlite://x.db"),
-        ])
-        .unwrap();
+        let c = cfg(&[("PGHOST", "localhost"), ("TOWER_STORE_URL", "sqlite://x.db")]).unwrap();
         assert_eq!(c.store_url, "sqlite://x.db", "an explicit URL wins");
     }
 
@@ -200,10 +179,7 @@ mod tests {
             store_url: "postgres://tower:hunter2@db:5432/tower".into(),
         };
         let d = format!("{c:?}");
-        assert!(
-            !d.contains("hunter2") && d.contains("tower:***@db:5432/tower"),
-            "{d}"
-        );
+        assert!(!d.contains("hunter2") && d.contains("tower:***@db:5432/tower"), "{d}");
         assert_eq!(redact_url("redis://:tok@h:6379"), "redis://:***@h:6379");
         assert_eq!(redact_url("nats://token@h"), "nats://***@h");
         assert_eq!(redact_url("sqlite://tower.db"), "sqlite://tower.db");

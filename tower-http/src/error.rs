@@ -87,19 +87,10 @@ impl ApiError {
     fn message(&self) -> String {
         match self {
             Self::BadRequest(m) | Self::NotFound(m) | Self::Conflict(m) => m.clone(),
-            Self::Validation {
-                field: Some(f),
-                message,
-            } => format!("{f}: {message}"),
-            Self::Validation {
-                field: None,
-                message,
-            } => message.clone(),
+            Self::Validation { field: Some(f), message } => format!("{f}: {message}"),
+            Self::Validation { field: None, message } => message.clone(),
             Self::MethodNotAllowed(allow) => {
-                format!(
-                    "method not allowed; this route accepts {}",
-                    allow.join(", ")
-                )
+                format!("method not allowed; this route accepts {}", allow.join(", "))
             }
             Self::PayloadTooLarge(limit) => format!("request body exceeds {limit} bytes"),
             Self::RequestTimeout(t) => format!("request body not received within {t:?}"),
@@ -124,11 +115,7 @@ impl ApiError {
             _ => None,
         };
         let body = serde_json::to_vec(&Body {
-            error: Detail {
-                code: self.code(),
-                message: &message,
-                field,
-            },
+            error: Detail { code: self.code(), message: &message, field },
         })
         .unwrap_or_else(|_| {
             b"{\"error\":{\"code\":\"internal\",\"message\":\"internal server error\"}}".to_vec()
@@ -141,10 +128,8 @@ impl ApiError {
                 }
             }
             Self::Unavailable(_) => {
-                res.headers_mut().insert(
-                    http::header::RETRY_AFTER,
-                    HeaderValue::from(RETRY_AFTER_SECS),
-                );
+                res.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
             _ => {}
         }
@@ -172,18 +157,13 @@ impl From<InputError> for ApiError {
     fn from(e: InputError) -> Self {
         match e {
             InputError::NotAnObject => Self::BadRequest(e.to_string()),
-            InputError::Invalid { field, message } => Self::Validation {
-                field: Some(field),
-                message,
-            },
-            InputError::UnknownField { field } => Self::Validation {
-                field: Some(field),
-                message: "unknown field".to_owned(),
-            },
-            other => Self::Validation {
-                field: None,
-                message: other.to_string(),
-            },
+            InputError::Invalid { field, message } => {
+                Self::Validation { field: Some(field), message }
+            }
+            InputError::UnknownField { field } => {
+                Self::Validation { field: Some(field), message: "unknown field".to_owned() }
+            }
+            other => Self::Validation { field: None, message: other.to_string() },
         }
     }
 }
@@ -197,11 +177,7 @@ mod tests {
         let res = e.into_response();
         let (parts, body) = res.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
-        (
-            parts.status,
-            parts.headers,
-            serde_json::from_slice(&bytes).unwrap(),
-        )
+        (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap())
     }
 
     #[derive(Debug, thiserror::Error)]
@@ -227,31 +203,15 @@ mod tests {
     async fn service_errors_map_to_their_statuses() {
         use flagtower_core::{Resource, StoreError};
         let cases: Vec<(ServiceError, StatusCode)> = vec![
+            (StoreError::NotFound(Resource::Flag).into(), StatusCode::NOT_FOUND),
             (
-                StoreError::NotFound(Resource::Flag).into(),
-                StatusCode::NOT_FOUND,
-            ),
-            (
-                StoreError::AlreadyExists {
-                    what: Resource::App,
-                    title: "a".into(),
-                }
-                .into(),
+                StoreError::AlreadyExists { what: Resource::App, title: "a".into() }.into(),
                 StatusCode::CONFLICT,
             ),
+            (StoreError::Unavailable(Box::new(Secret)).into(), StatusCode::SERVICE_UNAVAILABLE),
+            (StoreError::Backend(Box::new(Secret)).into(), StatusCode::INTERNAL_SERVER_ERROR),
             (
-                StoreError::Unavailable(Box::new(Secret)).into(),
-                StatusCode::SERVICE_UNAVAILABLE,
-            ),
-            (
-                StoreError::Backend(Box::new(Secret)).into(),
-                StatusCode::INTERNAL_SERVER_ERROR,
-            ),
-            (
-                ServiceError::Invalid {
-                    field: "timeRange",
-                    message: "x".into(),
-                },
+                ServiceError::Invalid { field: "timeRange", message: "x".into() },
                 StatusCode::BAD_REQUEST,
             ),
         ];

@@ -50,10 +50,8 @@ pub(crate) fn json_response(
 ) -> http::Response<Full<Bytes>> {
     let mut res = http::Response::new(Full::new(Bytes::from(body)));
     *res.status_mut() = status;
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
+    res.headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     res
 }
 
@@ -134,10 +132,7 @@ pub async fn run_with(
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown()).await.is_err() {
         tracing::warn!(grace = ?options.shutdown_grace, "in-flight requests did not finish in time");
     }
     Ok(())

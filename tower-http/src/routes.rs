@@ -38,10 +38,7 @@ enum Route<'a> {
 
 impl<'a> Route<'a> {
     fn find(path: &'a str) -> Option<Self> {
-        let path = path
-            .strip_suffix('/')
-            .filter(|p| !p.is_empty())
-            .unwrap_or(path);
+        let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
         let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
         Some(match segs.as_slice() {
             ["healthz"] => Self::Health,
@@ -96,8 +93,7 @@ pub async fn handle(
 }
 
 fn id<T: FromStr<Err = flagtower_core::model::InvalidValue>>(raw: &str) -> Result<T, ApiError> {
-    raw.parse()
-        .map_err(|e: flagtower_core::model::InvalidValue| ApiError::BadRequest(e.0))
+    raw.parse().map_err(|e: flagtower_core::model::InvalidValue| ApiError::BadRequest(e.0))
 }
 
 async fn dispatch(tower: &Tower, req: Request<Incoming>, options: crate::ServerOptions) -> Reply {
@@ -197,18 +193,12 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>, options: crate::ServerO
         }
         Route::Logs => {
             let logs = tower.logs().await?;
-            payload(
-                StatusCode::OK,
-                &logs.iter().map(GlobalLog::from).collect::<Vec<_>>(),
-            )
+            payload(StatusCode::OK, &logs.iter().map(GlobalLog::from).collect::<Vec<_>>())
         }
         Route::AppLogs(raw) => {
             let app: AppId = id(raw)?;
             let logs = tower.app_logs(app).await?;
-            payload(
-                StatusCode::OK,
-                &logs.iter().map(AppLog::from).collect::<Vec<_>>(),
-            )
+            payload(StatusCode::OK, &logs.iter().map(AppLog::from).collect::<Vec<_>>())
         }
         Route::Keys if m == Method::GET => payload(StatusCode::OK, &tower.sdk_key().await?),
         Route::Keys => payload(StatusCode::CREATED, &tower.rotate_sdk_key().await?),
@@ -231,10 +221,7 @@ fn time_window(query: Option<&str>) -> Result<TimeWindow, ApiError> {
         *slot = Some(n);
     }
     let d = TimeWindow::DEFAULT;
-    Ok(TimeWindow::new(
-        range.unwrap_or(d.range_ms()),
-        bucket.unwrap_or(d.bucket_ms()),
-    )?)
+    Ok(TimeWindow::new(range.unwrap_or(d.range_ms()), bucket.unwrap_or(d.bucket_ms()))?)
 }
 
 /// Reads the body within [`MAX_BODY_BYTES`] and `timeout`; `None` when empty. A non-empty body must be
@@ -301,22 +288,10 @@ mod tests {
     fn routes_match_the_documented_paths() {
         assert!(matches!(Route::find("/api/apps"), Some(Route::Apps)));
         assert!(matches!(Route::find("/api/apps/"), Some(Route::Apps)));
-        assert!(matches!(
-            Route::find("/api/apps/7/flags"),
-            Some(Route::AppFlags("7"))
-        ));
-        assert!(matches!(
-            Route::find("/api/flags/circuit/3/open"),
-            Some(Route::CircuitOpen("3"))
-        ));
-        assert!(matches!(
-            Route::find("/api/flags/3/timeseries"),
-            Some(Route::FlagTimeseries("3"))
-        ));
-        assert!(matches!(
-            Route::find("/api/logs/2"),
-            Some(Route::AppLogs("2"))
-        ));
+        assert!(matches!(Route::find("/api/apps/7/flags"), Some(Route::AppFlags("7"))));
+        assert!(matches!(Route::find("/api/flags/circuit/3/open"), Some(Route::CircuitOpen("3"))));
+        assert!(matches!(Route::find("/api/flags/3/timeseries"), Some(Route::FlagTimeseries("3"))));
+        assert!(matches!(Route::find("/api/logs/2"), Some(Route::AppLogs("2"))));
         assert!(Route::find("/api").is_none());
         assert!(Route::find("/api/apps/1/2").is_none());
         assert!(Route::find("api/apps").is_none());
@@ -333,9 +308,6 @@ mod tests {
         assert!(time_window(Some("timeRange=-1")).is_err());
         assert!(time_window(Some("timeRange=abc")).is_err());
         assert!(time_window(Some("timeRange=0")).is_err());
-        assert!(
-            time_window(Some("timeBucket=1")).is_err(),
-            "600000 buckets is too many"
-        );
+        assert!(time_window(Some("timeBucket=1")).is_err(), "600000 buckets is too many");
     }
 }

@@ -107,9 +107,6 @@ pub(crate) struct Events {
 
 impl From<flagtower_core::Counts> for Events {
     fn from(c: flagtower_core::Counts) -> Self {
-        Self {
-            success: c.success,
-            failure: c.failure,
-        }
+        Self { success: c.success, failure: c.failure }
     }
 }

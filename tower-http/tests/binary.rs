@@ -62,10 +62,7 @@ fn request(addr: SocketAddr, raw: &str) -> String {
 }
 
 fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -80,25 +77,16 @@ fn configuration_errors_name_the_variable_and_exit_2() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{var}: {stderr}");
         assert!(stderr.contains(var), "{var} named in: {stderr}");
-        assert!(
-            !stderr.contains("pw@"),
-            "the password is not printed: {stderr}"
-        );
+        assert!(!stderr.contains("pw@"), "the password is not printed: {stderr}");
     }
     // A PostgreSQL that is not there: a clear error naming where, never the password.
     let out = tower()
-        .env(
-            "TOWER_STORE_URL",
-            "postgres://tower:secret@127.0.0.1:1/tower?connect_timeout=2",
-        )
+        .env("TOWER_STORE_URL", "postgres://tower:secret@127.0.0.1:1/tower?connect_timeout=2")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("cannot connect to PostgreSQL at 127.0.0.1:1/tower"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot connect to PostgreSQL at 127.0.0.1:1/tower"), "{stderr}");
     assert!(!stderr.contains("secret"), "{stderr}");
     let out = tower().arg("--help").output().unwrap();
     assert!(
@@ -137,14 +125,8 @@ fn sigterm_lets_the_request_in_flight_finish_and_a_restart_keeps_it() {
     let mut reply = Vec::new();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&reply).contains("}}") {
-        let n = s
-            .read(&mut buf)
-            .expect("a response to the in-flight request");
-        assert!(
-            n > 0,
-            "connection closed without a response: {}",
-            String::from_utf8_lossy(&reply)
-        );
+        let n = s.read(&mut buf).expect("a response to the in-flight request");
+        assert!(n > 0, "connection closed without a response: {}", String::from_utf8_lossy(&reply));
         reply.extend_from_slice(&buf[..n]);
     }
     let reply = String::from_utf8_lossy(&reply);
@@ -156,10 +138,7 @@ fn sigterm_lets_the_request_in_flight_finish_and_a_restart_keeps_it() {
     assert!(status.success(), "clean exit after SIGTERM: {status}");
 
     let (mut child, addr) = start(&db);
-    let apps = request(
-        addr,
-        "GET /api/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
+    let apps = request(addr, "GET /api/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert!(apps.contains("\"title\":\"in flight\""), "{apps}");
     sigterm(&child);
     assert!(child.wait().unwrap().success());
@@ -168,10 +147,7 @@ fn sigterm_lets_the_request_in_flight_finish_and_a_restart_keeps_it() {
 #[test]
 fn the_libpq_variables_alone_select_postgresql() {
     use flagtower_adapters::postgres::testing::TestDatabase;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let Some(db) = rt.block_on(TestDatabase::create()) else {
         return;
     };
@@ -202,9 +178,7 @@ fn the_libpq_variables_alone_select_postgresql() {
     assert!(child.wait().unwrap().success());
     // It is in PostgreSQL.
     let store = rt.block_on(db.open());
-    let apps = rt
-        .block_on(flagtower_core::Store::list_apps(&store))
-        .unwrap();
+    let apps = rt.block_on(flagtower_core::Store::list_apps(&store)).unwrap();
     assert_eq!(apps.len(), 1);
     assert_eq!(apps[0].title.as_str(), "pg!");
 }

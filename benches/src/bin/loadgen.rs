@@ -27,13 +27,8 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        url: None,
-        scenario: "get-flag".into(),
-        connections: 32,
-        seconds: 10,
-        warmup: 2,
-    };
+    let mut a =
+        Args { url: None, scenario: "get-flag".into(), connections: 32, seconds: 10, warmup: 2 };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
@@ -63,31 +58,22 @@ fn main() {
                 .expect("server runtime");
             let db = _dir.path().join("bench.db");
             let addr = server_rt.block_on(async {
-                let store = flagtower_adapters::sqlite::SqliteStore::open(&db)
-                    .await
-                    .expect("open");
+                let store = flagtower_adapters::sqlite::SqliteStore::open(&db).await.expect("open");
                 let tower = flagtower_core::Tower::builder(std::sync::Arc::new(store))
                     .start()
                     .await
                     .expect("start");
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
                 let addr = listener.local_addr().expect("addr");
                 tokio::spawn(flagtower_http::run(listener, tower, std::future::pending()));
                 addr
             });
-            eprintln!(
-                "started Tower in-process at http://{addr} on {}",
-                db.display()
-            );
+            eprintln!("started Tower in-process at http://{addr} on {}", db.display());
             format!("http://{addr}")
         }
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("client runtime");
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("client runtime");
     rt.block_on(drive(&a, &url));
 }
 
@@ -96,13 +82,7 @@ async fn drive(a: &Args, url: &str) {
     // Setup through the API: an app with a flag that has a few log entries.
     let mut setup = Conn::open(&authority).await;
     let title = format!("bench-{}", std::process::id());
-    let app = setup
-        .call(
-            "POST",
-            "/api/apps",
-            Some(serde_json::json!({"title": title})),
-        )
-        .await;
+    let app = setup.call("POST", "/api/apps", Some(serde_json::json!({"title": title}))).await;
     let app = app["payload"]["id"].as_i64().expect("app id");
     let flag = setup
         .call(
@@ -113,9 +93,7 @@ async fn drive(a: &Args, url: &str) {
         .await;
     let flag = flag["payload"]["id"].as_i64().expect("flag id");
     for _ in 0..4 {
-        setup
-            .call("PATCH", &format!("/api/flags/{flag}/toggle"), None)
-            .await;
+        setup.call("PATCH", &format!("/api/flags/{flag}/toggle"), None).await;
     }
     let (method, path) = match a.scenario.as_str() {
         "get-flag" => ("GET", format!("/api/flags/{flag}")),
@@ -182,27 +160,18 @@ struct Conn {
 
 impl Conn {
     async fn open(authority: &str) -> Self {
-        let stream = tokio::net::TcpStream::connect(authority)
-            .await
-            .expect("connect");
+        let stream = tokio::net::TcpStream::connect(authority).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
+        let (tx, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Self {
-            authority: authority.to_owned(),
-            tx,
-        }
+        Self { authority: authority.to_owned(), tx }
     }
 
     fn request(&self, method: &str, path: &str, body: Option<Value>) -> Request<Full<Bytes>> {
-        let mut b = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.authority);
+        let mut b = Request::builder().method(method).uri(path).header("host", &self.authority);
         let body = match body {
             Some(v) => {
                 b = b.header("content-type", "application/json");

@@ -176,11 +176,7 @@ impl PostgresOptions {
         if config.get_application_name().is_none() {
             config.application_name("tower");
         }
-        Ok(Self {
-            config,
-            root_cert: env("PGSSLROOTCERT").map(PathBuf::from),
-            pool_size: 16,
-        })
+        Ok(Self { config, root_cert: env("PGSSLROOTCERT").map(PathBuf::from), pool_size: 16 })
     }
 
     /// The most connections the pool opens (default 16).
@@ -220,9 +216,7 @@ impl PostgresOptions {
         let manager = Manager::from_config(
             self.config.clone(),
             tls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         Pool::builder(manager)
             .max_size(self.pool_size)
@@ -238,9 +232,7 @@ impl PostgresOptions {
 /// The `user@host:port` part of a URL.
 fn authority(url: &str) -> (usize, usize) {
     let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..]
-        .find(['/', '?'])
-        .map_or(url.len(), |i| start + i);
+    let end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
     let host_start = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
     (host_start, end)
 }
@@ -278,25 +270,19 @@ pub struct PostgresStore {
 
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresStore")
-            .field("target", &self.target)
-            .finish()
+        f.debug_struct("PostgresStore").field("target", &self.target).finish()
     }
 }
 
 impl PostgresStore {
     /// Connects, and brings the schema up to date.
     pub async fn open(options: &PostgresOptions) -> Result<Self, OpenError> {
-        let store = Self {
-            pool: options.pool()?,
-            target: options.target(),
-        };
+        let store = Self { pool: options.pool()?, target: options.target() };
         store.migrate().await.map_err(|e| match e {
             MigrateError::Open(e) => e,
-            MigrateError::Store(source) => OpenError::Connect {
-                target: store.target.clone(),
-                source,
-            },
+            MigrateError::Store(source) => {
+                OpenError::Connect { target: store.target.clone(), source }
+            }
         })?;
         tracing::info!(target_db = %store.target, "PostgreSQL store ready");
         Ok(store)
@@ -310,9 +296,7 @@ impl PostgresStore {
     async fn migrate(&self) -> Result<(), MigrateError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_pg)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(map_pg)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(map_pg)?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS tower_schema_migrations (
                  version    integer     PRIMARY KEY,
@@ -322,10 +306,7 @@ impl PostgresStore {
         .await
         .map_err(map_pg)?;
         let row = tx
-            .query_one(
-                "SELECT coalesce(max(version), 0)::bigint FROM tower_schema_migrations",
-                &[],
-            )
+            .query_one("SELECT coalesce(max(version), 0)::bigint FROM tower_schema_migrations", &[])
             .await
             .map_err(map_pg)?;
         let applied: i64 = row.get(0);
@@ -337,12 +318,7 @@ impl PostgresStore {
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
             let version = i + 1;
-            let fail = |e| {
-                MigrateError::Open(OpenError::Migrate {
-                    version,
-                    source: map_pg(e),
-                })
-            };
+            let fail = |e| MigrateError::Open(OpenError::Migrate { version, source: map_pg(e) });
             tx.batch_execute(sql).await.map_err(fail)?;
             tx.execute(
                 "INSERT INTO tower_schema_migrations (version) VALUES ($1)",

@@ -191,10 +191,7 @@ fn state_name(s: CircuitState) -> &'static str {
 fn taken(what: Resource, title: &Title) -> impl FnOnce(tokio_postgres::Error) -> Fail + '_ {
     move |e| {
         if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-            Fail::Store(StoreError::AlreadyExists {
-                what,
-                title: title.as_str().to_owned(),
-            })
+            Fail::Store(StoreError::AlreadyExists { what, title: title.as_str().to_owned() })
         } else {
             Fail::Pg(e)
         }
@@ -215,9 +212,8 @@ async fn live_app(tx: &Transaction<'_>, id: AppId, lock: bool) -> Result<App, Fa
 }
 
 async fn flag_by_id(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, Fail> {
-    let stmt = tx
-        .prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE id = $1"))
-        .await?;
+    let stmt =
+        tx.prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE id = $1")).await?;
     match tx.query_opt(&stmt, &[&id.get()]).await? {
         Some(row) => flag_from_row(&row),
         None => Err(StoreError::NotFound(Resource::Flag).into()),
@@ -227,16 +223,12 @@ async fn flag_by_id(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, Fail> {
 /// Locks the flag's app (the order every writer follows: app, then flag) and reads the flag as
 /// it is once the lock is held.
 async fn lock_flag(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, Fail> {
-    let stmt = tx
-        .prepare_cached("SELECT app_id FROM flags WHERE id = $1")
-        .await?;
+    let stmt = tx.prepare_cached("SELECT app_id FROM flags WHERE id = $1").await?;
     let app: i64 = match tx.query_opt(&stmt, &[&id.get()]).await? {
         Some(row) => row.try_get(0)?,
         None => return Err(StoreError::NotFound(Resource::Flag).into()),
     };
-    let stmt = tx
-        .prepare_cached("SELECT 1 FROM apps WHERE id = $1 FOR UPDATE")
-        .await?;
+    let stmt = tx.prepare_cached("SELECT 1 FROM apps WHERE id = $1 FOR UPDATE").await?;
     tx.query_opt(&stmt, &[&app]).await?;
     // Read committed: this statement sees every change committed before we got the lock.
     flag_by_id(tx, id).await
@@ -283,9 +275,7 @@ async fn bump(
              SELECT id, revision, $2, $3 FROM r RETURNING revision",
         )
         .await?;
-    let row = tx
-        .query_one(&stmt, &[&app.get(), &origin.as_str(), &to_sql_time(now)])
-        .await?;
+    let row = tx.query_one(&stmt, &[&app.get(), &origin.as_str(), &to_sql_time(now)]).await?;
     Ok(Revision(row.try_get::<_, i64>(0)? as u64))
 }
 
@@ -377,15 +367,9 @@ const UPDATE_FLAG: &str = "UPDATE flags SET app_id = $1, title = $2, title_key =
 
 async fn flags_of(tx: &Transaction<'_>, app: AppId) -> Result<Vec<Flag>, Fail> {
     let stmt = tx
-        .prepare_cached(&format!(
-            "SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = $1 ORDER BY id"
-        ))
+        .prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = $1 ORDER BY id"))
         .await?;
-    tx.query(&stmt, &[&app.get()])
-        .await?
-        .iter()
-        .map(flag_from_row)
-        .collect()
+    tx.query(&stmt, &[&app.get()]).await?.iter().map(flag_from_row).collect()
 }
 
 async fn logs_where(
@@ -393,9 +377,7 @@ async fn logs_where(
     filter: &str,
     id: Option<i64>,
 ) -> Result<Vec<LogEntry>, Fail> {
-    let stmt = tx
-        .prepare_cached(&format!("SELECT {LOG_COLUMNS} FROM logs {filter}"))
-        .await?;
+    let stmt = tx.prepare_cached(&format!("SELECT {LOG_COLUMNS} FROM logs {filter}")).await?;
     let rows = match id {
         Some(id) => tx.query(&stmt, &[&id]).await?,
         None => tx.query(&stmt, &[]).await?,
@@ -418,11 +400,7 @@ impl Store for PostgresStore {
                     "SELECT {APP_COLUMNS} FROM apps WHERE deleted_at IS NULL ORDER BY id"
                 ))
                 .await?;
-            tx.query(&stmt, &[])
-                .await?
-                .iter()
-                .map(app_from_row)
-                .collect::<Result<Vec<_>, _>>()?
+            tx.query(&stmt, &[]).await?.iter().map(app_from_row).collect::<Result<Vec<_>, _>>()?
         })
     }
 
@@ -463,17 +441,10 @@ impl Store for PostgresStore {
                     "UPDATE apps SET title = $1, title_key = $2, updated_at = $3 WHERE id = $4",
                 )
                 .await?;
-            tx.execute(
-                &stmt,
-                &[&title.as_str(), &title.key(), &to_sql_time(now), &id.get()],
-            )
-            .await
-            .map_err(taken(Resource::App, title))?;
-            App {
-                title: title.clone(),
-                updated_at: now,
-                ..app
-            }
+            tx.execute(&stmt, &[&title.as_str(), &title.key(), &to_sql_time(now), &id.get()])
+                .await
+                .map_err(taken(Resource::App, title))?;
+            App { title: title.clone(), updated_at: now, ..app }
         })
     }
 
@@ -487,19 +458,12 @@ impl Store for PostgresStore {
                 )
                 .await?;
             tx.execute(&stmt, &[&id.get(), &to_sql_time(now)]).await?;
-            let stmt = tx
-                .prepare_cached("DELETE FROM flags WHERE app_id = $1")
-                .await?;
+            let stmt = tx.prepare_cached("DELETE FROM flags WHERE app_id = $1").await?;
             tx.execute(&stmt, &[&id.get()]).await?;
-            let stmt = tx
-                .prepare_cached("UPDATE apps SET deleted_at = $2 WHERE id = $1")
-                .await?;
+            let stmt = tx.prepare_cached("UPDATE apps SET deleted_at = $2 WHERE id = $1").await?;
             tx.execute(&stmt, &[&id.get(), &to_sql_time(now)]).await?;
             let revision = bump(&tx, id, Origin::Manual, now).await?;
-            Change {
-                value: app,
-                revision: Some(revision),
-            }
+            Change { value: app, revision: Some(revision) }
         })
     }
 
@@ -516,11 +480,7 @@ impl Store for PostgresStore {
             .prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE id = $1"))
             .await
             .map_err(map_pg)?;
-        match client
-            .query_opt(&stmt, &[&id.get()])
-            .await
-            .map_err(map_pg)?
-        {
+        match client.query_opt(&stmt, &[&id.get()]).await.map_err(map_pg)? {
             Some(row) => flag_from_row(&row).map_err(|e| match e {
                 Fail::Store(e) => e,
                 Fail::Pg(e) => map_pg(e),
@@ -555,10 +515,7 @@ impl Store for PostgresStore {
             let flag = flag.clone().with_id(FlagId::new(row.try_get(0)?));
             write_log(&tx, &flag, Action::Create, now).await?;
             let revision = bump(&tx, app, Origin::Manual, now).await?;
-            Change {
-                value: flag,
-                revision: Some(revision),
-            }
+            Change { value: flag, revision: Some(revision) }
         })
     }
 
@@ -572,10 +529,7 @@ impl Store for PostgresStore {
         transact!(self, |tx| {
             let current = lock_flag(&tx, id).await?;
             match command.apply(&current, now) {
-                None => Change {
-                    value: current,
-                    revision: None,
-                },
+                None => Change { value: current, revision: None },
                 Some((next, action)) => {
                     let v = flag_values(&next);
                     let raw_id = id.get();
@@ -585,10 +539,7 @@ impl Store for PostgresStore {
                         .map_err(taken(Resource::Flag, &next.title))?;
                     write_log(&tx, &next, action, now).await?;
                     let revision = bump(&tx, next.app_id, origin, now).await?;
-                    Change {
-                        value: next,
-                        revision: Some(revision),
-                    }
+                    Change { value: next, revision: Some(revision) }
                 }
             }
         })
@@ -601,17 +552,12 @@ impl Store for PostgresStore {
             let stmt = tx.prepare_cached("DELETE FROM flags WHERE id = $1").await?;
             tx.execute(&stmt, &[&id.get()]).await?;
             let revision = bump(&tx, flag.app_id, Origin::Manual, now).await?;
-            Change {
-                value: flag,
-                revision: Some(revision),
-            }
+            Change { value: flag, revision: Some(revision) }
         })
     }
 
     async fn list_logs(&self) -> Result<Vec<LogEntry>, StoreError> {
-        snapshot!(self, |tx| {
-            logs_where(&tx, "ORDER BY id DESC", None).await?
-        })
+        snapshot!(self, |tx| { logs_where(&tx, "ORDER BY id DESC", None).await? })
     }
 
     async fn app_logs(&self, app: AppId) -> Result<Vec<LogEntry>, StoreError> {
@@ -623,10 +569,7 @@ impl Store for PostgresStore {
 
     async fn sdk_key(&self) -> Result<Option<SdkKey>, StoreError> {
         snapshot!(self, |tx| {
-            match tx
-                .query_opt("SELECT id, created_at, updated_at FROM sdk_key", &[])
-                .await?
-            {
+            match tx.query_opt("SELECT id, created_at, updated_at FROM sdk_key", &[]).await? {
                 Some(row) => Some(key_from_row(&row)?),
                 None => None,
             }
@@ -646,8 +589,7 @@ impl Store for PostgresStore {
             )
             .await?;
             key_from_row(
-                &tx.query_one("SELECT id, created_at, updated_at FROM sdk_key", &[])
-                    .await?,
+                &tx.query_one("SELECT id, created_at, updated_at FROM sdk_key", &[]).await?,
             )?
         })
     }
@@ -658,11 +600,7 @@ impl Store for PostgresStore {
                 "INSERT INTO sdk_key (singleton, id, created_at, updated_at) VALUES (1, $1, $2, $3)
                  ON CONFLICT (singleton) DO UPDATE SET id = excluded.id,
                     created_at = excluded.created_at, updated_at = excluded.updated_at",
-                &[
-                    &key.id,
-                    &to_sql_time(key.created_at),
-                    &to_sql_time(key.updated_at),
-                ],
+                &[&key.id, &to_sql_time(key.created_at), &to_sql_time(key.updated_at)],
             )
             .await?;
             key.clone()
@@ -680,16 +618,8 @@ impl Store for PostgresStore {
             };
             let revision: i64 = row.try_get(0)?;
             let deleted: bool = row.try_get(1)?;
-            let flags = if deleted {
-                Vec::new()
-            } else {
-                flags_of(&tx, app).await?
-            };
-            Ruleset {
-                app_id: app,
-                revision: Revision(revision as u64),
-                flags,
-            }
+            let flags = if deleted { Vec::new() } else { flags_of(&tx, app).await? };
+            Ruleset { app_id: app, revision: Revision(revision as u64), flags }
         })
     }
 
@@ -720,8 +650,7 @@ impl Store for PostgresStore {
             let stmt = tx
                 .prepare_cached("DELETE FROM outbox WHERE app_id = $1 AND revision <= $2")
                 .await?;
-            tx.execute(&stmt, &[&app.get(), &(revision.0 as i64)])
-                .await?;
+            tx.execute(&stmt, &[&app.get(), &(revision.0 as i64)]).await?;
         })
     }
 }

@@ -22,10 +22,7 @@ pub fn services_required() -> bool {
 
 /// The test server's URL.
 pub fn server_url() -> String {
-    std::env::var(URL_VAR)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| DEFAULT_URL.to_owned())
+    std::env::var(URL_VAR).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_URL.to_owned())
 }
 
 /// `url` with its database replaced by `db`.
@@ -35,9 +32,7 @@ pub fn url_with_database(url: &str, db: &str) -> String {
         None => (url, None),
     };
     let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[after_scheme..]
-        .find('/')
-        .map_or(base.len(), |i| after_scheme + i);
+    let path_start = base[after_scheme..].find('/').map_or(base.len(), |i| after_scheme + i);
     let mut out = format!("{}/{db}", &base[..path_start]);
     if let Some(q) = query {
         out.push('?');
@@ -107,9 +102,7 @@ impl TestDatabase {
 
     /// Opens a store on the database (migrating it on first open).
     pub async fn open(&self) -> PostgresStore {
-        PostgresStore::open(&self.options())
-            .await
-            .expect("open the test database")
+        PostgresStore::open(&self.options()).await.expect("open the test database")
     }
 }
 
@@ -118,9 +111,7 @@ impl Drop for TestDatabase {
         let (admin, name) = (self.admin.clone(), self.name.clone());
         // Drop may run inside a runtime: do the async work on a thread of its own.
         let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async move {
                 let pool = admin.pool().map_err(|e| e.to_string())?;
                 let client = pool.get().await.map_err(|e| e.to_string())?;
@@ -133,10 +124,7 @@ impl Drop for TestDatabase {
         })
         .join();
         if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!(
-                "warning: could not drop test database {}: {dropped:?}",
-                self.name
-            );
+            eprintln!("warning: could not drop test database {}: {dropped:?}", self.name);
         }
     }
 }
@@ -147,10 +135,7 @@ mod tests {
 
     #[test]
     fn database_names_are_swapped_in_urls() {
-        assert_eq!(
-            url_with_database("postgres://u@h:5432/postgres", "x"),
-            "postgres://u@h:5432/x"
-        );
+        assert_eq!(url_with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
         assert_eq!(
             url_with_database("postgres://u:p@h/db?sslmode=disable", "x"),
             "postgres://u:p@h/x?sslmode=disable"

@@ -42,10 +42,7 @@ async fn processes_starting_together_migrate_once() {
     }
     let store = db.open().await;
     let client = store.client().await.unwrap();
-    let rows = client
-        .query("SELECT version FROM tower_schema_migrations", &[])
-        .await
-        .unwrap();
+    let rows = client.query("SELECT version FROM tower_schema_migrations", &[]).await.unwrap();
     assert_eq!(rows.len(), MIGRATIONS.len());
     // The schema is the one the issue asks for: timestamptz, tenths, foreign keys, indexes.
     let ty: String = client
@@ -69,10 +66,7 @@ async fn processes_starting_together_migrate_once() {
         "flags_app_title",
     ] {
         let n: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_indexes WHERE indexname = $1",
-                &[&index],
-            )
+            .query_one("SELECT count(*) FROM pg_indexes WHERE indexname = $1", &[&index])
             .await
             .unwrap()
             .get(0);
@@ -90,10 +84,7 @@ async fn a_newer_schema_is_refused() {
         .client()
         .await
         .unwrap()
-        .execute(
-            "INSERT INTO tower_schema_migrations (version) VALUES (99)",
-            &[],
-        )
+        .execute("INSERT INTO tower_schema_migrations (version) VALUES (99)", &[])
         .await
         .unwrap();
     let err = PostgresStore::open(&db.options()).await.unwrap_err();
@@ -108,14 +99,8 @@ async fn two_stores_on_one_database_behave_as_one() {
     };
     let (a, b) = (Arc::new(db.open().await), Arc::new(db.open().await));
     let t = Timestamp::from_millis(1_700_000_000_000);
-    let app = a
-        .create_app(&Title::parse("shared").unwrap(), t)
-        .await
-        .unwrap();
-    let nf = NewFlag {
-        title: Title::parse("f").unwrap(),
-        settings: Default::default(),
-    };
+    let app = a.create_app(&Title::parse("shared").unwrap(), t).await.unwrap();
+    let nf = NewFlag { title: Title::parse("f").unwrap(), settings: Default::default() };
     let flag = b.create_flag(app.id, &nf, t).await.unwrap().value;
     let mut tasks = Vec::new();
     for i in 0..N {
@@ -156,11 +141,7 @@ async fn two_stores_on_one_database_behave_as_one() {
         let (ra, rb) = tokio::join!(a.create_app(&title, t), b.create_app(&title, t));
         let wins = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
         assert_eq!(wins, 1, "round {round}: {ra:?} / {rb:?}");
-        assert!(
-            [ra, rb]
-                .into_iter()
-                .any(|r| matches!(r, Err(StoreError::AlreadyExists { .. })))
-        );
+        assert!([ra, rb].into_iter().any(|r| matches!(r, Err(StoreError::AlreadyExists { .. }))));
     }
 }
 
@@ -188,10 +169,7 @@ async fn tls_is_used_when_required() {
         .client()
         .await
         .unwrap()
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
+        .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
         .await
         .unwrap()
         .get(0);
@@ -209,10 +187,7 @@ async fn an_unreachable_server_is_unavailable_and_the_password_is_never_shown() 
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("127.0.0.1:1/tower"), "{shown}");
     match err {
-        OpenError::Connect {
-            source: StoreError::Unavailable(_),
-            ..
-        } => {}
+        OpenError::Connect { source: StoreError::Unavailable(_), .. } => {}
         other => panic!("expected an unavailable connect error, got {other:?}"),
     }
     assert!(!format!("{opts:?}").contains("hunter2"));
@@ -232,11 +207,7 @@ fn libpq_variables_fill_what_the_url_leaves_out() {
     assert_eq!(o.target(), "db.internal:6543/tower (user tower)");
     assert_eq!(o.config.get_password(), Some(&b"secret"[..]));
     let o = PostgresOptions::from_url_and_env(Some("postgres://me@other/app"), env).unwrap();
-    assert_eq!(
-        o.target(),
-        "other:6543/app (user me)",
-        "the URL wins, variables fill the rest"
-    );
+    assert_eq!(o.target(), "other:6543/app (user me)", "the URL wins, variables fill the rest");
     assert!(
         PostgresOptions::from_url_and_env(None, |k| (k == "PGPORT").then(|| "x".to_owned()))
             .is_err()
@@ -246,26 +217,11 @@ fn libpq_variables_fill_what_the_url_leaves_out() {
 
 #[test]
 fn empty_hosts_and_missing_ports_come_from_the_variables() {
-    assert_eq!(
-        fill_authority("postgres://", Some("db"), Some("6543")),
-        "postgres://db:6543"
-    );
-    assert_eq!(
-        fill_authority("postgres://", None, None),
-        "postgres://localhost"
-    );
-    assert_eq!(
-        fill_authority("postgres://u:p@/x?a=b", Some("h"), None),
-        "postgres://u:p@h/x?a=b"
-    );
-    assert_eq!(
-        fill_authority("postgres://u@h:1/x", Some("o"), Some("2")),
-        "postgres://u@h:1/x"
-    );
-    assert_eq!(
-        fill_authority("postgres://[::1]/x", None, Some("2")),
-        "postgres://[::1]:2/x"
-    );
+    assert_eq!(fill_authority("postgres://", Some("db"), Some("6543")), "postgres://db:6543");
+    assert_eq!(fill_authority("postgres://", None, None), "postgres://localhost");
+    assert_eq!(fill_authority("postgres://u:p@/x?a=b", Some("h"), None), "postgres://u:p@h/x?a=b");
+    assert_eq!(fill_authority("postgres://u@h:1/x", Some("o"), Some("2")), "postgres://u@h:1/x");
+    assert_eq!(fill_authority("postgres://[::1]/x", None, Some("2")), "postgres://[::1]:2/x");
     let o = PostgresOptions::from_url_and_env(Some("postgres://"), |k| {
         (k == "PGHOST").then(|| "db.internal".to_owned())
     })

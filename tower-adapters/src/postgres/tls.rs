@@ -29,9 +29,7 @@ pub(crate) fn connector(
                 .map_err(|e| OpenError::Tls(format!("cannot read {}: {e}", path.display())))?;
             for cert in certs {
                 let cert = cert.map_err(|e| OpenError::Tls(format!("{}: {e}", path.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| OpenError::Tls(format!("{}: {e}", path.display())))?;
+                roots.add(cert).map_err(|e| OpenError::Tls(format!("{}: {e}", path.display())))?;
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }

@@ -46,9 +46,7 @@ struct Shared {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.shared.path)
-            .finish()
+        f.debug_struct("SqliteStore").field("path", &self.shared.path).finish()
     }
 }
 
@@ -98,10 +96,7 @@ impl SqliteStore {
     }
 
     fn open_blocking(path: PathBuf) -> Result<Self, OpenError> {
-        let err = |source| OpenError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = |source| OpenError::Sqlite { path: path.clone(), source };
         let mut writer = Connection::open(&path).map_err(err)?;
         writer.busy_timeout(Duration::from_secs(5)).map_err(err)?;
         writer
@@ -111,30 +106,22 @@ impl SqliteStore {
                  PRAGMA foreign_keys = ON;",
             )
             .map_err(err)?;
-        let version: i64 = writer
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(err)?;
+        let version: i64 =
+            writer.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
         if version > MIGRATIONS.len() as i64 {
-            return Err(OpenError::TooNew {
-                path,
-                found: version,
-                known: MIGRATIONS.len(),
-            });
+            return Err(OpenError::TooNew { path, found: version, known: MIGRATIONS.len() });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = writer
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
                 .map_err(err)?;
             // Another process may have migrated while we waited for the lock.
-            let now: i64 = tx
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
-                .map_err(err)?;
+            let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
             if now > i as i64 {
                 continue;
             }
             tx.execute_batch(sql).map_err(err)?;
-            tx.pragma_update(None, "user_version", i as i64 + 1)
-                .map_err(err)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1).map_err(err)?;
             tx.commit().map_err(err)?;
             tracing::info!(path = %path.display(), version = i + 1, "SQLite schema migrated");
         }
@@ -168,12 +155,8 @@ impl SqliteStore {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let shared = Arc::clone(&self.shared);
-        let _turn = self
-            .shared
-            .read_turns
-            .acquire()
-            .await
-            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let _turn =
+            self.shared.read_turns.acquire().await.map_err(|e| StoreError::Backend(Box::new(e)))?;
         blocking(move || {
             let pooled = lock(&shared.readers).pop();
             let mut conn = match pooled {
@@ -200,12 +183,8 @@ impl SqliteStore {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let shared = Arc::clone(&self.shared);
-        let _turn = self
-            .shared
-            .write_turn
-            .acquire()
-            .await
-            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let _turn =
+            self.shared.write_turn.acquire().await.map_err(|e| StoreError::Backend(Box::new(e)))?;
         blocking(move || {
             let mut conn = lock(&shared.writer);
             let tx = conn
@@ -222,9 +201,7 @@ impl SqliteStore {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Backend(Box::new(e)))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Backend(Box::new(e)))?
 }
 
 /// Maps SQLite's result codes to the store's error categories.
@@ -275,9 +252,7 @@ mod tests {
             let (dir, n) = (Arc::clone(&dir), Arc::clone(&n));
             async move {
                 let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let store = SqliteStore::open(dir.path().join(format!("c{i}.db")))
-                    .await
-                    .unwrap();
+                let store = SqliteStore::open(dir.path().join(format!("c{i}.db"))).await.unwrap();
                 Arc::new(store) as Arc<dyn flagtower_core::Store>
             }
         })
@@ -290,21 +265,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let s = SqliteStore::open(&path).await.unwrap();
-        let app = s
-            .create_app(&Title::parse("kept").unwrap(), Timestamp::from_millis(1))
-            .await
-            .unwrap();
+        let app =
+            s.create_app(&Title::parse("kept").unwrap(), Timestamp::from_millis(1)).await.unwrap();
         drop(s);
         let s = SqliteStore::open(&path).await.unwrap();
         assert_eq!(s.get_app(app.id).await.unwrap(), app);
         let conn = Connection::open(&path).unwrap();
-        let v: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, MIGRATIONS.len() as i64);
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
     }
 
@@ -314,8 +283,7 @@ mod tests {
         let s = SqliteStore::open(dir.path().join("t.db")).await.unwrap();
         let conn = lock(&s.shared.writer);
         let get = |pragma: &str| -> i64 {
-            conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
-                .unwrap()
+            conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0)).unwrap()
         };
         assert_eq!(get("synchronous"), 2, "FULL: every commit is fsynced");
         assert_eq!(get("foreign_keys"), 1);
@@ -323,33 +291,22 @@ mod tests {
         let err = conn
             .execute("INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at) VALUES (1, 999, 'create', 't', '', 0)", [])
             .unwrap_err();
-        assert_eq!(
-            err.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::ConstraintViolation)
-        );
+        assert_eq!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::ConstraintViolation));
     }
 
     #[tokio::test]
     async fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        Connection::open(&path)
-            .unwrap()
-            .pragma_update(None, "user_version", 99)
-            .unwrap();
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
         let err = SqliteStore::open(&path).await.unwrap_err();
         assert!(matches!(err, OpenError::TooNew { found: 99, .. }), "{err}");
     }
 
     #[tokio::test]
     async fn an_unopenable_path_is_a_clear_error() {
-        let err = SqliteStore::open("/nonexistent-dir/sub/t.db")
-            .await
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("/nonexistent-dir/sub/t.db"),
-            "{err}"
-        );
+        let err = SqliteStore::open("/nonexistent-dir/sub/t.db").await.unwrap_err();
+        assert!(err.to_string().contains("/nonexistent-dir/sub/t.db"), "{err}");
     }
 
     #[tokio::test]
@@ -358,26 +315,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let s = SqliteStore::open(&path).await.unwrap();
-        let app = s
-            .create_app(&Title::parse("a").unwrap(), Timestamp::from_millis(1))
-            .await
-            .unwrap();
-        let nf = NewFlag {
-            title: Title::parse("f").unwrap(),
-            settings: Default::default(),
-        };
-        let f = s
-            .create_flag(app.id, &nf, Timestamp::from_millis(1))
-            .await
-            .unwrap()
-            .value;
-        Connection::open(&path)
-            .unwrap()
-            .execute("UPDATE flags SET title = '   '", [])
-            .unwrap();
-        assert!(matches!(
-            s.get_flag(FlagId::new(f.id.get())).await,
-            Err(StoreError::Backend(_))
-        ));
+        let app =
+            s.create_app(&Title::parse("a").unwrap(), Timestamp::from_millis(1)).await.unwrap();
+        let nf = NewFlag { title: Title::parse("f").unwrap(), settings: Default::default() };
+        let f = s.create_flag(app.id, &nf, Timestamp::from_millis(1)).await.unwrap().value;
+        Connection::open(&path).unwrap().execute("UPDATE flags SET title = '   '", []).unwrap();
+        assert!(matches!(s.get_flag(FlagId::new(f.id.get())).await, Err(StoreError::Backend(_))));
     }
 }

@@ -115,9 +115,8 @@ fn logs_where(
     filter: &str,
     id: Option<i64>,
 ) -> Result<Vec<LogEntry>, StoreError> {
-    let mut stmt = tx
-        .prepare_cached(&format!("SELECT {LOG_COLUMNS} FROM logs {filter}"))
-        .map_err(map_err)?;
+    let mut stmt =
+        tx.prepare_cached(&format!("SELECT {LOG_COLUMNS} FROM logs {filter}")).map_err(map_err)?;
     let rows = match id {
         Some(id) => stmt.query_map([id], log_from_row),
         None => stmt.query_map([], log_from_row),
@@ -216,10 +215,7 @@ const UPDATE_FLAG: &str = "UPDATE flags SET app_id = ?1, title = ?2, title_key =
 
 fn taken(e: rusqlite::Error, what: Resource, title: &Title) -> StoreError {
     if is_unique_violation(&e) {
-        StoreError::AlreadyExists {
-            what,
-            title: title.as_str().to_owned(),
-        }
+        StoreError::AlreadyExists { what, title: title.as_str().to_owned() }
     } else {
         map_err(e)
     }
@@ -228,8 +224,7 @@ fn taken(e: rusqlite::Error, what: Resource, title: &Title) -> StoreError {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|tx| tx.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err))
-            .await
+        self.read(|tx| tx.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err)).await
     }
 
     async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
@@ -256,17 +251,10 @@ impl Store for SqliteStore {
                      VALUES (?1, ?2, ?3, ?3) RETURNING id",
                 )
                 .and_then(|mut s| {
-                    s.query_row(params![title.as_str(), title.key(), now.as_millis()], |r| {
-                        r.get(0)
-                    })
+                    s.query_row(params![title.as_str(), title.key(), now.as_millis()], |r| r.get(0))
                 })
                 .map_err(|e| taken(e, Resource::App, &title))?;
-            Ok(App {
-                id: AppId::new(id),
-                title,
-                created_at: now,
-                updated_at: now,
-            })
+            Ok(App { id: AppId::new(id), title, created_at: now, updated_at: now })
         })
         .await
     }
@@ -284,19 +272,10 @@ impl Store for SqliteStore {
                 "UPDATE apps SET title = ?1, title_key = ?2, updated_at = ?3 WHERE id = ?4",
             )
             .and_then(|mut s| {
-                s.execute(params![
-                    title.as_str(),
-                    title.key(),
-                    now.as_millis(),
-                    id.get()
-                ])
+                s.execute(params![title.as_str(), title.key(), now.as_millis(), id.get()])
             })
             .map_err(|e| taken(e, Resource::App, &title))?;
-            Ok(App {
-                title,
-                updated_at: now,
-                ..app
-            })
+            Ok(App { title, updated_at: now, ..app })
         })
         .await
     }
@@ -313,18 +292,14 @@ impl Store for SqliteStore {
             for flag in &flags {
                 write_log(tx, flag, Action::Delete, now)?;
             }
-            tx.execute("DELETE FROM flags WHERE app_id = ?1", [id.get()])
-                .map_err(map_err)?;
+            tx.execute("DELETE FROM flags WHERE app_id = ?1", [id.get()]).map_err(map_err)?;
             tx.execute(
                 "UPDATE apps SET deleted_at = ?1 WHERE id = ?2",
                 params![now.as_millis(), id.get()],
             )
             .map_err(map_err)?;
             let revision = bump(tx, id, Origin::Manual, now)?;
-            Ok(Change {
-                value: app,
-                revision: Some(revision),
-            })
+            Ok(Change { value: app, revision: Some(revision) })
         })
         .await
     }
@@ -369,10 +344,7 @@ impl Store for SqliteStore {
             let flag = flag.with_id(FlagId::new(id));
             write_log(tx, &flag, Action::Create, now)?;
             let revision = bump(tx, app, Origin::Manual, now)?;
-            Ok(Change {
-                value: flag,
-                revision: Some(revision),
-            })
+            Ok(Change { value: flag, revision: Some(revision) })
         })
         .await
     }
@@ -388,19 +360,13 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let current = flag_by_id(tx, id)?;
             let Some((next, action)) = command.apply(&current, now) else {
-                return Ok(Change {
-                    value: current,
-                    revision: None,
-                });
+                return Ok(Change { value: current, revision: None });
             };
             exec_flag(tx, UPDATE_FLAG, &next, id.get())
                 .map_err(|e| taken(e, Resource::Flag, &next.title))?;
             write_log(tx, &next, action, now)?;
             let revision = bump(tx, next.app_id, origin, now)?;
-            Ok(Change {
-                value: next,
-                revision: Some(revision),
-            })
+            Ok(Change { value: next, revision: Some(revision) })
         })
         .await
     }
@@ -409,20 +375,15 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let flag = flag_by_id(tx, id)?;
             write_log(tx, &flag, Action::Delete, now)?;
-            tx.execute("DELETE FROM flags WHERE id = ?1", [id.get()])
-                .map_err(map_err)?;
+            tx.execute("DELETE FROM flags WHERE id = ?1", [id.get()]).map_err(map_err)?;
             let revision = bump(tx, flag.app_id, Origin::Manual, now)?;
-            Ok(Change {
-                value: flag,
-                revision: Some(revision),
-            })
+            Ok(Change { value: flag, revision: Some(revision) })
         })
         .await
     }
 
     async fn list_logs(&self) -> Result<Vec<LogEntry>, StoreError> {
-        self.read(|tx| logs_where(tx, "ORDER BY id DESC", None))
-            .await
+        self.read(|tx| logs_where(tx, "ORDER BY id DESC", None)).await
     }
 
     async fn app_logs(&self, app: AppId) -> Result<Vec<LogEntry>, StoreError> {
@@ -489,8 +450,7 @@ impl Store for SqliteStore {
             let (revision, deleted): (i64, bool) = tx
                 .prepare_cached("SELECT revision, deleted_at IS NOT NULL FROM apps WHERE id = ?1")
                 .and_then(|mut s| {
-                    s.query_row([app.get()], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()
+                    s.query_row([app.get()], |r| Ok((r.get(0)?, r.get(1)?))).optional()
                 })
                 .map_err(map_err)?
                 .ok_or(StoreError::NotFound(Resource::App))?;
@@ -503,11 +463,7 @@ impl Store for SqliteStore {
                 .and_then(|mut s| s.query_map([app.get()], flag_from_row)?.collect())
                 .map_err(map_err)?
             };
-            Ok(Ruleset {
-                app_id: app,
-                revision: Revision(revision as u64),
-                flags,
-            })
+            Ok(Ruleset { app_id: app, revision: Revision(revision as u64), flags })
         })
         .await
     }

@@ -1,0 +1,106 @@
+//! Tower processes sharing one PostgreSQL: two servers behave as one, and an outage of the
+//! database is a 503 that heals without a restart.
+
+use std::time::{Duration, Instant};
+
+use flagtower_adapters::postgres::{PostgresOptions, PostgresStore};
+use flagtower_tests::{Server, TcpProxy, TestStore, url_with_addr};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_on_one_database_behave_as_one() {
+    const N: usize = 40;
+    let Some(store) = TestStore::postgres().await else { return };
+    let (a, b) = (Server::start(&store).await, Server::start(&store).await);
+    let (ca, cb) = (a.client(), b.client());
+    let app =
+        ca.post("/api/apps", &json!({"title": "shared"})).await.payload()["id"].as_i64().unwrap();
+    let flag =
+        cb.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
+            .as_i64()
+            .unwrap();
+
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let c = if i % 2 == 0 { ca.clone() } else { cb.clone() };
+        tasks.push(tokio::spawn(async move {
+            c.patch_empty(&format!("/api/flags/{flag}/toggle")).await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let logs = ca.get(&format!("/api/logs/{app}")).await;
+    let logs = logs.payload().as_array().unwrap().clone();
+    assert_eq!(logs.len(), N + 1, "exactly one log entry per toggle");
+    let last = logs.last().unwrap()["action_type"].as_str().unwrap().to_owned();
+    for c in [&ca, &cb] {
+        let f = c.get(&format!("/api/flags/{flag}")).await;
+        assert_eq!(
+            f.payload()["is_active"],
+            json!(last == "flag_on"),
+            "final state = last committed write"
+        );
+    }
+    let ruleset = store.open().await.ruleset(flagtower_core::AppId::new(app)).await.unwrap();
+    assert_eq!(ruleset.revision.0, 1 + N as u64, "one revision per change, no gaps");
+
+    // The same title sent to both servers at once: one 201, one 409.
+    for round in 0..10 {
+        let body = json!({"title": format!("race {round}")});
+        let (ra, rb) = tokio::join!(ca.post("/api/apps", &body), cb.post("/api/apps", &body));
+        let mut statuses = [ra.status, rb.status];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409], "round {round}");
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_a_503_that_heals_without_a_restart() {
+    let Some(store) = TestStore::postgres().await else { return };
+    let TestStore::Postgres(db) = &store else { unreachable!() };
+    // The database as the test URL names it, reached through a proxy we can cut.
+    let target = {
+        let opts = db.options();
+        let t = opts.target();
+        let hostport = t.split('/').next().unwrap();
+        tokio::net::lookup_host(hostport).await.unwrap().next().expect("the test server's address")
+    };
+    let proxy = TcpProxy::start(target).await;
+    let opts =
+        PostgresOptions::from_url(&url_with_addr(db.url(), proxy.addr)).unwrap().pool_size(4);
+    let pg = PostgresStore::open(&opts).await.unwrap();
+    let server = Server::start_on(std::sync::Arc::new(pg)).await;
+    let c = server.client();
+    assert_eq!(c.post("/api/apps", &json!({"title": "before"})).await.status, 201);
+
+    proxy.cut();
+    for _ in 0..3 {
+        let r = c.get("/api/apps").await;
+        let err = r.expect_error(503);
+        assert_eq!(err["code"], "unavailable");
+        assert!(r.headers.get("retry-after").is_some(), "Retry-After on a 503");
+    }
+    c.post("/api/apps", &json!({"title": "during"})).await.expect_error(503);
+    let h = c.get("/healthz").await;
+    assert_eq!((h.status, h.json.clone()), (503, json!({"status": "unavailable"})));
+
+    proxy.restore().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = c.get("/api/apps").await;
+        if r.status == 200 {
+            let titles: Vec<_> =
+                r.payload().as_array().unwrap().iter().map(|a| a["title"].clone()).collect();
+            assert_eq!(titles, [json!("before")], "nothing was written during the outage");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {} after the database came back", r.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(c.post("/api/apps", &json!({"title": "after"})).await.status, 201);
+    assert_eq!(c.get("/healthz").await.status, 200);
+    server.stop().await;
+}
