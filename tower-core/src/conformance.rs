@@ -200,10 +200,11 @@ async fn flag_titles_are_unique_within_their_app(s: Arc<dyn Store>) {
     let second = s.create_flag(a.id, &new_flag("beta"), t(4)).await.unwrap().value;
     let rename =
         FlagCommand::Update(FlagPatch { title: Some(title("DARK-MODE")), ..FlagPatch::default() });
-    assert!(matches!(
-        s.change_flag(second.id, &rename, Origin::Manual, t(5)).await,
-        Err(StoreError::AlreadyExists { what: Resource::Flag, .. })
-    ));
+    let renamed = s.change_flag(second.id, &rename, Origin::Manual, t(5)).await;
+    assert!(
+        matches!(renamed, Err(StoreError::AlreadyExists { what: Resource::Flag, .. })),
+        "renaming onto a taken title: {renamed:?}"
+    );
     assert_eq!(s.get_flag(second.id).await.unwrap().title.as_str(), "beta");
     // Renaming within its own app to a title used in another app is fine.
     s.change_flag(

@@ -2,15 +2,23 @@
 //! for a fixed time; prints throughput and latency percentiles.
 //!
 //! ```text
-//! cargo run --release -p flagtower-benches --bin loadgen -- [--url URL] [--scenario get-flag|toggle]
-//!     [--connections N] [--seconds S] [--warmup S]
+//! cargo run --release -p flagtower-benches --bin loadgen -- [--url URL | --store sqlite|postgres]
+//!     [--scenario get-flag|toggle] [--connections N] [--seconds S] [--warmup S]
 //! ```
 //!
-//! Without `--url` it starts Tower in this process on a temporary SQLite file, on its own
-//! two-thread runtime, beside the load generator's one-thread runtime (both share the machine's
-//! cores, as wrk beside a server would). With `--url` it drives a running Tower.
+//! Without `--url` it starts Tower in this process, on its own two-thread runtime beside the load
+//! generator's one-thread runtime (both share the machine's cores, as wrk beside a server would),
+//! on a temporary SQLite file (`--store sqlite`, the default) or on a fresh database of the
+//! PostgreSQL named by `TOWER_TEST_POSTGRES_URL` (`--store postgres`; default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), dropped afterwards. With `--url` it drives a
+//! running Tower.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use flagtower_adapters::postgres::testing::TestDatabase;
+use flagtower_adapters::sqlite::SqliteStore;
+use flagtower_core::Store;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -20,6 +28,7 @@ use serde_json::Value;
 
 struct Args {
     url: Option<String>,
+    store: String,
     scenario: String,
     connections: usize,
     seconds: u64,
@@ -27,13 +36,20 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a =
-        Args { url: None, scenario: "get-flag".into(), connections: 32, seconds: 10, warmup: 2 };
+    let mut a = Args {
+        url: None,
+        store: "sqlite".into(),
+        scenario: "get-flag".into(),
+        connections: 32,
+        seconds: 10,
+        warmup: 2,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
         match k.as_str() {
             "--url" => a.url = Some(v()),
+            "--store" => a.store = v(),
             "--scenario" => a.scenario = v(),
             "--connections" => a.connections = v().parse().expect("--connections N"),
             "--seconds" => a.seconds = v().parse().expect("--seconds S"),
@@ -46,7 +62,8 @@ fn args() -> Args {
 
 fn main() {
     let a = args();
-    let _dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut pg_db = None;
     let server_rt;
     let url = match &a.url {
         Some(u) => u.trim_end_matches('/').to_owned(),
@@ -56,25 +73,40 @@ fn main() {
                 .enable_all()
                 .build()
                 .expect("server runtime");
-            let db = _dir.path().join("bench.db");
+            let (store, what): (Arc<dyn Store>, String) = server_rt.block_on(async {
+                match a.store.as_str() {
+                    "sqlite" => {
+                        let db = dir.path().join("bench.db");
+                        let store = SqliteStore::open(&db).await.expect("open SQLite");
+                        (Arc::new(store) as Arc<dyn Store>, format!("SQLite {}", db.display()))
+                    }
+                    "postgres" => {
+                        let db = TestDatabase::create()
+                            .await
+                            .expect("a PostgreSQL server (TOWER_TEST_POSTGRES_URL)");
+                        let store = db.open().await;
+                        let what = format!("PostgreSQL {}", store.target());
+                        pg_db = Some(db);
+                        (Arc::new(store) as Arc<dyn Store>, what)
+                    }
+                    other => panic!("unknown store {other}: sqlite or postgres"),
+                }
+            });
             let addr = server_rt.block_on(async {
-                let store = flagtower_adapters::sqlite::SqliteStore::open(&db).await.expect("open");
-                let tower = flagtower_core::Tower::builder(std::sync::Arc::new(store))
-                    .start()
-                    .await
-                    .expect("start");
+                let tower = flagtower_core::Tower::builder(store).start().await.expect("start");
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
                 let addr = listener.local_addr().expect("addr");
                 tokio::spawn(flagtower_http::run(listener, tower, std::future::pending()));
                 addr
             });
-            eprintln!("started Tower in-process at http://{addr} on {}", db.display());
+            eprintln!("started Tower in-process at http://{addr} on {what}");
             format!("http://{addr}")
         }
     };
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("client runtime");
     rt.block_on(drive(&a, &url));
+    drop(pg_db);
 }
 
 async fn drive(a: &Args, url: &str) {

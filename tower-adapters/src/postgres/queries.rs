@@ -159,15 +159,20 @@ fn flag_from_row(r: &Row) -> Result<Flag, Fail> {
 }
 
 fn log_from_row(r: &Row) -> Result<LogEntry, Fail> {
-    let action: &str = r.try_get(3)?;
+    log_from_row_at(r, 0)
+}
+
+/// A log entry from the `LOG_COLUMNS` starting at column `at`.
+fn log_from_row_at(r: &Row, at: usize) -> Result<LogEntry, Fail> {
+    let action: &str = r.try_get(at + 3)?;
     Ok(LogEntry {
-        id: LogId::new(r.try_get(0)?),
-        flag_id: FlagId::new(r.try_get(1)?),
-        app_id: AppId::new(r.try_get(2)?),
+        id: LogId::new(r.try_get(at)?),
+        flag_id: FlagId::new(r.try_get(at + 1)?),
+        app_id: AppId::new(r.try_get(at + 2)?),
         action: Action::parse(action).ok_or_else(|| corrupt(format!("action {action:?}")))?,
-        flag_title: r.try_get(4)?,
-        flag_description: r.try_get(5)?,
-        created_at: from_sql_time(r.try_get(6)?),
+        flag_title: r.try_get(at + 4)?,
+        flag_description: r.try_get(at + 5)?,
+        created_at: from_sql_time(r.try_get(at + 6)?),
     })
 }
 
@@ -223,13 +228,14 @@ async fn flag_by_id(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, Fail> {
 /// Locks the flag's app (the order every writer follows: app, then flag) and reads the flag as
 /// it is once the lock is held.
 async fn lock_flag(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, Fail> {
-    let stmt = tx.prepare_cached("SELECT app_id FROM flags WHERE id = $1").await?;
-    let app: i64 = match tx.query_opt(&stmt, &[&id.get()]).await? {
-        Some(row) => row.try_get(0)?,
-        None => return Err(StoreError::NotFound(Resource::Flag).into()),
-    };
-    let stmt = tx.prepare_cached("SELECT 1 FROM apps WHERE id = $1 FOR UPDATE").await?;
-    tx.query_opt(&stmt, &[&app]).await?;
+    let stmt = tx
+        .prepare_cached(
+            "SELECT 1 FROM apps WHERE id = (SELECT app_id FROM flags WHERE id = $1) FOR UPDATE",
+        )
+        .await?;
+    if tx.query_opt(&stmt, &[&id.get()]).await?.is_none() {
+        return Err(StoreError::NotFound(Resource::Flag).into());
+    }
     // Read committed: this statement sees every change committed before we got the lock.
     flag_by_id(tx, id).await
 }
@@ -490,11 +496,34 @@ impl Store for PostgresStore {
     }
 
     async fn flag_with_logs(&self, id: FlagId) -> Result<(Flag, Vec<LogEntry>), StoreError> {
-        snapshot!(self, |tx| {
-            let flag = flag_by_id(&tx, id).await?;
-            let logs = logs_where(&tx, "WHERE flag_id = $1 ORDER BY id", Some(id.get())).await?;
-            (flag, logs)
-        })
+        // One statement: one snapshot and one round trip for the flag and its logs (the flag's
+        // columns repeat on each log row; columns 18.. are the log's).
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let prefixed = |cols: &str, p: &str| {
+                cols.split(", ").map(|c| format!("{p}.{c}")).collect::<Vec<_>>().join(", ")
+            };
+            format!(
+                "SELECT {}, {} FROM flags f LEFT JOIN logs l ON l.flag_id = f.id WHERE f.id = $1 ORDER BY l.id",
+                prefixed(FLAG_COLUMNS, "f"),
+                prefixed(LOG_COLUMNS, "l")
+            )
+        });
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&SQL).await.map_err(map_pg)?;
+        let rows = client.query(&stmt, &[&id.get()]).await.map_err(map_pg)?;
+        let unfail = |e| match e {
+            Fail::Store(e) => e,
+            Fail::Pg(e) => map_pg(e),
+        };
+        let first = rows.first().ok_or(StoreError::NotFound(Resource::Flag))?;
+        let flag = flag_from_row(first).map_err(unfail)?;
+        let mut logs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<_, Option<i64>>(18).map_err(map_pg)?.is_some() {
+                logs.push(log_from_row_at(row, 18).map_err(unfail)?);
+            }
+        }
+        Ok((flag, logs))
     }
 
     async fn create_flag(
@@ -534,11 +563,20 @@ impl Store for PostgresStore {
                     let v = flag_values(&next);
                     let raw_id = id.get();
                     let stmt = tx.prepare_cached(UPDATE_FLAG).await?;
-                    tx.execute(&stmt, &v.params(&raw_id))
-                        .await
-                        .map_err(taken(Resource::Flag, &next.title))?;
-                    write_log(&tx, &next, action, now).await?;
-                    let revision = bump(&tx, next.app_id, origin, now).await?;
+                    // Pipelined: the three statements are queued together by the first poll
+                    // (tokio's join! polls its branches in order the first time) and answer in
+                    // order. All three are awaited and checked in order, so when the update
+                    // fails (a taken title), its error is the one reported, not the "transaction
+                    // aborted" of the two behind it.
+                    let params = v.params(&raw_id);
+                    let (updated, logged, bumped) = tokio::join!(
+                        tx.execute(&stmt, &params),
+                        write_log(&tx, &next, action, now),
+                        bump(&tx, next.app_id, origin, now),
+                    );
+                    updated.map_err(taken(Resource::Flag, &next.title))?;
+                    logged?;
+                    let revision = bumped?;
                     Change { value: next, revision: Some(revision) }
                 }
             }
