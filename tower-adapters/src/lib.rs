@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`sqlite`] | `sqlite` (default) | `Store` on a SQLite file |
 //! | `postgres` | `postgres` | `Store` on PostgreSQL, shared by several Tower processes |
+//! | `nats` | `nats` | `Publisher` on NATS JetStream, the stream SDKs read |
 //!
 //! [`open_store`] picks the store from a URL (`sqlite://PATH` or `postgres://…`), so a binary can
 //! take it from its configuration.
@@ -16,6 +17,8 @@ use std::sync::Arc;
 
 use flagtower_core::Store;
 
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]

@@ -50,6 +50,7 @@ const CHECKS: &[Check] = checks![
     logs_are_ordered,
     revisions_and_the_outbox,
     sdk_keys,
+    publication_leases_can_be_taken_again_after_release,
     strange_strings_round_trip,
     concurrent_toggles_are_serialized,
 ];
@@ -399,6 +400,14 @@ async fn sdk_keys(s: Arc<dyn Store>) {
     let second = SdkKey::generate(t(3));
     assert_eq!(s.replace_sdk_key(&second).await.unwrap(), second);
     assert_eq!(s.sdk_key().await.unwrap(), Some(second));
+}
+
+async fn publication_leases_can_be_taken_again_after_release(s: Arc<dyn Store>) {
+    let app = AppId::new(1);
+    for _ in 0..3 {
+        let lease = s.lease_publication(app).await.unwrap().expect("nobody else holds it");
+        lease.release().await;
+    }
 }
 
 async fn strange_strings_round_trip(s: Arc<dyn Store>) {

@@ -51,8 +51,8 @@ pub use model::{
     SdkKey, Title,
 };
 pub use ports::{
-    BoxError, Bucket, Change, MetricsError, MetricsStore, Pending, PublishError, Publisher,
-    Resource, Store, StoreError,
+    BoxError, Bucket, Change, LocalLease, MetricsError, MetricsStore, Pending, PublicationLease,
+    PublishError, Publisher, Resource, Store, StoreError,
 };
 pub use relay::RelayConfig;
 pub use ruleset::{EncodedRuleset, Ruleset};

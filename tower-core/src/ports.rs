@@ -154,6 +154,32 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn pending(&self) -> Result<Vec<Pending>, StoreError>;
     /// Marks every outbox record of `app` up to `revision` as published.
     async fn mark_published(&self, app: AppId, revision: Revision) -> Result<(), StoreError>;
+
+    /// Tries to take the exclusive right to publish `app`'s rulesets, across every process that
+    /// shares this store; `None` when another holds it. The relay holds it from reading the
+    /// ruleset until the publisher accepted it, so no process can publish an older revision
+    /// after a newer one. A store that only one process can use MAY always grant it.
+    async fn lease_publication(
+        &self,
+        app: AppId,
+    ) -> Result<Option<Box<dyn PublicationLease>>, StoreError>;
+}
+
+/// The exclusive right to publish one app's rulesets (see [`Store::lease_publication`]).
+/// Dropping it without [`PublicationLease::release`] must still give the right back.
+#[async_trait]
+pub trait PublicationLease: Send {
+    /// Gives the right back.
+    async fn release(self: Box<Self>);
+}
+
+/// A lease for stores only one process uses: there is nobody to exclude.
+#[derive(Debug, Default)]
+pub struct LocalLease;
+
+#[async_trait]
+impl PublicationLease for LocalLease {
+    async fn release(self: Box<Self>) {}
 }
 
 /// What a [`Publisher`] can fail with.

@@ -90,25 +90,39 @@ impl Relay {
 
     async fn republish_all(&self) -> Result<(), BoxError> {
         for app in self.store.list_apps().await? {
+            // An app another process is publishing right now gets its newest ruleset from it.
             self.publish_latest(app.id, Origin::Manual).await?;
         }
         self.drain().await
     }
 
     async fn drain(&self) -> Result<(), BoxError> {
-        // A change may commit while we publish; loop until the outbox is empty.
+        // A change may commit while we publish: loop until the outbox is empty, or until every
+        // app left is being published by another process (which will finish it).
         loop {
             let pending = self.store.pending().await?;
-            if pending.is_empty() {
-                return Ok(());
-            }
+            let mut published = false;
             for p in pending {
-                self.publish_latest(p.app_id, p.origin).await?;
+                published |= self.publish_latest(p.app_id, p.origin).await?;
+            }
+            if !published {
+                return Ok(());
             }
         }
     }
 
-    async fn publish_latest(&self, app: crate::AppId, origin: Origin) -> Result<(), BoxError> {
+    /// Publishes the app's ruleset at its newest revision, holding the app's publication lease;
+    /// `false` when another process holds it.
+    async fn publish_latest(&self, app: crate::AppId, origin: Origin) -> Result<bool, BoxError> {
+        let Some(lease) = self.store.lease_publication(app).await? else {
+            return Ok(false);
+        };
+        let result = self.publish_leased(app, origin).await;
+        lease.release().await;
+        result.map(|()| true)
+    }
+
+    async fn publish_leased(&self, app: crate::AppId, origin: Origin) -> Result<(), BoxError> {
         let ruleset = match self.store.ruleset(app).await {
             Ok(r) => r,
             Err(StoreError::NotFound(_)) => return Ok(()),

@@ -691,4 +691,55 @@ impl Store for PostgresStore {
             tx.execute(&stmt, &[&app.get(), &(revision.0 as i64)]).await?;
         })
     }
+
+    async fn lease_publication(
+        &self,
+        app: AppId,
+    ) -> Result<Option<Box<dyn flagtower_core::PublicationLease>>, StoreError> {
+        // A transaction-scoped advisory lock, held on a connection of its own until the lease is
+        // released (COMMIT) or dropped (the connection is closed, which releases it too).
+        let client = self.client().await?;
+        client.batch_execute("BEGIN").await.map_err(map_pg)?;
+        let granted: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock(hashtextextended('tower-publish:' || ($1::bigint)::text, 0))",
+                &[&app.get()],
+            )
+            .await
+            .map_err(map_pg)?
+            .try_get(0)
+            .map_err(map_pg)?;
+        if !granted {
+            client.batch_execute("COMMIT").await.map_err(map_pg)?;
+            return Ok(None);
+        }
+        Ok(Some(Box::new(PgLease { client: Some(client) })))
+    }
+}
+
+/// A held publication lock (see `lease_publication`).
+struct PgLease {
+    client: Option<deadpool_postgres::Client>,
+}
+
+#[async_trait]
+impl flagtower_core::PublicationLease for PgLease {
+    async fn release(mut self: Box<Self>) {
+        if let Some(client) = self.client.take() {
+            if let Err(e) = client.batch_execute("COMMIT").await {
+                tracing::warn!(error = %e, "releasing the publication lock failed; closing its connection");
+                drop(deadpool_postgres::Object::take(client));
+            }
+        }
+    }
+}
+
+impl Drop for PgLease {
+    fn drop(&mut self) {
+        // Not released (the relay was cancelled): never hand a connection that is inside a
+        // transaction back to the pool; closing it releases the lock.
+        if let Some(client) = self.client.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
 }

@@ -228,3 +228,37 @@ fn empty_hosts_and_missing_ports_come_from_the_variables() {
     .unwrap();
     assert_eq!(o.target(), "db.internal:5432/postgres (user postgres)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publication_leases_are_exclusive_across_processes() {
+    use flagtower_core::AppId;
+    let Some(db) = TestDatabase::create().await else { return };
+    let (a, b) = (db.open().await, db.open().await);
+    let app = AppId::new(7);
+    let held = a.lease_publication(app).await.unwrap().expect("free at first");
+    assert!(b.lease_publication(app).await.unwrap().is_none(), "held by the other process");
+    let other = b.lease_publication(AppId::new(8)).await.unwrap().expect("leases are per app");
+    other.release().await;
+    held.release().await;
+    let dropped = b.lease_publication(app).await.unwrap().expect("free after release");
+    // A lease dropped without release (a cancelled relay) frees the app too.
+    drop(dropped);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(l) = a.lease_publication(app).await.unwrap() {
+            l.release().await;
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a dropped lease was never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Connections handed back to the pool are not left inside a transaction.
+    // SAVEPOINT only works inside a transaction block.
+    for _ in 0..4 {
+        let client = a.client().await.unwrap();
+        assert!(
+            client.batch_execute("SAVEPOINT probe").await.is_err(),
+            "a pooled connection was left inside a transaction"
+        );
+    }
+}

@@ -501,4 +501,12 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn lease_publication(
+        &self,
+        _app: AppId,
+    ) -> Result<Option<Box<dyn flagtower_core::PublicationLease>>, StoreError> {
+        // One process owns a SQLite file's relay: nobody to exclude.
+        Ok(Some(Box::new(flagtower_core::LocalLease)))
+    }
 }

@@ -1,0 +1,282 @@
+//! The NATS JetStream publisher: every app's ruleset on `apps.<appId>.update.<origin>`, in the
+//! stream SDKs read (DESIGN §6).
+//!
+//! - Stream (default `flags_ruleset`): subjects `apps.*.update.*`, file storage, one message kept
+//!   per subject, a de-duplication window of at least two minutes. Created at connect when
+//!   missing. An existing stream with other settings gets Tower's subjects and a long enough
+//!   de-duplication window added; one whose storage, retention or per-subject limit would change
+//!   what SDKs read is refused with an error that says what is wrong.
+//! - Each message: the JSON array, headers `Nats-Msg-Id: <appId>-<revision>` (JetStream drops a
+//!   repeat within the window) and `Tower-Revision: <revision>`. `publish` returns only once
+//!   JetStream acknowledged it.
+//! - Authentication with a token; the token is never logged (`Debug` redacts it).
+
+use std::fmt;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use async_trait::async_trait;
+use flagtower_core::{EncodedRuleset, PublishError, Publisher};
+
+/// The subjects Tower publishes on.
+pub const SUBJECTS: &str = "apps.*.update.*";
+/// The shortest de-duplication window Tower accepts.
+pub const MIN_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// How to reach NATS.
+#[derive(Clone)]
+pub struct NatsOptions {
+    url: String,
+    token: Option<String>,
+    stream: String,
+    timeout: Duration,
+}
+
+impl fmt::Debug for NatsOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsOptions")
+            .field("url", &redact(&self.url))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("stream", &self.stream)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// `url` with any credentials in it replaced by `***`.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+impl NatsOptions {
+    /// The server (`nats://host:4222`), the default stream, no token, a 5 s timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            token: None,
+            stream: "flags_ruleset".to_owned(),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Authenticate with a token.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Use another stream.
+    pub fn stream(mut self, name: impl Into<String>) -> Self {
+        self.stream = name.into();
+        self
+    }
+
+    /// How long to wait for the connection and for each acknowledgement.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The server URL with credentials redacted.
+    pub fn target(&self) -> String {
+        redact(&self.url)
+    }
+}
+
+/// Why the publisher could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The server refused the token (or wanted one).
+    #[error("NATS at {target} refused the credentials: check TOWER_NATS_TOKEN")]
+    Auth {
+        /// The server.
+        target: String,
+        /// The client's error.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// The server could not be reached.
+    #[error("cannot connect to NATS at {target}")]
+    Connect {
+        /// The server.
+        target: String,
+        /// The client's error.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// The stream exists with settings Tower cannot use.
+    #[error("JetStream stream {stream:?} {problem}")]
+    Stream {
+        /// The stream.
+        stream: String,
+        /// What is wrong, and what to do.
+        problem: String,
+    },
+    /// JetStream refused to create or update the stream, or is not enabled.
+    #[error("cannot set up JetStream stream {stream:?}: {reason}")]
+    JetStream {
+        /// The stream.
+        stream: String,
+        /// The server's answer.
+        reason: String,
+    },
+}
+
+/// A [`Publisher`] on NATS JetStream.
+#[derive(Clone)]
+pub struct NatsPublisher {
+    js: jetstream::Context,
+    stream: String,
+    target: String,
+}
+
+impl fmt::Debug for NatsPublisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsPublisher")
+            .field("target", &self.target)
+            .field("stream", &self.stream)
+            .finish()
+    }
+}
+
+impl NatsPublisher {
+    /// Connects, and creates or checks the stream.
+    pub async fn connect(options: &NatsOptions) -> Result<Self, ConnectError> {
+        let target = options.target();
+        let connect = match &options.token {
+            Some(t) => async_nats::ConnectOptions::with_token(t.clone()),
+            None => async_nats::ConnectOptions::new(),
+        }
+        .name("tower")
+        .connection_timeout(options.timeout)
+        // Keep reconnecting forever: the relay's retries ride on it.
+        .max_reconnects(None)
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                async_nats::Event::Connected => tracing::info!("NATS connected"),
+                other => tracing::debug!(event = %other, "NATS event"),
+            }
+        });
+        let client = connect.connect(options.url.as_str()).await.map_err(|source| {
+            use async_nats::ConnectErrorKind as K;
+            match source.kind() {
+                K::AuthorizationViolation | K::Authentication => {
+                    ConnectError::Auth { target: target.clone(), source }
+                }
+                _ => ConnectError::Connect { target: target.clone(), source },
+            }
+        })?;
+        let mut js = jetstream::new(client);
+        js.set_timeout(options.timeout);
+        let publisher = Self { js, stream: options.stream.clone(), target };
+        publisher.ensure_stream().await?;
+        tracing::info!(target_nats = %publisher.target, stream = %publisher.stream, "NATS JetStream publisher ready");
+        Ok(publisher)
+    }
+
+    /// The stream Tower needs.
+    fn desired(&self) -> stream::Config {
+        stream::Config {
+            name: self.stream.clone(),
+            subjects: vec![SUBJECTS.to_owned()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            max_messages_per_subject: 1,
+            duplicate_window: MIN_DUPLICATE_WINDOW,
+            description: Some("Tower: the latest ruleset of each app".to_owned()),
+            ..Default::default()
+        }
+    }
+
+    async fn ensure_stream(&self) -> Result<(), ConnectError> {
+        let fail = |reason: String| ConnectError::JetStream { stream: self.stream.clone(), reason };
+        let existing = match self.js.get_stream(&self.stream).await {
+            Ok(mut s) => s.info().await.map_err(|e| fail(e.to_string()))?.config.clone(),
+            Err(e) => {
+                let missing = matches!(e.kind(), async_nats::jetstream::context::GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND);
+                if !missing {
+                    return Err(fail(format!("{e} (is JetStream enabled on the server, `-js`?)")));
+                }
+                self.js.create_stream(self.desired()).await.map_err(|e| fail(e.to_string()))?;
+                tracing::info!(stream = %self.stream, "JetStream stream created");
+                return Ok(());
+            }
+        };
+        let refuse =
+            |problem: String| ConnectError::Stream { stream: self.stream.clone(), problem };
+        if existing.storage != stream::StorageType::File {
+            return Err(refuse("uses memory storage; Tower needs file storage so rulesets survive a NATS restart: delete the stream (Tower recreates and refills it) or use TOWER_NATS_STREAM".to_owned()));
+        }
+        if existing.retention != stream::RetentionPolicy::Limits {
+            return Err(refuse(format!(
+                "has retention {:?}; Tower needs limits retention so SDKs can read the latest ruleset at any time",
+                existing.retention
+            )));
+        }
+        if existing.max_messages_per_subject != 1 {
+            return Err(refuse(format!(
+                "keeps {} messages per subject; Tower needs exactly 1 (the latest ruleset): fix it with `nats stream edit {} --max-msgs-per-subject 1` or delete the stream",
+                existing.max_messages_per_subject, self.stream
+            )));
+        }
+        let mut updated = existing.clone();
+        if !existing.subjects.iter().any(|s| s == SUBJECTS || s == "apps.>" || s == ">") {
+            updated.subjects.push(SUBJECTS.to_owned());
+        }
+        if existing.duplicate_window < MIN_DUPLICATE_WINDOW {
+            updated.duplicate_window = MIN_DUPLICATE_WINDOW;
+        }
+        if updated != existing {
+            self.js.update_stream(updated).await.map_err(|e| {
+                refuse(format!("cannot be updated to capture {SUBJECTS} with a {MIN_DUPLICATE_WINDOW:?} de-duplication window: {e}"))
+            })?;
+            tracing::info!(stream = %self.stream, "JetStream stream updated for Tower");
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Publisher for NatsPublisher {
+    async fn publish(&self, ruleset: &EncodedRuleset) -> Result<(), PublishError> {
+        use async_nats::jetstream::context::PublishErrorKind as K;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", ruleset.message_id().as_str());
+        headers.insert("Tower-Revision", ruleset.revision.to_string().as_str());
+        let classify = |e: async_nats::jetstream::context::PublishError| match e.kind() {
+            K::TimedOut | K::BrokenPipe | K::StreamNotFound | K::MaxAckPending => {
+                PublishError::Unavailable(Box::new(e))
+            }
+            K::MaxPayloadExceeded => PublishError::Rejected(Box::new(e)),
+            _ => PublishError::Unavailable(Box::new(e)),
+        };
+        let ack = self
+            .js
+            .publish_with_headers(ruleset.subject(), headers, ruleset.body.clone())
+            .await
+            .map_err(classify)?
+            .await
+            .map_err(classify)?;
+        if ack.stream != self.stream {
+            return Err(PublishError::Rejected(
+                format!(
+                    "{} was captured by stream {:?}, not {:?}",
+                    ruleset.subject(),
+                    ack.stream,
+                    self.stream
+                )
+                .into(),
+            ));
+        }
+        Ok(())
+    }
+}
