@@ -725,11 +725,11 @@ struct PgLease {
 #[async_trait]
 impl flagtower_core::PublicationLease for PgLease {
     async fn release(mut self: Box<Self>) {
-        if let Some(client) = self.client.take() {
-            if let Err(e) = client.batch_execute("COMMIT").await {
-                tracing::warn!(error = %e, "releasing the publication lock failed; closing its connection");
-                drop(deadpool_postgres::Object::take(client));
-            }
+        if let Some(client) = self.client.take()
+            && let Err(e) = client.batch_execute("COMMIT").await
+        {
+            tracing::warn!(error = %e, "releasing the publication lock failed; closing its connection");
+            drop(deadpool_postgres::Object::take(client));
         }
     }
 }
