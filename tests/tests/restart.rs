@@ -61,7 +61,7 @@ async fn a_restart_keeps_everything(store: TestStore) {
     for app in [a, b] {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            if let Some(r) = server.publisher.latest(flagtower_core::AppId::new(app)) {
+            if let Some(r) = server.publisher().latest(flagtower_core::AppId::new(app)) {
                 let body: Value = serde_json::from_slice(&r.body).unwrap();
                 if body == *c.get(&format!("/api/apps/{app}/flags")).await.payload() {
                     break;

@@ -15,6 +15,8 @@ pub struct Config {
     /// is unset and `PGHOST` or `PGDATABASE` is set, `postgres://` (the libpq variables fill in
     /// the rest, as in the original Tower's sample configuration).
     pub store_url: String,
+    /// NATS JetStream, from `TOWER_NATS_URL`; `None`: the in-process publisher.
+    pub nats: Option<NatsConfig>,
 }
 
 impl fmt::Debug for Config {
@@ -23,6 +25,7 @@ impl fmt::Debug for Config {
             .field("bind", &self.bind)
             .field("port", &self.port)
             .field("store_url", &redact_url(&self.store_url))
+            .field("nats", &self.nats)
             .finish()
     }
 }
@@ -38,12 +41,7 @@ pub struct ConfigError {
 }
 
 /// Variables that name backends this build does not have yet, with the feature they need.
-const NOT_BUILT: [(&str, &str); 4] = [
-    ("TOWER_NATS_URL", "nats"),
-    ("NATS_SERVER", "nats"),
-    ("TOWER_METRICS_URL", "redis"),
-    ("REDIS_SERVER", "redis"),
-];
+const NOT_BUILT: [(&str, &str); 2] = [("TOWER_METRICS_URL", "redis"), ("REDIS_SERVER", "redis")];
 
 impl Config {
     /// Reads the configuration through `var` (`|k| std::env::var(k).ok()` in `main`).
@@ -105,7 +103,72 @@ impl Config {
                 });
             }
         }
-        Ok(Self { bind, port, store_url })
+        let nats = match get("TOWER_NATS_URL")
+            .map(|u| ("TOWER_NATS_URL", u))
+            .or_else(|| get("NATS_SERVER").map(|u| ("NATS_SERVER", u)))
+        {
+            None => None,
+            Some((variable, url)) => {
+                if !cfg!(feature = "nats") {
+                    return Err(ConfigError {
+                        variable,
+                        message: "this build has no `nats` support; unset it to use the in-process publisher".to_owned(),
+                    });
+                }
+                if !(url.starts_with("nats://")
+                    || url.starts_with("tls://")
+                    || url.starts_with("ws://")
+                    || url.starts_with("wss://"))
+                {
+                    return Err(ConfigError {
+                        variable,
+                        message: format!(
+                            "`{}` is not a NATS URL, e.g. nats://127.0.0.1:4222",
+                            redact_url(&url)
+                        ),
+                    });
+                }
+                let stream = get("TOWER_NATS_STREAM").unwrap_or_else(|| "flags_ruleset".to_owned());
+                if stream
+                    .chars()
+                    .any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+                {
+                    return Err(ConfigError {
+                        variable: "TOWER_NATS_STREAM",
+                        message: format!(
+                            "`{stream}` is not a valid stream name (no spaces, `.`, `*`, `>`, `/` or `\\`)"
+                        ),
+                    });
+                }
+                Some(NatsConfig {
+                    url,
+                    token: get("TOWER_NATS_TOKEN").or_else(|| get("SDK_KEY")),
+                    stream,
+                })
+            }
+        };
+        Ok(Self { bind, port, store_url, nats })
+    }
+}
+
+/// Where rulesets are published, when not in-process.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// `TOWER_NATS_URL` (or `NATS_SERVER`).
+    pub url: String,
+    /// `TOWER_NATS_TOKEN` (or `SDK_KEY`, as in the original Tower's sample configuration).
+    pub token: Option<String>,
+    /// `TOWER_NATS_STREAM` (default `flags_ruleset`).
+    pub stream: String,
+}
+
+impl fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsConfig")
+            .field("url", &redact_url(&self.url))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("stream", &self.stream)
+            .finish()
     }
 }
 
@@ -158,7 +221,13 @@ mod tests {
         );
         let e = cfg(&[("TOWER_STORE_URL", "foo://u:hunter2@h/db")]).unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
-        assert_eq!(cfg(&[("NATS_SERVER", "nats://x")]).unwrap_err().variable, "NATS_SERVER");
+        assert_eq!(cfg(&[("NATS_SERVER", "http://x")]).unwrap_err().variable, "NATS_SERVER");
+        assert_eq!(
+            cfg(&[("TOWER_NATS_URL", "nats://x"), ("TOWER_NATS_STREAM", "a.b")])
+                .unwrap_err()
+                .variable,
+            "TOWER_NATS_STREAM"
+        );
     }
 
     #[test]
@@ -172,14 +241,44 @@ mod tests {
     }
 
     #[test]
+    fn nats_comes_from_its_variables_or_the_seeds() {
+        assert_eq!(cfg(&[]).unwrap().nats, None);
+        let c = cfg(&[("NATS_SERVER", "nats://127.0.0.1:4222"), ("SDK_KEY", "myToken")]).unwrap();
+        let n = c.nats.unwrap();
+        assert_eq!(
+            (n.url.as_str(), n.token.as_deref(), n.stream.as_str()),
+            ("nats://127.0.0.1:4222", Some("myToken"), "flags_ruleset")
+        );
+        let c = cfg(&[
+            ("TOWER_NATS_URL", "nats://a:4222"),
+            ("NATS_SERVER", "nats://b:4222"),
+            ("TOWER_NATS_TOKEN", "t"),
+            ("SDK_KEY", "s"),
+            ("TOWER_NATS_STREAM", "rules"),
+        ])
+        .unwrap();
+        let n = c.nats.unwrap();
+        assert_eq!(
+            (n.url.as_str(), n.token.as_deref(), n.stream.as_str()),
+            ("nats://a:4222", Some("t"), "rules")
+        );
+    }
+
+    #[test]
     fn secrets_never_show_in_debug() {
         let c = Config {
             bind: IpAddr::from([0, 0, 0, 0]),
             port: 1,
             store_url: "postgres://tower:hunter2@db:5432/tower".into(),
+            nats: Some(NatsConfig {
+                url: "nats://u:pw@h:4222".into(),
+                token: Some("s3cret".into()),
+                stream: "x".into(),
+            }),
         };
         let d = format!("{c:?}");
         assert!(!d.contains("hunter2") && d.contains("tower:***@db:5432/tower"), "{d}");
+        assert!(!d.contains("s3cret") && !d.contains("pw@"), "{d}");
         assert_eq!(redact_url("redis://:tok@h:6379"), "redis://:***@h:6379");
         assert_eq!(redact_url("nats://token@h"), "nats://***@h");
         assert_eq!(redact_url("sqlite://tower.db"), "sqlite://tower.db");

@@ -113,11 +113,19 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>, options: crate::ServerO
     match route {
         Route::Health => {
             let health = tower.health().await;
+            let publisher = if health.publisher_degraded { "degraded" } else { "ok" };
             match health.store {
-                Ok(()) => ok(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+                Ok(()) => ok(
+                    StatusCode::OK,
+                    &crate::wire::Health { status: "ok", store: "ok", publisher },
+                ),
                 Err(e) => {
                     tracing::warn!(error = %flagtower_core::ErrorChain(&e), "health check failed");
-                    let body = serde_json::json!({"status": "unavailable"});
+                    let body = crate::wire::Health {
+                        status: "unavailable",
+                        store: "unavailable",
+                        publisher,
+                    };
                     let mut res = ok(StatusCode::SERVICE_UNAVAILABLE, &body)?;
                     res.headers_mut().insert(
                         http::header::RETRY_AFTER,

@@ -110,3 +110,12 @@ impl From<flagtower_core::Counts> for Events {
         Self { success: c.success, failure: c.failure }
     }
 }
+
+/// The body of `GET /healthz`: 200 when the store answers, whatever the publisher's state (a
+/// publisher outage delays rulesets, it loses nothing).
+#[derive(Serialize)]
+pub(crate) struct Health {
+    pub(crate) status: &'static str,
+    pub(crate) store: &'static str,
+    pub(crate) publisher: &'static str,
+}

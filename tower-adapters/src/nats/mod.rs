@@ -156,8 +156,12 @@ impl NatsPublisher {
         }
         .name("tower")
         .connection_timeout(options.timeout)
-        // Keep reconnecting forever: the relay's retries ride on it.
+        // Keep reconnecting forever, at least once a second, so that rulesets flow again within
+        // seconds of the server coming back; the relay's retries ride on it.
         .max_reconnects(None)
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis(50u64.saturating_mul(1 << attempts.min(5)).min(1000))
+        })
         .event_callback(|event| async move {
             match event {
                 async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),

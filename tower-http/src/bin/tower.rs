@@ -15,6 +15,10 @@ Configuration (environment):
   TOWER_STORE_URL   sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=…
                     (default sqlite://tower.db; with PGHOST or PGDATABASE set, PostgreSQL
                     from PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE)
+  TOWER_NATS_URL    nats://HOST:4222 to publish rulesets to NATS JetStream (NATS_SERVER too);
+                    unset: the in-process publisher
+  TOWER_NATS_TOKEN  NATS token (SDK_KEY too)
+  TOWER_NATS_STREAM JetStream stream                        (default flags_ruleset)
   TOWER_LOG         log filter, e.g. info or flagtower_http=debug (default info; RUST_LOG too)
 ";
 
@@ -64,7 +68,11 @@ async fn serve(config: Config) -> Result<(), flagtower_core::BoxError> {
     let store =
         flagtower_adapters::open_store_with_env(&config.store_url, |k| std::env::var(k).ok())
             .await?;
-    let tower = Tower::builder(store).start().await?;
+    let mut builder = Tower::builder(store);
+    if let Some(nats) = &config.nats {
+        builder = builder.publisher(std::sync::Arc::new(connect_nats(nats).await?));
+    }
+    let tower = builder.start().await?;
     let addr = std::net::SocketAddr::new(config.bind, config.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -74,6 +82,24 @@ async fn serve(config: Config) -> Result<(), flagtower_core::BoxError> {
     tower.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(feature = "nats")]
+async fn connect_nats(
+    nats: &flagtower_http::NatsConfig,
+) -> Result<flagtower_adapters::nats::NatsPublisher, flagtower_core::BoxError> {
+    let mut options = flagtower_adapters::nats::NatsOptions::new(&nats.url).stream(&nats.stream);
+    if let Some(token) = &nats.token {
+        options = options.token(token);
+    }
+    Ok(flagtower_adapters::nats::NatsPublisher::connect(&options).await?)
+}
+
+#[cfg(not(feature = "nats"))]
+async fn connect_nats(
+    _: &flagtower_http::NatsConfig,
+) -> Result<flagtower_core::InProcessPublisher, flagtower_core::BoxError> {
+    Err("this build has no NATS support".into())
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,390 @@
+//! Rulesets over NATS JetStream with a private nats-server: what each change puts on the wire,
+//! late subscribers, outages of NATS and of Tower, concurrency, and authentication.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy};
+use flagtower_core::AppId;
+use flagtower_tests::{Client, NatsServer, Server, TestStore, for_each_store};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+for_each_store!(each_change_publishes_one_ruleset, concurrent_changes_end_with_the_newest_ruleset);
+
+async fn next(sub: &mut async_nats::Subscriber, timeout: Duration) -> Option<async_nats::Message> {
+    tokio::time::timeout(timeout, sub.next()).await.ok().flatten()
+}
+
+fn header(m: &async_nats::Message, name: &str) -> String {
+    m.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned()).unwrap_or_default()
+}
+
+/// The latest ruleset of an app as a subscriber that starts now reads it: JetStream's
+/// deliver-last-per-subject on `apps.<appId>.update.*` (nats-server 2.9 refuses the wider
+/// `apps.<appId>.>` as a filter of a stream on `apps.*.update.*`; 2.10 and later accept both).
+async fn latest_on_stream(client: &async_nats::Client, app: i64) -> Option<(u64, Value)> {
+    let js = jetstream::new(client.clone());
+    let stream = js.get_stream("flags_ruleset").await.expect("stream");
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: format!("apps.{app}.update.*"),
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let mut messages = consumer.messages().await.expect("messages");
+    let m = tokio::time::timeout(Duration::from_secs(1), messages.next())
+        .await
+        .expect("in time")?
+        .expect("message");
+    let rev = m.headers.as_ref()?.get("Tower-Revision")?.as_str().parse().ok()?;
+    Some((rev, serde_json::from_slice(&m.payload).ok()?))
+}
+
+async fn flags_of(c: &Client, app: i64) -> Value {
+    c.get(&format!("/api/apps/{app}/flags")).await.payload().clone()
+}
+
+async fn each_change_publishes_one_ruleset(store: TestStore) {
+    let Some(nats) = NatsServer::start(None).await else { return };
+    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let c = server.client();
+    let watcher = nats.client().await;
+    let mut sub = watcher.subscribe("apps.>").await.unwrap();
+    watcher.flush().await.unwrap();
+
+    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
+    let flag =
+        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
+            .as_i64()
+            .unwrap();
+    let mut revision = 0;
+    let mut expect = |m: async_nats::Message, body: Value| {
+        revision += 1;
+        assert_eq!(m.subject.as_str(), format!("apps.{app}.update.manual"));
+        assert_eq!(header(&m, "Nats-Msg-Id"), format!("{app}-{revision}"));
+        assert_eq!(header(&m, "Tower-Revision"), revision.to_string());
+        let got: Value = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(
+            got, body,
+            "revision {revision}: the JSON array of the app's flags, no envelope"
+        );
+    };
+    let m = next(&mut sub, Duration::from_secs(5)).await.expect("flag creation published");
+    expect(m, flags_of(&c, app).await);
+
+    let steps: Vec<(&str, String, Option<Value>)> = vec![
+        ("PATCH", format!("/api/flags/{flag}"), Some(json!({"rollout_percentage": 12.5}))),
+        ("PATCH", format!("/api/flags/{flag}/toggle"), None),
+        ("POST", format!("/api/flags/circuit/{flag}/open"), None),
+        ("POST", format!("/api/flags/circuit/{flag}/close"), None),
+        ("DELETE", format!("/api/flags/{flag}"), None),
+    ];
+    for (method, path, body) in steps {
+        let r = match (method, body) {
+            ("PATCH", Some(b)) => c.patch(&path, &b).await,
+            ("PATCH", None) => c.patch_empty(&path).await,
+            ("POST", _) => c.post_empty(&path).await,
+            _ => c.delete(&path).await,
+        };
+        assert_eq!(r.status, 200, "{method} {path}");
+        let m = next(&mut sub, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("{method} {path} published"));
+        expect(m, flags_of(&c, app).await);
+    }
+    // A change that changes nothing publishes nothing.
+    let other =
+        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "g"})).await.payload()["id"]
+            .as_i64()
+            .unwrap();
+    let m = next(&mut sub, Duration::from_secs(5)).await.unwrap();
+    expect(m, flags_of(&c, app).await);
+    c.patch(&format!("/api/flags/{other}/toggle"), &json!({"is_active": false})).await;
+    assert!(
+        next(&mut sub, Duration::from_millis(300)).await.is_none(),
+        "a no-op publishes nothing"
+    );
+
+    assert_eq!(c.delete(&format!("/api/apps/{app}")).await.status, 200);
+    let m = next(&mut sub, Duration::from_secs(5)).await.expect("app deletion published");
+    expect(m, json!([]));
+    assert!(
+        next(&mut sub, Duration::from_millis(300)).await.is_none(),
+        "exactly one message per change"
+    );
+
+    // A subscriber that starts now reads the latest ruleset.
+    let (rev, body) = latest_on_stream(&watcher, app).await.expect("the latest ruleset is kept");
+    assert_eq!((rev, body), (revision, json!([])));
+
+    // The stream is the one SDKs expect.
+    let js = jetstream::new(watcher.clone());
+    let mut s = js.get_stream("flags_ruleset").await.unwrap();
+    let cfg = s.info().await.unwrap().config.clone();
+    assert_eq!(cfg.subjects, vec!["apps.*.update.*".to_owned()]);
+    assert_eq!(cfg.storage, jetstream::stream::StorageType::File);
+    assert_eq!(cfg.max_messages_per_subject, 1);
+    assert!(cfg.duplicate_window >= Duration::from_secs(120));
+    server.stop().await;
+}
+
+async fn concurrent_changes_end_with_the_newest_ruleset(store: TestStore) {
+    const N: usize = 200;
+    let Some(nats) = NatsServer::start(None).await else { return };
+    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let c = server.client();
+    let watcher = nats.client().await;
+    let mut sub = watcher.subscribe("apps.>").await.unwrap();
+    watcher.flush().await.unwrap();
+    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
+    let flag =
+        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
+            .as_i64()
+            .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..N {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            c.patch_empty(&format!("/api/flags/{flag}/toggle")).await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let final_revision = (N + 1) as u64;
+    let mut last = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while last < final_revision {
+        let m = next(&mut sub, deadline.saturating_duration_since(Instant::now()))
+            .await
+            .expect("the newest revision arrives");
+        let rev: u64 = header(&m, "Tower-Revision").parse().unwrap();
+        assert!(rev > last, "revision {rev} arrived after {last}");
+        last = rev;
+        if rev == final_revision {
+            let body: Value = serde_json::from_slice(&m.payload).unwrap();
+            assert_eq!(body, flags_of(&c, app).await, "the last message equals the database");
+        }
+    }
+    let (rev, body) = latest_on_stream(&watcher, app).await.unwrap();
+    assert_eq!((rev, body), (final_revision, flags_of(&c, app).await));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rulesets_committed_while_nats_is_down_arrive_within_5_s_of_its_return() {
+    let Some(mut nats) = NatsServer::start(None).await else { return };
+    let store = TestStore::sqlite().await;
+    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let c = server.client();
+    let mut apps = Vec::new();
+    for i in 0..5 {
+        let app = c.post("/api/apps", &json!({"title": format!("app {i}")})).await.payload()["id"]
+            .as_i64()
+            .unwrap();
+        let flag =
+            c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
+                .as_i64()
+                .unwrap();
+        apps.push((app, flag));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    nats.kill();
+    // 50 changes across the 5 apps: the API keeps working.
+    for i in 0..50 {
+        let (_, flag) = apps[i % 5];
+        let r = if i % 3 == 0 {
+            c.patch(&format!("/api/flags/{flag}"), &json!({"rollout_percentage": i})).await
+        } else {
+            c.patch_empty(&format!("/api/flags/{flag}/toggle")).await
+        };
+        assert_eq!(r.status, 200, "change {i} while NATS is down");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = c.get("/healthz").await;
+        assert_eq!(h.status, 200, "the store is up");
+        if h.json["publisher"] == "degraded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the publisher never reported degraded: {}", h.json);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let db = store.open().await;
+    nats.restart().await;
+    let back = Instant::now();
+    let watcher = nats.client().await;
+    let mut pending: HashMap<i64, u64> = HashMap::new();
+    for (app, _) in &apps {
+        pending.insert(*app, db.ruleset(AppId::new(*app)).await.unwrap().revision.0);
+    }
+    while !pending.is_empty() {
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "not published within 5 s of NATS's return: {pending:?}"
+        );
+        for (app, _) in &apps {
+            if let Some(want) = pending.get(app).copied()
+                && let Some((rev, body)) = latest_on_stream(&watcher, *app).await
+                && rev == want
+            {
+                assert_eq!(body, flags_of(&c, *app).await);
+                pending.remove(app);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let h = c.get("/healthz").await;
+    assert_eq!(h.json["publisher"], "ok", "{}", h.json);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_committed_by_a_tower_that_died_before_publishing_is_published_at_restart() {
+    let Some(nats) = NatsServer::start(None).await else { return };
+    let store = TestStore::sqlite().await;
+    // The crashed process: its change and outbox record committed, nothing published.
+    let s = store.open().await;
+    let t = flagtower_core::Timestamp::from_millis(1_700_000_000_000);
+    let app = s.create_app(&flagtower_core::Title::parse("crashed").unwrap(), t).await.unwrap();
+    let nf = flagtower_core::NewFlag {
+        title: flagtower_core::Title::parse("f").unwrap(),
+        settings: Default::default(),
+    };
+    let flag = s.create_flag(app.id, &nf, t).await.unwrap().value;
+    let committed = s
+        .change_flag(
+            flag.id,
+            &flagtower_core::FlagCommand::Toggle(None),
+            flagtower_core::Origin::Manual,
+            t,
+        )
+        .await
+        .unwrap()
+        .revision
+        .unwrap();
+    assert_eq!(s.pending().await.unwrap().len(), 1, "the outbox holds the unpublished change");
+    drop(s);
+    // The restart.
+    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let watcher = nats.client().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some((rev, body)) = latest_on_stream(&watcher, app.id.get()).await
+            && rev == committed.0
+        {
+            assert_eq!(body[0]["is_active"], true);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the committed change was never published");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(store.open().await.pending().await.unwrap().is_empty(), "marked published");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_towers_on_one_database_never_publish_an_older_revision_after_a_newer_one() {
+    const N: usize = 120;
+    let Some(nats) = NatsServer::start(None).await else { return };
+    let Some(store) = TestStore::postgres().await else { return };
+    let a = Server::start_with(store.open().await, nats.publisher().await).await;
+    let b = Server::start_with(store.open().await, nats.publisher().await).await;
+    let (ca, cb) = (a.client(), b.client());
+    let watcher = nats.client().await;
+    let mut sub = watcher.subscribe("apps.>").await.unwrap();
+    watcher.flush().await.unwrap();
+    let app =
+        ca.post("/api/apps", &json!({"title": "shared"})).await.payload()["id"].as_i64().unwrap();
+    let flag =
+        cb.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
+            .as_i64()
+            .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let c = if i % 2 == 0 { ca.clone() } else { cb.clone() };
+        tasks.push(tokio::spawn(async move {
+            c.patch_empty(&format!("/api/flags/{flag}/toggle")).await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let final_revision = (N + 1) as u64;
+    let mut last = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while last < final_revision {
+        let m = next(&mut sub, deadline.saturating_duration_since(Instant::now()))
+            .await
+            .expect("the newest revision arrives");
+        let rev: u64 = header(&m, "Tower-Revision").parse().unwrap();
+        assert!(rev >= last, "revision {rev} was published after {last}");
+        last = rev;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_a_clear_startup_error() {
+    let Some(nats) = NatsServer::start(Some("right-token")).await else { return };
+    for options in [
+        flagtower_adapters::nats::NatsOptions::new(nats.url()).token("wrong-token"),
+        flagtower_adapters::nats::NatsOptions::new(nats.url()),
+    ] {
+        let err = flagtower_adapters::nats::NatsPublisher::connect(&options).await.unwrap_err();
+        let shown = format!("{err} | {err:?} | {}", flagtower_core::ErrorChain(&err));
+        assert!(matches!(err, flagtower_adapters::nats::ConnectError::Auth { .. }), "{shown}");
+        assert!(shown.contains("refused the credentials"), "{shown}");
+        assert!(
+            !shown.contains("wrong-token") && !shown.contains("right-token"),
+            "the token is never shown: {shown}"
+        );
+    }
+    let ok = flagtower_adapters::nats::NatsOptions::new(nats.url()).token("right-token");
+    flagtower_adapters::nats::NatsPublisher::connect(&ok)
+        .await
+        .expect("the right token is accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_stream_is_adopted_or_refused_with_a_reason() {
+    let Some(nats) = NatsServer::start(None).await else { return };
+    let client = nats.client().await;
+    let js = jetstream::new(client.clone());
+    // Someone made the stream for other subjects with a short window: Tower adds what it needs.
+    js.create_stream(jetstream::stream::Config {
+        name: "flags_ruleset".into(),
+        subjects: vec!["legacy.>".into()],
+        max_messages_per_subject: 1,
+        duplicate_window: Duration::from_secs(10),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    nats.publisher().await;
+    let cfg = js.get_stream("flags_ruleset").await.unwrap().info().await.unwrap().config.clone();
+    assert!(
+        cfg.subjects.contains(&"apps.*.update.*".to_owned())
+            && cfg.subjects.contains(&"legacy.>".to_owned())
+    );
+    assert_eq!(cfg.duplicate_window, Duration::from_secs(120));
+    // One that keeps history per subject would change what SDKs read: refused, with the fix.
+    js.create_stream(jetstream::stream::Config {
+        name: "history".into(),
+        subjects: vec!["history.>".into()],
+        max_messages_per_subject: 10,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let err = flagtower_adapters::nats::NatsPublisher::connect(
+        &flagtower_adapters::nats::NatsOptions::new(nats.url()).stream("history"),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("keeps 10 messages per subject"), "{err}");
+}
