@@ -388,3 +388,38 @@ async fn an_existing_stream_is_adopted_or_refused_with_a_reason() {
     .unwrap_err();
     assert!(err.to_string().contains("keeps 10 messages per subject"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_stream_is_recreated_and_refilled_at_start() {
+    let Some(nats) = NatsServer::start(None).await else { return };
+    let store = TestStore::sqlite().await;
+    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let c = server.client();
+    let mut apps = Vec::new();
+    for i in 0..3 {
+        let app = c.post("/api/apps", &json!({"title": format!("app {i}")})).await.payload()["id"]
+            .as_i64()
+            .unwrap();
+        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f", "is_active": true})).await;
+        apps.push(app);
+    }
+    server.stop().await;
+    let watcher = nats.client().await;
+    jetstream::new(watcher.clone()).delete_stream("flags_ruleset").await.unwrap();
+
+    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let c = server.client();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for app in apps {
+        loop {
+            if let Some((_, body)) = latest_on_stream(&watcher, app).await
+                && body == flags_of(&c, app).await
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "app {app} was not republished");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    server.stop().await;
+}

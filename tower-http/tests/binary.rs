@@ -182,3 +182,82 @@ fn the_libpq_variables_alone_select_postgresql() {
     assert_eq!(apps.len(), 1);
     assert_eq!(apps[0].title.as_str(), "pg!");
 }
+
+/// A private nats-server with JetStream and a token, killed on drop; `None` when there is no
+/// nats-server binary (the tests package's harness says so loudly and fails under
+/// `TOWER_REQUIRE_SERVICES=1`; here the binary-level checks just skip).
+struct Nats(Child, u16, tempfile::TempDir);
+
+impl Nats {
+    fn start(token: &str) -> Option<Self> {
+        let binary = std::env::var("TOWER_TEST_NATS_SERVER").ok().or_else(|| {
+            ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
+                .into_iter()
+                .find(|p| std::path::Path::new(p).is_file())
+                .map(str::to_owned)
+        });
+        let Some(binary) = binary else {
+            assert!(
+                std::env::var("TOWER_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "nats-server not found"
+            );
+            eprintln!("!!!!! SKIPPED: nats-server not found");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "--auth", token, "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Self(child, port, dir))
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn nats_from_the_seeds_variables_and_a_wrong_token_refused_at_start() {
+    let Some(nats) = Nats::start("myToken") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("nats://127.0.0.1:{}", nats.1);
+    // A wrong token: a clear error at start, exit 1, the token never printed.
+    let out = tower()
+        .env("TOWER_STORE_URL", format!("sqlite://{}", dir.path().join("t.db").display()))
+        .env("NATS_SERVER", &url)
+        .env("SDK_KEY", "notTheToken")
+        .env("PORT", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("refused the credentials"), "{stderr}");
+    assert!(!stderr.contains("notTheToken"), "{stderr}");
+    // The seed's variables, right token: Tower starts and serves.
+    let (mut child, addr) = start_with(
+        tower()
+            .env("TOWER_STORE_URL", format!("sqlite://{}", dir.path().join("t.db").display()))
+            .env("NATS_SERVER", &url)
+            .env("SDK_KEY", "myToken"),
+    );
+    let health = request(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.contains("\"publisher\":\"ok\""),
+        "{health}"
+    );
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}
