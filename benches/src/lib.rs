@@ -2,6 +2,8 @@
 //! (`src/bin/loadgen.rs`). Results and the commands that reproduce them are in
 //! `benches/README.md`.
 
+pub mod nats_server;
+
 use flagtower_core::model::{Description, UserList, Webhooks};
 use flagtower_core::{AppId, Flag, FlagId, Percent, Timestamp, Title};
 

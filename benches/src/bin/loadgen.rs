@@ -2,7 +2,7 @@
 //! for a fixed time; prints throughput and latency percentiles.
 //!
 //! ```text
-//! cargo run --release -p flagtower-benches --bin loadgen -- [--url URL | --store sqlite|postgres]
+//! cargo run --release -p flagtower-benches --bin loadgen -- [--url URL | --store sqlite|postgres [--nats]]
 //!     [--scenario get-flag|toggle] [--connections N] [--seconds S] [--warmup S]
 //! ```
 //!
@@ -10,8 +10,9 @@
 //! generator's one-thread runtime (both share the machine's cores, as wrk beside a server would),
 //! on a temporary SQLite file (`--store sqlite`, the default) or on a fresh database of the
 //! PostgreSQL named by `TOWER_TEST_POSTGRES_URL` (`--store postgres`; default
-//! `postgres://postgres@127.0.0.1:5432/postgres`), dropped afterwards. With `--url` it drives a
-//! running Tower.
+//! `postgres://postgres@127.0.0.1:5432/postgres`), dropped afterwards; with `--nats` it publishes
+//! every ruleset to a private nats-server (JetStream, file storage) instead of in-process. With
+//! `--url` it drives a running Tower.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ use serde_json::Value;
 struct Args {
     url: Option<String>,
     store: String,
+    nats: bool,
     scenario: String,
     connections: usize,
     seconds: u64,
@@ -39,6 +41,7 @@ fn args() -> Args {
     let mut a = Args {
         url: None,
         store: "sqlite".into(),
+        nats: false,
         scenario: "get-flag".into(),
         connections: 32,
         seconds: 10,
@@ -50,6 +53,7 @@ fn args() -> Args {
         match k.as_str() {
             "--url" => a.url = Some(v()),
             "--store" => a.store = v(),
+            "--nats" => a.nats = true,
             "--scenario" => a.scenario = v(),
             "--connections" => a.connections = v().parse().expect("--connections N"),
             "--seconds" => a.seconds = v().parse().expect("--seconds S"),
@@ -64,6 +68,7 @@ fn main() {
     let a = args();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut pg_db = None;
+    let mut nats_server = None;
     let server_rt;
     let url = match &a.url {
         Some(u) => u.trim_end_matches('/').to_owned(),
@@ -92,14 +97,26 @@ fn main() {
                     other => panic!("unknown store {other}: sqlite or postgres"),
                 }
             });
+            nats_server = a.nats.then(flagtower_benches::nats_server::NatsServer::start);
             let addr = server_rt.block_on(async {
-                let tower = flagtower_core::Tower::builder(store).start().await.expect("start");
+                let mut builder = flagtower_core::Tower::builder(store);
+                if let Some(n) = &nats_server {
+                    let options = flagtower_adapters::nats::NatsOptions::new(&n.url);
+                    let publisher = flagtower_adapters::nats::NatsPublisher::connect(&options)
+                        .await
+                        .expect("NATS");
+                    builder = builder.publisher(Arc::new(publisher));
+                }
+                let tower = builder.start().await.expect("start");
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
                 let addr = listener.local_addr().expect("addr");
                 tokio::spawn(flagtower_http::run(listener, tower, std::future::pending()));
                 addr
             });
-            eprintln!("started Tower in-process at http://{addr} on {what}");
+            eprintln!(
+                "started Tower in-process at http://{addr} on {what}{}",
+                if a.nats { ", publishing to NATS JetStream" } else { "" }
+            );
             format!("http://{addr}")
         }
     };
@@ -107,6 +124,7 @@ fn main() {
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("client runtime");
     rt.block_on(drive(&a, &url));
     drop(pg_db);
+    drop(nats_server);
 }
 
 async fn drive(a: &Args, url: &str) {

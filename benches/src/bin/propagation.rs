@@ -1,0 +1,118 @@
+//! Propagation: from a toggle sent to the API to the new ruleset received by a JetStream
+//! subscriber (an ordered push consumer, as an SDK would use), over N sequential toggles.
+//!
+//! ```text
+//! cargo run --release -p flagtower-benches --bin propagation -- [--changes N] [--store sqlite|postgres]
+//! ```
+//!
+//! Starts a private nats-server (`TOWER_TEST_NATS_SERVER`, or `nats-server`) and Tower in this
+//! process on a temporary SQLite file or a fresh PostgreSQL database (`TOWER_TEST_POSTGRES_URL`).
+//! Each sample is measured from just before the PATCH is sent to the arrival of the message
+//! carrying its revision, so it includes the HTTP request, the commit, the relay, the publish
+//! with its JetStream acknowledgement, and delivery to the consumer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy};
+use bytes::Bytes;
+use flagtower_adapters::nats::{NatsOptions, NatsPublisher};
+use flagtower_benches::nats_server::NatsServer;
+use flagtower_core::Store;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full};
+
+fn main() {
+    let mut changes = 1000usize;
+    let mut store_kind = "sqlite".to_owned();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--changes" => changes = args.next().and_then(|v| v.parse().ok()).expect("--changes N"),
+            "--store" => store_kind = args.next().expect("--store sqlite|postgres"),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async move {
+        let mut pg = None;
+        let store: Arc<dyn Store> = match store_kind.as_str() {
+            "sqlite" => Arc::new(flagtower_adapters::sqlite::SqliteStore::open(dir.path().join("p.db")).await.unwrap()),
+            "postgres" => {
+                let db = flagtower_adapters::postgres::testing::TestDatabase::create().await.expect("PostgreSQL");
+                let s = db.open().await;
+                pg = Some(db);
+                Arc::new(s)
+            }
+            other => panic!("unknown store {other}"),
+        };
+        let publisher = NatsPublisher::connect(&NatsOptions::new(&nats.url)).await.unwrap();
+        let tower = flagtower_core::Tower::builder(store).publisher(Arc::new(publisher)).start().await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(flagtower_http::run(listener, tower, std::future::pending()));
+
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let call = |method: &'static str, path: String, body: &'static str| {
+            let client = client.clone();
+            async move {
+                let mut req = hyper::Request::builder().method(method).uri(format!("http://{addr}{path}"));
+                if !body.is_empty() {
+                    req = req.header("content-type", "application/json");
+                }
+                let res = client.request(req.body(Full::new(Bytes::from(body))).unwrap()).await.unwrap();
+                let bytes = res.into_body().collect().await.unwrap().to_bytes();
+                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+            }
+        };
+        let app = call("POST", "/api/apps".into(), r#"{"title": "propagation"}"#).await["payload"]["id"].as_i64().unwrap();
+        let flag = call("POST", format!("/api/apps/{app}/flags"), r#"{"title": "f"}"#).await["payload"]["id"].as_i64().unwrap();
+
+        let nc = async_nats::connect(&nats.url).await.unwrap();
+        let js = jetstream::new(nc);
+        let stream = js.get_stream("flags_ruleset").await.unwrap();
+        let consumer = stream
+            .create_consumer(jetstream::consumer::push::OrderedConfig {
+                deliver_subject: format!("_bench.{app}"),
+                filter_subject: format!("apps.{app}.update.*"),
+                deliver_policy: DeliverPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut messages = consumer.messages().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let mut samples = Vec::with_capacity(changes);
+        for i in 0..changes {
+            let want = (i + 2) as u64; // creation was revision 1
+            let started = Instant::now();
+            call("PATCH", format!("/api/flags/{flag}/toggle"), "").await;
+            loop {
+                let m = tokio::time::timeout(Duration::from_secs(10), messages.next())
+                    .await
+                    .expect("a ruleset within 10 s")
+                    .unwrap()
+                    .unwrap();
+                let rev: u64 = m.headers.as_ref().unwrap().get("Tower-Revision").unwrap().as_str().parse().unwrap();
+                if rev >= want {
+                    samples.push(started.elapsed());
+                    break;
+                }
+            }
+        }
+        samples.sort_unstable();
+        let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0;
+        println!(
+            "store={store_kind} changes={changes} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+            pct(0.5),
+            pct(0.9),
+            pct(0.99),
+            pct(1.0)
+        );
+        drop(pg);
+    });
+}
