@@ -186,7 +186,8 @@ fn the_libpq_variables_alone_select_postgresql() {
 /// A private nats-server with JetStream and a token, killed on drop; `None` when there is no
 /// nats-server binary (the tests package's harness says so loudly and fails under
 /// `TOWER_REQUIRE_SERVICES=1`; here the binary-level checks just skip).
-struct Nats(Child, u16, tempfile::TempDir);
+/// The process, its port, and its store directory (kept until the server is gone).
+struct Nats(Child, u16, #[allow(dead_code)] tempfile::TempDir);
 
 impl Nats {
     fn start(token: &str) -> Option<Self> {
