@@ -187,7 +187,7 @@ fn the_libpq_variables_alone_select_postgresql() {
 /// nats-server binary (the tests package's harness says so loudly and fails under
 /// `TOWER_REQUIRE_SERVICES=1`; here the binary-level checks just skip).
 /// The process, its port, and its store directory (kept until the server is gone).
-struct Nats(Child, u16, #[allow(dead_code)] tempfile::TempDir);
+struct Nats(Child, u16, tempfile::TempDir, String, String);
 
 impl Nats {
     fn start(token: &str) -> Option<Self> {
@@ -207,9 +207,14 @@ impl Nats {
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
+        let child = Self::spawn(&binary, port, token, dir.path());
+        Some(Self(child, port, dir, binary, token.to_owned()))
+    }
+
+    fn spawn(binary: &str, port: u16, token: &str, dir: &std::path::Path) -> Child {
         let child = Command::new(binary)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "--auth", token, "-sd"])
-            .arg(dir.path())
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -219,7 +224,17 @@ impl Nats {
             assert!(std::time::Instant::now() < deadline, "nats-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(Self(child, port, dir))
+        child
+    }
+
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        self.0 = Self::spawn(&self.3, self.1, &self.4, self.2.path());
     }
 }
 
@@ -259,6 +274,64 @@ fn nats_from_the_seeds_variables_and_a_wrong_token_refused_at_start() {
         health.starts_with("HTTP/1.1 200") && health.contains("\"publisher\":\"ok\""),
         "{health}"
     );
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_change_committed_before_a_sigkill_is_published_after_the_restart() {
+    use flagtower_core::Store as _;
+    let Some(mut nats) = Nats::start("tok") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let url = format!("nats://127.0.0.1:{}", nats.1);
+    let tower_cmd = || {
+        let mut cmd = tower();
+        cmd.env("TOWER_STORE_URL", format!("sqlite://{}", db.display()))
+            .env("TOWER_NATS_URL", &url)
+            .env("TOWER_NATS_TOKEN", "tok");
+        cmd
+    };
+    let (mut child, addr) = start_with(&mut tower_cmd());
+    let post = |path: &str, body: &str| {
+        request(
+            addr,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    assert!(post("/api/apps", r#"{"title": "a"}"#).starts_with("HTTP/1.1 201"));
+    assert!(post("/api/apps/1/flags", r#"{"title": "f"}"#).starts_with("HTTP/1.1 201"));
+    // NATS goes away; a change commits but cannot be published; Tower is killed outright.
+    nats.stop();
+    let toggled =
+        request(addr, "PATCH /api/flags/1/toggle HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(toggled.starts_with("HTTP/1.1 200"), "{toggled}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let pending = rt.block_on(async {
+        let s = flagtower_adapters::sqlite::SqliteStore::open(&db).await.unwrap();
+        s.pending().await.unwrap()
+    });
+    assert_eq!(pending.len(), 1, "the toggle waits in the outbox: {pending:?}");
+    // NATS and Tower come back: the outbox drains, which happens only on JetStream's ack.
+    nats.restart();
+    let (mut child, _) = start_with(&mut tower_cmd());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let pending = rt.block_on(async {
+            let s = flagtower_adapters::sqlite::SqliteStore::open(&db).await.unwrap();
+            s.pending().await.unwrap()
+        });
+        if pending.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the committed change was never published");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     sigterm(&child);
     assert!(child.wait().unwrap().success());
 }
