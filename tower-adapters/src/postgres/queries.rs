@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use flagtower_core::command::{FlagCommand, NewFlag};
 use flagtower_core::model::{
-    CircuitState, Description, IntervalMs, Percent, RecoveryProfile, UserList, Webhooks,
+    Description, IntervalMs, Percent, RecoveryProfile, UserList, Webhooks,
 };
 use flagtower_core::{
     Action, App, AppId, Change, Flag, FlagId, LogEntry, LogId, Origin, Pending, Resource, Revision,
@@ -16,13 +16,7 @@ use tokio_postgres::types::ToSql;
 
 use super::{MAX_ATTEMPTS, PostgresStore, from_sql_time, is_retryable, map_pg, to_sql_time};
 
-const APP_COLUMNS: &str = "id, title, created_at, updated_at";
-const FLAG_COLUMNS: &str = "id, app_id, title, description, state, rollout_tenths, \
-    white_listed_users, error_threshold_tenths, is_recoverable, recovery_tenths, \
-    recovery_delay_ms, initial_recovery_tenths, recovery_rate_ms, recovery_increment_tenths, \
-    recovery_profile, webhooks, created_at, updated_at";
-const LOG_COLUMNS: &str =
-    "id, flag_id, app_id, action_type, flag_title, flag_description, created_at";
+use crate::sql::{APP_COLUMNS, Corrupt, FLAG_COLUMNS, LOG_COLUMNS, parse_state, state_name};
 
 /// A failure inside a transaction: either already a store error (not found, conflict), or a
 /// PostgreSQL error that may deserve a retry.
@@ -42,10 +36,6 @@ impl From<StoreError> for Fail {
         Self::Store(e)
     }
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("corrupt row in the database: {0}")]
-struct Corrupt(String);
 
 fn corrupt(msg: String) -> Fail {
     Fail::Store(StoreError::Backend(Box::new(Corrupt(msg))))
@@ -129,12 +119,7 @@ fn flag_from_row(r: &Row) -> Result<Flag, Fail> {
     };
     let text = |i: usize| -> Result<&str, Fail> { Ok(r.try_get(i)?) };
     let bad = |what: &str, e: flagtower_core::model::InvalidValue| corrupt(format!("{what}: {e}"));
-    let state = match text(4)? {
-        "off" => CircuitState::Off,
-        "on" => CircuitState::On,
-        "recovering" => CircuitState::Recovering,
-        other => return Err(corrupt(format!("state {other:?}"))),
-    };
+    let state = parse_state(text(4)?).map_err(|e| Fail::Store(StoreError::Backend(Box::new(e))))?;
     Ok(Flag {
         id: FlagId::new(r.try_get(0)?),
         app_id: AppId::new(r.try_get(1)?),
@@ -182,14 +167,6 @@ fn key_from_row(r: &Row) -> Result<SdkKey, Fail> {
         created_at: from_sql_time(r.try_get(1)?),
         updated_at: from_sql_time(r.try_get(2)?),
     })
-}
-
-fn state_name(s: CircuitState) -> &'static str {
-    match s {
-        CircuitState::Off => "off",
-        CircuitState::On => "on",
-        CircuitState::Recovering => "recovering",
-    }
 }
 
 /// A unique violation becomes `AlreadyExists`; anything else stays a PostgreSQL error.

@@ -230,13 +230,8 @@ pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// A value read from the database that the domain refuses: the file was edited by hand.
-#[derive(Debug, thiserror::Error)]
-#[error("corrupt row in the database: {0}")]
-pub(crate) struct Corrupt(String);
-
 pub(crate) fn corrupt(msg: impl Into<String>) -> BoxError {
-    Box::new(Corrupt(msg.into()))
+    Box::new(crate::sql::Corrupt(msg.into()))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use flagtower_core::command::{FlagCommand, NewFlag};
 use flagtower_core::model::{
-    CircuitState, Description, IntervalMs, Percent, RecoveryProfile, UserList, Webhooks,
+    Description, IntervalMs, Percent, RecoveryProfile, UserList, Webhooks,
 };
 use flagtower_core::{
     Action, App, AppId, Change, Flag, FlagId, LogEntry, LogId, Origin, Pending, Resource, Revision,
@@ -13,13 +13,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::{SqliteStore, corrupt, is_unique_violation, map_err};
 
-const APP_COLUMNS: &str = "id, title, created_at, updated_at";
-const FLAG_COLUMNS: &str = "id, app_id, title, description, state, rollout_tenths, \
-    white_listed_users, error_threshold_tenths, is_recoverable, recovery_tenths, \
-    recovery_delay_ms, initial_recovery_tenths, recovery_rate_ms, recovery_increment_tenths, \
-    recovery_profile, webhooks, created_at, updated_at";
-const LOG_COLUMNS: &str =
-    "id, flag_id, app_id, action_type, flag_title, flag_description, created_at";
+use crate::sql::{APP_COLUMNS, FLAG_COLUMNS, LOG_COLUMNS, parse_state, state_name};
 
 fn conversion(idx: usize, e: impl Into<flagtower_core::BoxError>) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
@@ -34,14 +28,6 @@ fn app_from_row(r: &Row<'_>) -> rusqlite::Result<App> {
     })
 }
 
-fn state_name(s: CircuitState) -> &'static str {
-    match s {
-        CircuitState::Off => "off",
-        CircuitState::On => "on",
-        CircuitState::Recovering => "recovering",
-    }
-}
-
 fn flag_from_row(r: &Row<'_>) -> rusqlite::Result<Flag> {
     let pct = |i: usize| -> rusqlite::Result<Percent> {
         let v: u16 = r.get(i)?;
@@ -51,12 +37,7 @@ fn flag_from_row(r: &Row<'_>) -> rusqlite::Result<Flag> {
         IntervalMs::new(r.get(i)?).map_err(|e| conversion(i, e))
     };
     let text = |i: usize| r.get::<_, String>(i);
-    let state = match text(4)?.as_str() {
-        "off" => CircuitState::Off,
-        "on" => CircuitState::On,
-        "recovering" => CircuitState::Recovering,
-        other => return Err(conversion(4, corrupt(format!("state {other:?}")))),
-    };
+    let state = parse_state(&text(4)?).map_err(|e| conversion(4, e))?;
     Ok(Flag {
         id: FlagId::new(r.get(0)?),
         app_id: AppId::new(r.get(1)?),
