@@ -451,3 +451,143 @@ async fn concurrent_toggles_are_serialized(s: Arc<dyn Store>) {
         assert_eq!(log.action, expected);
     }
 }
+
+/// The conformance suite every [`crate::MetricsStore`] runs: the same counts in, the same
+/// buckets out.
+pub mod metrics {
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use crate::input::Counts;
+    use crate::model::{AppId, FlagId};
+    use crate::ports::{Bucket, MetricsStore};
+    use crate::time::Timestamp;
+
+    /// Runs every check, each on a fresh metrics store from `fresh`.
+    pub async fn run<F, Fut>(fresh: F)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Arc<dyn MetricsStore>>,
+    {
+        type Check = fn(Arc<dyn MetricsStore>) -> super::futures_like::BoxFuture;
+        let checks: &[(&str, Check)] = &[
+            ("counts_sum_into_aligned_buckets", |m| {
+                super::futures_like::boxed(counts_sum_into_aligned_buckets(m))
+            }),
+            ("same_millisecond_writers_all_count", |m| {
+                super::futures_like::boxed(same_millisecond_writers_all_count(m))
+            }),
+            ("flags_are_independent_and_prepare_is_idempotent", |m| {
+                super::futures_like::boxed(flags_are_independent_and_prepare_is_idempotent(m))
+            }),
+        ];
+        for (name, check) in checks {
+            let store = fresh().await;
+            eprintln!("metrics conformance: {name}");
+            if let Err(e) = tokio::spawn(check(store)).await {
+                panic!("metrics conformance check `{name}` failed: {e}");
+            }
+        }
+    }
+
+    /// Recent enough for any retention a store applies (its clock is the wall clock).
+    fn base() -> i64 {
+        let now = crate::time::Clock::now(&crate::time::SystemClock).as_millis();
+        now - now.rem_euclid(60_000) - 120_000
+    }
+
+    fn c(success: u64, failure: u64) -> Counts {
+        Counts { success, failure }
+    }
+
+    async fn counts_sum_into_aligned_buckets(m: Arc<dyn MetricsStore>) {
+        let (f, a) = (FlagId::new(1), AppId::new(1));
+        m.prepare(f, a).await.unwrap();
+        let t = base();
+        for (dt, counts) in [
+            (0, c(1, 0)),
+            (10, c(2, 1)),
+            (2_999, c(1, 1)),
+            (3_000, c(0, 4)),
+            (7_500, c(5, 0)),
+            (20_000, c(9, 9)),
+        ] {
+            m.record(f, a, counts, Timestamp::from_millis(t + dt)).await.unwrap();
+        }
+        let got = m
+            .buckets(f, Timestamp::from_millis(t), Timestamp::from_millis(t + 9_999), 3_000)
+            .await
+            .unwrap();
+        let got: Vec<Bucket> = got.into_iter().filter(|b| b.success + b.failure > 0).collect();
+        // `t` is a multiple of 60 000, so of 3 000: buckets start at t, t+3000, t+6000.
+        assert_eq!(
+            got,
+            vec![
+                Bucket { timestamp: t, success: 4, failure: 2 },
+                Bucket { timestamp: t + 3_000, success: 0, failure: 4 },
+                Bucket { timestamp: t + 6_000, success: 5, failure: 0 },
+            ],
+            "sums per aligned bucket, ascending, samples after `to` left out"
+        );
+        // A window starting mid-bucket: edges stay multiples of the width.
+        let got = m
+            .buckets(
+                f,
+                Timestamp::from_millis(t + 3_000),
+                Timestamp::from_millis(t + 60_000),
+                10_000,
+            )
+            .await
+            .unwrap();
+        let got: Vec<Bucket> = got.into_iter().filter(|b| b.success + b.failure > 0).collect();
+        assert_eq!(
+            got,
+            vec![
+                Bucket { timestamp: t, success: 5, failure: 4 },
+                Bucket { timestamp: t + 20_000, success: 9, failure: 9 },
+            ]
+        );
+    }
+
+    async fn same_millisecond_writers_all_count(m: Arc<dyn MetricsStore>) {
+        let (f, a) = (FlagId::new(2), AppId::new(1));
+        m.prepare(f, a).await.unwrap();
+        let at = Timestamp::from_millis(base() + 1_234);
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let m = Arc::clone(&m);
+                tokio::spawn(async move { m.record(f, a, c(1, i % 2), at).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let got = m.buckets(f, at, at, 1_000).await.unwrap();
+        let total =
+            got.iter().fold(c(0, 0), |acc, b| c(acc.success + b.success, acc.failure + b.failure));
+        assert_eq!(total, c(20, 10), "no count lost to a same-millisecond write");
+    }
+
+    async fn flags_are_independent_and_prepare_is_idempotent(m: Arc<dyn MetricsStore>) {
+        let a = AppId::new(1);
+        let (f1, f2, f3) = (FlagId::new(3), FlagId::new(4), FlagId::new(5));
+        for f in [f1, f2, f1, f2] {
+            m.prepare(f, a).await.unwrap();
+        }
+        let t = base();
+        m.record(f1, a, c(3, 0), Timestamp::from_millis(t + 1)).await.unwrap();
+        m.record(f2, a, c(0, 7), Timestamp::from_millis(t + 1)).await.unwrap();
+        let from = Timestamp::from_millis(t);
+        let to = Timestamp::from_millis(t + 59_999);
+        let sum = |b: Vec<Bucket>| {
+            b.iter().fold(c(0, 0), |acc, b| c(acc.success + b.success, acc.failure + b.failure))
+        };
+        assert_eq!(sum(m.buckets(f1, from, to, 60_000).await.unwrap()), c(3, 0));
+        assert_eq!(sum(m.buckets(f2, from, to, 60_000).await.unwrap()), c(0, 7));
+        assert_eq!(
+            sum(m.buckets(f3, from, to, 60_000).await.unwrap()),
+            c(0, 0),
+            "a flag never written reads as empty"
+        );
+    }
+}

@@ -44,6 +44,10 @@ impl InMemoryMetrics {
 
 #[async_trait]
 impl MetricsStore for InMemoryMetrics {
+    async fn prepare(&self, _flag: FlagId, _app: AppId) -> Result<(), MetricsError> {
+        Ok(())
+    }
+
     async fn record(
         &self,
         flag: FlagId,
@@ -77,7 +81,7 @@ impl MetricsStore for InMemoryMetrics {
         };
         let mut out: Vec<Bucket> = Vec::new();
         for (t, c) in series.range(from.as_millis()..=to.as_millis()) {
-            let start = from.as_millis() + (t - from.as_millis()) / width * width;
+            let start = t - t.rem_euclid(width);
             match out.last_mut() {
                 Some(b) if b.timestamp == start => {
                     b.success += c.success;
@@ -240,7 +244,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn metrics_sum_into_buckets_aligned_at_from() {
+    async fn metrics_sum_into_buckets_aligned_to_the_width() {
         let m = InMemoryMetrics::default();
         let f = FlagId::new(1);
         let c = |s, f| Counts { success: s, failure: f };
@@ -255,8 +259,8 @@ mod tests {
         assert_eq!(
             b,
             vec![
-                Bucket { timestamp: 900, success: 3, failure: 1 },
-                Bucket { timestamp: 1_900, success: 0, failure: 4 },
+                Bucket { timestamp: 1_000, success: 3, failure: 1 },
+                Bucket { timestamp: 2_000, success: 0, failure: 4 },
             ]
         );
     }
@@ -270,5 +274,17 @@ mod tests {
         m.record(f, AppId::new(1), one, Timestamp::from_millis(5_000)).await.unwrap();
         let b = m.buckets(f, Timestamp::from_millis(0), Timestamp::from_millis(6_000), 6_000).await;
         assert_eq!(b.unwrap()[0].success, 1);
+    }
+}
+
+#[cfg(test)]
+mod conformance_tests {
+    #[tokio::test]
+    async fn in_memory_metrics_conform() {
+        crate::conformance::metrics::run(|| async {
+            std::sync::Arc::new(super::InMemoryMetrics::default())
+                as std::sync::Arc<dyn crate::MetricsStore>
+        })
+        .await;
     }
 }

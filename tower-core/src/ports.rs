@@ -232,10 +232,15 @@ pub struct Bucket {
 
 /// Per-flag success/failure counts over time.
 ///
-/// Contract: `buckets` returns the sums of the samples in `[from, to]` grouped into buckets
-/// starting at `from + k × bucket_ms`, ascending; buckets without samples MAY be left out.
+/// Contract, checked by [`crate::conformance::metrics`]: `buckets` returns the sums of the
+/// samples in `[from, to]` grouped into buckets whose starts are multiples of `bucket_ms`,
+/// ascending; buckets without samples MAY be left out. Counts recorded at the same millisecond,
+/// by Tower or by SDKs, add up.
 #[async_trait]
 pub trait MetricsStore: Send + Sync + fmt::Debug {
+    /// Makes the flag's series ready for writers (SDKs write to them directly); idempotent.
+    async fn prepare(&self, flag: FlagId, app: AppId) -> Result<(), MetricsError>;
+
     /// Records counts for a flag at `at`.
     async fn record(
         &self,

@@ -104,12 +104,18 @@ impl TimeWindow {
         Ok(Self { range_ms, bucket_ms })
     }
 
-    /// The buckets of the window ending at `now` (inclusive), ascending, with `sparse` counts
-    /// filled in and empty buckets as zeros.
+    /// How many buckets the window has: `ceil(range / bucket)`.
+    pub fn count(&self) -> u64 {
+        self.range_ms.div_ceil(self.bucket_ms)
+    }
+
+    /// The buckets of the window at `now`, ascending, with `sparse` counts filled in and empty
+    /// buckets as zeros. Bucket edges are multiples of the bucket width (so a live chart polled
+    /// again sees the same buckets); the last one is the bucket `now` falls in.
     pub fn fill(&self, now: crate::Timestamp, sparse: &[Bucket]) -> Vec<Bucket> {
         let from = self.from(now).as_millis();
         let width = self.bucket_ms as i64;
-        let mut out: Vec<Bucket> = (0..self.range_ms.div_ceil(self.bucket_ms) as i64)
+        let mut out: Vec<Bucket> = (0..self.count() as i64)
             .map(|k| Bucket { timestamp: from + k * width, success: 0, failure: 0 })
             .collect();
         for b in sparse {
@@ -122,9 +128,11 @@ impl TimeWindow {
         out
     }
 
-    /// The first millisecond of the window ending at `now`: the window is `(now - range, now]`.
+    /// The start of the window's first bucket at `now`.
     pub fn from(&self, now: crate::Timestamp) -> crate::Timestamp {
-        now.plus_millis(1 - self.range_ms as i64)
+        let width = self.bucket_ms as i64;
+        let last = now.as_millis() - now.as_millis().rem_euclid(width);
+        crate::Timestamp::from_millis(last - (self.count() as i64 - 1) * width)
     }
 
     /// Window length in milliseconds.
@@ -215,10 +223,12 @@ impl TowerBuilder {
             config: self.relay,
         };
         let handle = tokio::spawn(relay.run(stop_rx));
+        let metrics = self.metrics.unwrap_or_else(|| Arc::new(InMemoryMetrics::default()));
+        tokio::spawn(prepare_all_series(Arc::clone(&self.store), Arc::clone(&metrics)));
         Ok(Tower {
             inner: Arc::new(Inner {
                 store: self.store,
-                metrics: self.metrics.unwrap_or_else(|| Arc::new(InMemoryMetrics::default())),
+                metrics,
                 clock,
                 signal,
                 stop,
@@ -296,10 +306,16 @@ impl Tower {
         Ok(self.store().flag_with_logs(id).await?)
     }
 
-    /// Creates a flag (off unless `is_active` says otherwise).
+    /// Creates a flag (off unless `is_active` says otherwise), and its metrics series.
     pub async fn create_flag(&self, app: AppId, flag: &NewFlag) -> Result<Flag, Error> {
         let change = self.store().create_flag(app, flag, self.now()).await?;
-        Ok(self.committed(change))
+        let flag = self.committed(change);
+        // The flag exists either way; an unprepared series is prepared at the next start, and
+        // Tower's own writes create it right.
+        if let Err(e) = self.inner.metrics.prepare(flag.id, flag.app_id).await {
+            tracing::warn!(flag = %flag.id, error = %crate::ErrorChain(&e), "could not prepare the flag's metrics series");
+        }
+        Ok(flag)
     }
 
     /// Applies a command to a flag as an operator (published on the `manual` subject).
@@ -391,6 +407,28 @@ impl Tower {
     }
 }
 
+/// Prepares the metrics series of every existing flag (SDKs may write to them before Tower ever
+/// does).
+async fn prepare_all_series(store: Arc<dyn Store>, metrics: Arc<dyn MetricsStore>) {
+    let result: Result<usize, BoxError> = async {
+        let mut n = 0;
+        for app in store.list_apps().await? {
+            for flag in store.list_flags(app.id).await? {
+                metrics.prepare(flag.id, flag.app_id).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+    .await;
+    match result {
+        Ok(n) => tracing::debug!(flags = n, "metrics series prepared"),
+        Err(e) => {
+            tracing::warn!(error = %crate::ErrorChain(&*e), "could not prepare every flag's metrics series")
+        }
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         if let Some(h) = self.relay.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
@@ -413,19 +451,21 @@ mod tests {
     }
 
     #[test]
-    fn fill_gives_zeroed_ascending_buckets_ending_at_now() {
+    fn fill_gives_zeroed_ascending_aligned_buckets_ending_with_now() {
         let w = TimeWindow::new(10_000, 3_000).unwrap();
         let now = Timestamp::from_millis(100_000);
         let from = w.from(now).as_millis();
-        assert_eq!(from, 90_001);
+        assert_eq!(from, 90_000, "edges are multiples of the width; the last bucket holds now");
         let sparse = [Bucket { timestamp: from + 3_000, success: 2, failure: 1 }];
         let b = w.fill(now, &sparse);
-        assert_eq!(b.len(), 4);
         assert_eq!(
             b.iter().map(|b| b.timestamp).collect::<Vec<_>>(),
-            [90_001, 93_001, 96_001, 99_001]
+            [90_000, 93_000, 96_000, 99_000]
         );
         assert_eq!((b[1].success, b[1].failure), (2, 1));
         assert_eq!(b[0].success + b[2].success + b[3].success, 0);
+        // A poll a little later sees the same edges.
+        assert_eq!(w.from(Timestamp::from_millis(101_999)).as_millis(), 90_000);
+        assert_eq!(w.from(Timestamp::from_millis(102_000)).as_millis(), 93_000);
     }
 }
