@@ -8,6 +8,7 @@
 //! | [`sqlite`] | `sqlite` (default) | `Store` on a SQLite file |
 //! | `postgres` | `postgres` | `Store` on PostgreSQL, shared by several Tower processes |
 //! | `nats` | `nats` | `Publisher` on NATS JetStream, the stream SDKs read |
+//! | `redis` | `redis` | `MetricsStore` on RedisTimeSeries, the series SDKs write |
 //!
 //! [`open_store`] picks the store from a URL (`sqlite://PATH` or `postgres://…`), so a binary can
 //! take it from its configuration.
@@ -21,6 +22,8 @@ use flagtower_core::Store;
 pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
