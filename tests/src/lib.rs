@@ -120,7 +120,12 @@ impl Server {
         store: Arc<dyn Store>,
         publisher: Arc<dyn flagtower_core::Publisher>,
     ) -> Server {
-        let tower = Tower::builder(store).publisher(publisher).start().await.expect("start Tower");
+        Self::start_built(Tower::builder(store).publisher(publisher)).await
+    }
+
+    /// Starts a server on a configured builder on a free port.
+    pub async fn start_built(builder: flagtower_core::TowerBuilder) -> Server {
+        let tower = builder.start().await.expect("start Tower");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();

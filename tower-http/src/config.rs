@@ -17,6 +17,8 @@ pub struct Config {
     pub store_url: String,
     /// NATS JetStream, from `TOWER_NATS_URL`; `None`: the in-process publisher.
     pub nats: Option<NatsConfig>,
+    /// RedisTimeSeries, from `TOWER_METRICS_URL`; `None`: in-memory metrics.
+    pub metrics: Option<MetricsConfig>,
 }
 
 impl fmt::Debug for Config {
@@ -26,6 +28,7 @@ impl fmt::Debug for Config {
             .field("port", &self.port)
             .field("store_url", &redact_url(&self.store_url))
             .field("nats", &self.nats)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }
@@ -39,9 +42,6 @@ pub struct ConfigError {
     /// What is wrong with it.
     pub message: String,
 }
-
-/// Variables that name backends this build does not have yet, with the feature they need.
-const NOT_BUILT: [(&str, &str); 2] = [("TOWER_METRICS_URL", "redis"), ("REDIS_SERVER", "redis")];
 
 impl Config {
     /// Reads the configuration through `var` (`|k| std::env::var(k).ok()` in `main`).
@@ -93,16 +93,7 @@ impl Config {
                 });
             }
         }
-        for (variable, feature) in NOT_BUILT {
-            if get(variable).is_some() {
-                return Err(ConfigError {
-                    variable,
-                    message: format!(
-                        "this build has no `{feature}` support; unset {variable} to use the embedded default"
-                    ),
-                });
-            }
-        }
+        let metrics = Self::metrics(&get)?;
         let nats = match get("TOWER_NATS_URL")
             .map(|u| ("TOWER_NATS_URL", u))
             .or_else(|| get("NATS_SERVER").map(|u| ("NATS_SERVER", u)))
@@ -147,7 +138,80 @@ impl Config {
                 })
             }
         };
-        Ok(Self { bind, port, store_url, nats })
+        Ok(Self { bind, port, store_url, nats, metrics })
+    }
+
+    fn metrics(
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<MetricsConfig>, ConfigError> {
+        let (variable, raw) = match get("TOWER_METRICS_URL")
+            .map(|v| ("TOWER_METRICS_URL", v))
+            .or_else(|| get("REDIS_SERVER").map(|v| ("REDIS_SERVER", v)))
+        {
+            None => return Ok(None),
+            Some(found) => found,
+        };
+        if !cfg!(feature = "redis") {
+            return Err(ConfigError {
+                variable,
+                message: "this build has no `redis` support; unset it to use in-memory metrics"
+                    .to_owned(),
+            });
+        }
+        let raw = raw.trim().to_owned();
+        let url = if raw.starts_with('{') && variable == "REDIS_SERVER" {
+            // The original Tower's form: node-redis options as JSON.
+            node_redis_url(&raw).map_err(|message| ConfigError { variable, message })?
+        } else if raw.starts_with("redis://") {
+            raw
+        } else {
+            return Err(ConfigError {
+                variable,
+                message: format!(
+                    "`{}` is not a redis:// URL{}",
+                    redact_url(&raw),
+                    if variable == "REDIS_SERVER" { " or node-redis JSON options" } else { "" }
+                ),
+            });
+        };
+        let retention_ms = match get("TOWER_METRICS_RETENTION_MS") {
+            None => 3_600_000,
+            Some(v) => {
+                v.trim().parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| ConfigError {
+                    variable: "TOWER_METRICS_RETENTION_MS",
+                    message: format!("`{v}` is not a positive number of milliseconds"),
+                })?
+            }
+        };
+        Ok(Some(MetricsConfig { url, retention_ms }))
+    }
+}
+
+#[cfg(feature = "redis")]
+fn node_redis_url(json: &str) -> Result<String, String> {
+    flagtower_adapters::redis::node_redis_url(json)
+}
+
+#[cfg(not(feature = "redis"))]
+fn node_redis_url(_: &str) -> Result<String, String> {
+    Err("this build has no `redis` support".to_owned())
+}
+
+/// Where success/failure counts live, when not in memory.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `TOWER_METRICS_URL` (or `REDIS_SERVER`), as a redis:// URL.
+    pub url: String,
+    /// `TOWER_METRICS_RETENTION_MS` (default one hour).
+    pub retention_ms: u64,
+}
+
+impl fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsConfig")
+            .field("url", &redact_url(&self.url))
+            .field("retention_ms", &self.retention_ms)
+            .finish()
     }
 }
 
@@ -265,6 +329,37 @@ mod tests {
     }
 
     #[test]
+    fn metrics_come_from_a_url_or_the_seeds_json() {
+        assert_eq!(cfg(&[]).unwrap().metrics, None);
+        let m = cfg(&[("REDIS_SERVER", r#"{"socket":{"host":"localhost"}}"#)])
+            .unwrap()
+            .metrics
+            .unwrap();
+        assert_eq!((m.url.as_str(), m.retention_ms), ("redis://localhost:6379", 3_600_000));
+        let m = cfg(&[
+            ("TOWER_METRICS_URL", "redis://r:6380/1"),
+            ("TOWER_METRICS_RETENTION_MS", "60000"),
+        ])
+        .unwrap()
+        .metrics
+        .unwrap();
+        assert_eq!((m.url.as_str(), m.retention_ms), ("redis://r:6380/1", 60_000));
+        let m = cfg(&[("REDIS_SERVER", r#"{"socket":{"host":"h","port":6390},"password":"pw"}"#)])
+            .unwrap()
+            .metrics
+            .unwrap();
+        assert_eq!(m.url, "redis://:pw@h:6390");
+        assert_eq!(
+            cfg(&[("TOWER_METRICS_URL", "http://x")]).unwrap_err().variable,
+            "TOWER_METRICS_URL"
+        );
+        assert_eq!(cfg(&[("REDIS_SERVER", "{nope")]).unwrap_err().variable, "REDIS_SERVER");
+        let e = cfg(&[("TOWER_METRICS_URL", "redis://x"), ("TOWER_METRICS_RETENTION_MS", "0")])
+            .unwrap_err();
+        assert_eq!(e.variable, "TOWER_METRICS_RETENTION_MS");
+    }
+
+    #[test]
     fn secrets_never_show_in_debug() {
         let c = Config {
             bind: IpAddr::from([0, 0, 0, 0]),
@@ -275,10 +370,11 @@ mod tests {
                 token: Some("s3cret".into()),
                 stream: "x".into(),
             }),
+            metrics: Some(MetricsConfig { url: "redis://:r3dispw@h:6379".into(), retention_ms: 1 }),
         };
         let d = format!("{c:?}");
         assert!(!d.contains("hunter2") && d.contains("tower:***@db:5432/tower"), "{d}");
-        assert!(!d.contains("s3cret") && !d.contains("pw@"), "{d}");
+        assert!(!d.contains("s3cret") && !d.contains("pw@") && !d.contains("r3dispw"), "{d}");
         assert_eq!(redact_url("redis://:tok@h:6379"), "redis://:***@h:6379");
         assert_eq!(redact_url("nats://token@h"), "nats://***@h");
         assert_eq!(redact_url("sqlite://tower.db"), "sqlite://tower.db");

@@ -31,7 +31,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-pub use config::{Config, ConfigError, NatsConfig, redact_url};
+pub use config::{Config, ConfigError, MetricsConfig, NatsConfig, redact_url};
 pub use error::ApiError;
 pub use routes::{MAX_BODY_BYTES, handle};
 

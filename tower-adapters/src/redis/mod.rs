@@ -41,24 +41,10 @@ impl RedisOptions {
         Self { url: url.into(), retention_ms: DEFAULT_RETENTION_MS }
     }
 
-    /// From the original Tower's `REDIS_SERVER`, the JSON options of node-redis:
-    /// `{"socket":{"host":"localhost","port":6379},"password":…,"username":…,"database":…}`.
+    /// From the original Tower's `REDIS_SERVER`, the JSON options of node-redis (see
+    /// [`node_redis_url`]).
     pub fn from_node_redis_json(json: &str) -> Result<Self, String> {
-        let v: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
-        let socket = &v["socket"];
-        let host = socket["host"].as_str().unwrap_or("localhost");
-        let port = match &socket["port"] {
-            serde_json::Value::Null => 6379,
-            p => p.as_u64().filter(|p| *p <= 65_535).ok_or("socket.port is not a port number")?,
-        };
-        let auth = match (v["username"].as_str(), v["password"].as_str()) {
-            (Some(u), Some(p)) => format!("{u}:{p}@"),
-            (None, Some(p)) => format!(":{p}@"),
-            _ => String::new(),
-        };
-        let db = v["database"].as_u64().map(|d| format!("/{d}")).unwrap_or_default();
-        Ok(Self::new(format!("redis://{auth}{host}:{port}{db}")))
+        node_redis_url(json).map(Self::new)
     }
 
     /// How long samples are kept in the series Tower creates.
@@ -77,6 +63,26 @@ impl RedisOptions {
             None => self.url.clone(),
         }
     }
+}
+
+/// The redis:// URL of node-redis's JSON options, the original Tower's `REDIS_SERVER`:
+/// `{"socket":{"host":"localhost","port":6379},"username":…,"password":…,"database":…}`.
+pub fn node_redis_url(json: &str) -> Result<String, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("not valid JSON: {e}"))?;
+    let socket = &v["socket"];
+    let host = socket["host"].as_str().unwrap_or("localhost");
+    let port = match &socket["port"] {
+        serde_json::Value::Null => 6379,
+        p => p.as_u64().filter(|p| *p <= 65_535).ok_or("socket.port is not a port number")?,
+    };
+    let auth = match (v["username"].as_str(), v["password"].as_str()) {
+        (Some(u), Some(p)) => format!("{u}:{p}@"),
+        (None, Some(p)) => format!(":{p}@"),
+        _ => String::new(),
+    };
+    let db = v["database"].as_u64().map(|d| format!("/{d}")).unwrap_or_default();
+    Ok(format!("redis://{auth}{host}:{port}{db}"))
 }
 
 /// Why the metrics store could not start.

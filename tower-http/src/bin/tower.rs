@@ -19,6 +19,9 @@ Configuration (environment):
                     unset: the in-process publisher
   TOWER_NATS_TOKEN  NATS token (SDK_KEY too)
   TOWER_NATS_STREAM JetStream stream                        (default flags_ruleset)
+  TOWER_METRICS_URL redis://HOST:6379 for flag metrics on RedisTimeSeries (REDIS_SERVER too, also
+                    as the original's JSON {"socket":{"host":…,"port":…}}); unset: in memory
+  TOWER_METRICS_RETENTION_MS  retention of the series Tower creates (default 3600000)
   TOWER_LOG         log filter, e.g. info or flagtower_http=debug (default info; RUST_LOG too)
 ";
 
@@ -72,6 +75,9 @@ async fn serve(config: Config) -> Result<(), flagtower_core::BoxError> {
     if let Some(nats) = &config.nats {
         builder = builder.publisher(std::sync::Arc::new(connect_nats(nats).await?));
     }
+    if let Some(metrics) = &config.metrics {
+        builder = builder.metrics(connect_metrics(metrics).await?);
+    }
     let tower = builder.start().await?;
     let addr = std::net::SocketAddr::new(config.bind, config.port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -100,6 +106,21 @@ async fn connect_nats(
     _: &flagtower_http::NatsConfig,
 ) -> Result<flagtower_core::InProcessPublisher, flagtower_core::BoxError> {
     Err("this build has no NATS support".into())
+}
+
+#[cfg(feature = "redis")]
+async fn connect_metrics(
+    m: &flagtower_http::MetricsConfig,
+) -> Result<std::sync::Arc<dyn flagtower_core::MetricsStore>, flagtower_core::BoxError> {
+    let options = flagtower_adapters::redis::RedisOptions::new(&m.url).retention_ms(m.retention_ms);
+    Ok(std::sync::Arc::new(flagtower_adapters::redis::RedisMetrics::connect(&options).await?))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn connect_metrics(
+    _: &flagtower_http::MetricsConfig,
+) -> Result<std::sync::Arc<dyn flagtower_core::MetricsStore>, flagtower_core::BoxError> {
+    Err("this build has no Redis support".into())
 }
 
 async fn shutdown_signal() {
