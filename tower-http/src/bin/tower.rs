@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use flagtower_core::{ErrorChain, Tower};
 use flagtower_http::Config;
 
-const HELP: &str = "tower: feature flags with built-in circuit breakers
+const HELP: &str = r#"tower: feature flags with built-in circuit breakers
 
 USAGE: tower [--help | --version]
 
@@ -23,7 +23,7 @@ Configuration (environment):
                     as the original's JSON {"socket":{"host":…,"port":…}}); unset: in memory
   TOWER_METRICS_RETENTION_MS  retention of the series Tower creates (default 3600000)
   TOWER_LOG         log filter, e.g. info or flagtower_http=debug (default info; RUST_LOG too)
-";
+"#;
 
 fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
