@@ -2,8 +2,8 @@
 //! for a fixed time; prints throughput and latency percentiles.
 //!
 //! ```text
-//! cargo run --release -p flagtower-benches --bin loadgen -- [--url URL | --store sqlite|postgres [--nats]]
-//!     [--scenario get-flag|toggle] [--connections N] [--seconds S] [--warmup S]
+//! cargo run --release -p flagtower-benches --bin loadgen -- [--url URL | --store sqlite|postgres
+//!     [--nats] [--redis]] [--scenario get-flag|toggle|events] [--connections N] [--seconds S] [--warmup S]
 //! ```
 //!
 //! Without `--url` it starts Tower in this process, on its own two-thread runtime beside the load
@@ -11,8 +11,9 @@
 //! on a temporary SQLite file (`--store sqlite`, the default) or on a fresh database of the
 //! PostgreSQL named by `TOWER_TEST_POSTGRES_URL` (`--store postgres`; default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), dropped afterwards; with `--nats` it publishes
-//! every ruleset to a private nats-server (JetStream, file storage) instead of in-process. With
-//! `--url` it drives a running Tower.
+//! every ruleset to a private nats-server (JetStream, file storage) instead of in-process; with
+//! `--redis` it keeps metrics on a private RedisTimeSeries (`TOWER_TEST_REDIS_SERVER`, see
+//! `scripts/redis-timeseries`). With `--url` it drives a running Tower.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ struct Args {
     url: Option<String>,
     store: String,
     nats: bool,
+    redis: bool,
     scenario: String,
     connections: usize,
     seconds: u64,
@@ -42,6 +44,7 @@ fn args() -> Args {
         url: None,
         store: "sqlite".into(),
         nats: false,
+        redis: false,
         scenario: "get-flag".into(),
         connections: 32,
         seconds: 10,
@@ -54,6 +57,7 @@ fn args() -> Args {
             "--url" => a.url = Some(v()),
             "--store" => a.store = v(),
             "--nats" => a.nats = true,
+            "--redis" => a.redis = true,
             "--scenario" => a.scenario = v(),
             "--connections" => a.connections = v().parse().expect("--connections N"),
             "--seconds" => a.seconds = v().parse().expect("--seconds S"),
@@ -69,6 +73,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut pg_db = None;
     let mut nats_server = None;
+    let mut redis_server = None;
     let server_rt;
     let url = match &a.url {
         Some(u) => u.trim_end_matches('/').to_owned(),
@@ -100,6 +105,17 @@ fn main() {
             nats_server = a.nats.then(flagtower_benches::nats_server::NatsServer::start);
             let addr = server_rt.block_on(async {
                 let mut builder = flagtower_core::Tower::builder(store);
+                if a.redis {
+                    let server = flagtower_adapters::redis::testing::RedisServer::start()
+                        .await
+                        .expect("a RedisTimeSeries server (TOWER_TEST_REDIS_SERVER)");
+                    let options = flagtower_adapters::redis::RedisOptions::new(server.url());
+                    let metrics = flagtower_adapters::redis::RedisMetrics::connect(&options)
+                        .await
+                        .expect("Redis");
+                    builder = builder.metrics(Arc::new(metrics));
+                    redis_server = Some(server);
+                }
                 if let Some(n) = &nats_server {
                     let options = flagtower_adapters::nats::NatsOptions::new(&n.url);
                     let publisher = flagtower_adapters::nats::NatsPublisher::connect(&options)
@@ -125,6 +141,7 @@ fn main() {
     rt.block_on(drive(&a, &url));
     drop(pg_db);
     drop(nats_server);
+    drop(redis_server);
 }
 
 async fn drive(a: &Args, url: &str) {
@@ -148,6 +165,7 @@ async fn drive(a: &Args, url: &str) {
     let (method, path) = match a.scenario.as_str() {
         "get-flag" => ("GET", format!("/api/flags/{flag}")),
         "toggle" => ("PATCH", format!("/api/flags/{flag}/toggle")),
+        "events" => ("POST", format!("/api/flags/{flag}/events")),
         other => panic!("unknown scenario {other}: get-flag or toggle"),
     };
     eprintln!(
@@ -170,7 +188,8 @@ async fn drive(a: &Args, url: &str) {
                 if t0 >= end {
                     break;
                 }
-                let ok = conn.status(method, &path).await == 200;
+                let body = (method == "POST").then(|| serde_json::json!({"success": 1}));
+                let ok = (200..300).contains(&conn.status(method, &path, body).await);
                 if t0 >= measure_from {
                     lat.push(t0.elapsed().as_micros() as u32);
                     errors += u64::from(!ok);
@@ -239,8 +258,8 @@ impl Conn {
         serde_json::from_slice(&bytes).expect("JSON")
     }
 
-    async fn status(&mut self, method: &str, path: &str) -> u16 {
-        let req = self.request(method, path, None);
+    async fn status(&mut self, method: &str, path: &str, body: Option<Value>) -> u16 {
+        let req = self.request(method, path, body);
         match self.tx.send_request(req).await {
             Ok(res) => {
                 let status = res.status().as_u16();
