@@ -41,7 +41,7 @@ fn main() {
             tasks.push(tokio::spawn(async move {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let counts = if (i + w as u64) % 10 == 0 { Counts { success: 0, failure: 1 } } else { Counts { success: 1, failure: 0 } };
+                    let counts = if (i + w as u64).is_multiple_of(10) { Counts { success: 0, failure: 1 } } else { Counts { success: 1, failure: 0 } };
                     m.record(flag, app, counts, SystemClock.now()).await.unwrap();
                     events.fetch_add(1, Ordering::Relaxed);
                     i += 1;
