@@ -335,3 +335,42 @@ fn a_change_committed_before_a_sigkill_is_published_after_the_restart() {
     sigterm(&child);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn a_redis_without_time_series_is_refused_at_start_with_what_to_run() {
+    use flagtower_adapters::redis::testing::RedisServer;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let Some(plain) = rt.block_on(RedisServer::start_plain()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tower()
+        .env("TOWER_STORE_URL", format!("sqlite://{}", dir.path().join("t.db").display()))
+        .env(
+            "REDIS_SERVER",
+            format!(r#"{{"socket":{{"host":"127.0.0.1","port":{}}}}}"#, plain.port),
+        )
+        .env("PORT", "0")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A Tower that wrongly starts would never exit: give it 10 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("tower started on a Redis without time-series support");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("has no time-series module")
+            && stderr.contains(&format!("127.0.0.1:{}", plain.port)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Redis 8") && stderr.contains("redistimeseries.so"),
+        "says what to run instead: {stderr}"
+    );
+}
