@@ -32,6 +32,7 @@
 //!    [`Publisher`]; only after the publisher accepts it is the outbox record marked published.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod breaker;
 pub mod command;
 pub mod conformance;
 pub mod input;
