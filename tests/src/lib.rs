@@ -269,6 +269,13 @@ impl Client {
     pub async fn patch_empty(&self, path: &str) -> Reply {
         self.send(Method::PATCH, path, None, Bytes::new()).await
     }
+
+    /// `POST path` that must answer 201; the new resource's id.
+    pub async fn create(&self, path: &str, body: &Value) -> i64 {
+        let r = self.post(path, body).await;
+        assert_eq!(r.status, 201, "POST {path}: {}", r.json);
+        r.payload()["id"].as_i64().expect("an id")
+    }
 }
 
 /// A golden fixture from `tests/fixtures/seed/` (the original Tower's API examples).

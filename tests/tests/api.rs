@@ -129,7 +129,7 @@ async fn the_seed_walkthrough_has_the_seed_shapes(store: TestStore) {
 async fn every_mutation_writes_its_log_entry(store: TestStore) {
     let server = Server::start(&store).await;
     let c = server.client();
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
+    let app = c.create("/api/apps", &json!({"title": "A"})).await;
     let flag = c
         .post(&format!("/api/apps/{app}/flags"), &json!({"title": "f", "description": "d"}))
         .await
@@ -193,10 +193,7 @@ async fn every_mutation_writes_its_log_entry(store: TestStore) {
     // The flag is gone, its history is not.
     c.get(&format!("/api/flags/{flag}")).await.expect_error(404);
     // Deleting the app writes a delete entry per flag it still had.
-    let f2 =
-        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "g"})).await.payload()["id"]
-            .as_i64()
-            .unwrap();
+    let f2 = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "g"})).await;
     assert_eq!(c.delete(&format!("/api/apps/{app}")).await.status, 200);
     let all = c.get("/api/logs").await;
     assert_eq!(all.payload()[0]["flag_id"], json!(f2));
@@ -233,11 +230,8 @@ mod reqwest_like {
 async fn statuses_of_every_route(store: TestStore) {
     let server = Server::start(&store).await;
     let c = server.client();
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
-    let flag =
-        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
-            .as_i64()
-            .unwrap();
+    let app = c.create("/api/apps", &json!({"title": "A"})).await;
+    let flag = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
     let missing = 987_654;
 
     // 404 for every unknown app or flag, on every route that names one.
@@ -293,7 +287,7 @@ async fn statuses_of_every_route(store: TestStore) {
 
     // 409 for duplicate titles, case-insensitively.
     c.post("/api/apps", &json!({"title": "a"})).await.expect_error(409);
-    let b = c.post("/api/apps", &json!({"title": "B"})).await.payload()["id"].as_i64().unwrap();
+    let b = c.create("/api/apps", &json!({"title": "B"})).await;
     c.patch(&format!("/api/apps/{b}"), &json!({"title": " A "})).await.expect_error(409);
     c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "F"})).await.expect_error(409);
     assert_eq!(
@@ -314,7 +308,7 @@ async fn statuses_of_every_route(store: TestStore) {
 async fn patch_is_partial_and_state_moves_only_through_is_active(store: TestStore) {
     let server = Server::start(&store).await;
     let c = server.client();
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
+    let app = c.create("/api/apps", &json!({"title": "A"})).await;
     let created = c
         .post(
             &format!("/api/apps/{app}/flags"),
@@ -393,11 +387,8 @@ async fn every_change_reaches_the_in_process_publisher(store: TestStore) {
     let server = Server::start(&store).await;
     let c = server.client();
     let mut sub = server.publisher().subscribe();
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
-    let flag =
-        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
-            .as_i64()
-            .unwrap();
+    let app = c.create("/api/apps", &json!({"title": "A"})).await;
+    let flag = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
     let r = next(&mut sub).await;
     assert_eq!(
         (r.app_id.get(), r.revision.0, r.subject()),
@@ -425,11 +416,8 @@ async fn every_change_reaches_the_in_process_publisher(store: TestStore) {
 async fn timeseries_buckets_count_the_reported_events(store: TestStore) {
     let server = Server::start(&store).await;
     let c = server.client();
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
-    let flag =
-        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
-            .as_i64()
-            .unwrap();
+    let app = c.create("/api/apps", &json!({"title": "A"})).await;
+    let flag = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
     for (s, f) in [(10, 1), (5, 0), (0, 3)] {
         assert_eq!(
             c.post(&format!("/api/flags/{flag}/events"), &json!({"success": s, "failure": f}))

@@ -63,11 +63,8 @@ type Case = (Method, String, Option<&'static str>, String, u16, Option<&'static 
 async fn bad_requests_get_their_status_and_change_nothing(store: TestStore) {
     let server = Server::start(&store).await;
     let c = server.client();
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
-    let flag =
-        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
-            .as_i64()
-            .unwrap();
+    let app = c.create("/api/apps", &json!({"title": "A"})).await;
+    let flag = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
     let before = snapshot(&c).await;
 
     let apps = "/api/apps".to_owned();

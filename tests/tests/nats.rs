@@ -80,11 +80,8 @@ async fn each_change_publishes_one_ruleset(store: TestStore) {
     let mut sub = watcher.subscribe("apps.>").await.unwrap();
     watcher.flush().await.unwrap();
 
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
-    let flag =
-        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
-            .as_i64()
-            .unwrap();
+    let app = c.create("/api/apps", &json!({"title": "A"})).await;
+    let flag = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
     let mut revision = 0;
     let mut expect = |m: async_nats::Message, body: Value| {
         revision += 1;
@@ -121,10 +118,7 @@ async fn each_change_publishes_one_ruleset(store: TestStore) {
         expect(m, flags_of(&c, app).await);
     }
     // A change that changes nothing publishes nothing.
-    let other =
-        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "g"})).await.payload()["id"]
-            .as_i64()
-            .unwrap();
+    let other = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "g"})).await;
     let m = next(&mut sub, Duration::from_secs(5)).await.unwrap();
     expect(m, flags_of(&c, app).await);
     c.patch(&format!("/api/flags/{other}/toggle"), &json!({"is_active": false})).await;
@@ -164,11 +158,8 @@ async fn concurrent_changes_end_with_the_newest_ruleset(store: TestStore) {
     let watcher = nats.client().await;
     let mut sub = watcher.subscribe("apps.>").await.unwrap();
     watcher.flush().await.unwrap();
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
-    let flag =
-        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
-            .as_i64()
-            .unwrap();
+    let app = c.create("/api/apps", &json!({"title": "A"})).await;
+    let flag = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
     let mut tasks = Vec::new();
     for _ in 0..N {
         let c = c.clone();
@@ -196,13 +187,8 @@ async fn rulesets_committed_while_nats_is_down_arrive_within_5_s_of_its_return()
     let c = server.client();
     let mut apps = Vec::new();
     for i in 0..5 {
-        let app = c.post("/api/apps", &json!({"title": format!("app {i}")})).await.payload()["id"]
-            .as_i64()
-            .unwrap();
-        let flag =
-            c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
-                .as_i64()
-                .unwrap();
+        let app = c.create("/api/apps", &json!({"title": format!("app {i}")})).await;
+        let flag = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
         apps.push((app, flag));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -311,12 +297,8 @@ async fn two_towers_on_one_database_never_publish_an_older_revision_after_a_newe
     let watcher = nats.client().await;
     let mut sub = watcher.subscribe("apps.>").await.unwrap();
     watcher.flush().await.unwrap();
-    let app =
-        ca.post("/api/apps", &json!({"title": "shared"})).await.payload()["id"].as_i64().unwrap();
-    let flag =
-        cb.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
-            .as_i64()
-            .unwrap();
+    let app = ca.create("/api/apps", &json!({"title": "shared"})).await;
+    let flag = cb.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
     let mut tasks = Vec::new();
     for i in 0..N {
         let c = if i % 2 == 0 { ca.clone() } else { cb.clone() };
@@ -403,9 +385,7 @@ async fn a_wiped_stream_is_recreated_and_refilled_at_start() {
     let c = server.client();
     let mut apps = Vec::new();
     for i in 0..3 {
-        let app = c.post("/api/apps", &json!({"title": format!("app {i}")})).await.payload()["id"]
-            .as_i64()
-            .unwrap();
+        let app = c.create("/api/apps", &json!({"title": format!("app {i}")})).await;
         c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f", "is_active": true})).await;
         apps.push(app);
     }

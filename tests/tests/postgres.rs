@@ -13,12 +13,8 @@ async fn two_servers_on_one_database_behave_as_one() {
     let Some(store) = TestStore::postgres().await else { return };
     let (a, b) = (Server::start(&store).await, Server::start(&store).await);
     let (ca, cb) = (a.client(), b.client());
-    let app =
-        ca.post("/api/apps", &json!({"title": "shared"})).await.payload()["id"].as_i64().unwrap();
-    let flag =
-        cb.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
-            .as_i64()
-            .unwrap();
+    let app = ca.create("/api/apps", &json!({"title": "shared"})).await;
+    let flag = cb.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
 
     let mut tasks = Vec::new();
     for i in 0..N {

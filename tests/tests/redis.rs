@@ -55,11 +55,8 @@ async fn windows_of_the_timeseries_route_count_what_sdks_write() {
     let store = TestStore::sqlite().await;
     let server = tower_on(&store, &redis, 3_600_000).await;
     let c = server.client();
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
-    let flag =
-        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
-            .as_i64()
-            .unwrap();
+    let app = c.create("/api/apps", &json!({"title": "A"})).await;
+    let flag = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
     // Tower prepared both keys with its retention and a summing duplicate policy.
     let mut conn = redis.connection().await;
     for key in [format!("{flag}:success"), format!("{flag}:failure")] {
@@ -155,7 +152,7 @@ async fn existing_flags_get_their_keys_at_start() {
     let store = TestStore::sqlite().await;
     let server = Server::start(&store).await;
     let c = server.client();
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
+    let app = c.create("/api/apps", &json!({"title": "A"})).await;
     let mut flags = Vec::new();
     for i in 0..3 {
         flags.push(
@@ -199,11 +196,8 @@ async fn a_redis_outage_is_a_503_on_metrics_only_and_heals_without_a_restart() {
     let store = TestStore::sqlite().await;
     let server = tower_on(&store, &redis, 3_600_000).await;
     let c = server.client();
-    let app = c.post("/api/apps", &json!({"title": "A"})).await.payload()["id"].as_i64().unwrap();
-    let flag =
-        c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await.payload()["id"]
-            .as_i64()
-            .unwrap();
+    let app = c.create("/api/apps", &json!({"title": "A"})).await;
+    let flag = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
     assert_eq!(
         c.post(&format!("/api/flags/{flag}/events"), &json!({"success": 1})).await.status,
         202

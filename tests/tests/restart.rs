@@ -23,10 +23,8 @@ for_each_store!(a_restart_keeps_everything);
 async fn a_restart_keeps_everything(store: TestStore) {
     let server = Server::start(&store).await;
     let c = server.client();
-    let a =
-        c.post("/api/apps", &json!({"title": "Checkout"})).await.payload()["id"].as_i64().unwrap();
-    let b =
-        c.post("/api/apps", &json!({"title": "Search"})).await.payload()["id"].as_i64().unwrap();
+    let a = c.create("/api/apps", &json!({"title": "Checkout"})).await;
+    let b = c.create("/api/apps", &json!({"title": "Search"})).await;
     let f = c
         .post(
             &format!("/api/apps/{a}/flags"),
@@ -39,10 +37,7 @@ async fn a_restart_keeps_everything(store: TestStore) {
     c.post(&format!("/api/apps/{b}/flags"), &json!({"title": "fuzzy"})).await;
     c.patch_empty(&format!("/api/flags/{f}/toggle")).await;
     c.post_empty(&format!("/api/flags/circuit/{f}/open")).await;
-    let gone =
-        c.post(&format!("/api/apps/{a}/flags"), &json!({"title": "gone"})).await.payload()["id"]
-            .as_i64()
-            .unwrap();
+    let gone = c.create(&format!("/api/apps/{a}/flags"), &json!({"title": "gone"})).await;
     c.delete(&format!("/api/flags/{gone}")).await;
     c.post_empty("/api/keys").await;
     let before = everything(&c).await;
@@ -52,10 +47,7 @@ async fn a_restart_keeps_everything(store: TestStore) {
     let c = server.client();
     assert_eq!(everything(&c).await, before);
     // New ids continue after the old ones: the deleted flag's id is not reused.
-    let next =
-        c.post(&format!("/api/apps/{a}/flags"), &json!({"title": "next"})).await.payload()["id"]
-            .as_i64()
-            .unwrap();
+    let next = c.create(&format!("/api/apps/{a}/flags"), &json!({"title": "next"})).await;
     assert!(next > gone);
     // At start the relay republished every app's current ruleset.
     for app in [a, b] {
