@@ -9,7 +9,8 @@ pub(crate) const APP_COLUMNS: &str = "id, title, created_at, updated_at";
 pub(crate) const FLAG_COLUMNS: &str = "id, app_id, title, description, state, rollout_tenths, \
     white_listed_users, error_threshold_tenths, is_recoverable, recovery_tenths, \
     recovery_delay_ms, initial_recovery_tenths, recovery_rate_ms, recovery_increment_tenths, \
-    recovery_profile, webhooks, created_at, updated_at";
+    recovery_profile, webhooks, created_at, updated_at, breaker_since, recovery_due_at, \
+    next_step_due_at";
 /// The columns of a log entry, in the order `log_from_row` reads them.
 pub(crate) const LOG_COLUMNS: &str =
     "id, flag_id, app_id, action_type, flag_title, flag_description, created_at";

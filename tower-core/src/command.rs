@@ -116,12 +116,34 @@ pub enum FlagCommand {
     TripOpen,
     /// `POST /api/flags/circuit/:id/close`: on, recovery 100 %; log `circuit_close`.
     Close,
+    /// A move of the circuit breaker, decided on the flag as it was at `seen` (its
+    /// `updated_at`): applied only if the flag has not changed since, so the breaker never
+    /// overwrites a newer change.
+    Breaker {
+        /// The move.
+        transition: crate::breaker::Transition,
+        /// The `updated_at` of the flag the breaker decided on.
+        seen: Timestamp,
+    },
 }
 
 impl FlagCommand {
-    /// The flag after the command and the log action to write, or `None` when the command
-    /// changes nothing (then nothing is written or published).
-    pub fn apply(&self, current: &Flag, now: Timestamp) -> Option<(Flag, Action)> {
+    /// The flag after the command and the log action to write (`None` for a breaker step that
+    /// is published but not logged), or `None` when the command changes nothing (then nothing
+    /// is written or published).
+    ///
+    /// Manual commands keep the breaker's clock true: a change of state cancels any pending
+    /// automatic recovery, and a flag that goes on starts a new counting window.
+    pub fn apply(&self, current: &Flag, now: Timestamp) -> Option<(Flag, Option<Action>)> {
+        if let Self::Breaker { transition, seen } = self {
+            if current.updated_at != *seen {
+                return None;
+            }
+            let (mut next, clock, action) =
+                crate::breaker::apply(*transition, current, &current.breaker, now);
+            next.breaker = clock;
+            return Some((next, action));
+        }
         let mut next = current.clone();
         let action = match self {
             Self::Update(patch) => {
@@ -147,12 +169,24 @@ impl FlagCommand {
                 turn_on(&mut next);
                 Action::CircuitClose
             }
+            Self::Breaker { .. } => unreachable!("handled above"),
         };
+        let sets_state = match self {
+            Self::Update(patch) => patch.is_active.is_some(),
+            _ => true,
+        };
+        if next.state != current.state || sets_state {
+            next.breaker.recovery_due = None;
+            next.breaker.next_step_due = None;
+        }
+        if next.state == CircuitState::On && current.state != CircuitState::On {
+            next.breaker.since = now;
+        }
         if next.same_settings(current) {
             return None;
         }
         next.updated_at = now.max(current.updated_at);
-        Some((next, action))
+        Some((next, Some(action)))
     }
 }
 
@@ -173,10 +207,10 @@ mod tests {
     #[test]
     fn toggle_flips_and_sets() {
         let (on, a) = FlagCommand::Toggle(None).apply(&flag(), NOW).unwrap();
-        assert_eq!((on.state, a), (CircuitState::On, Action::FlagOn));
+        assert_eq!((on.state, a), (CircuitState::On, Some(Action::FlagOn)));
         assert_eq!(on.updated_at, NOW);
         let (off, a) = FlagCommand::Toggle(None).apply(&on, NOW).unwrap();
-        assert_eq!((off.state, a), (CircuitState::Off, Action::FlagOff));
+        assert_eq!((off.state, a), (CircuitState::Off, Some(Action::FlagOff)));
         assert!(FlagCommand::Toggle(Some(false)).apply(&off, NOW).is_none(), "no-op");
         let (on2, _) = FlagCommand::Toggle(Some(true)).apply(&off, NOW).unwrap();
         assert_eq!(on2.state, CircuitState::On);
@@ -186,11 +220,11 @@ mod tests {
     fn trip_and_close_follow_the_state_table() {
         let (on, _) = FlagCommand::Toggle(Some(true)).apply(&flag(), NOW).unwrap();
         let (tripped, a) = FlagCommand::TripOpen.apply(&on, NOW).unwrap();
-        assert_eq!(a, Action::CircuitOpen);
+        assert_eq!(a, Some(Action::CircuitOpen));
         assert_eq!(tripped.state, CircuitState::Off);
         assert_eq!(tripped.circuit_recovery_percentage, Percent::ZERO);
         let (closed, a) = FlagCommand::Close.apply(&tripped, NOW).unwrap();
-        assert_eq!(a, Action::CircuitClose);
+        assert_eq!(a, Some(Action::CircuitClose));
         assert_eq!(
             (closed.state, closed.circuit_recovery_percentage),
             (CircuitState::On, Percent::HUNDRED)
@@ -204,7 +238,7 @@ mod tests {
             ..FlagPatch::default()
         };
         let (next, a) = FlagCommand::Update(patch).apply(&flag(), NOW).unwrap();
-        assert_eq!(a, Action::Update);
+        assert_eq!(a, Some(Action::Update));
         assert_eq!(next.state, CircuitState::Off);
         assert_eq!(next.rollout_percentage.tenths(), 500);
 
@@ -226,6 +260,38 @@ mod tests {
         let (next, _) = FlagCommand::Update(patch).apply(&flag(), NOW).unwrap();
         assert_eq!(next.state.circuit_status(), "open");
         assert_eq!(next.circuit_recovery_percentage.tenths(), 100);
+    }
+
+    #[test]
+    fn manual_commands_keep_the_breaker_clock_true() {
+        use crate::breaker::Transition;
+        let mut f = flag();
+        f.is_recoverable = true;
+        let (on, _) = FlagCommand::Toggle(Some(true)).apply(&f, NOW).unwrap();
+        assert_eq!(on.breaker.since, NOW, "going on starts a new counting window");
+        // The breaker trips it: recovery is scheduled.
+        let trip = FlagCommand::Breaker { transition: Transition::Trip, seen: on.updated_at };
+        let (tripped, action) = trip.apply(&on, Timestamp::from_millis(2_000)).unwrap();
+        assert_eq!(action, Some(Action::CircuitOpen));
+        assert_eq!(tripped.breaker.recovery_due, Some(Timestamp::from_millis(2_100)));
+        // A breaker move decided on an older version of the flag is dropped.
+        assert!(trip.apply(&tripped, Timestamp::from_millis(2_001)).is_none());
+        // An operator's trip cancels the pending recovery.
+        let (stopped, _) =
+            FlagCommand::TripOpen.apply(&tripped, Timestamp::from_millis(2_050)).unwrap();
+        assert_eq!(stopped.breaker.recovery_due, None);
+        // So does turning it off by hand, even though it is already off.
+        let (off, action) = FlagCommand::Toggle(Some(false))
+            .apply(&tripped, Timestamp::from_millis(2_050))
+            .unwrap();
+        assert_eq!((off.breaker.recovery_due, action), (None, Some(Action::FlagOff)));
+        // An edit of its settings keeps the schedule.
+        let edit = FlagCommand::Update(FlagPatch {
+            description: Some(crate::model::Description::parse("x").unwrap()),
+            ..FlagPatch::default()
+        });
+        let (edited, _) = edit.apply(&tripped, Timestamp::from_millis(2_050)).unwrap();
+        assert_eq!(edited.breaker, tripped.breaker);
     }
 
     #[test]
@@ -268,7 +334,7 @@ mod tests {
                     }
                     // Only the breaker starts recovery.
                     prop_assert_ne!(next.state, CircuitState::Recovering);
-                    match action {
+                    match action.expect("manual commands always log") {
                         Action::FlagOn | Action::CircuitClose => prop_assert_eq!(next.state, CircuitState::On),
                         Action::FlagOff | Action::CircuitOpen => prop_assert_eq!(next.state, CircuitState::Off),
                         _ => {}

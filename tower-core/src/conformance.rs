@@ -51,6 +51,7 @@ const CHECKS: &[Check] = checks![
     revisions_and_the_outbox,
     sdk_keys,
     publication_leases_can_be_taken_again_after_release,
+    the_breakers_clock_is_stored_and_its_moves_are_checked,
     strange_strings_round_trip,
     concurrent_toggles_are_serialized,
 ];
@@ -408,6 +409,74 @@ async fn publication_leases_can_be_taken_again_after_release(s: Arc<dyn Store>) 
         let lease = s.lease_publication(app).await.unwrap().expect("nobody else holds it");
         lease.release().await;
     }
+}
+
+async fn the_breakers_clock_is_stored_and_its_moves_are_checked(s: Arc<dyn Store>) {
+    use crate::breaker::Transition;
+    let a = s.create_app(&title("A"), t(0)).await.unwrap();
+    let settings = FlagPatch {
+        is_recoverable: Some(true),
+        circuit_recovery_delay: Some(crate::model::IntervalMs::new(5_000).unwrap()),
+        circuit_recovery_rate: Some(crate::model::IntervalMs::new(1_000).unwrap()),
+        circuit_initial_recovery_percentage: Percent::from_tenths(100),
+        circuit_recovery_increment_percentage: Percent::from_tenths(300),
+        ..FlagPatch::default()
+    };
+    let f =
+        s.create_flag(a.id, &NewFlag { title: title("f"), settings }, t(1)).await.unwrap().value;
+    let on = s
+        .change_flag(f.id, &FlagCommand::Toggle(Some(true)), Origin::Manual, t(10))
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(
+        s.get_flag(f.id).await.unwrap().breaker.since,
+        t(10),
+        "the window starts when it goes on"
+    );
+    let logs = |s: Arc<dyn Store>| async move { s.flag_with_logs(f.id).await.unwrap().1.len() };
+
+    let trip = FlagCommand::Breaker { transition: Transition::Trip, seen: on.updated_at };
+    let c = s.change_flag(f.id, &trip, Origin::Circuit, t(20)).await.unwrap();
+    assert!(c.revision.is_some());
+    let stored = s.get_flag(f.id).await.unwrap();
+    assert_eq!(stored, c.value);
+    assert_eq!((stored.state, stored.breaker.recovery_due), (CircuitState::Off, Some(t(5_020))));
+    assert_eq!(
+        s.pending().await.unwrap().iter().find(|p| p.app_id == a.id).unwrap().origin,
+        Origin::Circuit
+    );
+    let (_, entries) = s.flag_with_logs(f.id).await.unwrap();
+    assert_eq!(entries.last().unwrap().action, Action::CircuitOpen);
+    // The same move decided on the flag before the trip is stale: nothing is written.
+    let before = logs(Arc::clone(&s)).await;
+    let again = s.change_flag(f.id, &trip, Origin::Circuit, t(21)).await.unwrap();
+    assert_eq!(again.revision, None);
+    assert_eq!(logs(Arc::clone(&s)).await, before);
+
+    let start =
+        FlagCommand::Breaker { transition: Transition::StartRecovery, seen: stored.updated_at };
+    let rec = s.change_flag(f.id, &start, Origin::Circuit, t(5_020)).await.unwrap().value;
+    assert_eq!(
+        (rec.state, rec.circuit_recovery_percentage.tenths()),
+        (CircuitState::Recovering, 100)
+    );
+    assert_eq!(s.get_flag(f.id).await.unwrap().breaker.next_step_due, Some(t(6_020)));
+    let before = logs(Arc::clone(&s)).await;
+    let step = FlagCommand::Breaker { transition: Transition::Step, seen: rec.updated_at };
+    let stepped = s.change_flag(f.id, &step, Origin::Circuit, t(6_020)).await.unwrap();
+    assert!(stepped.revision.is_some(), "a step is published");
+    assert_eq!(stepped.value.circuit_recovery_percentage.tenths(), 400);
+    assert_eq!(logs(Arc::clone(&s)).await, before, "but not logged");
+
+    // An operator turning it off stops the recovery for good.
+    let off = s
+        .change_flag(f.id, &FlagCommand::Toggle(Some(false)), Origin::Manual, t(6_100))
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(off.breaker.next_step_due, None);
+    assert_eq!(s.get_flag(f.id).await.unwrap().breaker, off.breaker);
 }
 
 async fn strange_strings_round_trip(s: Arc<dyn Store>) {

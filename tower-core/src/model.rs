@@ -502,6 +502,9 @@ pub struct Flag {
     pub created_at: Timestamp,
     /// When it last changed.
     pub updated_at: Timestamp,
+    /// What the circuit breaker remembers of it (deadlines survive restarts); not part of its
+    /// JSON form.
+    pub breaker: crate::breaker::BreakerClock,
 }
 
 /// The defaults of every setting of a new flag (DESIGN §2, the seed's create example).
@@ -546,6 +549,7 @@ impl Flag {
             webhooks: Webhooks::default(),
             created_at: now,
             updated_at: now,
+            breaker: crate::breaker::BreakerClock::default(),
         }
     }
 

@@ -122,6 +122,7 @@ impl<'de> Deserialize<'de> for Flag {
             webhooks: w.webhooks,
             created_at: w.created_at,
             updated_at: w.updated_at,
+            breaker: crate::breaker::BreakerClock::default(),
         })
     }
 }
@@ -288,6 +289,7 @@ mod tests {
                         webhooks: Webhooks::default(),
                         created_at: Timestamp::from_millis(created),
                         updated_at: Timestamp::from_millis(created + delta),
+                        breaker: Default::default(),
                     })
                 },
             )

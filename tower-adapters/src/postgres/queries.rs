@@ -140,6 +140,11 @@ fn flag_from_row(r: &Row) -> Result<Flag, Fail> {
         webhooks: Webhooks::parse(text(15)?).map_err(|e| bad("webhooks", e))?,
         created_at: from_sql_time(r.try_get(16)?),
         updated_at: from_sql_time(r.try_get(17)?),
+        breaker: flagtower_core::breaker::BreakerClock {
+            since: from_sql_time(r.try_get(18)?),
+            recovery_due: r.try_get::<_, Option<std::time::SystemTime>>(19)?.map(from_sql_time),
+            next_step_due: r.try_get::<_, Option<std::time::SystemTime>>(20)?.map(from_sql_time),
+        },
     })
 }
 
@@ -284,6 +289,9 @@ fn flag_values(f: &Flag) -> FlagValues<'_> {
         webhooks: f.webhooks.as_str(),
         updated_at: to_sql_time(f.updated_at),
         created_at: to_sql_time(f.created_at),
+        since: to_sql_time(f.breaker.since),
+        recovery_due: f.breaker.recovery_due.map(to_sql_time),
+        next_step_due: f.breaker.next_step_due.map(to_sql_time),
     }
 }
 
@@ -306,11 +314,14 @@ struct FlagValues<'a> {
     webhooks: &'a str,
     updated_at: std::time::SystemTime,
     created_at: std::time::SystemTime,
+    since: std::time::SystemTime,
+    recovery_due: Option<std::time::SystemTime>,
+    next_step_due: Option<std::time::SystemTime>,
 }
 
 impl FlagValues<'_> {
     /// $1..$17, then `last` as $18.
-    fn params<'p>(&'p self, last: &'p (dyn ToSql + Sync)) -> [&'p (dyn ToSql + Sync); 18] {
+    fn params<'p>(&'p self, last: &'p (dyn ToSql + Sync)) -> [&'p (dyn ToSql + Sync); 21] {
         [
             &self.app_id,
             &self.title,
@@ -330,22 +341,31 @@ impl FlagValues<'_> {
             &self.webhooks,
             &self.updated_at,
             last,
+            &self.since,
+            &self.recovery_due,
+            &self.next_step_due,
         ]
     }
 }
 
+/// Where the log columns start in the flag-with-logs query: after the flag's.
+const LOGS_AT: usize = 21;
+
 const INSERT_FLAG: &str = "INSERT INTO flags (app_id, title, title_key, description, state,
         rollout_tenths, white_listed_users, error_threshold_tenths, is_recoverable,
         recovery_tenths, recovery_delay_ms, initial_recovery_tenths, recovery_rate_ms,
-        recovery_increment_tenths, recovery_profile, webhooks, updated_at, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+        recovery_increment_tenths, recovery_profile, webhooks, updated_at, created_at,
+        breaker_since, recovery_due_at, next_step_due_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20, $21)
     RETURNING id";
 
 const UPDATE_FLAG: &str = "UPDATE flags SET app_id = $1, title = $2, title_key = $3,
         description = $4, state = $5, rollout_tenths = $6, white_listed_users = $7,
         error_threshold_tenths = $8, is_recoverable = $9, recovery_tenths = $10,
         recovery_delay_ms = $11, initial_recovery_tenths = $12, recovery_rate_ms = $13,
-        recovery_increment_tenths = $14, recovery_profile = $15, webhooks = $16, updated_at = $17
+        recovery_increment_tenths = $14, recovery_profile = $15, webhooks = $16, updated_at = $17,
+        breaker_since = $19, recovery_due_at = $20, next_step_due_at = $21
     WHERE id = $18";
 
 async fn flags_of(tx: &Transaction<'_>, app: AppId) -> Result<Vec<Flag>, Fail> {
@@ -474,7 +494,7 @@ impl Store for PostgresStore {
 
     async fn flag_with_logs(&self, id: FlagId) -> Result<(Flag, Vec<LogEntry>), StoreError> {
         // One statement: one snapshot and one round trip for the flag and its logs (the flag's
-        // columns repeat on each log row; columns 18.. are the log's).
+        // columns repeat on each log row; the log's start at `LOGS_AT`).
         static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             let prefixed = |cols: &str, p: &str| {
                 cols.split(", ").map(|c| format!("{p}.{c}")).collect::<Vec<_>>().join(", ")
@@ -496,8 +516,8 @@ impl Store for PostgresStore {
         let flag = flag_from_row(first).map_err(unfail)?;
         let mut logs = Vec::with_capacity(rows.len());
         for row in &rows {
-            if row.try_get::<_, Option<i64>>(18).map_err(map_pg)?.is_some() {
-                logs.push(log_from_row_at(row, 18).map_err(unfail)?);
+            if row.try_get::<_, Option<i64>>(LOGS_AT).map_err(map_pg)?.is_some() {
+                logs.push(log_from_row_at(row, LOGS_AT).map_err(unfail)?);
             }
         }
         Ok((flag, logs))
@@ -548,7 +568,12 @@ impl Store for PostgresStore {
                     let params = v.params(&raw_id);
                     let (updated, logged, bumped) = tokio::join!(
                         tx.execute(&stmt, &params),
-                        write_log(&tx, &next, action, now),
+                        async {
+                            match action {
+                                Some(action) => write_log(&tx, &next, action, now).await,
+                                None => Ok(()),
+                            }
+                        },
                         bump(&tx, next.app_id, origin, now),
                     );
                     updated.map_err(taken(Resource::Flag, &next.title))?;

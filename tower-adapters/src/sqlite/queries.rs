@@ -58,6 +58,11 @@ fn flag_from_row(r: &Row<'_>) -> rusqlite::Result<Flag> {
         webhooks: Webhooks::parse(&text(15)?).map_err(|e| conversion(15, e))?,
         created_at: Timestamp::from_millis(r.get(16)?),
         updated_at: Timestamp::from_millis(r.get(17)?),
+        breaker: flagtower_core::breaker::BreakerClock {
+            since: Timestamp::from_millis(r.get(18)?),
+            recovery_due: r.get::<_, Option<i64>>(19)?.map(Timestamp::from_millis),
+            next_step_due: r.get::<_, Option<i64>>(20)?.map(Timestamp::from_millis),
+        },
     })
 }
 
@@ -148,8 +153,9 @@ fn bump(
     Ok(Revision(rev as u64))
 }
 
-/// Binds a flag's columns as ?1..?17 (app_id .. updated_at, title_key after title) and `last`
-/// as ?18, then runs `sql`, returning the first column of its first row if it has one.
+/// Binds a flag's columns as ?1..?17 (app_id .. updated_at, title_key after title), `last` as
+/// ?18 and the breaker's clock as ?19..?21, then runs `sql`, returning the first column of its
+/// first row if it has one.
 fn exec_flag(
     tx: &Transaction<'_>,
     sql: &str,
@@ -176,6 +182,9 @@ fn exec_flag(
         f.webhooks.as_str(),
         f.updated_at.as_millis(),
         last,
+        f.breaker.since.as_millis(),
+        f.breaker.recovery_due.map(Timestamp::as_millis),
+        f.breaker.next_step_due.map(Timestamp::as_millis),
     ])?;
     rows.next()?.map(|r| r.get(0)).transpose()
 }
@@ -183,15 +192,18 @@ fn exec_flag(
 const INSERT_FLAG: &str = "INSERT INTO flags (app_id, title, title_key, description, state,
         rollout_tenths, white_listed_users, error_threshold_tenths, is_recoverable,
         recovery_tenths, recovery_delay_ms, initial_recovery_tenths, recovery_rate_ms,
-        recovery_increment_tenths, recovery_profile, webhooks, updated_at, created_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+        recovery_increment_tenths, recovery_profile, webhooks, updated_at, created_at,
+        breaker_since, recovery_due_at, next_step_due_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+        ?20, ?21)
     RETURNING id";
 
 const UPDATE_FLAG: &str = "UPDATE flags SET app_id = ?1, title = ?2, title_key = ?3,
         description = ?4, state = ?5, rollout_tenths = ?6, white_listed_users = ?7,
         error_threshold_tenths = ?8, is_recoverable = ?9, recovery_tenths = ?10,
         recovery_delay_ms = ?11, initial_recovery_tenths = ?12, recovery_rate_ms = ?13,
-        recovery_increment_tenths = ?14, recovery_profile = ?15, webhooks = ?16, updated_at = ?17
+        recovery_increment_tenths = ?14, recovery_profile = ?15, webhooks = ?16, updated_at = ?17,
+        breaker_since = ?19, recovery_due_at = ?20, next_step_due_at = ?21
     WHERE id = ?18";
 
 fn taken(e: rusqlite::Error, what: Resource, title: &Title) -> StoreError {
@@ -345,7 +357,9 @@ impl Store for SqliteStore {
             };
             exec_flag(tx, UPDATE_FLAG, &next, id.get())
                 .map_err(|e| taken(e, Resource::Flag, &next.title))?;
-            write_log(tx, &next, action, now)?;
+            if let Some(action) = action {
+                write_log(tx, &next, action, now)?;
+            }
             let revision = bump(tx, next.app_id, origin, now)?;
             Ok(Change { value: next, revision: Some(revision) })
         })
