@@ -35,6 +35,7 @@
 pub mod breaker;
 pub mod command;
 pub mod conformance;
+mod engine;
 pub mod input;
 pub mod memory;
 pub mod model;

@@ -181,9 +181,16 @@ pub struct TowerBuilder {
     metrics: Option<Arc<dyn MetricsStore>>,
     clock: Option<Arc<dyn Clock>>,
     relay: RelayConfig,
+    breaker: Option<crate::breaker::BreakerSettings>,
 }
 
 impl TowerBuilder {
+    /// Runs the circuit breaker with these settings (default: no breaker).
+    pub fn breaker(mut self, settings: crate::breaker::BreakerSettings) -> Self {
+        self.breaker = Some(settings);
+        self
+    }
+
     /// Where rulesets go (default: a fresh [`InProcessPublisher`]).
     pub fn publisher(mut self, publisher: Arc<dyn Publisher>) -> Self {
         self.publisher = Some(publisher);
@@ -225,6 +232,16 @@ impl TowerBuilder {
         let handle = tokio::spawn(relay.run(stop_rx));
         let metrics = self.metrics.unwrap_or_else(|| Arc::new(InMemoryMetrics::default()));
         tokio::spawn(prepare_all_series(Arc::clone(&self.store), Arc::clone(&metrics)));
+        if let Some(settings) = self.breaker {
+            let engine = crate::engine::Engine {
+                store: Arc::clone(&self.store),
+                metrics: Arc::clone(&metrics),
+                clock: Arc::clone(&clock),
+                signal: Arc::clone(&signal),
+                settings,
+            };
+            tokio::spawn(engine.run(stop.subscribe()));
+        }
         Ok(Tower {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -247,6 +264,7 @@ impl Tower {
             metrics: None,
             clock: None,
             relay: RelayConfig::default(),
+            breaker: None,
         }
     }
 
@@ -397,7 +415,8 @@ impl Tower {
         }
     }
 
-    /// Stops the relay after it has published what is committed (when the publisher is up).
+    /// Stops the breaker, and the relay after it has published what is committed (when the
+    /// publisher is up).
     pub async fn shutdown(&self) {
         let _ = self.inner.stop.send(true);
         let handle = self.inner.relay.lock().unwrap_or_else(|e| e.into_inner()).take();

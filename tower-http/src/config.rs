@@ -19,6 +19,9 @@ pub struct Config {
     pub nats: Option<NatsConfig>,
     /// RedisTimeSeries, from `TOWER_METRICS_URL`; `None`: in-memory metrics.
     pub metrics: Option<MetricsConfig>,
+    /// The circuit breaker (`TOWER_BREAKER`, on unless `off`) and its settings
+    /// (`TOWER_BREAKER_INTERVAL_MS`, `TOWER_BREAKER_WINDOW_MS`, `TOWER_BREAKER_MIN_REQUESTS`).
+    pub breaker: Option<flagtower_core::breaker::BreakerSettings>,
 }
 
 impl fmt::Debug for Config {
@@ -29,6 +32,7 @@ impl fmt::Debug for Config {
             .field("store_url", &redact_url(&self.store_url))
             .field("nats", &self.nats)
             .field("metrics", &self.metrics)
+            .field("breaker", &self.breaker)
             .finish()
     }
 }
@@ -138,7 +142,40 @@ impl Config {
                 })
             }
         };
-        Ok(Self { bind, port, store_url, nats, metrics })
+        let breaker = Self::breaker(&get)?;
+        Ok(Self { bind, port, store_url, nats, metrics, breaker })
+    }
+
+    fn breaker(
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<flagtower_core::breaker::BreakerSettings>, ConfigError> {
+        match get("TOWER_BREAKER").as_deref().map(str::trim) {
+            None | Some("on") => {}
+            Some("off") => return Ok(None),
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "TOWER_BREAKER",
+                    message: format!("`{other}` is not `on` or `off`"),
+                });
+            }
+        }
+        let number = |variable: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
+            match get(variable) {
+                None => Ok(default),
+                Some(v) => {
+                    v.trim().parse::<u64>().ok().filter(|n| *n >= min).ok_or_else(|| ConfigError {
+                        variable,
+                        message: format!("`{v}` is not a whole number of at least {min}"),
+                    })
+                }
+            }
+        };
+        let d = flagtower_core::breaker::BreakerSettings::default();
+        Ok(Some(flagtower_core::breaker::BreakerSettings {
+            interval_ms: number("TOWER_BREAKER_INTERVAL_MS", d.interval_ms, 10)?,
+            window_ms: number("TOWER_BREAKER_WINDOW_MS", d.window_ms, 100)?,
+            min_requests: number("TOWER_BREAKER_MIN_REQUESTS", d.min_requests, 1)?,
+        }))
     }
 
     fn metrics(
@@ -360,6 +397,27 @@ mod tests {
     }
 
     #[test]
+    fn the_breaker_is_on_unless_turned_off() {
+        let b = cfg(&[]).unwrap().breaker.unwrap();
+        assert_eq!((b.interval_ms, b.window_ms, b.min_requests), (1_000, 10_000, 10));
+        assert_eq!(cfg(&[("TOWER_BREAKER", "off")]).unwrap().breaker, None);
+        let b = cfg(&[("TOWER_BREAKER_INTERVAL_MS", "250"), ("TOWER_BREAKER_MIN_REQUESTS", "3")])
+            .unwrap()
+            .breaker
+            .unwrap();
+        assert_eq!((b.interval_ms, b.min_requests), (250, 3));
+        assert_eq!(cfg(&[("TOWER_BREAKER", "maybe")]).unwrap_err().variable, "TOWER_BREAKER");
+        assert_eq!(
+            cfg(&[("TOWER_BREAKER_INTERVAL_MS", "0")]).unwrap_err().variable,
+            "TOWER_BREAKER_INTERVAL_MS"
+        );
+        assert_eq!(
+            cfg(&[("TOWER_BREAKER_MIN_REQUESTS", "x")]).unwrap_err().variable,
+            "TOWER_BREAKER_MIN_REQUESTS"
+        );
+    }
+
+    #[test]
     fn secrets_never_show_in_debug() {
         let c = Config {
             bind: IpAddr::from([0, 0, 0, 0]),
@@ -371,6 +429,7 @@ mod tests {
                 stream: "x".into(),
             }),
             metrics: Some(MetricsConfig { url: "redis://:r3dispw@h:6379".into(), retention_ms: 1 }),
+            breaker: None,
         };
         let d = format!("{c:?}");
         assert!(!d.contains("hunter2") && d.contains("tower:***@db:5432/tower"), "{d}");

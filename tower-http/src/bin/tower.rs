@@ -22,6 +22,10 @@ Configuration (environment):
   TOWER_METRICS_URL redis://HOST:6379 for flag metrics on RedisTimeSeries (REDIS_SERVER too, also
                     as the original's JSON {"socket":{"host":…,"port":…}}); unset: in memory
   TOWER_METRICS_RETENTION_MS  retention of the series Tower creates (default 3600000)
+  TOWER_BREAKER     on or off: the circuit breaker                 (default on)
+  TOWER_BREAKER_INTERVAL_MS   how often flags are checked          (default 1000)
+  TOWER_BREAKER_WINDOW_MS     how far back counts are read         (default 10000)
+  TOWER_BREAKER_MIN_REQUESTS  fewest requests that can trip a flag (default 10)
   TOWER_LOG         log filter, e.g. info or flagtower_http=debug (default info; RUST_LOG too)
 "#;
 
@@ -77,6 +81,9 @@ async fn serve(config: Config) -> Result<(), flagtower_core::BoxError> {
     }
     if let Some(metrics) = &config.metrics {
         builder = builder.metrics(connect_metrics(metrics).await?);
+    }
+    if let Some(settings) = config.breaker {
+        builder = builder.breaker(settings);
     }
     let tower = builder.start().await?;
     let addr = std::net::SocketAddr::new(config.bind, config.port);

@@ -1,0 +1,175 @@
+//! The circuit breaker end to end: failures reported through the API trip a flag, the circuit
+//! subject carries it, recovery ramps it back in, a manual toggle-off stops recovery, and a
+//! restart resumes it.
+
+use std::time::{Duration, Instant};
+
+use flagtower_core::breaker::BreakerSettings;
+use flagtower_core::{InProcessPublisher, Origin, Tower};
+use flagtower_tests::{Client, Server, TestStore, for_each_store};
+use serde_json::{Value, json};
+
+for_each_store!(failures_trip_a_flag_and_recovery_closes_it, a_manual_toggle_off_stops_recovery);
+
+const SETTINGS: BreakerSettings =
+    BreakerSettings { interval_ms: 100, window_ms: 5_000, min_requests: 10 };
+
+async fn start(store: &TestStore) -> (Server, std::sync::Arc<InProcessPublisher>) {
+    let publisher = InProcessPublisher::new();
+    let builder = Tower::builder(store.open().await).publisher(publisher.clone()).breaker(SETTINGS);
+    (Server::start_built(builder).await, publisher)
+}
+
+async fn flag_until(
+    c: &Client,
+    flag: i64,
+    within: Duration,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let f = c.get(&format!("/api/flags/{flag}")).await.payload().clone();
+        if ok(&f) {
+            return f;
+        }
+        assert!(Instant::now() < deadline, "{what}: {f}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn recoverable_flag(c: &Client) -> i64 {
+    let app = c.create("/api/apps", &json!({"title": "A"})).await;
+    c.create(
+        &format!("/api/apps/{app}/flags"),
+        &json!({"title": "f", "is_active": true, "error_threshold_percentage": 50, "is_recoverable": true,
+                "circuit_recovery_delay": 300, "circuit_recovery_rate": 150,
+                "circuit_initial_recovery_percentage": 10, "circuit_recovery_increment_percentage": 30}),
+    )
+    .await
+}
+
+async fn failures_trip_a_flag_and_recovery_closes_it(store: TestStore) {
+    let (server, publisher) = start(&store).await;
+    let c = server.client();
+    let flag = recoverable_flag(&c).await;
+    // One failure is not enough (the minimum is 10 requests).
+    c.post(&format!("/api/flags/{flag}/events"), &json!({"failure": 1})).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(c.get(&format!("/api/flags/{flag}")).await.payload()["is_active"], true);
+
+    let mut sub = publisher.subscribe();
+    let reported = Instant::now();
+    c.post(&format!("/api/flags/{flag}/events"), &json!({"success": 4, "failure": 6})).await;
+    let tripped =
+        flag_until(&c, flag, Duration::from_secs(2), "tripped", |f| f["is_active"] == false).await;
+    let took = reported.elapsed();
+    assert_eq!(
+        (tripped["circuit_status"].clone(), tripped["circuit_recovery_percentage"].clone()),
+        (json!("open"), json!(0))
+    );
+    eprintln!("tripped {took:?} after the failures were reported");
+    // The ruleset went out on the circuit subject.
+    loop {
+        let r = tokio::time::timeout(Duration::from_secs(2), sub.next())
+            .await
+            .expect("a ruleset")
+            .unwrap();
+        if r.origin == Origin::Circuit {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(body[0]["is_active"], false);
+            assert!(r.subject().ends_with(".update.circuit"));
+            break;
+        }
+    }
+    // Recovery: 10 % → 40 % → 70 % → closed, with the percentages published on the way.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let f = c.get(&format!("/api/flags/{flag}")).await.payload().clone();
+        if f["circuit_status"] == "recovery" {
+            let p = f["circuit_recovery_percentage"].as_f64().unwrap();
+            if seen.last() != Some(&p) {
+                seen.push(p);
+            }
+        }
+        if f["circuit_status"] == "close" {
+            assert_eq!(
+                (f["is_active"].clone(), f["circuit_recovery_percentage"].clone()),
+                (json!(true), json!(100))
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "recovery did not close: {f}, saw {seen:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !seen.is_empty() && seen.windows(2).all(|w| w[0] < w[1]),
+        "rising percentages: {seen:?}"
+    );
+    assert!(seen.iter().all(|p| [10.0, 40.0, 70.0].contains(p)), "{seen:?}");
+    // The log tells the story; intermediate steps are not logged.
+    let logs = c.get(&format!("/api/flags/{flag}")).await.payload()["logs"].clone();
+    let actions: Vec<&str> =
+        logs.as_array().unwrap().iter().map(|l| l["action_type"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["create", "circuit_open", "circuit_recovery", "circuit_close"]);
+    // The failures that tripped it do not trip it again after it closed.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(c.get(&format!("/api/flags/{flag}")).await.payload()["circuit_status"], "close");
+    server.stop().await;
+}
+
+async fn a_manual_toggle_off_stops_recovery(store: TestStore) {
+    let (server, _) = start(&store).await;
+    let c = server.client();
+    let flag = recoverable_flag(&c).await;
+    c.post(&format!("/api/flags/{flag}/events"), &json!({"failure": 20})).await;
+    flag_until(&c, flag, Duration::from_secs(3), "recovering", |f| {
+        f["circuit_status"] == "recovery"
+    })
+    .await;
+    assert_eq!(
+        c.patch(&format!("/api/flags/{flag}/toggle"), &json!({"is_active": false})).await.status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let f = c.get(&format!("/api/flags/{flag}")).await.payload().clone();
+    assert_eq!(
+        (f["is_active"].clone(), f["circuit_status"].clone()),
+        (json!(false), json!("open")),
+        "{f}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_during_recovery_resumes_it() {
+    let store = TestStore::sqlite().await;
+    let (server, _) = start(&store).await;
+    let c = server.client();
+    let app = c.create("/api/apps", &json!({"title": "A"})).await;
+    let flag = c
+        .create(
+            &format!("/api/apps/{app}/flags"),
+            &json!({"title": "f", "is_active": true, "is_recoverable": true, "circuit_recovery_delay": 100,
+                    "circuit_recovery_rate": 600, "circuit_initial_recovery_percentage": 50,
+                    "circuit_recovery_increment_percentage": 50}),
+        )
+        .await;
+    c.post(&format!("/api/flags/{flag}/events"), &json!({"failure": 20})).await;
+    flag_until(&c, flag, Duration::from_secs(3), "recovering", |f| {
+        f["circuit_status"] == "recovery"
+    })
+    .await;
+    server.stop().await;
+    // Down for longer than a step: the new process picks up from the stored state.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (server, _) = start(&store).await;
+    let c = server.client();
+    let f = flag_until(&c, flag, Duration::from_secs(3), "closed after the restart", |f| {
+        f["circuit_status"] == "close"
+    })
+    .await;
+    assert_eq!(f["circuit_recovery_percentage"], 100);
+    server.stop().await;
+}

@@ -1,0 +1,107 @@
+//! The breaker engine: every interval, asks [`crate::breaker::decide`] about each flag and
+//! commits what it decides, as the circuit (`apps.<id>.update.circuit`).
+//!
+//! Each move is a [`FlagCommand::Breaker`] carrying the `updated_at` of the flag it was decided
+//! on, so a manual change made meanwhile always wins. Deadlines live with the flag, so a
+//! restarted engine resumes where it stopped, at most one step per tick.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::breaker::{self, BreakerSettings};
+use crate::command::FlagCommand;
+use crate::input::Counts;
+use crate::model::Origin;
+use crate::ports::{BoxError, MetricsStore, Store};
+use crate::relay::RelaySignal;
+use crate::time::Clock;
+
+pub(crate) struct Engine {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) metrics: Arc<dyn MetricsStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) signal: Arc<RelaySignal>,
+    pub(crate) settings: BreakerSettings,
+}
+
+impl Engine {
+    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(self.settings.interval_ms.max(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tracing::info!(settings = ?self.settings, "circuit breaker running");
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(e) = self.tick().await {
+                tracing::warn!(error = %crate::ErrorChain(&*e), "circuit breaker check failed; retrying next interval");
+            }
+        }
+    }
+
+    /// One check of every flag; the number of moves committed.
+    pub(crate) async fn tick(&self) -> Result<usize, BoxError> {
+        let now = self.clock.now();
+        let mut moves = 0;
+        let mut metrics_down = false;
+        for app in self.store.list_apps().await? {
+            for flag in self.store.list_flags(app.id).await? {
+                let counts = match breaker::window(&flag, &flag.breaker, now, &self.settings) {
+                    None => None,
+                    // Without counts no flag trips, but recovery still moves on.
+                    Some(_) if metrics_down => None,
+                    Some((from, to)) => {
+                        match self
+                            .metrics
+                            .buckets(
+                                flag.id,
+                                from.plus_millis(1),
+                                to,
+                                self.settings.window_ms.max(1),
+                            )
+                            .await
+                        {
+                            Ok(buckets) => {
+                                Some(buckets.iter().fold(Counts::default(), |acc, b| Counts {
+                                    success: acc.success + b.success,
+                                    failure: acc.failure + b.failure,
+                                }))
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %crate::ErrorChain(&e), "circuit breaker cannot read counts");
+                                metrics_down = true;
+                                None
+                            }
+                        }
+                    }
+                };
+                let Some(transition) =
+                    breaker::decide(&flag, &flag.breaker, counts, now, &self.settings)
+                else {
+                    continue;
+                };
+                let command = FlagCommand::Breaker { transition, seen: flag.updated_at };
+                let change =
+                    self.store.change_flag(flag.id, &command, Origin::Circuit, now).await?;
+                if change.revision.is_some() {
+                    moves += 1;
+                    self.signal.wake.notify_one();
+                    tracing::info!(
+                        flag = %flag.id,
+                        app = %flag.app_id,
+                        ?transition,
+                        ?counts,
+                        state = change.value.state.circuit_status(),
+                        recovery_percentage = %change.value.circuit_recovery_percentage,
+                        "circuit breaker moved a flag"
+                    );
+                }
+            }
+        }
+        Ok(moves)
+    }
+}
