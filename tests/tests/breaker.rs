@@ -173,3 +173,57 @@ async fn a_restart_during_recovery_resumes_it() {
     assert_eq!(f["circuit_recovery_percentage"], 100);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_tell_each_transition_and_retry_a_flaky_receiver() {
+    let receiver = flagtower_tests::WebhookReceiver::start().await;
+    let store = TestStore::sqlite().await;
+    let notifier = flagtower_adapters::webhook::HttpNotifier::new().unwrap();
+    let builder = Tower::builder(store.open().await)
+        .breaker(SETTINGS)
+        .notifier(std::sync::Arc::new(notifier))
+        .webhook_backoff(Duration::from_millis(50));
+    let server = Server::start_built(builder).await;
+    let c = server.client();
+    let app = c.create("/api/apps", &json!({"title": "Checkout"})).await;
+    let hooks = format!("{0}/ok/T0/B0/secret,{0}/flaky/x,{0}/gone/x", receiver.base);
+    let flag = c
+        .create(
+            &format!("/api/apps/{app}/flags"),
+            &json!({"title": "new-cart", "is_active": true, "is_recoverable": true, "webhooks": hooks,
+                    "circuit_recovery_delay": 200, "circuit_recovery_rate": 100,
+                    "circuit_initial_recovery_percentage": 50, "circuit_recovery_increment_percentage": 50}),
+        )
+        .await;
+    c.post(&format!("/api/flags/{flag}/events"), &json!({"failure": 20})).await;
+    flag_until(&c, flag, Duration::from_secs(5), "closed again", |f| {
+        f["circuit_status"] == "close"
+    })
+    .await;
+    let texts = |prefix: &str| -> Vec<String> {
+        receiver
+            .received()
+            .iter()
+            .filter(|(p, _)| p.starts_with(prefix))
+            .map(|(_, b)| b["text"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    let want = [
+        "new-cart in Checkout has tripped open!",
+        "new-cart in Checkout started recovering!",
+        "new-cart in Checkout recovered successfully and closed!",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while texts("/flaky").len() < 3 || texts("/ok").len() < 3 {
+        assert!(Instant::now() < deadline, "ok: {:?}, flaky: {:?}", texts("/ok"), texts("/flaky"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut ok = texts("/ok");
+    ok.sort();
+    let mut sorted = want.map(str::to_owned).to_vec();
+    sorted.sort();
+    assert_eq!(ok, sorted, "one message per transition, the Slack texts");
+    assert!(receiver.hits("/flaky/x") >= 5, "the flaky receiver's 500s were retried");
+    assert_eq!(receiver.hits("/gone/x"), 3, "a 404 is not retried");
+    server.stop().await;
+}

@@ -9,6 +9,7 @@
 //! | `postgres` | `postgres` | `Store` on PostgreSQL, shared by several Tower processes |
 //! | `nats` | `nats` | `Publisher` on NATS JetStream, the stream SDKs read |
 //! | `redis` | `redis` | `MetricsStore` on RedisTimeSeries, the series SDKs write |
+//! | `webhook` | `webhook` | `Notifier` over HTTP(S), for the breaker's webhooks |
 //!
 //! [`open_store`] picks the store from a URL (`sqlite://PATH` or `postgres://…`), so a binary can
 //! take it from its configuration.
@@ -28,6 +29,8 @@ pub mod redis;
 mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "webhook")]
+pub mod webhook;
 
 /// Why [`open_store`] failed.
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,7 @@ pub(crate) struct Engine {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) signal: Arc<RelaySignal>,
     pub(crate) settings: BreakerSettings,
+    pub(crate) webhooks: Option<crate::webhooks::WebhookQueue>,
 }
 
 impl Engine {
@@ -90,6 +91,13 @@ impl Engine {
                 if change.revision.is_some() {
                     moves += 1;
                     self.signal.wake.notify_one();
+                    let action = breaker::apply(transition, &flag, &flag.breaker, now).2;
+                    if let (Some(queue), Some(action)) = (&self.webhooks, action)
+                        && let Some(text) =
+                            crate::webhooks::message(action, &change.value, app.title.as_str())
+                    {
+                        queue.send(&change.value, &text);
+                    }
                     tracing::info!(
                         flag = %flag.id,
                         app = %flag.app_id,

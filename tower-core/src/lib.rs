@@ -44,6 +44,7 @@ pub mod relay;
 pub mod ruleset;
 pub mod service;
 pub mod time;
+pub mod webhooks;
 
 pub use command::{FlagCommand, FlagPatch, NewFlag};
 pub use input::{Counts, InputError};
@@ -53,8 +54,8 @@ pub use model::{
     SdkKey, Title,
 };
 pub use ports::{
-    BoxError, Bucket, Change, LocalLease, MetricsError, MetricsStore, Pending, PublicationLease,
-    PublishError, Publisher, Resource, Store, StoreError,
+    BoxError, Bucket, Change, LocalLease, MetricsError, MetricsStore, Notifier, NotifyError,
+    Pending, PublicationLease, PublishError, Publisher, Resource, Store, StoreError,
 };
 pub use relay::RelayConfig;
 pub use ruleset::{EncodedRuleset, Ruleset};

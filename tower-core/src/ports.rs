@@ -259,3 +259,24 @@ pub trait MetricsStore: Send + Sync + fmt::Debug {
         bucket_ms: u64,
     ) -> Result<Vec<Bucket>, MetricsError>;
 }
+
+/// What a [`Notifier`] can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotifyError {
+    /// The receiver could not be reached, timed out, or answered 5xx: worth retrying.
+    #[error("the webhook receiver is unavailable")]
+    Unavailable(#[source] BoxError),
+    /// The receiver refused the message (4xx) or the URL is unusable: retrying will not help.
+    #[error("the webhook receiver refused the message")]
+    Rejected(#[source] BoxError),
+}
+
+/// Sends one webhook message (the Slack incoming-webhook format, `{"text": …}`) to one URL.
+///
+/// Contract: one attempt, bounded in time; the caller retries [`NotifyError::Unavailable`].
+#[async_trait]
+pub trait Notifier: Send + Sync + fmt::Debug {
+    /// POSTs `{"text": text}` to `url`.
+    async fn notify(&self, url: &str, text: &str) -> Result<(), NotifyError>;
+}

@@ -182,9 +182,23 @@ pub struct TowerBuilder {
     clock: Option<Arc<dyn Clock>>,
     relay: RelayConfig,
     breaker: Option<crate::breaker::BreakerSettings>,
+    notifier: Option<Arc<dyn crate::ports::Notifier>>,
+    webhook_backoff: std::time::Duration,
 }
 
 impl TowerBuilder {
+    /// Sends the breaker's webhooks through `notifier` (default: none are sent).
+    pub fn notifier(mut self, notifier: Arc<dyn crate::ports::Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// The first retry delay of a webhook delivery (default 500 ms; it doubles per attempt).
+    pub fn webhook_backoff(mut self, backoff: std::time::Duration) -> Self {
+        self.webhook_backoff = backoff;
+        self
+    }
+
     /// Runs the circuit breaker with these settings (default: no breaker).
     pub fn breaker(mut self, settings: crate::breaker::BreakerSettings) -> Self {
         self.breaker = Some(settings);
@@ -239,6 +253,9 @@ impl TowerBuilder {
                 clock: Arc::clone(&clock),
                 signal: Arc::clone(&signal),
                 settings,
+                webhooks: self
+                    .notifier
+                    .map(|n| crate::webhooks::WebhookQueue::start(n, self.webhook_backoff)),
             };
             tokio::spawn(engine.run(stop.subscribe()));
         }
@@ -265,6 +282,8 @@ impl Tower {
             clock: None,
             relay: RelayConfig::default(),
             breaker: None,
+            notifier: None,
+            webhook_backoff: std::time::Duration::from_millis(500),
         }
     }
 

@@ -84,6 +84,11 @@ async fn serve(config: Config) -> Result<(), flagtower_core::BoxError> {
     }
     if let Some(settings) = config.breaker {
         builder = builder.breaker(settings);
+        #[cfg(feature = "webhook")]
+        {
+            builder = builder
+                .notifier(std::sync::Arc::new(flagtower_adapters::webhook::HttpNotifier::new()?));
+        }
     }
     let tower = builder.start().await?;
     let addr = std::net::SocketAddr::new(config.bind, config.port);
