@@ -227,3 +227,28 @@ async fn webhooks_tell_each_transition_and_retry_a_flaky_receiver() {
     assert_eq!(receiver.hits("/gone/x"), 3, "a 404 is not retried");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_two_towers_one_breaker_runs_and_the_other_takes_over() {
+    let Some(store) = TestStore::postgres().await else { return };
+    let (a, _) = start(&store).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // a leads
+    let (b, _) = start(&store).await;
+    let cb = b.client();
+    let flag = recoverable_flag(&cb).await;
+    // Counts are in b's memory; the leading breaker (a's) cannot see them, and b's waits.
+    cb.post(&format!("/api/flags/{flag}/events"), &json!({"failure": 20})).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        cb.get(&format!("/api/flags/{flag}")).await.payload()["is_active"],
+        true,
+        "b's breaker is not running"
+    );
+    // a goes away: b's breaker takes over within a few intervals and trips the flag.
+    a.stop().await;
+    flag_until(&cb, flag, Duration::from_secs(3), "tripped by the new leader", |f| {
+        f["circuit_status"] != "close"
+    })
+    .await;
+    b.stop().await;
+}

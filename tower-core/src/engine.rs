@@ -32,11 +32,35 @@ impl Engine {
         let mut tick =
             tokio::time::interval(Duration::from_millis(self.settings.interval_ms.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tracing::info!(settings = ?self.settings, "circuit breaker running");
+        tracing::info!(settings = ?self.settings, "circuit breaker started");
+        let mut lease: Option<Box<dyn crate::ports::LeaderLease>> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop.changed() => return,
+            }
+            // One engine at a time across the processes sharing the store.
+            match lease.as_mut() {
+                Some(held) => {
+                    if !held.alive().await {
+                        tracing::warn!(
+                            "circuit breaker lost its lease; another process may take over"
+                        );
+                        lease = None;
+                        continue;
+                    }
+                }
+                None => match self.store.lease_breaker().await {
+                    Ok(Some(l)) => {
+                        tracing::info!("circuit breaker leading");
+                        lease = Some(l);
+                    }
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %crate::ErrorChain(&e), "circuit breaker cannot take its lease");
+                        continue;
+                    }
+                },
             }
             if let Err(e) = self.tick().await {
                 tracing::warn!(error = %crate::ErrorChain(&*e), "circuit breaker check failed; retrying next interval");

@@ -54,8 +54,8 @@ pub use model::{
     SdkKey, Title,
 };
 pub use ports::{
-    BoxError, Bucket, Change, LocalLease, MetricsError, MetricsStore, Notifier, NotifyError,
-    Pending, PublicationLease, PublishError, Publisher, Resource, Store, StoreError,
+    BoxError, Bucket, Change, LeaderLease, LocalLease, MetricsError, MetricsStore, Notifier,
+    NotifyError, Pending, PublicationLease, PublishError, Publisher, Resource, Store, StoreError,
 };
 pub use relay::RelayConfig;
 pub use ruleset::{EncodedRuleset, Ruleset};

@@ -163,6 +163,17 @@ pub trait Store: Send + Sync + fmt::Debug {
         &self,
         app: AppId,
     ) -> Result<Option<Box<dyn PublicationLease>>, StoreError>;
+
+    /// Tries to become the one process that runs the circuit breaker; `None` while another
+    /// holds it. The lease is held until dropped, and MUST be freed if its process dies.
+    async fn lease_breaker(&self) -> Result<Option<Box<dyn LeaderLease>>, StoreError>;
+}
+
+/// The right to run the circuit breaker (see [`Store::lease_breaker`]); freed when dropped.
+#[async_trait]
+pub trait LeaderLease: Send + Sync {
+    /// Whether it is still held (a lost database connection loses it).
+    async fn alive(&mut self) -> bool;
 }
 
 /// The exclusive right to publish one app's rulesets (see [`Store::lease_publication`]).
@@ -180,6 +191,13 @@ pub struct LocalLease;
 #[async_trait]
 impl PublicationLease for LocalLease {
     async fn release(self: Box<Self>) {}
+}
+
+#[async_trait]
+impl LeaderLease for LocalLease {
+    async fn alive(&mut self) -> bool {
+        true
+    }
 }
 
 /// What a [`Publisher`] can fail with.

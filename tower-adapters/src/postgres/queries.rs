@@ -717,6 +717,32 @@ impl Store for PostgresStore {
         }
         Ok(Some(Box::new(PgLease { client: Some(client) })))
     }
+
+    async fn lease_breaker(
+        &self,
+    ) -> Result<Option<Box<dyn flagtower_core::LeaderLease>>, StoreError> {
+        let client = deadpool_postgres::Object::take(self.client().await?);
+        let led: bool = client
+            .query_one("SELECT pg_try_advisory_lock(hashtextextended('tower-breaker', 0))", &[])
+            .await
+            .map_err(map_pg)?
+            .try_get(0)
+            .map_err(map_pg)?;
+        Ok(led.then(|| Box::new(PgLeader { client }) as Box<dyn flagtower_core::LeaderLease>))
+    }
+}
+
+/// The breaker's leadership: a session-level advisory lock on a connection taken out of the
+/// pool for good; closing it (drop, or the process dying) frees the lock.
+struct PgLeader {
+    client: deadpool_postgres::ClientWrapper,
+}
+
+#[async_trait]
+impl flagtower_core::LeaderLease for PgLeader {
+    async fn alive(&mut self) -> bool {
+        !self.client.is_closed() && self.client.simple_query("SELECT 1").await.is_ok()
+    }
 }
 
 /// A held publication lock (see `lease_publication`).

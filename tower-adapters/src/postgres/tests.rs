@@ -262,3 +262,22 @@ async fn publication_leases_are_exclusive_across_processes() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_leads_the_breaker_and_a_dead_leader_is_replaced() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let (a, b) = (db.open().await, db.open().await);
+    let mut leader = a.lease_breaker().await.unwrap().expect("the first one leads");
+    assert!(leader.alive().await);
+    assert!(b.lease_breaker().await.unwrap().is_none(), "only one leader");
+    drop(leader); // the leader's process dies: its connection closes
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(mut l) = b.lease_breaker().await.unwrap() {
+            assert!(l.alive().await);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "nobody took over");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

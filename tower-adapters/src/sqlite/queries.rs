@@ -504,4 +504,11 @@ impl Store for SqliteStore {
         // One process owns a SQLite file's relay: nobody to exclude.
         Ok(Some(Box::new(flagtower_core::LocalLease)))
     }
+
+    async fn lease_breaker(
+        &self,
+    ) -> Result<Option<Box<dyn flagtower_core::LeaderLease>>, StoreError> {
+        // One process owns a SQLite file: it leads.
+        Ok(Some(Box::new(flagtower_core::LocalLease)))
+    }
 }
