@@ -252,3 +252,57 @@ async fn with_two_towers_one_breaker_runs_and_the_other_takes_over() {
     .await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_postgres_nats_and_redis_timeseries_sdk_failures_trip_a_flag() {
+    use futures_util::StreamExt;
+    let Some(store) = TestStore::postgres().await else { return };
+    let Some(nats) = flagtower_tests::NatsServer::start(None).await else { return };
+    let Some(redis) = flagtower_adapters::redis::testing::RedisServer::start().await else { return };
+    let receiver = flagtower_tests::WebhookReceiver::start().await;
+    let metrics = flagtower_adapters::redis::RedisMetrics::connect(&flagtower_adapters::redis::RedisOptions::new(redis.url()))
+        .await
+        .unwrap();
+    let builder = Tower::builder(store.open().await)
+        .publisher(nats.publisher().await)
+        .metrics(std::sync::Arc::new(metrics))
+        .breaker(SETTINGS)
+        .notifier(std::sync::Arc::new(flagtower_adapters::webhook::HttpNotifier::new().unwrap()));
+    let server = Server::start_built(builder).await;
+    let c = server.client();
+    let app = c.create("/api/apps", &json!({"title": "Checkout"})).await;
+    let flag = c
+        .create(
+            &format!("/api/apps/{app}/flags"),
+            &json!({"title": "new-cart", "is_active": true, "webhooks": format!("{}/ok", receiver.base)}),
+        )
+        .await;
+    let watcher = nats.client().await;
+    let mut sub = watcher.subscribe(format!("apps.{app}.update.circuit")).await.unwrap();
+    watcher.flush().await.unwrap();
+    // What a Tailslide SDK sends: one TS.ADD per guarded call, into the keys Tower prepared.
+    let mut conn = redis.connection().await;
+    for i in 0..12 {
+        let status = if i % 4 == 0 { "success" } else { "failure" };
+        redis::cmd("TS.ADD")
+            .arg(format!("{flag}:{status}"))
+            .arg("*")
+            .arg(1)
+            .arg("LABELS").arg("status").arg(status).arg("flagId").arg(flag).arg("appId").arg(app)
+            .query_async::<i64>(&mut conn)
+            .await
+            .unwrap();
+    }
+    let m = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.expect("a ruleset on the circuit subject").unwrap();
+    let body: Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!((body[0]["id"].as_i64(), body[0]["is_active"].clone(), body[0]["circuit_status"].clone()), (Some(flag), json!(false), json!("open")));
+    let logs = c.get(&format!("/api/logs/{app}")).await;
+    assert_eq!(logs.payload().as_array().unwrap().last().unwrap()["action_type"], "circuit_open");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while receiver.received().is_empty() {
+        assert!(Instant::now() < deadline, "no webhook");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(receiver.received()[0].1, json!({"text": "new-cart in Checkout has tripped open!"}));
+    server.stop().await;
+}
