@@ -258,11 +258,15 @@ async fn on_postgres_nats_and_redis_timeseries_sdk_failures_trip_a_flag() {
     use futures_util::StreamExt;
     let Some(store) = TestStore::postgres().await else { return };
     let Some(nats) = flagtower_tests::NatsServer::start(None).await else { return };
-    let Some(redis) = flagtower_adapters::redis::testing::RedisServer::start().await else { return };
+    let Some(redis) = flagtower_adapters::redis::testing::RedisServer::start().await else {
+        return;
+    };
     let receiver = flagtower_tests::WebhookReceiver::start().await;
-    let metrics = flagtower_adapters::redis::RedisMetrics::connect(&flagtower_adapters::redis::RedisOptions::new(redis.url()))
-        .await
-        .unwrap();
+    let metrics = flagtower_adapters::redis::RedisMetrics::connect(
+        &flagtower_adapters::redis::RedisOptions::new(redis.url()),
+    )
+    .await
+    .unwrap();
     let builder = Tower::builder(store.open().await)
         .publisher(nats.publisher().await)
         .metrics(std::sync::Arc::new(metrics))
@@ -288,14 +292,26 @@ async fn on_postgres_nats_and_redis_timeseries_sdk_failures_trip_a_flag() {
             .arg(format!("{flag}:{status}"))
             .arg("*")
             .arg(1)
-            .arg("LABELS").arg("status").arg(status).arg("flagId").arg(flag).arg("appId").arg(app)
+            .arg("LABELS")
+            .arg("status")
+            .arg(status)
+            .arg("flagId")
+            .arg(flag)
+            .arg("appId")
+            .arg(app)
             .query_async::<i64>(&mut conn)
             .await
             .unwrap();
     }
-    let m = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.expect("a ruleset on the circuit subject").unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("a ruleset on the circuit subject")
+        .unwrap();
     let body: Value = serde_json::from_slice(&m.payload).unwrap();
-    assert_eq!((body[0]["id"].as_i64(), body[0]["is_active"].clone(), body[0]["circuit_status"].clone()), (Some(flag), json!(false), json!("open")));
+    assert_eq!(
+        (body[0]["id"].as_i64(), body[0]["is_active"].clone(), body[0]["circuit_status"].clone()),
+        (Some(flag), json!(false), json!("open"))
+    );
     let logs = c.get(&format!("/api/logs/{app}")).await;
     assert_eq!(logs.payload().as_array().unwrap().last().unwrap()["action_type"], "circuit_open");
     let deadline = Instant::now() + Duration::from_secs(5);

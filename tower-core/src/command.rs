@@ -116,14 +116,14 @@ pub enum FlagCommand {
     TripOpen,
     /// `POST /api/flags/circuit/:id/close`: on, recovery 100 %; log `circuit_close`.
     Close,
-    /// A move of the circuit breaker, decided on the flag as it was at `seen` (its
-    /// `updated_at`): applied only if the flag has not changed since, so the breaker never
-    /// overwrites a newer change.
+    /// A move of the circuit breaker, decided on the flag `seen`: applied only if the flag is
+    /// still exactly that (check-and-set), so the breaker never overwrites a change made since,
+    /// even one made within the same millisecond.
     Breaker {
         /// The move.
         transition: crate::breaker::Transition,
-        /// The `updated_at` of the flag the breaker decided on.
-        seen: Timestamp,
+        /// The flag the breaker decided on.
+        seen: Box<Flag>,
     },
 }
 
@@ -136,7 +136,7 @@ impl FlagCommand {
     /// automatic recovery, and a flag that goes on starts a new counting window.
     pub fn apply(&self, current: &Flag, now: Timestamp) -> Option<(Flag, Option<Action>)> {
         if let Self::Breaker { transition, seen } = self {
-            if current.updated_at != *seen {
+            if current != &**seen {
                 return None;
             }
             let (mut next, clock, action) =
@@ -270,7 +270,8 @@ mod tests {
         let (on, _) = FlagCommand::Toggle(Some(true)).apply(&f, NOW).unwrap();
         assert_eq!(on.breaker.since, NOW, "going on starts a new counting window");
         // The breaker trips it: recovery is scheduled.
-        let trip = FlagCommand::Breaker { transition: Transition::Trip, seen: on.updated_at };
+        let trip =
+            FlagCommand::Breaker { transition: Transition::Trip, seen: Box::new(on.clone()) };
         let (tripped, action) = trip.apply(&on, Timestamp::from_millis(2_000)).unwrap();
         assert_eq!(action, Some(Action::CircuitOpen));
         assert_eq!(tripped.breaker.recovery_due, Some(Timestamp::from_millis(2_100)));

@@ -436,7 +436,7 @@ async fn the_breakers_clock_is_stored_and_its_moves_are_checked(s: Arc<dyn Store
     );
     let logs = |s: Arc<dyn Store>| async move { s.flag_with_logs(f.id).await.unwrap().1.len() };
 
-    let trip = FlagCommand::Breaker { transition: Transition::Trip, seen: on.updated_at };
+    let trip = FlagCommand::Breaker { transition: Transition::Trip, seen: Box::new(on.clone()) };
     let c = s.change_flag(f.id, &trip, Origin::Circuit, t(20)).await.unwrap();
     assert!(c.revision.is_some());
     let stored = s.get_flag(f.id).await.unwrap();
@@ -454,8 +454,10 @@ async fn the_breakers_clock_is_stored_and_its_moves_are_checked(s: Arc<dyn Store
     assert_eq!(again.revision, None);
     assert_eq!(logs(Arc::clone(&s)).await, before);
 
-    let start =
-        FlagCommand::Breaker { transition: Transition::StartRecovery, seen: stored.updated_at };
+    let start = FlagCommand::Breaker {
+        transition: Transition::StartRecovery,
+        seen: Box::new(stored.clone()),
+    };
     let rec = s.change_flag(f.id, &start, Origin::Circuit, t(5_020)).await.unwrap().value;
     assert_eq!(
         (rec.state, rec.circuit_recovery_percentage.tenths()),
@@ -463,7 +465,7 @@ async fn the_breakers_clock_is_stored_and_its_moves_are_checked(s: Arc<dyn Store
     );
     assert_eq!(s.get_flag(f.id).await.unwrap().breaker.next_step_due, Some(t(6_020)));
     let before = logs(Arc::clone(&s)).await;
-    let step = FlagCommand::Breaker { transition: Transition::Step, seen: rec.updated_at };
+    let step = FlagCommand::Breaker { transition: Transition::Step, seen: Box::new(rec.clone()) };
     let stepped = s.change_flag(f.id, &step, Origin::Circuit, t(6_020)).await.unwrap();
     assert!(stepped.revision.is_some(), "a step is published");
     assert_eq!(stepped.value.circuit_recovery_percentage.tenths(), 400);

@@ -109,7 +109,7 @@ impl Engine {
                 else {
                     continue;
                 };
-                let command = FlagCommand::Breaker { transition, seen: flag.updated_at };
+                let command = FlagCommand::Breaker { transition, seen: Box::new(flag.clone()) };
                 let change =
                     self.store.change_flag(flag.id, &command, Origin::Circuit, now).await?;
                 if change.revision.is_some() {

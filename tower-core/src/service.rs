@@ -434,6 +434,23 @@ impl Tower {
         }
     }
 
+    /// Runs one check of every flag with `settings` now (what the breaker engine does every
+    /// interval, without its lease or webhooks); the number of flags moved.
+    pub async fn check_circuits(
+        &self,
+        settings: crate::breaker::BreakerSettings,
+    ) -> Result<usize, Error> {
+        let engine = crate::engine::Engine {
+            store: Arc::clone(&self.inner.store),
+            metrics: Arc::clone(&self.inner.metrics),
+            clock: Arc::clone(&self.inner.clock),
+            signal: Arc::clone(&self.inner.signal),
+            settings,
+            webhooks: None,
+        };
+        engine.tick().await.map_err(Error::Internal)
+    }
+
     /// Stops the breaker, and the relay after it has published what is committed (when the
     /// publisher is up).
     pub async fn shutdown(&self) {
