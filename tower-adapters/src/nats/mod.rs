@@ -181,7 +181,21 @@ impl NatsPublisher {
         let mut js = jetstream::new(client);
         js.set_timeout(options.timeout);
         let publisher = Self { js, stream: options.stream.clone(), target };
-        publisher.ensure_stream().await?;
+        // A server that just started may still be recovering JetStream: retry what may be
+        // transient for a while; a stream Tower cannot use is refused at once.
+        let deadline = tokio::time::Instant::now() + options.timeout * 2;
+        loop {
+            match publisher.ensure_stream().await {
+                Ok(()) => break,
+                Err(e @ ConnectError::JetStream { .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(error = %e, "JetStream not ready yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         tracing::info!(target_nats = %publisher.target, stream = %publisher.stream, "NATS JetStream publisher ready");
         Ok(publisher)
     }
