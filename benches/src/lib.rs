@@ -27,3 +27,45 @@ pub fn sample_flags(n: usize) -> Vec<Flag> {
         })
         .collect()
 }
+
+/// The store a benchmark runs on, with what keeps it alive.
+pub struct BenchStore {
+    /// The store.
+    pub store: std::sync::Arc<dyn flagtower_core::Store>,
+    /// What it is, for the report.
+    pub description: String,
+    _dir: Option<tempfile::TempDir>,
+    _db: Option<flagtower_adapters::postgres::testing::TestDatabase>,
+}
+
+/// Opens `kind`: `sqlite` (a temporary file) or `postgres` (a fresh database on the server of
+/// `TOWER_TEST_POSTGRES_URL`, dropped with the returned value).
+pub async fn open_store(kind: &str) -> BenchStore {
+    match kind {
+        "sqlite" => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("bench.db");
+            let store =
+                flagtower_adapters::sqlite::SqliteStore::open(&path).await.expect("open SQLite");
+            BenchStore {
+                store: std::sync::Arc::new(store),
+                description: format!("SQLite {}", path.display()),
+                _dir: Some(dir),
+                _db: None,
+            }
+        }
+        "postgres" => {
+            let db = flagtower_adapters::postgres::testing::TestDatabase::create()
+                .await
+                .expect("a PostgreSQL server (TOWER_TEST_POSTGRES_URL)");
+            let store = db.open().await;
+            BenchStore {
+                description: format!("PostgreSQL {}", store.target()),
+                store: std::sync::Arc::new(store),
+                _dir: None,
+                _db: Some(db),
+            }
+        }
+        other => panic!("unknown store {other}: sqlite or postgres"),
+    }
+}

@@ -589,3 +589,28 @@ impl WebhookReceiver {
         self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 }
+
+/// One event written the way the Tailslide SDKs write it: `TS.ADD <flagId>:<status> <at> 1
+/// LABELS status … flagId … appId …`, `at` being `*` (the server's clock) or milliseconds.
+pub async fn sdk_ts_add(
+    conn: &mut redis::aio::MultiplexedConnection,
+    flag: i64,
+    app: i64,
+    status: &str,
+    at: &str,
+) {
+    redis::cmd("TS.ADD")
+        .arg(format!("{flag}:{status}"))
+        .arg(at)
+        .arg(1)
+        .arg("LABELS")
+        .arg("status")
+        .arg(status)
+        .arg("flagId")
+        .arg(flag)
+        .arg("appId")
+        .arg(app)
+        .query_async::<i64>(conn)
+        .await
+        .unwrap_or_else(|e| panic!("the SDK write to {flag}:{status} was refused: {e}"));
+}

@@ -419,19 +419,27 @@ async fn many_bad_requests_at_once_do_not_hurt_good_ones(store: TestStore) {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_too_slow_to_send_its_headers_is_disconnected() {
+/// A server on a temporary SQLite file with other timeouts.
+async fn serve_with(
+    options: flagtower_http::ServerOptions,
+) -> (tempfile::TempDir, std::net::SocketAddr) {
     let dir = tempfile::tempdir().unwrap();
     let store =
         flagtower_adapters::sqlite::SqliteStore::open(dir.path().join("t.db")).await.unwrap();
     let tower = flagtower_core::Tower::builder(std::sync::Arc::new(store)).start().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let options = flagtower_http::ServerOptions {
+    tokio::spawn(flagtower_http::run_with(listener, tower, std::future::pending(), options));
+    (dir, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_too_slow_to_send_its_headers_is_disconnected() {
+    let (_dir, addr) = serve_with(flagtower_http::ServerOptions {
         header_read_timeout: std::time::Duration::from_millis(300),
         ..Default::default()
-    };
-    tokio::spawn(flagtower_http::run_with(listener, tower, std::future::pending(), options));
+    })
+    .await;
     let outcome = tokio::task::spawn_blocking(move || {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
@@ -454,17 +462,11 @@ async fn a_client_too_slow_to_send_its_headers_is_disconnected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_never_completes_gets_a_408() {
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        flagtower_adapters::sqlite::SqliteStore::open(dir.path().join("t.db")).await.unwrap();
-    let tower = flagtower_core::Tower::builder(std::sync::Arc::new(store)).start().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let options = flagtower_http::ServerOptions {
+    let (_dir, addr) = serve_with(flagtower_http::ServerOptions {
         body_read_timeout: std::time::Duration::from_millis(300),
         ..Default::default()
-    };
-    tokio::spawn(flagtower_http::run_with(listener, tower, std::future::pending(), options));
+    })
+    .await;
     // Promise 100 bytes, send 10.
     let req = b"POST /api/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"title\": ".to_vec();
     let status = tokio::task::spawn_blocking(move || raw_status(addr, &req)).await.unwrap();

@@ -288,20 +288,7 @@ async fn on_postgres_nats_and_redis_timeseries_sdk_failures_trip_a_flag() {
     let mut conn = redis.connection().await;
     for i in 0..12 {
         let status = if i % 4 == 0 { "success" } else { "failure" };
-        redis::cmd("TS.ADD")
-            .arg(format!("{flag}:{status}"))
-            .arg("*")
-            .arg(1)
-            .arg("LABELS")
-            .arg("status")
-            .arg(status)
-            .arg("flagId")
-            .arg(flag)
-            .arg("appId")
-            .arg(app)
-            .query_async::<i64>(&mut conn)
-            .await
-            .unwrap();
+        flagtower_tests::sdk_ts_add(&mut conn, flag, app, status, "*").await;
     }
     let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
         .await

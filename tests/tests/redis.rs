@@ -26,29 +26,6 @@ fn now_ms() -> i64 {
     flagtower_core::Clock::now(&flagtower_core::SystemClock).as_millis()
 }
 
-async fn sdk_add(
-    c: &mut redis::aio::MultiplexedConnection,
-    flag: i64,
-    app: i64,
-    status: &str,
-    ts: i64,
-) {
-    redis::cmd("TS.ADD")
-        .arg(format!("{flag}:{status}"))
-        .arg(ts)
-        .arg(1)
-        .arg("LABELS")
-        .arg("status")
-        .arg(status)
-        .arg("flagId")
-        .arg(flag)
-        .arg("appId")
-        .arg(app)
-        .query_async::<i64>(c)
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_of_the_timeseries_route_count_what_sdks_write() {
     let Some(redis) = RedisServer::start().await else { return };
@@ -89,7 +66,7 @@ async fn windows_of_the_timeseries_route_count_what_sdks_write() {
             let ts = t0 - width - 1 - (k * (range - 3 * width) / 30);
             let status = if k % 3 == 0 { "failure" } else { "success" };
             for _ in 0..(1 + k % 3) {
-                sdk_add(&mut c2, flag, app, status, ts).await;
+                flagtower_tests::sdk_ts_add(&mut c2, flag, app, status, &ts.to_string()).await;
                 samples.push((ts, status));
             }
         }

@@ -16,7 +16,7 @@ use flagtower_adapters::nats::{NatsOptions, NatsPublisher};
 use flagtower_benches::nats_server::NatsServer;
 use flagtower_core::breaker::BreakerSettings;
 use flagtower_core::input::parse_new_flag;
-use flagtower_core::{Counts, InMemoryMetrics, MetricsStore, Store, Title, Tower};
+use flagtower_core::{Counts, InMemoryMetrics, MetricsStore, Title, Tower};
 use futures_util::StreamExt;
 
 fn main() {
@@ -30,20 +30,11 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    let dir = tempfile::tempdir().unwrap();
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async move {
-        let mut pg = None;
-        let store: Arc<dyn Store> = match store_kind.as_str() {
-            "sqlite" => Arc::new(flagtower_adapters::sqlite::SqliteStore::open(dir.path().join("b.db")).await.unwrap()),
-            _ => {
-                let db = flagtower_adapters::postgres::testing::TestDatabase::create().await.expect("PostgreSQL");
-                let s = db.open().await;
-                pg = Some(db);
-                Arc::new(s)
-            }
-        };
+        let bench = flagtower_benches::open_store(&store_kind).await;
+        let store = Arc::clone(&bench.store);
 
         // 1. One check of 1 000 monitored flags.
         let metrics = Arc::new(InMemoryMetrics::default());
@@ -109,6 +100,6 @@ fn main() {
             ms(*latencies.last().unwrap())
         );
         tower.shutdown().await;
-        drop(pg);
+        drop(bench);
     });
 }

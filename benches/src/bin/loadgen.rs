@@ -18,10 +18,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flagtower_adapters::postgres::testing::TestDatabase;
-use flagtower_adapters::sqlite::SqliteStore;
-use flagtower_core::Store;
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -70,8 +66,7 @@ fn args() -> Args {
 
 fn main() {
     let a = args();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut pg_db = None;
+    let mut bench_store = None;
     let mut nats_server = None;
     let mut redis_server = None;
     let server_rt;
@@ -83,25 +78,9 @@ fn main() {
                 .enable_all()
                 .build()
                 .expect("server runtime");
-            let (store, what): (Arc<dyn Store>, String) = server_rt.block_on(async {
-                match a.store.as_str() {
-                    "sqlite" => {
-                        let db = dir.path().join("bench.db");
-                        let store = SqliteStore::open(&db).await.expect("open SQLite");
-                        (Arc::new(store) as Arc<dyn Store>, format!("SQLite {}", db.display()))
-                    }
-                    "postgres" => {
-                        let db = TestDatabase::create()
-                            .await
-                            .expect("a PostgreSQL server (TOWER_TEST_POSTGRES_URL)");
-                        let store = db.open().await;
-                        let what = format!("PostgreSQL {}", store.target());
-                        pg_db = Some(db);
-                        (Arc::new(store) as Arc<dyn Store>, what)
-                    }
-                    other => panic!("unknown store {other}: sqlite or postgres"),
-                }
-            });
+            let bench = server_rt.block_on(flagtower_benches::open_store(&a.store));
+            let (store, what) = (Arc::clone(&bench.store), bench.description.clone());
+            bench_store = Some(bench);
             nats_server = a.nats.then(flagtower_benches::nats_server::NatsServer::start);
             let addr = server_rt.block_on(async {
                 let mut builder = flagtower_core::Tower::builder(store);
@@ -139,7 +118,7 @@ fn main() {
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("client runtime");
     rt.block_on(drive(&a, &url));
-    drop(pg_db);
+    drop(bench_store);
     drop(nats_server);
     drop(redis_server);
 }

@@ -18,7 +18,6 @@ use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use bytes::Bytes;
 use flagtower_adapters::nats::{NatsOptions, NatsPublisher};
 use flagtower_benches::nats_server::NatsServer;
-use flagtower_core::Store;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 
@@ -34,21 +33,11 @@ fn main() {
         }
     }
     let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async move {
-        let mut pg = None;
-        let store: Arc<dyn Store> = match store_kind.as_str() {
-            "sqlite" => Arc::new(flagtower_adapters::sqlite::SqliteStore::open(dir.path().join("p.db")).await.unwrap()),
-            "postgres" => {
-                let db = flagtower_adapters::postgres::testing::TestDatabase::create().await.expect("PostgreSQL");
-                let s = db.open().await;
-                pg = Some(db);
-                Arc::new(s)
-            }
-            other => panic!("unknown store {other}"),
-        };
+        let bench = flagtower_benches::open_store(&store_kind).await;
+        let store = Arc::clone(&bench.store);
         let publisher = NatsPublisher::connect(&NatsOptions::new(&nats.url)).await.unwrap();
         let tower = flagtower_core::Tower::builder(store).publisher(Arc::new(publisher)).start().await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -113,6 +102,6 @@ fn main() {
             pct(0.99),
             pct(1.0)
         );
-        drop(pg);
+        drop(bench);
     });
 }
