@@ -14,8 +14,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::command::{FlagCommand, FlagPatch, NewFlag};
-use crate::model::{Action, AppId, CircuitState, FlagId, Origin, Percent, Revision, SdkKey, Title};
-use crate::ports::{Resource, Store, StoreError};
+use crate::model::{
+    Action, AppId, CircuitState, FlagId, LogId, Origin, Percent, Revision, SdkKey, Title,
+};
+use crate::ports::{AppCursor, LogQuery, Resource, Store, StoreError};
 use crate::time::Timestamp;
 
 type Check = (&'static str, fn(Arc<dyn Store>) -> futures_like::BoxFuture);
@@ -48,6 +50,8 @@ const CHECKS: &[Check] = checks![
     a_failed_change_writes_nothing,
     deleting_a_flag_keeps_its_logs,
     logs_are_ordered,
+    log_pages_filter_and_page,
+    cursors_follow_revisions_and_logs,
     revisions_and_the_outbox,
     sdk_keys,
     publication_leases_can_be_taken_again_after_release,
@@ -354,6 +358,81 @@ async fn logs_are_ordered(s: Arc<dyn Store>) {
     let of_a = s.app_logs(a.id).await.unwrap();
     assert_eq!(of_a[0].flag_title, "fa");
     assert_eq!(of_a.last().unwrap().flag_title, "renamed");
+}
+
+async fn log_pages_filter_and_page(s: Arc<dyn Store>) {
+    let a = s.create_app(&title("A"), t(0)).await.unwrap();
+    let b = s.create_app(&title("B"), t(0)).await.unwrap();
+    let fa = s.create_flag(a.id, &new_flag("fa"), t(1)).await.unwrap().value;
+    let fb = s.create_flag(b.id, &new_flag("fb"), t(2)).await.unwrap().value;
+    for i in 0..5 {
+        s.change_flag(fa.id, &FlagCommand::Toggle(None), Origin::Manual, t(3 + i)).await.unwrap();
+    }
+    s.delete_flag(fb.id, t(10)).await.unwrap();
+    let all = s.query_logs(&LogQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 8);
+    assert!(all.windows(2).all(|w| w[0].entry.id > w[1].entry.id), "newest first");
+    let same: Vec<_> = s.list_logs().await.unwrap();
+    assert_eq!(all.iter().map(|r| r.entry.clone()).collect::<Vec<_>>(), same);
+    assert!(all.iter().all(|r| r.flag_deleted == (r.entry.flag_id == fb.id)));
+
+    // Pages of 3, newest first, each older than the last entry of the one before.
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s.query_logs(&LogQuery { before, limit: 3, ..LogQuery::default() }).await;
+        let page = page.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        before = Some(page.last().unwrap().entry.id);
+        pages.push(page);
+    }
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 2]);
+    assert_eq!(pages.concat(), all);
+
+    let ons = LogQuery { action: Some(Action::FlagOn), ..LogQuery::default() };
+    let ons = s.query_logs(&ons).await.unwrap();
+    assert_eq!(ons.len(), 3);
+    assert!(ons.iter().all(|r| r.entry.action == Action::FlagOn && !r.flag_deleted));
+    let of_b = s.query_logs(&LogQuery { app: Some(b.id), ..LogQuery::default() }).await.unwrap();
+    assert_eq!(
+        of_b.iter().map(|r| r.entry.action).collect::<Vec<_>>(),
+        [Action::Delete, Action::Create]
+    );
+
+    // `after`: oldest first, strictly newer.
+    let first = all.last().unwrap().entry.id;
+    let q = LogQuery { after: Some(first), limit: 2, ..LogQuery::default() };
+    let newer = s.query_logs(&q).await.unwrap();
+    assert_eq!(newer.len(), 2);
+    assert!(newer[0].entry.id > first && newer[1].entry.id > newer[0].entry.id);
+    assert_eq!(newer[0], all[all.len() - 2]);
+    let q = LogQuery { after: Some(all[0].entry.id), ..LogQuery::default() };
+    assert!(s.query_logs(&q).await.unwrap().is_empty());
+    let q = LogQuery { before: Some(LogId::new(0)), ..LogQuery::default() };
+    assert!(s.query_logs(&q).await.unwrap().is_empty());
+}
+
+async fn cursors_follow_revisions_and_logs(s: Arc<dyn Store>) {
+    assert!(s.cursors().await.unwrap().is_empty());
+    let a = s.create_app(&title("A"), t(0)).await.unwrap();
+    let b = s.create_app(&title("B"), t(0)).await.unwrap();
+    let cursor =
+        |app, revision, last_log| AppCursor { app_id: app, revision: Revision(revision), last_log };
+    assert_eq!(s.cursors().await.unwrap(), [cursor(a.id, 0, None), cursor(b.id, 0, None)]);
+    s.create_flag(a.id, &new_flag("f"), t(1)).await.unwrap();
+    let q = LogQuery { app: Some(a.id), limit: 1, ..LogQuery::default() };
+    let last = s.query_logs(&q).await.unwrap().first().map(|r| r.entry.id);
+    assert!(last.is_some());
+    assert_eq!(s.cursors().await.unwrap()[0], cursor(a.id, 1, last));
+    // A deleted app keeps its cursor, moved by the delete and its log entries.
+    s.delete_app(a.id, t(2)).await.unwrap();
+    let after = s.cursors().await.unwrap();
+    assert_eq!(after.len(), 2, "deleted apps keep their cursor");
+    assert_eq!(after[0].revision, Revision(2));
+    assert!(after[0].last_log > last);
+    assert_eq!(after[1], cursor(b.id, 0, None));
 }
 
 async fn revisions_and_the_outbox(s: Arc<dyn Store>) {

@@ -36,6 +36,7 @@ pub mod breaker;
 pub mod command;
 pub mod conformance;
 mod engine;
+pub mod feed;
 pub mod input;
 pub mod memory;
 pub mod model;
@@ -47,6 +48,7 @@ pub mod time;
 pub mod webhooks;
 
 pub use command::{FlagCommand, FlagPatch, NewFlag};
+pub use feed::{FeedEvent, FeedSubscription};
 pub use input::{Counts, InputError};
 pub use memory::{InMemoryMetrics, InProcessPublisher, Subscription};
 pub use model::{
@@ -54,12 +56,13 @@ pub use model::{
     SdkKey, Title,
 };
 pub use ports::{
-    BoxError, Bucket, Change, LeaderLease, LocalLease, MetricsError, MetricsStore, Notifier,
-    NotifyError, Pending, PublicationLease, PublishError, Publisher, Resource, Store, StoreError,
+    AppCursor, BoxError, Bucket, Change, LeaderLease, LocalLease, LogQuery, LogRecord,
+    MetricsError, MetricsStore, Notifier, NotifyError, Pending, PublicationLease, PublishError,
+    Publisher, Resource, Store, StoreError,
 };
 pub use relay::RelayConfig;
 pub use ruleset::{EncodedRuleset, Ruleset};
-pub use service::{Error, Health, TimeWindow, Tower, TowerBuilder};
+pub use service::{Error, FlagCounts, Health, TimeWindow, Tower, TowerBuilder};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 
 /// Displays an error with its whole `source` chain: `outer: inner: root`.

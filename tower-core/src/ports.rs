@@ -8,7 +8,9 @@ use async_trait::async_trait;
 
 use crate::command::{FlagCommand, NewFlag};
 use crate::input::Counts;
-use crate::model::{App, AppId, Flag, FlagId, LogEntry, Origin, Revision, SdkKey, Title};
+use crate::model::{
+    Action, App, AppId, Flag, FlagId, LogEntry, LogId, Origin, Revision, SdkKey, Title,
+};
 use crate::ruleset::{EncodedRuleset, Ruleset};
 use crate::time::Timestamp;
 
@@ -81,6 +83,55 @@ pub struct Pending {
     pub origin: Origin,
 }
 
+/// The most entries one [`LogQuery`] returns.
+pub const MAX_LOG_PAGE: u32 = 500;
+
+/// A page of the audit log.
+///
+/// Entries are newest first, except when `after` is set: then they are oldest first (a reader
+/// catching up from where it was).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Only this app's entries.
+    pub app: Option<AppId>,
+    /// Only entries of this action.
+    pub action: Option<Action>,
+    /// Only entries older than this one (the next page).
+    pub before: Option<LogId>,
+    /// Only entries newer than this one, oldest first.
+    pub after: Option<LogId>,
+    /// At most this many entries (capped at [`MAX_LOG_PAGE`]).
+    pub limit: u32,
+}
+
+impl Default for LogQuery {
+    fn default() -> Self {
+        Self { app: None, action: None, before: None, after: None, limit: MAX_LOG_PAGE }
+    }
+}
+
+/// A log entry as a page of the log shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    /// The entry.
+    pub entry: LogEntry,
+    /// Whether its flag no longer exists.
+    pub flag_deleted: bool,
+}
+
+/// Where an app stands, read in one snapshot: its revision and its newest log entry. Within one
+/// app, log ids grow in commit order (every writer holds the app's lock), so a reader that saw
+/// `last_log` has seen every earlier entry of the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppCursor {
+    /// The app (deleted apps included).
+    pub app_id: AppId,
+    /// Its revision.
+    pub revision: Revision,
+    /// Its newest log entry, if any.
+    pub last_log: Option<LogId>,
+}
+
 /// Durable storage of apps, flags, logs, the SDK key, rulesets and the outbox.
 ///
 /// Contract, checked by [`crate::conformance`]:
@@ -139,6 +190,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn list_logs(&self) -> Result<Vec<LogEntry>, StoreError>;
     /// The log entries of a live app, oldest first.
     async fn app_logs(&self, app: AppId) -> Result<Vec<LogEntry>, StoreError>;
+    /// A page of the log (deleted apps' and flags' entries included).
+    async fn query_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError>;
+    /// Every app's revision and newest log entry, deleted apps included, by app id.
+    async fn cursors(&self) -> Result<Vec<AppCursor>, StoreError>;
 
     /// The current SDK key, if one was ever made.
     async fn sdk_key(&self) -> Result<Option<SdkKey>, StoreError>;

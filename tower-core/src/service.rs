@@ -12,11 +12,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::command::{FlagCommand, FlagPatch, NewFlag};
+use crate::feed::{Feed, FeedEvent, FeedSubscription};
 use crate::input::Counts;
 use crate::memory::{InMemoryMetrics, InProcessPublisher};
 use crate::model::{App, AppId, Flag, FlagId, LogEntry, Origin, SdkKey, Title};
 use crate::ports::{
-    BoxError, Bucket, Change, MetricsError, MetricsStore, Publisher, Resource, Store, StoreError,
+    BoxError, Bucket, Change, LogQuery, LogRecord, MetricsError, MetricsStore, Publisher, Resource,
+    Store, StoreError,
 };
 use crate::relay::{Relay, RelayConfig, RelaySignal};
 use crate::time::{Clock, SystemClock};
@@ -146,6 +148,37 @@ impl TimeWindow {
     }
 }
 
+/// How many of an app's flags are on, and in each circuit state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FlagCounts {
+    /// All flags.
+    pub total: usize,
+    /// Flags that are on (closed or recovering).
+    pub active: usize,
+    /// Closed circuits: on, normal evaluation.
+    pub closed: usize,
+    /// Circuits ramping back in.
+    pub recovering: usize,
+    /// Open circuits: off or tripped.
+    pub open: usize,
+}
+
+impl FlagCounts {
+    /// Counts `flags`.
+    pub fn of(flags: &[Flag]) -> Self {
+        let mut c = Self { total: flags.len(), ..Self::default() };
+        for f in flags {
+            match f.state {
+                crate::CircuitState::On => c.closed += 1,
+                crate::CircuitState::Recovering => c.recovering += 1,
+                crate::CircuitState::Off => c.open += 1,
+            }
+        }
+        c.active = c.closed + c.recovering;
+        c
+    }
+}
+
 /// How the backends are doing, for `/healthz`.
 #[derive(Debug)]
 pub struct Health {
@@ -169,6 +202,7 @@ struct Inner {
     metrics: Arc<dyn MetricsStore>,
     clock: Arc<dyn Clock>,
     signal: Arc<RelaySignal>,
+    feed: Arc<Feed>,
     stop: watch::Sender<bool>,
     relay: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -259,12 +293,15 @@ impl TowerBuilder {
             };
             tokio::spawn(engine.run(stop.subscribe()));
         }
+        let feed = Arc::new(Feed::default());
+        tokio::spawn(Arc::clone(&feed).run(Arc::clone(&self.store), stop.subscribe()));
         Ok(Tower {
             inner: Arc::new(Inner {
                 store: self.store,
                 metrics,
                 clock,
                 signal,
+                feed,
                 stop,
                 relay: std::sync::Mutex::new(Some(handle)),
             }),
@@ -298,6 +335,7 @@ impl Tower {
     fn committed<T>(&self, change: Change<T>) -> T {
         if change.revision.is_some() {
             self.inner.signal.wake.notify_one();
+            self.inner.feed.wake.notify_one();
         }
         change.value
     }
@@ -312,20 +350,41 @@ impl Tower {
         Ok(self.store().get_app(id).await?)
     }
 
+    /// Live apps, by id, each with how many of its flags are on and in which circuit state.
+    pub async fn app_summaries(&self) -> Result<Vec<(App, FlagCounts)>, Error> {
+        let mut out = Vec::new();
+        for app in self.store().list_apps().await? {
+            let flags = match self.store().list_flags(app.id).await {
+                Ok(flags) => flags,
+                // Deleted since the list was read.
+                Err(StoreError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            out.push((app, FlagCounts::of(&flags)));
+        }
+        Ok(out)
+    }
+
     /// Creates an app.
     pub async fn create_app(&self, title: &Title) -> Result<App, Error> {
-        Ok(self.store().create_app(title, self.now()).await?)
+        let app = self.store().create_app(title, self.now()).await?;
+        self.inner.feed.wake.notify_one();
+        Ok(app)
     }
 
     /// Renames an app.
     pub async fn rename_app(&self, id: AppId, title: &Title) -> Result<App, Error> {
-        Ok(self.store().rename_app(id, title, self.now()).await?)
+        let app = self.store().rename_app(id, title, self.now()).await?;
+        self.inner.feed.send(FeedEvent::App { app: app.clone(), deleted: false });
+        Ok(app)
     }
 
     /// Deletes an app with its flags; its ruleset becomes `[]`.
     pub async fn delete_app(&self, id: AppId) -> Result<App, Error> {
         let change = self.store().delete_app(id, self.now()).await?;
-        Ok(self.committed(change))
+        let app = self.committed(change);
+        self.inner.feed.send(FeedEvent::App { app: app.clone(), deleted: true });
+        Ok(app)
     }
 
     /// An app's flags, by id.
@@ -390,6 +449,17 @@ impl Tower {
     /// Every log entry, newest first.
     pub async fn logs(&self) -> Result<Vec<LogEntry>, Error> {
         Ok(self.store().list_logs().await?)
+    }
+
+    /// A page of the log (see [`LogQuery`]).
+    pub async fn query_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, Error> {
+        Ok(self.store().query_logs(query).await?)
+    }
+
+    /// Subscribes to the live feed: every ruleset change and log entry committed after this
+    /// returns, by any process sharing the store, and this process's app changes.
+    pub async fn subscribe(&self) -> Result<FeedSubscription, Error> {
+        Ok(self.inner.feed.subscribe(self.store()).await?)
     }
 
     /// An app's log entries, oldest first.

@@ -22,6 +22,9 @@ pub struct Config {
     /// The circuit breaker (`TOWER_BREAKER`, on unless `off`) and its settings
     /// (`TOWER_BREAKER_INTERVAL_MS`, `TOWER_BREAKER_WINDOW_MS`, `TOWER_BREAKER_MIN_REQUESTS`).
     pub breaker: Option<flagtower_core::breaker::BreakerSettings>,
+    /// `TOWER_DASHBOARD_DIR`: serve the dashboard's files from this directory instead of the
+    /// binary (for working on the dashboard without rebuilding).
+    pub dashboard_dir: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for Config {
@@ -33,6 +36,7 @@ impl fmt::Debug for Config {
             .field("nats", &self.nats)
             .field("metrics", &self.metrics)
             .field("breaker", &self.breaker)
+            .field("dashboard_dir", &self.dashboard_dir)
             .finish()
     }
 }
@@ -143,7 +147,8 @@ impl Config {
             }
         };
         let breaker = Self::breaker(&get)?;
-        Ok(Self { bind, port, store_url, nats, metrics, breaker })
+        let dashboard_dir = get("TOWER_DASHBOARD_DIR").map(std::path::PathBuf::from);
+        Ok(Self { bind, port, store_url, nats, metrics, breaker, dashboard_dir })
     }
 
     fn breaker(
@@ -430,6 +435,7 @@ mod tests {
             }),
             metrics: Some(MetricsConfig { url: "redis://:r3dispw@h:6379".into(), retention_ms: 1 }),
             breaker: None,
+            dashboard_dir: None,
         };
         let d = format!("{c:?}");
         assert!(!d.contains("hunter2") && d.contains("tower:***@db:5432/tower"), "{d}");

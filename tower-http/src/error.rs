@@ -101,7 +101,7 @@ impl ApiError {
     }
 
     /// Logs the error (5xx with their cause chain at error level) and renders the response.
-    pub fn into_response(self) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    pub fn into_response(self) -> http::Response<bytes::Bytes> {
         match &self {
             Self::Unavailable(e) => {
                 tracing::warn!(error = %ErrorChain(&**e), "backend unavailable")
@@ -171,12 +171,11 @@ impl From<InputError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
 
     async fn render(e: ApiError) -> (StatusCode, http::HeaderMap, serde_json::Value) {
         let res = e.into_response();
         let (parts, body) = res.into_parts();
-        let bytes = body.collect().await.unwrap().to_bytes();
+        let bytes = body;
         (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap())
     }
 

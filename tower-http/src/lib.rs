@@ -1,6 +1,7 @@
 //! # flagtower-http
 //!
-//! Tower's REST API over hyper 1.x, and the `tower` binary.
+//! Tower's REST API over hyper 1.x, its live stream (`GET /api/stream`), the dashboard (served
+//! at `/`, its files embedded in the binary), and the `tower` binary.
 //!
 //! [`run`] serves a [`flagtower_core::Tower`] on a listener until a shutdown future resolves,
 //! then stops accepting and lets in-flight requests finish. The binary is a thin `main` around it
@@ -15,25 +16,35 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod config;
+mod dashboard;
 mod error;
 mod routes;
+mod stream;
 mod wire;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use flagtower_core::Tower;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 pub use config::{Config, ConfigError, MetricsConfig, NatsConfig, redact_url};
+pub use dashboard::embedded_size as dashboard_size;
 pub use error::ApiError;
-pub use routes::{MAX_BODY_BYTES, handle};
+pub use routes::MAX_BODY_BYTES;
+
+/// The body of every response: whole for the API and the dashboard, streaming for
+/// `/api/stream`.
+pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// How long a client may take to send a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,19 +55,16 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for in-flight requests before dropping them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-pub(crate) fn json_response(
-    status: http::StatusCode,
-    body: Vec<u8>,
-) -> http::Response<Full<Bytes>> {
-    let mut res = http::Response::new(Full::new(Bytes::from(body)));
+pub(crate) fn json_response(status: http::StatusCode, body: Vec<u8>) -> http::Response<Bytes> {
+    let mut res = http::Response::new(Bytes::from(body));
     *res.status_mut() = status;
     res.headers_mut()
         .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     res
 }
 
-/// Timeouts of the server; [`run`] uses the defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Timeouts of the server and where the dashboard comes from; [`run`] uses the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
     /// How long a client may take to send a request's headers (default
     /// [`HEADER_READ_TIMEOUT`]); a slower client is disconnected.
@@ -66,6 +74,9 @@ pub struct ServerOptions {
     /// How long a client may take to send a request's body (default [`BODY_READ_TIMEOUT`]);
     /// a slower one gets a 408.
     pub body_read_timeout: Duration,
+    /// Serve the dashboard's files from this directory, read at each request, instead of the
+    /// copies embedded in the binary (`TOWER_DASHBOARD_DIR`; for working on the dashboard).
+    pub dashboard_dir: Option<PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -74,12 +85,23 @@ impl Default for ServerOptions {
             header_read_timeout: HEADER_READ_TIMEOUT,
             body_read_timeout: BODY_READ_TIMEOUT,
             shutdown_grace: SHUTDOWN_GRACE,
+            dashboard_dir: None,
         }
     }
 }
 
-/// Serves the REST API on `listener` until `shutdown` resolves, then waits (up to
-/// [`SHUTDOWN_GRACE`]) for in-flight requests to finish.
+/// What every request handler shares.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    pub(crate) tower: Tower,
+    pub(crate) options: Arc<ServerOptions>,
+    /// Turns `true` when the server shuts down (live streams end then).
+    pub(crate) closing: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Serves the REST API, the live stream and the dashboard on `listener` until `shutdown`
+/// resolves, then ends live streams and waits (up to [`SHUTDOWN_GRACE`]) for in-flight requests
+/// to finish.
 pub async fn run(
     listener: TcpListener,
     tower: Tower,
@@ -101,6 +123,9 @@ pub async fn run_with(
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
         .keep_alive(true);
+    let grace = options.shutdown_grace;
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let ctx = Ctx { tower, options: Arc::new(options), closing };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -115,10 +140,10 @@ pub async fn run_with(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let tower = tower.clone();
+                let ctx = ctx.clone();
                 let svc = service_fn(move |req| {
-                    let tower = tower.clone();
-                    async move { Ok::<_, Infallible>(handle(tower, req, options).await) }
+                    let ctx = ctx.clone();
+                    async move { Ok::<_, Infallible>(routes::handle(ctx, req).await) }
                 });
                 let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
                 tokio::spawn(async move {
@@ -132,8 +157,9 @@ pub async fn run_with(
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace = ?options.shutdown_grace, "in-flight requests did not finish in time");
+    let _ = closing_tx.send(true);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace = ?grace, "in-flight requests did not finish in time");
     }
     Ok(())
 }

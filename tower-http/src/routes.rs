@@ -3,20 +3,23 @@
 use std::str::FromStr;
 
 use bytes::Bytes;
-use flagtower_core::{AppId, FlagId, TimeWindow, Tower, input};
+use flagtower_core::ports::MAX_LOG_PAGE;
+use flagtower_core::{Action, AppId, FlagId, LogQuery, TimeWindow, Tower, input};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
+
+use crate::{Body, Ctx};
 use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::wire::{AppLog, Envelope, FlagLog, FlagWithLogs, GlobalLog};
+use crate::wire::{AppLog, AppWithCounts, Envelope, FlagLog, FlagWithLogs, GlobalLog, LogRow};
 
 /// The largest request body, in bytes (1 MiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-type Reply = Result<Response<Full<Bytes>>, ApiError>;
+type Reply = Result<Response<Bytes>, ApiError>;
 
 /// A matched route, with its path parameters still raw (parsed by the handler, so a bad id is
 /// a 400 and not a 404).
@@ -34,6 +37,7 @@ enum Route<'a> {
     AppLogs(&'a str),
     Keys,
     Health,
+    Stream,
 }
 
 impl<'a> Route<'a> {
@@ -54,6 +58,7 @@ impl<'a> Route<'a> {
             ["api", "logs"] => Self::Logs,
             ["api", "logs", id] => Self::AppLogs(id),
             ["api", "keys"] => Self::Keys,
+            ["api", "stream"] => Self::Stream,
             _ => return None,
         })
     }
@@ -64,23 +69,23 @@ impl<'a> Route<'a> {
             Self::App(_) | Self::Flag(_) => &["GET", "PATCH", "DELETE"],
             Self::FlagToggle(_) => &["PATCH"],
             Self::FlagEvents(_) | Self::CircuitOpen(_) | Self::CircuitClose(_) => &["POST"],
-            Self::FlagTimeseries(_) | Self::Logs | Self::AppLogs(_) | Self::Health => &["GET"],
+            Self::FlagTimeseries(_)
+            | Self::Logs
+            | Self::AppLogs(_)
+            | Self::Health
+            | Self::Stream => &["GET"],
         }
     }
 }
 
 /// Handles one request; never fails (errors become JSON error responses).
-pub async fn handle(
-    tower: Tower,
-    req: Request<Incoming>,
-    options: crate::ServerOptions,
-) -> Response<Full<Bytes>> {
+pub(crate) async fn handle(ctx: Ctx, req: Request<Incoming>) -> Response<Body> {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let res = match dispatch(&tower, req, options).await {
+    let res = match route(&ctx, req).await {
         Ok(res) => res,
-        Err(e) => e.into_response(),
+        Err(e) => whole(e.into_response()),
     };
     tracing::debug!(
         method = %method,
@@ -92,11 +97,35 @@ pub async fn handle(
     res
 }
 
+fn whole(res: Response<Bytes>) -> Response<Body> {
+    res.map(|b| Full::new(b).map_err(|never| match never {}).boxed_unsync())
+}
+
+/// The live stream and the dashboard; everything else is the REST API.
+async fn route(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path();
+    if path == "/api/stream" && req.method() == Method::GET {
+        let sub = ctx.tower.subscribe().await?;
+        return Ok(crate::stream::response(sub, ctx.closing.clone()));
+    }
+    if crate::dashboard::serves(path) {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return Err(ApiError::MethodNotAllowed(&["GET", "HEAD"]));
+        }
+        let etag = req.headers().get(http::header::IF_NONE_MATCH);
+        let dir = ctx.options.dashboard_dir.as_deref();
+        return crate::dashboard::respond(path, etag, dir)
+            .map(whole)
+            .ok_or_else(|| ApiError::NotFound(format!("no file {path}")));
+    }
+    dispatch(&ctx.tower, req, &ctx.options).await.map(whole)
+}
+
 fn id<T: FromStr<Err = flagtower_core::model::InvalidValue>>(raw: &str) -> Result<T, ApiError> {
     raw.parse().map_err(|e: flagtower_core::model::InvalidValue| ApiError::BadRequest(e.0))
 }
 
-async fn dispatch(tower: &Tower, req: Request<Incoming>, options: crate::ServerOptions) -> Reply {
+async fn dispatch(tower: &Tower, req: Request<Incoming>, options: &crate::ServerOptions) -> Reply {
     let (parts, body) = req.into_parts();
     let route = Route::find(parts.uri.path())
         .ok_or_else(|| ApiError::NotFound(format!("no route for {}", parts.uri.path())))?;
@@ -135,7 +164,19 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>, options: crate::ServerO
                 }
             }
         }
-        Route::Apps if m == Method::GET => payload(StatusCode::OK, &tower.list_apps().await?),
+        Route::Stream => unreachable!("answered before dispatch"),
+        Route::Apps if m == Method::GET => {
+            if query_flag(parts.uri.query(), "counts")? {
+                let apps = tower.app_summaries().await?;
+                let apps: Vec<_> = apps
+                    .iter()
+                    .map(|(app, flag_counts)| AppWithCounts { app, flag_counts: *flag_counts })
+                    .collect();
+                payload(StatusCode::OK, &apps)
+            } else {
+                payload(StatusCode::OK, &tower.list_apps().await?)
+            }
+        }
         Route::Apps => {
             let title = input::parse_app(&need(body)?)?;
             payload(StatusCode::CREATED, &tower.create_app(&title).await?)
@@ -199,10 +240,16 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>, options: crate::ServerO
             let window = time_window(parts.uri.query())?;
             payload(StatusCode::OK, &tower.timeseries(flag, window).await?)
         }
-        Route::Logs => {
-            let logs = tower.logs().await?;
-            payload(StatusCode::OK, &logs.iter().map(GlobalLog::from).collect::<Vec<_>>())
-        }
+        Route::Logs => match log_query(parts.uri.query())? {
+            None => {
+                let logs = tower.logs().await?;
+                payload(StatusCode::OK, &logs.iter().map(GlobalLog::from).collect::<Vec<_>>())
+            }
+            Some(query) => {
+                let page = tower.query_logs(&query).await?;
+                payload(StatusCode::OK, &page.iter().map(LogRow::from).collect::<Vec<_>>())
+            }
+        },
         Route::AppLogs(raw) => {
             let app: AppId = id(raw)?;
             let logs = tower.app_logs(app).await?;
@@ -213,11 +260,67 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>, options: crate::ServerO
     }
 }
 
+/// The `key=value` pairs of a query string (values are not percent-decoded: every value Tower
+/// reads is a number or a plain word).
+fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+}
+
+/// Whether a boolean query parameter is set (`key`, `key=true` or `key=1`).
+fn query_flag(query: Option<&str>, key: &str) -> Result<bool, ApiError> {
+    let mut set = false;
+    for (k, v) in query_pairs(query).filter(|(k, _)| *k == key) {
+        set = match v {
+            "" | "true" | "1" => true,
+            "false" | "0" => false,
+            _ => {
+                return Err(ApiError::BadRequest(format!("{k}: `{v}` is not true or false")));
+            }
+        };
+    }
+    Ok(set)
+}
+
+/// A page of the log from `limit`, `before`, `action` and `app`; `None` when none is given
+/// (the whole log, in the original Tower's shape).
+fn log_query(query: Option<&str>) -> Result<Option<LogQuery>, ApiError> {
+    let mut q = LogQuery { limit: DEFAULT_LOG_PAGE, ..LogQuery::default() };
+    let mut paged = false;
+    for (k, v) in query_pairs(query) {
+        let bad = |what: &str| ApiError::BadRequest(format!("{k}: `{v}` {what}"));
+        match k {
+            "limit" => {
+                q.limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LOG_PAGE).contains(n))
+                    .ok_or_else(|| bad(&format!("is not a number from 1 to {MAX_LOG_PAGE}")))?;
+            }
+            "before" => q.before = Some(v.parse().map_err(|_| bad("is not a log id"))?),
+            "app" => q.app = Some(v.parse().map_err(|_| bad("is not an app id"))?),
+            "action" => {
+                q.action = Some(Action::parse(v).ok_or_else(|| {
+                    bad("is not an action type (create, update, delete, flag_on, flag_off, circuit_open, circuit_recovery, circuit_close)")
+                })?);
+            }
+            _ => continue,
+        }
+        paged = true;
+    }
+    Ok(paged.then_some(q))
+}
+
+/// The page size of `GET /api/logs?…` without a `limit`.
+const DEFAULT_LOG_PAGE: u32 = 50;
+
 /// `timeRange` and `timeBucket` from the query string (defaults 600000 and 60000).
 fn time_window(query: Option<&str>) -> Result<TimeWindow, ApiError> {
     let (mut range, mut bucket) = (None, None);
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+    for (k, v) in query_pairs(query) {
         let slot = match k {
             "timeRange" => &mut range,
             "timeBucket" => &mut bucket,

@@ -119,3 +119,43 @@ pub(crate) struct Health {
     pub(crate) store: &'static str,
     pub(crate) publisher: &'static str,
 }
+
+/// An entry of a page of `GET /api/logs?…` and of the live stream: the global shape with the
+/// app and whether the flag still exists.
+#[derive(Serialize)]
+pub(crate) struct LogRow<'a> {
+    log_id: LogId,
+    flag_id: FlagId,
+    app_id: flagtower_core::AppId,
+    flag_title: &'a str,
+    log_description: &'static str,
+    action_type: &'static str,
+    flag_deleted: bool,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl<'a> From<&'a flagtower_core::LogRecord> for LogRow<'a> {
+    fn from(r: &'a flagtower_core::LogRecord) -> Self {
+        let l = &r.entry;
+        Self {
+            log_id: l.id,
+            flag_id: l.flag_id,
+            app_id: l.app_id,
+            flag_title: &l.flag_title,
+            log_description: l.action.description(),
+            action_type: l.action.as_str(),
+            flag_deleted: r.flag_deleted,
+            created_at: l.created_at,
+            updated_at: l.created_at,
+        }
+    }
+}
+
+/// An app of `GET /api/apps?counts=true`.
+#[derive(Serialize)]
+pub(crate) struct AppWithCounts<'a> {
+    #[serde(flatten)]
+    pub(crate) app: &'a flagtower_core::App,
+    pub(crate) flag_counts: flagtower_core::FlagCounts,
+}

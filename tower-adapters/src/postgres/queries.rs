@@ -7,8 +7,8 @@ use flagtower_core::model::{
     Description, IntervalMs, Percent, RecoveryProfile, UserList, Webhooks,
 };
 use flagtower_core::{
-    Action, App, AppId, Change, Flag, FlagId, LogEntry, LogId, Origin, Pending, Resource, Revision,
-    Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
+    Action, App, AppCursor, AppId, Change, Flag, FlagId, LogEntry, LogId, LogQuery, LogRecord,
+    Origin, Pending, Resource, Revision, Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
 };
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -16,7 +16,10 @@ use tokio_postgres::types::ToSql;
 
 use super::{MAX_ATTEMPTS, PostgresStore, from_sql_time, is_retryable, map_pg, to_sql_time};
 
-use crate::sql::{APP_COLUMNS, Corrupt, FLAG_COLUMNS, LOG_COLUMNS, parse_state, state_name};
+use crate::sql::{
+    APP_COLUMNS, CURSORS_SQL, Corrupt, FLAG_COLUMNS, LOG_COLUMNS, LogParam, log_query, parse_state,
+    state_name,
+};
 
 /// A failure inside a transaction: either already a store error (not found, conflict), or a
 /// PostgreSQL error that may deserve a retry.
@@ -605,6 +608,46 @@ impl Store for PostgresStore {
             live_app(&tx, app, false).await?;
             logs_where(&tx, "WHERE app_id = $1 ORDER BY id", Some(app.get())).await?
         })
+    }
+
+    async fn query_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {
+        let (sql, params) = log_query(query, '$');
+        let refs: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| match p {
+                LogParam::Int(n) => n as &(dyn ToSql + Sync),
+                LogParam::Text(t) => t as &(dyn ToSql + Sync),
+            })
+            .collect();
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&sql).await.map_err(map_pg)?;
+        let rows = client.query(&stmt, &refs).await.map_err(map_pg)?;
+        rows.iter()
+            .map(|r| {
+                let entry = log_from_row(r)?;
+                Ok(LogRecord { entry, flag_deleted: r.try_get(7)? })
+            })
+            .collect::<Result<_, Fail>>()
+            .map_err(|e| match e {
+                Fail::Store(e) => e,
+                Fail::Pg(e) => map_pg(e),
+            })
+    }
+
+    async fn cursors(&self) -> Result<Vec<AppCursor>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(CURSORS_SQL).await.map_err(map_pg)?;
+        let rows = client.query(&stmt, &[]).await.map_err(map_pg)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AppCursor {
+                    app_id: AppId::new(r.try_get(0)?),
+                    revision: Revision(r.try_get::<_, i64>(1)? as u64),
+                    last_log: r.try_get::<_, Option<i64>>(2)?.map(LogId::new),
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(map_pg)
     }
 
     async fn sdk_key(&self) -> Result<Option<SdkKey>, StoreError> {

@@ -6,14 +6,17 @@ use flagtower_core::model::{
     Description, IntervalMs, Percent, RecoveryProfile, UserList, Webhooks,
 };
 use flagtower_core::{
-    Action, App, AppId, Change, Flag, FlagId, LogEntry, LogId, Origin, Pending, Resource, Revision,
-    Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
+    Action, App, AppCursor, AppId, Change, Flag, FlagId, LogEntry, LogId, LogQuery, LogRecord,
+    Origin, Pending, Resource, Revision, Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
 };
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::{SqliteStore, corrupt, is_unique_violation, map_err};
 
-use crate::sql::{APP_COLUMNS, FLAG_COLUMNS, LOG_COLUMNS, parse_state, state_name};
+use crate::sql::{
+    APP_COLUMNS, CURSORS_SQL, FLAG_COLUMNS, LOG_COLUMNS, LogParam, log_query, parse_state,
+    state_name,
+};
 
 fn conversion(idx: usize, e: impl Into<flagtower_core::BoxError>) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
@@ -385,6 +388,39 @@ impl Store for SqliteStore {
         self.read(move |tx| {
             live_app(tx, app)?;
             logs_where(tx, "WHERE app_id = ?1 ORDER BY id", Some(app.get()))
+        })
+        .await
+    }
+
+    async fn query_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {
+        let (sql, params) = log_query(query, '?');
+        self.read(move |tx| {
+            let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
+            let params = params.iter().map(|p| match p {
+                LogParam::Int(n) => rusqlite::types::Value::Integer(*n),
+                LogParam::Text(t) => rusqlite::types::Value::Text((*t).to_owned()),
+            });
+            stmt.query_map(rusqlite::params_from_iter(params), |r| {
+                Ok(LogRecord { entry: log_from_row(r)?, flag_deleted: r.get(7)? })
+            })
+            .and_then(Iterator::collect)
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn cursors(&self) -> Result<Vec<AppCursor>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(CURSORS_SQL).map_err(map_err)?;
+            stmt.query_map([], |r| {
+                Ok(AppCursor {
+                    app_id: AppId::new(r.get(0)?),
+                    revision: Revision(r.get::<_, i64>(1)? as u64),
+                    last_log: r.get::<_, Option<i64>>(2)?.map(LogId::new),
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(map_err)
         })
         .await
     }

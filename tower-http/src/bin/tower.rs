@@ -26,6 +26,7 @@ Configuration (environment):
   TOWER_BREAKER_INTERVAL_MS   how often flags are checked          (default 1000)
   TOWER_BREAKER_WINDOW_MS     how far back counts are read         (default 10000)
   TOWER_BREAKER_MIN_REQUESTS  fewest requests that can trip a flag (default 10)
+  TOWER_DASHBOARD_DIR  serve the dashboard's files from this directory (for editing them)
   TOWER_LOG         log filter, e.g. info or flagtower_http=debug (default info; RUST_LOG too)
 "#;
 
@@ -96,7 +97,11 @@ async fn serve(config: Config) -> Result<(), flagtower_core::BoxError> {
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    flagtower_http::run(listener, tower.clone(), shutdown_signal()).await?;
+    let options = flagtower_http::ServerOptions {
+        dashboard_dir: config.dashboard_dir.clone(),
+        ..Default::default()
+    };
+    flagtower_http::run_with(listener, tower.clone(), shutdown_signal(), options).await?;
     tower.shutdown().await;
     tracing::info!("stopped");
     Ok(())

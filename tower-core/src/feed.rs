@@ -1,0 +1,176 @@
+//! The live feed: each app's rulesets and each log entry as they commit, for dashboards
+//! (`GET /api/stream` serves it as server-sent events).
+//!
+//! The feed reads the [`Store`], not the publisher, so it sees every change to the store,
+//! whichever Tower process made it: a task compares every app's [`AppCursor`] (revision and
+//! newest log entry, read in one snapshot) with the last ones it saw, and reads what moved. It
+//! runs when a change commits in this process and every [`FEED_POLL_INTERVAL`] for the others,
+//! and does nothing while nobody listens. Within an app, log ids grow in commit order, so a feed
+//! never skips an entry; rulesets may coalesce (a reader sees the app's newest revision, as
+//! JetStream's last-per-subject readers do).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, Notify, broadcast, watch};
+
+use crate::model::{App, AppId};
+use crate::ports::{AppCursor, LogQuery, LogRecord, MAX_LOG_PAGE, Store, StoreError};
+use crate::ruleset::Ruleset;
+
+/// How often the feed looks for changes made by other processes.
+pub const FEED_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How many events a slow subscriber may fall behind before it is told to resync.
+const BACKLOG: usize = 1024;
+
+/// One thing that happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FeedEvent {
+    /// An app's ruleset at a new revision (a manual change or the breaker's).
+    Ruleset(Ruleset),
+    /// A new log entry.
+    Log(LogRecord),
+    /// An app was created (by any process), or renamed or deleted (by this one).
+    App {
+        /// The app as it is (or was, when deleted).
+        app: App,
+        /// Whether it was deleted.
+        deleted: bool,
+    },
+    /// The subscriber fell behind and events were dropped: re-read what is shown.
+    Resync,
+}
+
+/// The feed's shared half: the channel, the wake-up, and what was last seen of each app
+/// (`None` while nobody listens).
+#[derive(Debug)]
+pub(crate) struct Feed {
+    tx: broadcast::Sender<Arc<FeedEvent>>,
+    pub(crate) wake: Notify,
+    seen: Mutex<Option<HashMap<AppId, AppCursor>>>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self { tx: broadcast::channel(BACKLOG).0, wake: Notify::new(), seen: Mutex::new(None) }
+    }
+}
+
+/// A subscriber's end of the feed; see [`crate::Tower::subscribe`].
+#[derive(Debug)]
+pub struct FeedSubscription {
+    rx: broadcast::Receiver<Arc<FeedEvent>>,
+}
+
+impl FeedSubscription {
+    /// The next event; [`FeedEvent::Resync`] after falling behind; `None` once Tower stopped.
+    pub async fn next(&mut self) -> Option<Arc<FeedEvent>> {
+        match self.rx.recv().await {
+            Ok(event) => Some(event),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some(Arc::new(FeedEvent::Resync)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}
+
+impl Feed {
+    /// Subscribes; every change that commits after this returns is delivered.
+    pub(crate) async fn subscribe(
+        &self,
+        store: &dyn Store,
+    ) -> Result<FeedSubscription, StoreError> {
+        let rx = self.tx.subscribe();
+        let mut seen = self.seen.lock().await;
+        if seen.is_none() {
+            *seen = Some(baseline(store).await?);
+        }
+        Ok(FeedSubscription { rx })
+    }
+
+    /// Sends an event that does not come from the store's cursors.
+    pub(crate) fn send(&self, event: FeedEvent) {
+        let _ = self.tx.send(Arc::new(event));
+    }
+
+    /// Reads what changed since the last look and sends it.
+    pub(crate) async fn poll(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let mut guard = self.seen.lock().await;
+        if self.tx.receiver_count() == 0 {
+            // Nobody listens: stop tracking; the next subscriber starts from a fresh baseline.
+            *guard = None;
+            return Ok(());
+        }
+        let seen = match &mut *guard {
+            Some(seen) => seen,
+            None => guard.insert(baseline(store).await?),
+        };
+        for now in store.cursors().await? {
+            let before = seen.get(&now.app_id).copied();
+            if before == Some(now) {
+                continue;
+            }
+            let mut next = now;
+            if before.is_none() {
+                // An app created since the last look (maybe by another process).
+                match store.get_app(now.app_id).await {
+                    Ok(app) => self.send(FeedEvent::App { app, deleted: false }),
+                    Err(StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if before.map(|b| b.revision) != Some(now.revision) && now.revision.0 > 0 {
+                let ruleset = store.ruleset(now.app_id).await?;
+                next.revision = next.revision.max(ruleset.revision);
+                self.send(FeedEvent::Ruleset(ruleset));
+            }
+            let mut after = before.and_then(|b| b.last_log);
+            if after != now.last_log {
+                loop {
+                    let query = LogQuery {
+                        app: Some(now.app_id),
+                        after,
+                        limit: MAX_LOG_PAGE,
+                        ..LogQuery::default()
+                    };
+                    let page = store.query_logs(&query).await?;
+                    let full = page.len() == MAX_LOG_PAGE as usize;
+                    for record in page {
+                        after = Some(record.entry.id);
+                        self.send(FeedEvent::Log(record));
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+                next.last_log = next.last_log.max(after);
+            }
+            seen.insert(now.app_id, next);
+        }
+        Ok(())
+    }
+
+    /// Polls on every wake-up and every [`FEED_POLL_INTERVAL`] until `stop`.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(FEED_POLL_INTERVAL) => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(e) = self.poll(&*store).await {
+                tracing::warn!(error = %crate::ErrorChain(&e), "live feed could not read changes; will retry");
+            }
+        }
+    }
+}
+
+async fn baseline(store: &dyn Store) -> Result<HashMap<AppId, AppCursor>, StoreError> {
+    Ok(store.cursors().await?.into_iter().map(|c| (c.app_id, c)).collect())
+}
