@@ -18,6 +18,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod browser;
+
 /// A store for one test: a temporary SQLite file, or a fresh PostgreSQL database.
 pub enum TestStore {
     /// A SQLite file in a temporary directory.
@@ -238,6 +240,19 @@ impl Client {
         let raw = res.into_body().collect().await.expect("response body").to_bytes();
         let json = serde_json::from_slice(&raw).unwrap_or(Value::Null);
         Reply { status, headers, json, raw }
+    }
+
+    /// Opens `GET path` as a server-sent-events stream.
+    pub async fn events(&self, path: &str) -> EventStream {
+        let req = Request::builder()
+            .uri(format!("{}{path}", self.base))
+            .header("accept", "text/event-stream")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let res = self.inner.request(req).await.expect("HTTP request");
+        assert_eq!(res.status(), 200, "event stream status");
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        EventStream { body: res.into_body(), buffer: String::new() }
     }
 
     /// `GET path`.
@@ -613,4 +628,70 @@ pub async fn sdk_ts_add(
         .query_async::<i64>(conn)
         .await
         .unwrap_or_else(|e| panic!("the SDK write to {flag}:{status} was refused: {e}"));
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The `event:` name.
+    pub name: String,
+    /// The `data:` lines, parsed as JSON.
+    pub data: Value,
+}
+
+/// A server-sent-events response being read.
+pub struct EventStream {
+    body: hyper::body::Incoming,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The next event (comments and `retry:` skipped), or `None` when the stream ends; panics
+    /// after `wait` without one.
+    pub async fn next_within(&mut self, wait: std::time::Duration) -> Option<Event> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut name, mut data) = (String::from("message"), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        name = v.to_owned();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if !data.is_empty() {
+                    let data = serde_json::from_str(&data).expect("event data is JSON");
+                    return Some(Event { name, data });
+                }
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("no event within {wait:?}"));
+            match frame {
+                None => return None,
+                Some(frame) => {
+                    if let Ok(data) = frame.expect("stream body").into_data() {
+                        self.buffer.push_str(std::str::from_utf8(&data).expect("UTF-8 events"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next event, within 10 seconds.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.next_within(std::time::Duration::from_secs(10)).await
+    }
+
+    /// Skips events until one named `name` comes; returns it.
+    pub async fn until(&mut self, name: &str) -> Event {
+        loop {
+            let e = self.next().await.unwrap_or_else(|| panic!("stream ended before `{name}`"));
+            if e.name == name {
+                return e;
+            }
+        }
+    }
 }

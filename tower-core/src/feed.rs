@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, Notify, broadcast, watch};
 
-use crate::model::{App, AppId};
+use crate::model::{App, AppId, LogId};
 use crate::ports::{AppCursor, LogQuery, LogRecord, MAX_LOG_PAGE, Store, StoreError};
 use crate::ruleset::Ruleset;
 
@@ -129,9 +129,10 @@ impl Feed {
             let mut after = before.and_then(|b| b.last_log);
             if after != now.last_log {
                 loop {
+                    // Ids are positive: `after: 0` reads an app's entries from its first.
                     let query = LogQuery {
                         app: Some(now.app_id),
-                        after,
+                        after: after.or(Some(LogId::new(0))),
                         limit: MAX_LOG_PAGE,
                         ..LogQuery::default()
                     };
