@@ -155,6 +155,7 @@ impl Browser {
 
     /// Saves a PNG of the window as `target/screenshots/NAME.png`.
     pub async fn screenshot(&self, name: &str) {
+        let _ = self.client.execute("window.scrollTo(0, 0);", vec![]).await;
         let png = self.client.screenshot().await.expect("screenshot");
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).expect("screenshot dir");

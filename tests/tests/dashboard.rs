@@ -1,0 +1,236 @@
+//! The dashboard in a real browser: headless Chromium through chromedriver, against the real
+//! server on a free port. Two browser sessions: one acts, the other watches its pages update
+//! live. A screenshot of each screen goes to `target/screenshots/`.
+
+use flagtower_tests::browser::Browser;
+use flagtower_tests::{Client, Server, TestStore};
+use serde_json::json;
+
+/// Asks the page where it is.
+async fn path(b: &Browser) -> String {
+    b.client.current_url().await.expect("current url").path().to_owned()
+}
+
+/// Clicks `confirm-yes` in the confirmation dialog after checking its text.
+async fn confirm(b: &Browser, says: &str) {
+    b.wait_text("[data-testid=\"confirm-dialog\"]", "confirm dialog", |t| t.contains(says)).await;
+    b.click("confirm-yes").await;
+}
+
+async fn attr(b: &Browser, css: &str, name: &str) -> Option<String> {
+    b.find_css(css).await.attr(name).await.expect("attribute")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_manage_apps_flags_circuits_and_logs_and_see_each_other_live() {
+    let store = TestStore::sqlite().await;
+    let server = Server::start(&store).await;
+    let api: Client = server.client();
+    let Some(a) = Browser::start().await else { return };
+    let Some(b) = Browser::start().await else { return };
+    let base = server.base.clone();
+
+    // --- Apps: create, with the API's validation in the form first.
+    a.open(&format!("{base}/")).await;
+    b.open(&format!("{base}/")).await;
+    a.wait_text("[data-testid=\"live-status\"]", "live", |t| t.contains("Live")).await;
+    b.wait_text("[data-testid=\"live-status\"]", "live", |t| t.contains("Live")).await;
+    a.click("new-app").await;
+    a.fill("app-title", "   ").await;
+    a.click("app-submit").await;
+    a.wait_text("[data-testid=\"form-error\"]", "empty title refused", |t| !t.is_empty()).await;
+    assert!(api.get("/api/apps").await.payload().as_array().unwrap().is_empty(), "nothing sent");
+    a.fill("app-title", "Checkout").await;
+    a.click("app-submit").await;
+    a.wait_text("[data-testid=\"app-row\"]", "app listed", |t| t.contains("Checkout")).await;
+    let apps = api.get("/api/apps").await;
+    let app = apps.payload()[0]["id"].as_i64().expect("created through the API");
+    // The watcher's list shows it without a reload.
+    b.wait_text("[data-testid=\"app-row\"]", "app appears live", |t| t.contains("Checkout")).await;
+    b.wait_text("[data-testid=\"app-counts\"]", "counts", |t| t.contains("0/0")).await;
+
+    // A duplicate title gets the API's message.
+    a.click("new-app").await;
+    a.fill("app-title", "checkout").await;
+    a.click("app-submit").await;
+    a.wait_text("[data-testid=\"form-error\"]", "duplicate refused", |t| {
+        t.contains("already exists")
+    })
+    .await;
+    a.client.goto(&format!("{base}/")).await.unwrap();
+
+    // --- App flags: create one with a whitelist and a webhook.
+    a.click("app-link").await;
+    a.find("new-flag").await;
+    assert_eq!(path(&a).await, format!("/apps/{app}"));
+    a.click("new-flag").await;
+    a.fill("flag-title", "new-checkout").await;
+    a.fill("flag-rollout", "101").await;
+    a.click("flag-submit").await;
+    a.wait_text("[data-testid=\"field-error\"]", "rollout refused", |t| {
+        t.contains("must be a number from 0 to 100")
+    })
+    .await;
+    a.fill("flag-rollout", "25").await;
+    a.fill("flag-whitelist", "alice,bob").await;
+    a.fill("flag-webhooks", "http://127.0.0.1:9/hooks/tower").await;
+    a.click("flag-submit").await;
+    a.wait_text("[data-testid=\"flag-row\"]", "flag listed", |t| t.contains("new-checkout")).await;
+    let flags = api.get(&format!("/api/apps/{app}/flags")).await;
+    let flag = flags.payload()[0].clone();
+    let id = flag["id"].as_i64().unwrap();
+    assert_eq!(flag["rollout_percentage"], 25);
+    assert_eq!(flag["white_listed_users"], "alice,bob");
+    assert_eq!(flag["webhooks"], "http://127.0.0.1:9/hooks/tower");
+    assert_eq!(flag["is_active"], false);
+    b.wait_text("[data-testid=\"app-counts\"]", "counts follow", |t| t.contains("0/1")).await;
+    a.screenshot("app-flags").await;
+    b.screenshot("apps").await;
+
+    // The watcher opens the flag by its address (a deep link).
+    b.open(&format!("{base}/flags/{id}")).await;
+    b.wait_text("[data-testid=\"flag-title-heading\"]", "flag page", |t| {
+        t.contains("new-checkout")
+    })
+    .await;
+    b.wait_text("[data-testid=\"flag-state\"]", "off", |t| t == "Off").await;
+
+    // --- Toggle in place on the list; the watcher's flag page follows.
+    let toggle = "[data-testid=\"flag-row\"] [data-testid=\"flag-toggle\"]";
+    assert_eq!(attr(&a, toggle, "aria-checked").await.as_deref(), Some("false"));
+    a.find_css(toggle).await.click().await.unwrap();
+    a.wait_text(toggle, "switch on", |t| t.contains("On")).await;
+    assert_eq!(attr(&a, toggle, "aria-checked").await.as_deref(), Some("true"));
+    b.wait_text("[data-testid=\"flag-state\"]", "on, live", |t| t == "On").await;
+    assert_eq!(api.get(&format!("/api/flags/{id}")).await.payload()["is_active"], true);
+
+    // --- Flag page: edit.
+    a.click("flag-link").await;
+    a.wait_text("[data-testid=\"flag-title-heading\"]", "flag page", |t| {
+        t.contains("new-checkout")
+    })
+    .await;
+    a.click("edit-flag").await;
+    a.fill("flag-rollout", "50").await;
+    a.fill("flag-description", "The new checkout flow").await;
+    a.click("flag-submit").await;
+    let rollout = "[data-testid=\"flag-settings\"] [data-field=\"rollout_percentage\"]";
+    a.wait_text(rollout, "rollout saved", |t| t.contains("50")).await;
+    b.wait_text(rollout, "rollout, live", |t| t.contains("50")).await;
+    let saved = api.get(&format!("/api/flags/{id}")).await;
+    assert_eq!(saved.payload()["rollout_percentage"], 50);
+    assert_eq!(saved.payload()["description"], "The new checkout flow");
+    assert_eq!(saved.payload()["white_listed_users"], "alice,bob", "untouched fields kept");
+
+    // The log timeline, newest first, on both pages.
+    for page in [&a, &b] {
+        page.wait_count("[data-testid=\"flag-logs\"] [data-testid=\"log-entry\"]", 3).await;
+        let first =
+            attr(page, "[data-testid=\"flag-logs\"] [data-testid=\"log-entry\"]", "data-action");
+        assert_eq!(first.await.as_deref(), Some("update"));
+    }
+
+    // --- Trip and close the circuit.
+    a.click("trip-circuit").await;
+    a.wait_text("[data-testid=\"flag-circuit\"]", "open", |t| t.contains("Open")).await;
+    b.wait_text("[data-testid=\"flag-circuit\"]", "open, live", |t| t.contains("Open")).await;
+    b.wait_text("[data-testid=\"flag-state\"]", "off, live", |t| t == "Off").await;
+    a.find("health-charts").await;
+    a.screenshot("flag").await;
+    a.click("close-circuit").await;
+    a.wait_text("[data-testid=\"flag-circuit\"]", "closed", |t| t.contains("Closed")).await;
+    b.wait_text("[data-testid=\"flag-circuit\"]", "closed, live", |t| t.contains("Closed")).await;
+    let logs = api.get(&format!("/api/flags/{id}")).await;
+    let actions: Vec<_> = logs.payload()["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["action_type"].clone())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            json!("create"),
+            json!("flag_on"),
+            json!("update"),
+            json!("circuit_open"),
+            json!("circuit_close")
+        ]
+    );
+    b.wait_count("[data-testid=\"flag-logs\"] [data-testid=\"log-entry\"]", 5).await;
+
+    // --- Logs: everything, then filtered.
+    a.click("nav-logs").await;
+    a.wait_count("[data-testid=\"log-row\"]", 5).await;
+    a.screenshot("logs").await;
+    let filter = a.find("log-filter").await;
+    filter.select_by_value("circuit_open").await.unwrap();
+    a.wait_count("[data-testid=\"log-row\"]", 1).await;
+    assert!(path(&a).await.starts_with("/logs"));
+    let url = a.client.current_url().await.unwrap();
+    assert!(
+        url.query().unwrap_or("").contains("action=circuit_open"),
+        "the filter is in the address: {url}"
+    );
+    a.click("log-flag-link").await;
+    a.wait_text("[data-testid=\"flag-title-heading\"]", "log links to flag", |t| {
+        t.contains("new-checkout")
+    })
+    .await;
+
+    // --- SDK key: copy is offered; regenerating asks first.
+    a.click("nav-sdk-key").await;
+    let old = api.get("/api/keys").await.payload()["id"].as_str().unwrap().to_owned();
+    a.wait_text("[data-testid=\"sdk-key-value\"]", "key shown", |t| t == old).await;
+    a.find("copy-key").await;
+    a.screenshot("sdk-key").await;
+    a.click("regenerate-key").await;
+    confirm(&a, "").await;
+    let new = loop {
+        let k = api.get("/api/keys").await.payload()["id"].as_str().unwrap().to_owned();
+        if k != old {
+            break k;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    a.wait_text("[data-testid=\"sdk-key-value\"]", "new key shown", |t| t == new).await;
+
+    // --- Delete the flag (confirmed); the watcher's page says it is gone; the log keeps it.
+    a.open(&format!("{base}/flags/{id}")).await;
+    a.click("delete-flag").await;
+    confirm(&a, "new-checkout").await;
+    b.wait_text("main", "watcher sees the deletion", |t| {
+        t.to_lowercase().contains("deleted") || t.to_lowercase().contains("not found")
+    })
+    .await;
+    assert_eq!(api.get(&format!("/api/flags/{id}")).await.status, 404);
+    a.open(&format!("{base}/logs")).await;
+    a.wait_text("[data-testid=\"log-row\"]", "deleted flag marked", |t| t.contains("deleted"))
+        .await;
+    a.find("log-flag-deleted").await;
+
+    // --- Delete the app (confirmed, warning that its flags go with it).
+    b.open(&format!("{base}/")).await;
+    b.wait_text("[data-testid=\"app-row\"]", "app listed", |t| t.contains("Checkout")).await;
+    a.open(&format!("{base}/")).await;
+    a.click("delete-app").await;
+    confirm(&a, "flags").await;
+    a.wait_count("[data-testid=\"app-row\"]", 0).await;
+    b.wait_count("[data-testid=\"app-row\"]", 0).await;
+    assert!(api.get("/api/apps").await.payload().as_array().unwrap().is_empty());
+
+    // --- Unknown pages.
+    a.open(&format!("{base}/no/such/page")).await;
+    a.find("not-found").await;
+    a.screenshot("not-found").await;
+    a.open(&format!("{base}/flags/999999")).await;
+    a.find("not-found").await;
+
+    for browser in [&a, &b] {
+        let errors = browser.console_errors().await;
+        assert!(errors.is_empty(), "errors in the page: {errors:?}");
+    }
+    a.close().await;
+    b.close().await;
+    server.stop().await;
+}
