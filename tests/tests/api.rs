@@ -256,16 +256,22 @@ async fn statuses_of_every_route(store: TestStore) {
 
     // Unknown routes.
     for path in [
-        "/",
         "/api",
         "/api/",
         "/api/nope",
         "/api/apps/1/flags/2",
         "/api/flags/circuit/1/toggle",
-        "/apps",
+        "/assets/nope.js",
     ] {
         c.get(path).await.expect_error(404);
     }
+    // Every other path is a dashboard page: the browser's router shows it (or its not-found).
+    for path in ["/", "/apps", "/flags/1", "/no/such/page"] {
+        let r = c.get(path).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.headers["content-type"], "text/html; charset=utf-8", "{path}");
+    }
+    c.send(http::Method::POST, "/logs", None, "").await.expect_error(405);
 
     // Wrong methods: 405 with Allow.
     for (method, path, allow) in [

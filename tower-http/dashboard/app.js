@@ -613,7 +613,7 @@ function fieldControl(f, value) {
       const inputmode = f.kind === 'integer' ? 'numeric' : f.kind === 'number' ? 'decimal' : null;
       input = h('input', { ...common, type: 'text', inputmode, autocomplete: 'off', spellcheck: 'false', value: String(value) });
     }
-    wrap = h('div', { class: `field field-${f.kind}` }, h('label', { for: id }, f.label), hint, input, err);
+    wrap = h('div', { class: `field field-${f.kind}` }, h('label', { for: id }, f.label), input, err, hint);
   }
   const read = () => (f.kind === 'checkbox' ? { value: input.checked } : f.check ? f.check(input.value) : { value: input.value });
   const setError = (message) => {
@@ -882,6 +882,7 @@ function appScreen(main, [id], url, ctx) {
   let loaded = false;
   let loadSeq = 0;
   let form = null;
+  let gone = false;
   const rows = new Map();
   setTitle('App');
 
@@ -1013,11 +1014,13 @@ function appScreen(main, [id], url, ctx) {
 
   function showGone(message) {
     loaded = false;
+    gone = true;
     setTitle('App not found');
     main.replaceChildren(notFoundCard('App not found', message));
   }
 
   async function load() {
+    if (gone) return;
     const seq = ++loadSeq;
     try {
       const [a, list] = await Promise.all([
@@ -1041,6 +1044,7 @@ function appScreen(main, [id], url, ctx) {
   return {
     refresh: load,
     onEvent(type, data) {
+      if (gone) return;
       if (type === 'ruleset' && data.app_id === appId && loaded) {
         if (data.revision <= revision) return;
         revision = data.revision;
@@ -1280,6 +1284,7 @@ function flagScreen(main, [id], _url, ctx) {
   }
 
   async function load() {
+    if (gone) return;
     const seq = ++loadSeq;
     try {
       const data = await ctx.api('GET', `/api/flags/${flagId}`);
@@ -1296,7 +1301,7 @@ function flagScreen(main, [id], _url, ctx) {
         health.start();
       }
     } catch (e) {
-      if (isAbort(e) || seq !== loadSeq) return;
+      if (isAbort(e) || seq !== loadSeq || gone) return;
       if (e.status === 404 || e.status === 400) showGone('This flag does not exist, or it was deleted. Its log entries are still in the logs.');
       else if (!flag) loading.replaceChildren(loadError(e, load));
       else toastError(e);
