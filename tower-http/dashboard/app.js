@@ -4,7 +4,16 @@
 // tower-core's model.rs / input.rs) · live events hub · shared components · screens (apps, app
 // flags, flag, logs, SDK key, not found) · router · start.
 
-// ===================================================================================== helpers
+// ===== page errors =====
+// Uncaught errors, unhandled rejections and CSP violations are kept in window.__towerErrors for
+// browser tests to read (failed API calls are handled and shown, so they are not errors).
+
+const pageErrors = (window.__towerErrors = []);
+window.addEventListener('error', (e) => pageErrors.push(`${e.message} (${e.filename}:${e.lineno})`));
+window.addEventListener('unhandledrejection', (e) => pageErrors.push(`unhandled rejection: ${e.reason?.stack ?? e.reason}`));
+document.addEventListener('securitypolicyviolation', (e) => pageErrors.push(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`));
+
+// ===== helpers =====
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
@@ -94,6 +103,11 @@ const byTitle = (a, b) =>
 
 const matches = (title, query) => title.toLowerCase().includes(query.trim().toLowerCase());
 
+/** Marks `tower:ready` (once per page load) when the first screen has rendered its data. */
+function markReady() {
+  if (!performance.getEntriesByName('tower:ready').length) performance.mark('tower:ready');
+}
+
 function setTitle(...parts) {
   document.title = [...parts.filter(Boolean), 'Tower'].join(' · ');
 }
@@ -167,7 +181,7 @@ function reconcile(parent, items, keyOf, create, cache) {
   }
 }
 
-// ========================================================================================= api
+// ===== api =====
 
 class ApiError extends Error {
   constructor(status, code, message, field) {
@@ -212,7 +226,7 @@ async function api(method, path, body, signal) {
 
 const isAbort = (e) => e?.name === 'AbortError';
 
-// ========================================================================== toasts and dialogs
+// ===== toasts and dialogs =====
 
 function toast(message, kind = 'success') {
   const box = document.getElementById('toasts');
@@ -268,12 +282,19 @@ async function confirmDialog({ title, message, confirmLabel, danger = true }) {
   return result === true;
 }
 
+/** A promise and the function that resolves it: screens' actions wait for the first load. */
+function deferred() {
+  let resolve;
+  const promise = new Promise((r) => { resolve = r; });
+  return { promise, resolve };
+}
+
 function setBusy(button, busy) {
   button.setAttribute('aria-busy', String(busy));
   button.disabled = busy;
 }
 
-// ================================================================ validation (as tower-core)
+// ===== validation (as tower-core) =====
 // Each check returns {value} (normalized, as the API stores it) or {error} with the API's message.
 
 const MAX_TITLE = 255;
@@ -367,7 +388,7 @@ function fieldMessage(e) {
   return e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
 }
 
-// ========================================================================= live events hub
+// ===== live events hub =====
 
 /**
  * One EventSource on /api/stream. Screens receive `ruleset`, `log` and `app` events; `hello`
@@ -423,7 +444,7 @@ const live = {
   },
 };
 
-// ======================================================================== shared components
+// ===== shared components =====
 
 function pageHeader(title, { crumbs = [], actions = [], testid, sub } = {}) {
   const h1 = h('h1', { tabindex: '-1', testid }, title);
@@ -445,6 +466,7 @@ function searchBox({ testid, label, value, onInput }) {
 }
 
 function notFoundCard(title, text, linkHref = '/', linkText = 'Back to apps') {
+  markReady();
   return h('section', { class: 'card empty-state', testid: 'not-found' },
     h('div', { class: 'empty-icon' }, icon('alert')),
     h('h1', { tabindex: '-1' }, title),
@@ -459,14 +481,28 @@ function loadError(e, retry) {
     h('button', { type: 'button', class: 'btn small', onclick: retry }, 'Retry'));
 }
 
-function circuitBadge(flag, testid = 'flag-circuit') {
-  const el = h('span', { class: 'badge' });
+/** A badge with an icon and a text; update() changes both in place (elements stay the same). */
+function badge(testid) {
+  const path = s('path');
+  const text = h('span', { testid });
+  const el = h('span', { class: 'badge' },
+    s('svg', { class: 'icon', viewBox: '0 0 24 24', 'aria-hidden': 'true', focusable: 'false' }, path), text);
+  el.set = (iconName, label, tone) => {
+    el.className = `badge tone-${tone}`;
+    path.setAttribute('d', ICONS[iconName]);
+    text.textContent = label;
+  };
+  return el;
+}
+
+/** The circuit state as a badge; blank until a flag is given. */
+function circuitBadge(flag) {
+  const el = badge('flag-circuit');
   el.update = (f) => {
     const c = circuitOf(f);
-    el.className = `badge tone-${c.tone}`;
-    el.replaceChildren(icon(c.icon), h('span', { testid }, c.label));
+    el.set(c.icon, c.label, c.tone);
   };
-  el.update(flag);
+  if (flag) el.update(flag);
   return el;
 }
 
@@ -514,7 +550,7 @@ function countFlags(flags) {
   return c;
 }
 
-// =================================================================================== app form
+// ===== app form =====
 
 function appFormDialog(app) {
   const isNew = !app;
@@ -566,7 +602,7 @@ function appFormDialog(app) {
   });
 }
 
-// ================================================================================== flag form
+// ===== flag form =====
 
 const FLAG_DEFAULTS = {
   title: '', description: '', rollout_percentage: 100, white_listed_users: '',
@@ -715,7 +751,7 @@ function flagForm({ flag, appId, onSaved, onCancel }) {
   return { el: form, focus: () => controls[0].input.focus() };
 }
 
-// ================================================================================ apps screen
+// ===== apps screen =====
 
 function appsScreen(main, _params, url, ctx) {
   setTitle('Apps');
@@ -816,8 +852,8 @@ function appsScreen(main, _params, url, ctx) {
       title: `Delete “${app.title}”?`,
       message: [
         h('p', null, n
-          ? `Its ${n} ${n === 1 ? 'flag' : 'flags'} will be deleted with it, and SDKs of this app will receive an empty ruleset.`
-          : 'The app has no flags. SDKs of this app will receive an empty ruleset.'),
+          ? `Its flags go with it: ${n} ${n === 1 ? 'flag' : 'flags'} will be deleted, and SDKs of this app will receive an empty ruleset.`
+          : 'Its flags go with it (it has none now), and SDKs of this app will receive an empty ruleset.'),
         h('p', { class: 'muted' }, 'Log entries are kept. This cannot be undone.'),
       ],
       confirmLabel: 'Delete app',
@@ -846,6 +882,7 @@ function appsScreen(main, _params, url, ctx) {
       for (const a of list2) apps.set(a.id, a);
       loaded = true;
       render();
+      markReady();
     } catch (e) {
       if (isAbort(e) || seq !== loadSeq) return;
       if (!loaded) status.replaceChildren(loadError(e, load));
@@ -871,7 +908,7 @@ function appsScreen(main, _params, url, ctx) {
   };
 }
 
-// ============================================================================ app flags screen
+// ===== app flags screen =====
 
 function appScreen(main, [id], url, ctx) {
   const appId = Number(id);
@@ -1032,6 +1069,7 @@ function appScreen(main, [id], url, ctx) {
       flags = new Map(list.map((f) => [f.id, f]));
       loaded = true;
       render();
+      markReady();
     } catch (e) {
       if (isAbort(e) || seq !== loadSeq) return;
       if (e.status === 404 || e.status === 400) showGone('This app does not exist, or it was deleted.');
@@ -1058,7 +1096,7 @@ function appScreen(main, [id], url, ctx) {
   };
 }
 
-// ================================================================================ flag screen
+// ===== flag screen =====
 
 const SETTINGS = [
   ['title', 'Title', (v) => v],
@@ -1089,16 +1127,22 @@ function flagScreen(main, [id], _url, ctx) {
   let editing = null;
   let loadSeq = 0;
   let gone = false;
+  // Buttons work from the start: a click before the flag is loaded waits for it.
+  const ready = deferred();
+  const whenReady = (fn) => async () => {
+    await ready.promise;
+    if (!gone) fn();
+  };
   setTitle('Flag');
 
   // Header
-  const appCrumb = h('a', { href: '#' }, '…');
+  const appCrumb = h('a', { href: '/' }, '…');
   const flagCrumb = h('span', { 'aria-current': 'page' }, '…');
-  const stateBadge = h('span', { class: 'badge' });
-  const circuit = circuitBadge({ circuit_status: 'close' });
+  const stateBadge = badge('flag-state');
+  const circuit = circuitBadge(null);
   const updated = timeAgo(null, 'updated ');
   const toggleSlot = h('div', { class: 'toggle-slot' });
-  const del = h('button', { type: 'button', class: 'btn danger-outline', testid: 'delete-flag', disabled: true }, icon('trash'), 'Delete');
+  const del = h('button', { type: 'button', class: 'btn danger-outline', testid: 'delete-flag' }, icon('trash'), 'Delete');
   const head = pageHeader('Loading…', {
     testid: 'flag-title-heading',
     crumbs: [h('a', { href: '/' }, 'Apps'), appCrumb, flagCrumb],
@@ -1109,14 +1153,14 @@ function flagScreen(main, [id], _url, ctx) {
 
   // Circuit and health
   const health = healthPanel(flagId);
-  const trip = h('button', { type: 'button', class: 'btn danger-outline', testid: 'trip-circuit', disabled: true }, icon('zap'), 'Trip circuit');
-  const close = h('button', { type: 'button', class: 'btn', testid: 'close-circuit', disabled: true }, icon('closed'), 'Close circuit');
+  const trip = h('button', { type: 'button', class: 'btn danger-outline', testid: 'trip-circuit' }, icon('zap'), 'Trip circuit');
+  const close = h('button', { type: 'button', class: 'btn', testid: 'close-circuit' }, icon('closed'), 'Close circuit');
   const recoveryFill = h('div', { class: 'bar-fill' });
-  const recoveryText = h('span', { class: 'bar-value' });
+  const recoveryText = h('span', { class: 'bar-value' }, '—');
   const recoveryBar = h('div', { class: 'bar', testid: 'recovery-bar', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-label': 'Recovery percentage' },
     h('div', { class: 'bar-track' }, recoveryFill), recoveryText);
-  const recoveryNote = h('p', { class: 'hint' });
-  const thresholdText = h('span', { class: 'stat-value' });
+  const recoveryNote = h('p', { class: 'hint recovery-note' });
+  const thresholdText = h('span', { class: 'stat-value' }, '—');
   const circuitCard = h('section', { class: 'card health-card', 'aria-labelledby': 'health-heading' },
     h('div', { class: 'card-head' },
       h('h2', { id: 'health-heading' }, 'Circuit health'),
@@ -1128,10 +1172,11 @@ function flagScreen(main, [id], _url, ctx) {
     health.el);
 
   // Settings and activity
-  const edit = h('button', { type: 'button', class: 'btn small', testid: 'edit-flag', disabled: true, 'aria-expanded': 'false' }, icon('edit'), 'Edit');
+  const edit = h('button', { type: 'button', class: 'btn small', testid: 'edit-flag', 'aria-expanded': 'false' }, icon('edit'), 'Edit');
   const settings = h('dl', { class: 'settings', testid: 'flag-settings' });
   const settingsBody = h('div', { class: 'settings-body' }, settings);
   const logList = h('ol', { class: 'timeline', testid: 'flag-logs' });
+  const logItems = new Map();
   const logStatus = h('div', { class: 'list-status' });
   const grid = h('div', { class: 'grid-2' },
     h('section', { class: 'card', 'aria-labelledby': 'settings-heading' },
@@ -1140,14 +1185,14 @@ function flagScreen(main, [id], _url, ctx) {
     h('section', { class: 'card', 'aria-labelledby': 'activity-heading' },
       h('div', { class: 'card-head' }, h('h2', { id: 'activity-heading' }, 'Activity'), h('a', { href: '/logs', class: 'small' }, 'All logs')),
       logList, logStatus));
-  const loading = h('div', { class: 'list-status' }, h('p', { class: 'muted' }, 'Loading flag…'));
+  const loading = h('div', { class: 'list-status' });
   main.append(head.el, loading, circuitCard, grid);
   main.addEventListener('flagchange', (e) => showFlag(e.detail));
 
-  edit.addEventListener('click', () => (editing ? editing.focus() : openEdit()));
-  del.addEventListener('click', deleteFlag);
-  trip.addEventListener('click', () => circuitAction('open'));
-  close.addEventListener('click', () => circuitAction('close'));
+  edit.addEventListener('click', whenReady(() => (editing ? editing.focus() : openEdit())));
+  del.addEventListener('click', whenReady(deleteFlag));
+  trip.addEventListener('click', whenReady(() => circuitAction('open')));
+  close.addEventListener('click', whenReady(() => circuitAction('close')));
 
   function showFlag(f) {
     if (gone || f.id !== flagId) return;
@@ -1156,13 +1201,11 @@ function flagScreen(main, [id], _url, ctx) {
     flagCrumb.textContent = f.title;
     appCrumb.href = `/apps/${f.app_id}`;
     setTitle(f.title, appTitle);
-    stateBadge.className = `badge ${f.is_active ? 'tone-ok' : 'tone-muted'}`;
-    stateBadge.replaceChildren(icon('power'), h('span', { testid: 'flag-state' }, f.is_active ? 'On' : 'Off'));
+    stateBadge.set('power', f.is_active ? 'On' : 'Off', f.is_active ? 'ok' : 'muted');
     circuit.update(f);
     setTimeAgo(updated, f.updated_at);
     if (!toggle) toggleSlot.append((toggle = flagSwitch(f, () => 'Flag enabled')));
     else toggle.update(f);
-    for (const b of [del, trip, close, edit]) b.disabled = false;
 
     const p = f.circuit_recovery_percentage;
     recoveryFill.style.width = `${p}%`;
@@ -1173,18 +1216,26 @@ function flagScreen(main, [id], _url, ctx) {
     recoveryNote.textContent = {
       close: 'Circuit closed: the whole rollout gets the flag.',
       recovery: `Recovering: ${pct(p)} of the rollout gets the flag, rising every ${f.circuit_recovery_rate} ms.`,
-      open: f.is_recoverable && p === 0 ? 'Open: off for everyone until recovery starts or it is closed.' : 'Open: the flag is off for everyone.',
+      open: 'Open: the flag is off for everyone.',
     }[f.circuit_status] ?? '';
     thresholdText.textContent = f.error_threshold_percentage === 0 ? '0% (breaker off)' : pct(f.error_threshold_percentage);
     health.setThreshold(f.error_threshold_percentage);
     if (!editing) renderSettings();
   }
 
+  const dds = new Map(SETTINGS.map(([key, label]) => {
+    const dd = h('dd', { 'data-field': key });
+    settings.append(h('dt', null, label), dd);
+    return [key, dd];
+  }));
+
   function renderSettings() {
-    settings.replaceChildren(...SETTINGS.flatMap(([key, label, fmt]) => [
-      h('dt', null, label),
-      h('dd', { 'data-field': key }, fmt(flag[key])),
-    ]));
+    for (const [key, , fmt] of SETTINGS) {
+      const dd = dds.get(key);
+      if (dd.shown === flag[key]) continue;
+      dd.shown = flag[key];
+      dd.replaceChildren(fmt(flag[key]));
+    }
   }
 
   function openEdit() {
@@ -1254,8 +1305,8 @@ function flagScreen(main, [id], _url, ctx) {
   }
 
   function renderLogs() {
-    logList.replaceChildren(...logs.map(logItem));
-    logStatus.replaceChildren(logs.length ? '' : h('p', { class: 'muted empty' }, 'No activity yet.'));
+    reconcile(logList, logs, (l) => l.log_id, logItem, logItems);
+    logStatus.replaceChildren(...(logs.length ? [] : [h('p', { class: 'muted empty' }, 'No activity yet.')]));
   }
 
   function addLog(entry) {
@@ -1296,6 +1347,8 @@ function flagScreen(main, [id], _url, ctx) {
       logs = [...l].sort((a, b) => b.log_id - a.log_id);
       renderLogs();
       loading.remove();
+      ready.resolve();
+      markReady();
       if (first) {
         loadAppTitle(f.app_id);
         health.start();
@@ -1336,14 +1389,16 @@ function flagScreen(main, [id], _url, ctx) {
 
 function logItem(entry) {
   const a = ACTIONS[entry.action_type] ?? { label: entry.action_type, icon: 'edit', tone: 'neutral' };
-  return h('li', { class: 'timeline-item', testid: 'log-entry', 'data-action': entry.action_type },
+  const li = h('li', { class: 'timeline-item', testid: 'log-entry', 'data-action': entry.action_type },
     h('span', { class: `timeline-icon tone-${a.tone}` }, icon(a.icon)),
     h('div', { class: 'timeline-text' },
       h('span', { class: 'timeline-title' }, entry.log_description || a.label),
       timeAgo(entry.created_at)));
+  li.update = () => {}; // entries never change
+  return li;
 }
 
-// ============================================================================ health charts
+// ===== health charts =====
 
 const WINDOWS = [
   { id: '30s', label: '30 s', range: 30_000, bucket: 1_000, unit: 's', ticks: ['30 s ago', '15 s ago', 'now'], per: 'per second' },
@@ -1408,6 +1463,9 @@ function healthPanel(flagId) {
     }
     drawNote();
   }
+
+  const onVisible = () => { if (!document.hidden && started && livePolling) fetchNow(); };
+  document.addEventListener('visibilitychange', onVisible);
 
   function schedule() {
     clearInterval(timer);
@@ -1478,6 +1536,7 @@ function healthPanel(flagId) {
     destroy() {
       started = false;
       clearInterval(timer);
+      document.removeEventListener('visibilitychange', onVisible);
       inFlight?.abort();
     },
   };
@@ -1583,7 +1642,7 @@ function errorRateChart(points, win, threshold, rate) {
   return svg;
 }
 
-// ================================================================================ logs screen
+// ===== logs screen =====
 
 const PAGE_SIZE = 50;
 
@@ -1614,13 +1673,16 @@ function logsScreen(main, _params, url, ctx) {
   filter.value = q.action;
   filter.addEventListener('change', () => go({ action: filter.value, before: null }, []));
 
-  const older = h('button', { type: 'button', class: 'btn small', testid: 'logs-older', disabled: true }, 'Older', icon('right'));
-  const newer = h('button', { type: 'button', class: 'btn small', testid: 'logs-newer', disabled: true }, icon('left'), 'Newer');
-  older.addEventListener('click', () => {
+  let ready = deferred();
+  const older = h('button', { type: 'button', class: 'btn small', testid: 'logs-older' }, 'Older', icon('right'));
+  const newer = h('button', { type: 'button', class: 'btn small', testid: 'logs-newer', disabled: !q.before }, icon('left'), 'Newer');
+  older.addEventListener('click', async () => {
+    await ready.promise;
     const last = entries.at(-1);
-    if (last) go({ action: q.action, before: last.log_id }, [...stack, q.before]);
+    if (hasOlder && last) go({ action: q.action, before: last.log_id }, [...stack, q.before]);
   });
-  newer.addEventListener('click', () => {
+  newer.addEventListener('click', async () => {
+    await ready.promise;
     if (stack.length) go({ action: q.action, before: stack.at(-1) }, stack.slice(0, -1));
     else go({ action: q.action, before: null }, []);
   });
@@ -1679,11 +1741,16 @@ function logsScreen(main, _params, url, ctx) {
     const flagCell = h('td');
     const appTd = h('td');
     const tr = h('tr', { testid: 'log-row', 'data-action': entry.action_type },
-      h('td', { class: 'nowrap' }, h('span', { class: 'when' }, timeAgo(entry.created_at)), h('span', { class: 'muted small block num' }, absoluteTime(entry.created_at))),
+      h('td', { class: 'nowrap' }, h('span', { class: 'when' }, timeAgo(entry.created_at)), h('span', { class: 'abs' }, absoluteTime(entry.created_at))),
       h('td', null, h('span', { class: `badge tone-${a.tone}` }, icon(a.icon), h('span', null, entry.log_description || a.label))),
       flagCell,
       appTd);
+    let shown = '';
     tr.update = (e) => {
+      const app = apps.get(e.app_id);
+      const key = `${e.flag_deleted}|${apps.size > 0}|${app?.title ?? ''}`;
+      if (key === shown) return;
+      shown = key;
       flagCell.replaceChildren(e.flag_deleted
         ? h('span', { testid: 'log-flag-deleted', class: 'deleted' }, h('span', null, e.flag_title), ' ', h('span', { class: 'tag' }, 'deleted'))
         : h('a', { testid: 'log-flag-link', href: `/flags/${e.flag_id}` }, e.flag_title));
@@ -1720,6 +1787,8 @@ function logsScreen(main, _params, url, ctx) {
       entries = list.slice(0, PAGE_SIZE);
       loaded = true;
       render();
+      ready.resolve();
+      markReady();
     } catch (e) {
       if (isAbort(e) || seq !== loadSeq) return;
       status.replaceChildren(loadError(e, load));
@@ -1734,6 +1803,7 @@ function logsScreen(main, _params, url, ctx) {
       return load();
     },
     update(u) {
+      ready = deferred();
       q = readLogsQuery(u);
       stack = history.state?.logStack ?? [];
       filter.value = q.action;
@@ -1772,15 +1842,16 @@ function logsScreen(main, _params, url, ctx) {
   };
 }
 
-// ============================================================================= SDK key screen
+// ===== SDK key screen =====
 
 function sdkKeyScreen(main, _params, _url, ctx) {
   setTitle('SDK key');
   let key = null;
   const value = h('code', { class: 'key-value', testid: 'sdk-key-value' }, 'Loading…');
   const created = h('p', { class: 'muted small' });
-  const copy = h('button', { type: 'button', class: 'btn', testid: 'copy-key', disabled: true }, icon('copy'), 'Copy');
-  const regen = h('button', { type: 'button', class: 'btn danger-outline', testid: 'regenerate-key', disabled: true }, icon('refresh'), 'Regenerate…');
+  const ready = deferred();
+  const copy = h('button', { type: 'button', class: 'btn', testid: 'copy-key' }, icon('copy'), 'Copy');
+  const regen = h('button', { type: 'button', class: 'btn danger-outline', testid: 'regenerate-key' }, icon('refresh'), 'Regenerate…');
   const head = pageHeader('SDK key', { sub: h('p', { class: 'page-sub' }, 'Services use this key to read their app’s flags.') });
   const status = h('div');
   main.append(head.el, h('section', { class: 'card key-card', 'aria-labelledby': 'key-heading' },
@@ -1796,12 +1867,12 @@ function sdkKeyScreen(main, _params, _url, ctx) {
     key = k;
     value.textContent = k.id;
     created.replaceChildren('Created ', timeAgo(k.created_at), ` (${absoluteTime(k.created_at)})`);
-    copy.disabled = false;
-    regen.disabled = false;
+    ready.resolve();
+    markReady();
   }
 
   copy.addEventListener('click', async () => {
-    if (!key) return;
+    await ready.promise;
     if (await copyText(key.id)) toast('SDK key copied to the clipboard');
     else {
       getSelection().selectAllChildren(value);
@@ -1810,6 +1881,7 @@ function sdkKeyScreen(main, _params, _url, ctx) {
   });
 
   regen.addEventListener('click', async () => {
+    await ready.promise;
     const ok = await confirmDialog({
       title: 'Regenerate the SDK key?',
       message: h('p', null, 'The current key stops working at once. Services that use it must be updated with the new key.'),
@@ -1824,7 +1896,6 @@ function sdkKeyScreen(main, _params, _url, ctx) {
       toastError(e);
     } finally {
       setBusy(regen, false);
-      regen.disabled = !key;
     }
   });
 
@@ -1861,14 +1932,14 @@ async function copyText(text) {
   }
 }
 
-// ============================================================================ not found screen
+// ===== not found screen =====
 
 function notFoundScreen(main) {
   setTitle('Not found');
   main.append(notFoundCard('Page not found', 'There is nothing at this address. It may have moved, or the link is wrong.'));
 }
 
-// ===================================================================================== router
+// ===== router =====
 
 const ROUTES = [
   { re: /^\/$/, screen: appsScreen, nav: 'apps' },
@@ -1882,10 +1953,23 @@ const ROUTES = [
 class ScreenContext {
   constructor() {
     this.controller = new AbortController();
+    this.inflight = 0;
+    this.waiters = [];
   }
 
-  api(method, path, body) {
-    return api(method, path, body, this.controller.signal);
+  async api(method, path, body) {
+    this.inflight++;
+    try {
+      return await api(method, path, body, this.controller.signal);
+    } finally {
+      // After a task, so the caller's code after `await` (its render) runs first.
+      if (--this.inflight === 0) for (const resolve of this.waiters.splice(0)) setTimeout(resolve);
+    }
+  }
+
+  /** Resolves once none of the screen's requests is in flight. */
+  idle() {
+    return this.inflight ? new Promise((resolve) => this.waiters.push(resolve)) : Promise.resolve();
   }
 
   dispose() {
@@ -1915,10 +1999,13 @@ function render({ focus = false } = {}) {
     current.ctx.dispose();
     current.screen.destroy?.();
   }
+  for (const dlg of document.querySelectorAll('dialog[open]')) dlg.close();
+  // Each screen renders into its own element, so its listeners go away with it.
   const main = document.getElementById('main');
-  main.replaceChildren();
+  const root = h('div', { class: 'screen' });
+  main.replaceChildren(root);
   const ctx = new ScreenContext();
-  const screen = (route ? route.screen : notFoundScreen)(main, params, url, ctx) ?? {};
+  const screen = (route ? route.screen : notFoundScreen)(root, params, url, ctx) ?? {};
   current = { route, key: params.join('/'), screen, ctx };
   for (const a of document.querySelectorAll('.nav-links a')) {
     if (a.dataset.nav === route?.nav) a.setAttribute('aria-current', 'page');
@@ -1947,16 +2034,21 @@ function interceptLinks(e) {
   navigate(url.href);
 }
 
-// ====================================================================================== start
+// ===== start =====
 
 function start() {
   history.scrollRestoration = 'manual';
   document.addEventListener('click', interceptLinks);
   window.addEventListener('popstate', () => render({ focus: true }));
   live.handlers.add((type, data) => {
-    if (!current) return;
-    if (type === 'hello' || type === 'resync') current.screen.refresh?.();
-    else current.screen.onEvent?.(type, data);
+    const screen = current;
+    if (!screen) return;
+    if (type === 'hello' || type === 'resync') {
+      // Changes may have been missed: re-read, after what is loading now (not alongside it).
+      screen.ctx.idle().then(() => { if (current === screen) screen.screen.refresh?.(); });
+    } else {
+      screen.screen.onEvent?.(type, data);
+    }
   });
   render();
   live.connect();
