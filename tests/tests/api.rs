@@ -295,7 +295,10 @@ async fn statuses_of_every_route(store: TestStore) {
     c.post("/api/apps", &json!({"title": "a"})).await.expect_error(409);
     let b = c.create("/api/apps", &json!({"title": "B"})).await;
     c.patch(&format!("/api/apps/{b}"), &json!({"title": " A "})).await.expect_error(409);
-    c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "F"})).await.expect_error(409);
+    let r = c.post(&format!("/api/apps/{app}/flags"), &json!({"title": "F"})).await;
+    let err = r.expect_error(409);
+    assert_eq!(err["field"], "title");
+    assert_eq!(err["message"], "a flag titled \"F\" already exists");
     assert_eq!(
         c.post(&format!("/api/apps/{b}/flags"), &json!({"title": "f"})).await.status,
         201,

@@ -41,9 +41,11 @@ pub(crate) fn parse_state(s: &str) -> Result<CircuitState, Corrupt> {
 #[error("corrupt row in the database: {0}")]
 pub(crate) struct Corrupt(pub(crate) String);
 
-/// Every app's revision and newest log entry, in one statement (so one snapshot).
-pub(crate) const CURSORS_SQL: &str = "SELECT a.id, a.revision, \
-    (SELECT max(l.id) FROM logs l WHERE l.app_id = a.id) FROM apps a ORDER BY a.id";
+/// Every app (`APP_COLUMNS`), whether it is deleted, its revision and its newest log entry, in
+/// one statement (so one snapshot).
+pub(crate) const CURSORS_SQL: &str = "SELECT a.id, a.title, a.created_at, a.updated_at, \
+    a.deleted_at IS NOT NULL, a.revision, (SELECT max(l.id) FROM logs l WHERE l.app_id = a.id) \
+    FROM apps a ORDER BY a.id";
 
 /// A parameter of [`log_query`].
 #[derive(Debug, Clone, Copy)]

@@ -418,21 +418,31 @@ async fn cursors_follow_revisions_and_logs(s: Arc<dyn Store>) {
     assert!(s.cursors().await.unwrap().is_empty());
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
     let b = s.create_app(&title("B"), t(0)).await.unwrap();
-    let cursor =
-        |app, revision, last_log| AppCursor { app_id: app, revision: Revision(revision), last_log };
-    assert_eq!(s.cursors().await.unwrap(), [cursor(a.id, 0, None), cursor(b.id, 0, None)]);
+    let cursor = |app: &crate::App, deleted, revision, last_log| AppCursor {
+        app: app.clone(),
+        deleted,
+        revision: Revision(revision),
+        last_log,
+    };
+    assert_eq!(
+        s.cursors().await.unwrap(),
+        [cursor(&a, false, 0, None), cursor(&b, false, 0, None)]
+    );
     s.create_flag(a.id, &new_flag("f"), t(1)).await.unwrap();
     let q = LogQuery { app: Some(a.id), limit: 1, ..LogQuery::default() };
     let last = s.query_logs(&q).await.unwrap().first().map(|r| r.entry.id);
     assert!(last.is_some());
-    assert_eq!(s.cursors().await.unwrap()[0], cursor(a.id, 1, last));
-    // A deleted app keeps its cursor, moved by the delete and its log entries.
-    s.delete_app(a.id, t(2)).await.unwrap();
+    assert_eq!(s.cursors().await.unwrap()[0], cursor(&a, false, 1, last));
+    // A rename shows in the app; a deleted app keeps its cursor, moved by the delete.
+    let renamed = s.rename_app(b.id, &title("B2"), t(2)).await.unwrap();
+    s.delete_app(a.id, t(3)).await.unwrap();
     let after = s.cursors().await.unwrap();
     assert_eq!(after.len(), 2, "deleted apps keep their cursor");
+    assert!(after[0].deleted);
+    assert_eq!(after[0].app, a);
     assert_eq!(after[0].revision, Revision(2));
     assert!(after[0].last_log > last);
-    assert_eq!(after[1], cursor(b.id, 0, None));
+    assert_eq!(after[1], cursor(&renamed, false, 0, None));
 }
 
 async fn revisions_and_the_outbox(s: Arc<dyn Store>) {

@@ -2,8 +2,9 @@
 //! (`GET /api/stream` serves it as server-sent events).
 //!
 //! The feed reads the [`Store`], not the publisher, so it sees every change to the store,
-//! whichever Tower process made it: a task compares every app's [`AppCursor`] (revision and
-//! newest log entry, read in one snapshot) with the last ones it saw, and reads what moved. It
+//! whichever Tower process made it: a task compares every app's [`AppCursor`] (the app, its
+//! revision and newest log entry, read in one snapshot) with the last ones it saw, and reads
+//! what moved. It
 //! runs when a change commits in this process and every [`FEED_POLL_INTERVAL`] for the others,
 //! and does nothing while nobody listens. Within an app, log ids grow in commit order, so a feed
 //! never skips an entry; rulesets may coalesce (a reader sees the app's newest revision, as
@@ -33,7 +34,7 @@ pub enum FeedEvent {
     Ruleset(Ruleset),
     /// A new log entry.
     Log(LogRecord),
-    /// An app was created (by any process), or renamed or deleted (by this one).
+    /// An app was created, renamed or deleted.
     App {
         /// The app as it is (or was, when deleted).
         app: App,
@@ -90,8 +91,7 @@ impl Feed {
         Ok(FeedSubscription { rx })
     }
 
-    /// Sends an event that does not come from the store's cursors.
-    pub(crate) fn send(&self, event: FeedEvent) {
+    fn send(&self, event: FeedEvent) {
         let _ = self.tx.send(Arc::new(event));
     }
 
@@ -108,21 +108,27 @@ impl Feed {
             None => guard.insert(baseline(store).await?),
         };
         for now in store.cursors().await? {
-            let before = seen.get(&now.app_id).copied();
-            if before == Some(now) {
+            let id = now.app.id;
+            let before = seen.get(&id);
+            if before == Some(&now) {
                 continue;
             }
-            let mut next = now;
-            if before.is_none() {
-                // An app created since the last look (maybe by another process).
-                match store.get_app(now.app_id).await {
-                    Ok(app) => self.send(FeedEvent::App { app, deleted: false }),
-                    Err(StoreError::NotFound(_)) => {}
-                    Err(e) => return Err(e),
+            match before {
+                // Created since the last look (maybe by another process).
+                None if !now.deleted => {
+                    self.send(FeedEvent::App { app: now.app.clone(), deleted: false });
                 }
+                Some(b) if now.deleted && !b.deleted => {
+                    self.send(FeedEvent::App { app: now.app.clone(), deleted: true });
+                }
+                Some(b) if b.app != now.app && !now.deleted => {
+                    self.send(FeedEvent::App { app: now.app.clone(), deleted: false });
+                }
+                _ => {}
             }
+            let mut next = now.clone();
             if before.map(|b| b.revision) != Some(now.revision) && now.revision.0 > 0 {
-                let ruleset = store.ruleset(now.app_id).await?;
+                let ruleset = store.ruleset(id).await?;
                 next.revision = next.revision.max(ruleset.revision);
                 self.send(FeedEvent::Ruleset(ruleset));
             }
@@ -131,7 +137,7 @@ impl Feed {
                 loop {
                     // Ids are positive: `after: 0` reads an app's entries from its first.
                     let query = LogQuery {
-                        app: Some(now.app_id),
+                        app: Some(id),
                         after: after.or(Some(LogId::new(0))),
                         limit: MAX_LOG_PAGE,
                         ..LogQuery::default()
@@ -148,7 +154,7 @@ impl Feed {
                 }
                 next.last_log = next.last_log.max(after);
             }
-            seen.insert(now.app_id, next);
+            seen.insert(id, next);
         }
         Ok(())
     }
@@ -173,5 +179,5 @@ impl Feed {
 }
 
 async fn baseline(store: &dyn Store) -> Result<HashMap<AppId, AppCursor>, StoreError> {
-    Ok(store.cursors().await?.into_iter().map(|c| (c.app_id, c)).collect())
+    Ok(store.cursors().await?.into_iter().map(|c| (c.app.id, c)).collect())
 }

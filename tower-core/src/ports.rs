@@ -28,6 +28,17 @@ pub enum Resource {
     SdkKey,
 }
 
+impl Resource {
+    /// Its name with its indefinite article: "an app", "a flag", "an SDK key".
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Self::App => "an app",
+            Self::Flag => "a flag",
+            Self::SdkKey => "an SDK key",
+        }
+    }
+}
+
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -47,7 +58,7 @@ pub enum StoreError {
     NotFound(Resource),
     /// A live app (or a flag of the same app) already has this title, compared
     /// case-insensitively.
-    #[error("an {what} titled {title:?} already exists")]
+    #[error("{} titled {title:?} already exists", what.with_article())]
     AlreadyExists {
         /// App or flag.
         what: Resource,
@@ -119,13 +130,15 @@ pub struct LogRecord {
     pub flag_deleted: bool,
 }
 
-/// Where an app stands, read in one snapshot: its revision and its newest log entry. Within one
-/// app, log ids grow in commit order (every writer holds the app's lock), so a reader that saw
-/// `last_log` has seen every earlier entry of the app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where an app stands, read in one snapshot: the app, its revision and its newest log entry.
+/// Within one app, log ids grow in commit order (every writer holds the app's lock), so a reader
+/// that saw `last_log` has seen every earlier entry of the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppCursor {
     /// The app (deleted apps included).
-    pub app_id: AppId,
+    pub app: App,
+    /// Whether it was deleted.
+    pub deleted: bool,
     /// Its revision.
     pub revision: Revision,
     /// Its newest log entry, if any.

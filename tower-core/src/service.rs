@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::command::{FlagCommand, FlagPatch, NewFlag};
-use crate::feed::{Feed, FeedEvent, FeedSubscription};
+use crate::feed::{Feed, FeedSubscription};
 use crate::input::Counts;
 use crate::memory::{InMemoryMetrics, InProcessPublisher};
 use crate::model::{App, AppId, Flag, FlagId, LogEntry, Origin, SdkKey, Title};
@@ -31,7 +31,7 @@ pub enum Error {
     #[error("{0} not found")]
     NotFound(Resource),
     /// The title is taken.
-    #[error("an {what} titled {title:?} already exists")]
+    #[error("{} titled {title:?} already exists", what.with_article())]
     Conflict {
         /// App or flag.
         what: Resource,
@@ -375,16 +375,14 @@ impl Tower {
     /// Renames an app.
     pub async fn rename_app(&self, id: AppId, title: &Title) -> Result<App, Error> {
         let app = self.store().rename_app(id, title, self.now()).await?;
-        self.inner.feed.send(FeedEvent::App { app: app.clone(), deleted: false });
+        self.inner.feed.wake.notify_one();
         Ok(app)
     }
 
     /// Deletes an app with its flags; its ruleset becomes `[]`.
     pub async fn delete_app(&self, id: AppId) -> Result<App, Error> {
         let change = self.store().delete_app(id, self.now()).await?;
-        let app = self.committed(change);
-        self.inner.feed.send(FeedEvent::App { app: app.clone(), deleted: true });
-        Ok(app)
+        Ok(self.committed(change))
     }
 
     /// An app's flags, by id.

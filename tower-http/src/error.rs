@@ -112,6 +112,8 @@ impl ApiError {
         let message = self.message();
         let field = match &self {
             Self::Validation { field, .. } => field.as_deref(),
+            // Only titles must be unique.
+            Self::Conflict(_) => Some("title"),
             _ => None,
         };
         let body = serde_json::to_vec(&Body {
@@ -142,7 +144,7 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::NotFound(r) => Self::NotFound(format!("{r} not found")),
             ServiceError::Conflict { what, title } => {
-                Self::Conflict(format!("an {what} titled {title:?} already exists"))
+                Self::Conflict(format!("{} titled {title:?} already exists", what.with_article()))
             }
             ServiceError::Invalid { field, message } => {
                 Self::BadRequest(format!("{field}: {message}"))

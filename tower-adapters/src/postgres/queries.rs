@@ -641,13 +641,17 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|r| {
                 Ok(AppCursor {
-                    app_id: AppId::new(r.try_get(0)?),
-                    revision: Revision(r.try_get::<_, i64>(1)? as u64),
-                    last_log: r.try_get::<_, Option<i64>>(2)?.map(LogId::new),
+                    app: app_from_row(r)?,
+                    deleted: r.try_get(4)?,
+                    revision: Revision(r.try_get::<_, i64>(5)? as u64),
+                    last_log: r.try_get::<_, Option<i64>>(6)?.map(LogId::new),
                 })
             })
-            .collect::<Result<_, tokio_postgres::Error>>()
-            .map_err(map_pg)
+            .collect::<Result<_, Fail>>()
+            .map_err(|e| match e {
+                Fail::Store(e) => e,
+                Fail::Pg(e) => map_pg(e),
+            })
     }
 
     async fn sdk_key(&self) -> Result<Option<SdkKey>, StoreError> {

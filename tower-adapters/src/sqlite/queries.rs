@@ -414,9 +414,10 @@ impl Store for SqliteStore {
             let mut stmt = tx.prepare_cached(CURSORS_SQL).map_err(map_err)?;
             stmt.query_map([], |r| {
                 Ok(AppCursor {
-                    app_id: AppId::new(r.get(0)?),
-                    revision: Revision(r.get::<_, i64>(1)? as u64),
-                    last_log: r.get::<_, Option<i64>>(2)?.map(LogId::new),
+                    app: app_from_row(r)?,
+                    deleted: r.get(4)?,
+                    revision: Revision(r.get::<_, i64>(5)? as u64),
+                    last_log: r.get::<_, Option<i64>>(6)?.map(LogId::new),
                 })
             })
             .and_then(Iterator::collect)
