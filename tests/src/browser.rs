@@ -155,7 +155,9 @@ impl Browser {
 
     /// Saves a PNG of the window as `target/screenshots/NAME.png`.
     pub async fn screenshot(&self, name: &str) {
-        let _ = self.client.execute("window.scrollTo(0, 0);", vec![]).await;
+        // Notifications fade after a few seconds; a screenshot shows the page without them.
+        let script = "window.scrollTo(0, 0); document.getElementById('toasts')?.replaceChildren();";
+        let _ = self.client.execute(script, vec![]).await;
         let png = self.client.screenshot().await.expect("screenshot");
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).expect("screenshot dir");

@@ -135,7 +135,21 @@ async fn operators_manage_apps_flags_circuits_and_logs_and_see_each_other_live()
     a.wait_text("[data-testid=\"flag-circuit\"]", "open", |t| t.contains("Open")).await;
     b.wait_text("[data-testid=\"flag-circuit\"]", "open, live", |t| t.contains("Open")).await;
     b.wait_text("[data-testid=\"flag-state\"]", "off, live", |t| t == "Off").await;
-    a.find("health-charts").await;
+    // Circuit health: counts reported for the flag show in the charts.
+    for (success, failure) in [(180, 20), (95, 5)] {
+        let r = api
+            .post(
+                &format!("/api/flags/{id}/events"),
+                &json!({"success": success, "failure": failure}),
+            )
+            .await;
+        assert_eq!(r.status, 202);
+    }
+    a.click("window-30s").await;
+    a.wait_text("main", "counts charted", |t| {
+        t.contains("275 successful") && t.contains("25 failed")
+    })
+    .await;
     a.screenshot("flag").await;
     a.click("close-circuit").await;
     a.wait_text("[data-testid=\"flag-circuit\"]", "closed", |t| t.contains("Closed")).await;

@@ -126,7 +126,10 @@ async fn changes_made_by_another_process_reach_the_stream(store: TestStore) {
     let latest = watched.client().get(&format!("/api/flags/{flag}")).await;
     assert_eq!(latest.payload()["is_active"], true);
     // Renames and deletions too.
-    assert_eq!(c.patch(&format!("/api/apps/{app}"), &json!({"title": "Renamed"})).await.status, 200);
+    assert_eq!(
+        c.patch(&format!("/api/apps/{app}"), &json!({"title": "Renamed"})).await.status,
+        200
+    );
     let e = events.until("app").await;
     assert_eq!((&e.data["app"]["title"], &e.data["deleted"]), (&json!("Renamed"), &json!(false)));
     assert_eq!(c.delete(&format!("/api/apps/{app}")).await.status, 200);
