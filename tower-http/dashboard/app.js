@@ -432,6 +432,11 @@ const live = {
     }
   },
 
+  disconnect() {
+    this.source?.close();
+    this.source = null;
+  },
+
   setStatus(status) {
     const el = document.querySelector('[data-testid="live-status"]');
     if (!el) return;
@@ -2052,6 +2057,11 @@ function start() {
   });
   render();
   live.connect();
+  // Give the stream's connection back when the page goes away (browsers allow six per server
+  // over HTTP/1.1, and an abandoned stream would hold one), and open it again if the page comes
+  // back from the back/forward cache.
+  window.addEventListener('pagehide', () => live.disconnect());
+  window.addEventListener('pageshow', (e) => { if (e.persisted) live.connect(); });
 }
 
 start();
