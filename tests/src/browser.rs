@@ -78,6 +78,13 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .expect("start a Chromium session");
+        // A page that does not load fails the test in seconds, not after chromedriver's 300 s.
+        let timeouts = fantoccini::wd::TimeoutConfiguration::new(
+            Some(Duration::from_secs(30)),
+            Some(Duration::from_secs(20)),
+            Some(Duration::ZERO),
+        );
+        client.update_timeouts(timeouts).await.expect("set timeouts");
         Some(Self { client, driver, _profile: profile })
     }
 

@@ -248,3 +248,57 @@ async fn operators_manage_apps_flags_circuits_and_logs_and_see_each_other_live()
     b.close().await;
     server.stop().await;
 }
+
+/// Browsers give a server six connections over HTTP/1.1; a stream per tab would starve the
+/// seventh. The dashboard's tabs share one stream, and when the tab holding it closes another
+/// takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tabs_share_one_live_stream() {
+    let store = TestStore::sqlite().await;
+    let server = Server::start(&store).await;
+    let api = server.client();
+    let Some(b) = Browser::start().await else { return };
+    let base = server.base.clone();
+    let first = b.client.window().await.unwrap();
+    b.open(&format!("{base}/")).await;
+    b.wait_text("[data-testid=\"live-status\"]", "live", |t| t.contains("Live")).await;
+    let mut tabs = vec![first];
+    for _ in 0..8 {
+        let tab = b.client.new_window(true).await.unwrap().handle;
+        b.client.switch_to_window(tab.clone()).await.unwrap();
+        b.open(&format!("{base}/")).await;
+        b.wait_text("[data-testid=\"live-status\"]", "live in every tab", |t| t.contains("Live"))
+            .await;
+        tabs.push(tab);
+    }
+    // The ninth tab works and follows changes.
+    b.find("new-app").await;
+    api.create("/api/apps", &json!({"title": "Seen by the ninth tab"})).await;
+    b.wait_text("[data-testid=\"app-row\"]", "change reaches the last tab", |t| {
+        t.contains("ninth")
+    })
+    .await;
+
+    // Close the tab holding the stream (the first); the others still follow changes.
+    b.client.switch_to_window(tabs[0].clone()).await.unwrap();
+    b.client.close_window().await.unwrap();
+    b.client.switch_to_window(tabs[8].clone()).await.unwrap();
+    b.wait_text("[data-testid=\"live-status\"]", "live after the leader left", |t| {
+        t.contains("Live")
+    })
+    .await;
+    api.create("/api/apps", &json!({"title": "After the first tab closed"})).await;
+    b.wait_text("[data-testid=\"app-row\"]", "change after failover", |t| {
+        t.contains("After the first")
+    })
+    .await;
+    b.client.switch_to_window(tabs[3].clone()).await.unwrap();
+    b.wait_text("[data-testid=\"app-row\"]", "in another tab too", |t| {
+        t.contains("After the first")
+    })
+    .await;
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "errors in the page: {errors:?}");
+    b.close().await;
+    server.stop().await;
+}

@@ -391,14 +391,50 @@ function fieldMessage(e) {
 // ===== live events hub =====
 
 /**
- * One EventSource on /api/stream. Screens receive `ruleset`, `log` and `app` events; `hello`
- * (each (re)connection) and `resync` make the current screen refetch, since events may have
- * been missed.
+ * The live events hub. One browser tab, the leader (chosen with a Web Lock), holds the
+ * EventSource on /api/stream and relays its events to the dashboard's other tabs over a
+ * BroadcastChannel: browsers allow six connections per server over HTTP/1.1, and a stream per
+ * tab would use them up from the seventh tab on. When the leader goes away another tab takes
+ * the lock and opens the stream; its `hello` makes every tab re-read. Where Web Locks are
+ * missing (plain http:// on another host is not a secure context), each tab has its own stream.
+ *
+ * Screens receive `ruleset`, `log` and `app` events; `hello` (each (re)connection) and `resync`
+ * make the current screen refetch, since events may have been missed.
  */
 const live = {
   source: null,
   retryMs: 1000,
   handlers: new Set(),
+  status: 'connecting',
+  channel: null,
+  leader: false,
+  release: null,
+
+  start() {
+    if (!navigator.locks || typeof BroadcastChannel !== 'function') {
+      this.leader = true;
+      this.connect();
+      return;
+    }
+    if (!this.channel) {
+      this.channel = new BroadcastChannel('tower-live');
+      this.channel.onmessage = ({ data: m }) => {
+        if (m.kind === 'ask') {
+          if (this.leader) this.channel.postMessage({ kind: 'status', status: this.status });
+        } else if (!this.leader) {
+          if (m.kind === 'status') this.setStatus(m.status);
+          else if (m.kind === 'event') this.dispatch(m.type, m.data);
+        }
+      };
+    }
+    this.setStatus('connecting');
+    this.channel.postMessage({ kind: 'ask' });
+    navigator.locks.request('tower-live', () => new Promise((resolve) => {
+      this.release = resolve;
+      this.leader = true;
+      this.connect();
+    }));
+  },
 
   connect() {
     this.setStatus('connecting');
@@ -409,13 +445,12 @@ const live = {
       this.setStatus('live');
     });
     es.addEventListener('error', () => {
+      if (this.source !== es) return;
+      this.setStatus('reconnecting');
       if (es.readyState === EventSource.CLOSED) {
         // The server refused the stream (or is gone): EventSource gives up, so retry ourselves.
-        this.setStatus('reconnecting');
-        setTimeout(() => this.connect(), this.retryMs);
+        setTimeout(() => { if (this.source === es) this.connect(); }, this.retryMs);
         this.retryMs = Math.min(this.retryMs * 2, 30_000);
-      } else {
-        this.setStatus('reconnecting');
       }
     });
     for (const type of ['hello', 'resync', 'ruleset', 'log', 'app']) {
@@ -426,18 +461,29 @@ const live = {
         } catch {
           return;
         }
-        if (type === 'hello') this.setStatus('live');
-        for (const fn of this.handlers) fn(type, data);
+        this.channel?.postMessage({ kind: 'event', type, data });
+        this.dispatch(type, data);
       });
     }
   },
 
-  disconnect() {
+  dispatch(type, data) {
+    if (type === 'hello') this.setStatus('live');
+    for (const fn of this.handlers) fn(type, data);
+  },
+
+  /** Closes the stream and hands the lead to another tab (the page is going away). */
+  stop() {
     this.source?.close();
     this.source = null;
+    this.leader = false;
+    this.release?.();
+    this.release = null;
   },
 
   setStatus(status) {
+    this.status = status;
+    if (this.leader) this.channel?.postMessage({ kind: 'status', status });
     const el = document.querySelector('[data-testid="live-status"]');
     if (!el) return;
     const text = { live: 'Live', connecting: 'Connecting…', reconnecting: 'Reconnecting…' }[status];
@@ -2056,12 +2102,12 @@ function start() {
     }
   });
   render();
-  live.connect();
-  // Give the stream's connection back when the page goes away (browsers allow six per server
-  // over HTTP/1.1, and an abandoned stream would hold one), and open it again if the page comes
-  // back from the back/forward cache.
-  window.addEventListener('pagehide', () => live.disconnect());
-  window.addEventListener('pageshow', (e) => { if (e.persisted) live.connect(); });
+  live.start();
+  // Give the stream's connection (and the lead) back when the page goes away: an abandoned
+  // stream would hold one of the browser's six connections to the server. A page restored from
+  // the back/forward cache starts again.
+  window.addEventListener('pagehide', () => live.stop());
+  window.addEventListener('pageshow', (e) => { if (e.persisted) live.start(); });
 }
 
 start();
