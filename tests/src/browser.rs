@@ -118,13 +118,16 @@ impl Browser {
         self.find(testid).await.click().await.unwrap_or_else(|e| panic!("click {testid}: {e}"));
     }
 
-    /// Replaces the value of the input with `data-testid` by `text`.
+    /// Replaces the value of the input with `data-testid` by `text`, typing as a user would
+    /// (select all, then type over it; Backspace for an empty value), so the page sees `input`
+    /// events.
     pub async fn fill(&self, testid: &str, text: &str) {
+        const SELECT_ALL: &str = "\u{E009}a\u{E000}";
+        const BACKSPACE: &str = "\u{E003}";
         let input = self.find(testid).await;
-        input.clear().await.unwrap_or_else(|e| panic!("clear {testid}: {e}"));
-        if !text.is_empty() {
-            input.send_keys(text).await.unwrap_or_else(|e| panic!("type into {testid}: {e}"));
-        }
+        input.send_keys(SELECT_ALL).await.unwrap_or_else(|e| panic!("select {testid}: {e}"));
+        let keys = if text.is_empty() { BACKSPACE } else { text };
+        input.send_keys(keys).await.unwrap_or_else(|e| panic!("type into {testid}: {e}"));
     }
 
     /// Waits until `check` holds for the page's text of the CSS selector (all matches joined

@@ -302,3 +302,169 @@ async fn many_tabs_share_one_live_stream() {
     b.close().await;
     server.stop().await;
 }
+
+/// Renaming and searching apps, searching flags, paging through the log and using the switch
+/// from the keyboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_rename_log_pages_and_keyboard() {
+    let store = TestStore::sqlite().await;
+    let server = Server::start(&store).await;
+    let api = server.client();
+    let Some(b) = Browser::start().await else { return };
+    let base = server.base.clone();
+    let shop = api.create("/api/apps", &json!({"title": "Shop"})).await;
+    api.create("/api/apps", &json!({"title": "Billing"})).await;
+    let mut flags = Vec::new();
+    for title in ["search-results", "search-suggest", "checkout-v2"] {
+        flags.push(api.create(&format!("/api/apps/{shop}/flags"), &json!({"title": title})).await);
+    }
+    // 3 creations + 117 toggles = 120 log entries.
+    for i in 0..117 {
+        let r = api.patch_empty(&format!("/api/flags/{}/toggle", flags[i % 3])).await;
+        assert_eq!(r.status, 200);
+    }
+
+    // Apps: sorted by title, searchable, renamed in place.
+    b.open(&format!("{base}/")).await;
+    b.wait_count("[data-testid=\"app-row\"]", 2).await;
+    let titles = b.wait_text("[data-testid=\"app-link\"]", "sorted", |t| !t.is_empty()).await;
+    assert_eq!(titles, "Billing\nShop");
+    b.fill("app-search", "sho").await;
+    b.wait_count("[data-testid=\"app-row\"]", 1).await;
+    b.fill("app-search", "").await;
+    b.wait_count("[data-testid=\"app-row\"]", 2).await;
+    b.find_css(&format!(
+        "[data-testid=\"app-row\"][data-app-id=\"{shop}\"] [data-testid=\"rename-app\"]"
+    ))
+    .await
+    .click()
+    .await
+    .unwrap();
+    b.fill("app-title", "Storefront").await;
+    b.click("app-submit").await;
+    b.wait_text("[data-testid=\"app-link\"]", "renamed and re-sorted", |t| {
+        t == "Billing\nStorefront"
+    })
+    .await;
+    assert_eq!(api.get(&format!("/api/apps/{shop}")).await.payload()["title"], "Storefront");
+
+    // Flags: searchable; the switch works from the keyboard.
+    b.open(&format!("{base}/apps/{shop}")).await;
+    b.wait_count("[data-testid=\"flag-row\"]", 3).await;
+    b.fill("flag-search", "search").await;
+    b.wait_count("[data-testid=\"flag-row\"]", 2).await;
+    let toggle = b.find_css("[data-testid=\"flag-row\"] [data-testid=\"flag-toggle\"]").await;
+    let before = toggle.attr("aria-checked").await.unwrap();
+    toggle.send_keys(" ").await.unwrap();
+    let flipped = if before.as_deref() == Some("true") { "false" } else { "true" };
+    let deadline = std::time::Instant::now() + flagtower_tests::browser::WAIT;
+    while toggle.attr("aria-checked").await.unwrap().as_deref() != Some(flipped) {
+        assert!(std::time::Instant::now() < deadline, "Space did not toggle the switch");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let active = b.client.active_element().await.unwrap();
+    assert_eq!(
+        active.attr("data-testid").await.unwrap().as_deref(),
+        Some("flag-toggle"),
+        "focus stays on the switch"
+    );
+
+    // Logs: 121 entries in pages of 50, newest first, there and back.
+    b.open(&format!("{base}/logs")).await;
+    b.wait_count("[data-testid=\"log-row\"]", 50).await;
+    b.click("logs-older").await;
+    b.wait_count("[data-testid=\"log-row\"]", 50).await;
+    b.click("logs-older").await;
+    b.wait_count("[data-testid=\"log-row\"]", 21).await;
+    assert_eq!(attr(&b, "[data-testid=\"logs-older\"]", "disabled").await.as_deref(), Some("true"));
+    let rows = b.all_css("[data-testid=\"log-row\"]").await;
+    let oldest = rows.last().unwrap().attr("data-action").await.unwrap();
+    assert_eq!(oldest.as_deref(), Some("create"), "the oldest entry comes last");
+    b.client.refresh().await.unwrap();
+    b.wait_count("[data-testid=\"log-row\"]", 21).await;
+    b.click("logs-newer").await;
+    b.wait_count("[data-testid=\"log-row\"]", 50).await;
+    b.click("logs-newer").await;
+    b.wait_count("[data-testid=\"log-row\"]", 50).await;
+    assert_eq!(attr(&b, "[data-testid=\"logs-newer\"]", "disabled").await.as_deref(), Some("true"));
+    b.find("log-filter").await.select_by_value("create").await.unwrap();
+    b.wait_count("[data-testid=\"log-row\"]", 3).await;
+    // A new entry appears at the top of the first page as it happens.
+    b.find("log-filter").await.select_by_value("").await.unwrap();
+    b.wait_count("[data-testid=\"log-row\"]", 50).await;
+    api.patch_empty(&format!("/api/flags/{}/toggle", flags[2])).await;
+    // (the 117th toggle turned checkout-v2 on; this one turns it off)
+    b.find_css("[data-testid=\"log-row\"]:first-child[data-action=\"flag_off\"]").await;
+    b.wait_count("[data-testid=\"log-row\"]", 50).await;
+    let top = b.find_css("[data-testid=\"log-row\"]").await.text().await.unwrap();
+    assert!(top.contains("checkout-v2"), "the new entry is on top: {top}");
+
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "errors in the page: {errors:?}");
+    b.close().await;
+    server.stop().await;
+}
+
+/// The breaker trips a flag and ramps it back in; the open flag page follows each step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flag_page_follows_the_breaker_live() {
+    let store = TestStore::sqlite().await;
+    let settings = flagtower_core::breaker::BreakerSettings {
+        interval_ms: 100,
+        window_ms: 5_000,
+        min_requests: 10,
+    };
+    let builder = flagtower_core::Tower::builder(store.open().await).breaker(settings);
+    let server = Server::start_built(builder).await;
+    let api = server.client();
+    let Some(b) = Browser::start().await else { return };
+    let app = api.create("/api/apps", &json!({"title": "Payments"})).await;
+    let flag = api
+        .create(
+            &format!("/api/apps/{app}/flags"),
+            &json!({"title": "card-vault", "is_active": true, "error_threshold_percentage": 20,
+                    "is_recoverable": true, "circuit_recovery_delay": 1500, "circuit_recovery_rate": 1000,
+                    "circuit_initial_recovery_percentage": 10, "circuit_recovery_increment_percentage": 30}),
+        )
+        .await;
+    b.open(&format!("{}/flags/{flag}", server.base)).await;
+    b.wait_text("[data-testid=\"flag-circuit\"]", "closed", |t| t.contains("Closed")).await;
+    b.wait_text("[data-testid=\"live-status\"]", "live", |t| t.contains("Live")).await;
+
+    // An SDK reports mostly failures: the breaker trips the flag open...
+    let r =
+        api.post(&format!("/api/flags/{flag}/events"), &json!({"success": 5, "failure": 45})).await;
+    assert_eq!(r.status, 202);
+    b.wait_text("[data-testid=\"flag-circuit\"]", "tripped by the breaker", |t| t.contains("Open"))
+        .await;
+    b.wait_text("[data-testid=\"flag-state\"]", "off", |t| t == "Off").await;
+    // ...then ramps it back in: the recovery bar climbs, and the circuit closes.
+    b.wait_text("[data-testid=\"flag-circuit\"]", "recovering", |t| t.contains("Recovering")).await;
+    let bar = "[data-testid=\"recovery-bar\"]";
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let now: u32 =
+            attr(&b, bar, "aria-valuenow").await.unwrap_or_default().parse().unwrap_or(0);
+        if seen.last() != Some(&now) {
+            seen.push(now);
+            if seen.len() == 2 {
+                b.screenshot("flag-recovering").await;
+            }
+        }
+        let circuit = b.find("flag-circuit").await.text().await.unwrap();
+        if circuit.contains("Closed") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "recovery never closed; bar values {seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "the bar only climbs: {seen:?}");
+    assert!(seen.len() >= 2, "recovery steps shown: {seen:?}");
+    b.wait_text("[data-testid=\"flag-logs\"]", "breaker's entries in the timeline", |t| {
+        t.contains("Circuit Tripped Open") && t.contains("Circuit Closed")
+    })
+    .await;
+    b.close().await;
+    server.stop().await;
+}
