@@ -265,6 +265,9 @@ async fn statuses_of_every_route(store: TestStore) {
     ] {
         c.get(path).await.expect_error(404);
     }
+    // API answers are never cached.
+    assert_eq!(c.get("/api/apps").await.headers["cache-control"], "no-store");
+    assert_eq!(c.get("/api/nope").await.headers["cache-control"], "no-store");
     // Every other path is a dashboard page: the browser's router shows it (or its not-found).
     for path in ["/", "/apps", "/flags/1", "/no/such/page"] {
         let r = c.get(path).await;

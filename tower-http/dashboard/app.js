@@ -163,6 +163,8 @@ const ACTIONS = {
  * rest, and moves nodes only when the order changed.
  */
 function reconcile(parent, items, keyOf, create, cache) {
+  // Moving a node (insertBefore) takes focus away from whatever inside it had it: put it back.
+  const active = parent.contains(document.activeElement) ? document.activeElement : null;
   const keys = new Set(items.map(keyOf));
   for (const [k, node] of cache) {
     if (!keys.has(k)) {
@@ -179,7 +181,11 @@ function reconcile(parent, items, keyOf, create, cache) {
     if (node === ref) ref = ref.nextSibling;
     else parent.insertBefore(node, ref);
   }
+  if (active?.isConnected && document.activeElement !== active) active.focus({ preventScroll: true });
 }
+
+/** True when nothing has focus (it fell back to <body>, e.g. its element went away). */
+const focusLost = () => !document.activeElement || document.activeElement === document.body;
 
 // ===== api =====
 
@@ -194,7 +200,9 @@ class ApiError extends Error {
 
 /** Calls the REST API: JSON in, `payload` out; failures throw ApiError with the API's message. */
 async function api(method, path, body, signal) {
-  const init = { method, headers: { Accept: 'application/json' }, signal };
+  // no-store: the API sends no Cache-Control, and a back/forward navigation would otherwise
+  // answer GETs from the HTTP cache, showing what was true when the page was first loaded.
+  const init = { method, headers: { Accept: 'application/json' }, signal, cache: 'no-store' };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -226,6 +234,59 @@ async function api(method, path, body, signal) {
 
 const isAbort = (e) => e?.name === 'AbortError';
 
+/**
+ * A screen's reads, kept from losing live events. An answer carries no revision, so a change
+ * that arrives while a read is in flight may be newer or older than it: such changes (live
+ * events, and the screen's own writes) are remembered (`saw`), replayed over the answer once it
+ * is installed, and followed by one more read (however many arrived), so the screen always ends
+ * at least as new as the newest change. Reads never overlap: `load()` during one asks for
+ * another after it.
+ *
+ * `read()` fetches; `install(answer)` shows it, or returns false to drop an answer that no
+ * longer applies (the page moved on meanwhile); `replay(change)` applies a remembered change
+ * again; `failed(error)` reports a read that failed (not an abort: the screen went away).
+ */
+function freshReads({ read, install, replay, failed }) {
+  let running = null;
+  let again = false;
+  let seen = null; // the changes that arrived during the read in flight
+
+  async function loop() {
+    do {
+      again = false;
+      seen = [];
+      let answer;
+      try {
+        answer = await read();
+      } catch (e) {
+        seen = null;
+        if (isAbort(e)) return;
+        if (!again) failed(e);
+        continue;
+      }
+      const missed = seen;
+      seen = null;
+      if (install(answer) === false) continue;
+      for (const change of missed) replay(change);
+      if (missed.length) again = true;
+    } while (again);
+  }
+
+  return {
+    load() {
+      if (running) {
+        again = true;
+      } else {
+        running = loop().finally(() => { running = null; });
+      }
+      return running;
+    },
+    saw(change) {
+      seen?.push(change);
+    },
+  };
+}
+
 // ===== toasts and dialogs =====
 
 function toast(message, kind = 'success') {
@@ -245,7 +306,11 @@ function restoreFocus(el) {
   if (el && el.isConnected && typeof el.focus === 'function') el.focus();
 }
 
-/** A modal <dialog>, removed from the page when closed; resolves with what onClose returns. */
+/**
+ * A modal <dialog>, removed from the page when closed; resolves with what `done` is given.
+ * While it is busy (aria-busy="true", a request running), Esc and the backdrop do not close it,
+ * so the request's outcome still has a dialog to show in.
+ */
 function openModal(props, build) {
   return new Promise((resolve) => {
     const opener = document.activeElement;
@@ -255,9 +320,17 @@ function openModal(props, build) {
       dlg.close();
     };
     const dlg = h('dialog', { class: 'modal', ...props });
+    const busy = () => dlg.getAttribute('aria-busy') === 'true';
     dlg.append(build(done, dlg));
-    dlg.addEventListener('click', (e) => { if (e.target === dlg) dlg.close(); });
+    dlg.addEventListener('click', (e) => { if (e.target === dlg && !busy()) dlg.close(); });
+    // Esc: a cancelled keydown makes no close request. `cancel` alone is not enough: the browser
+    // lets a page refuse it only once per user activation. On the document, since focus may have
+    // left the dialog (a disabled button loses it).
+    const holdEsc = (e) => { if (e.key === 'Escape' && busy()) e.preventDefault(); };
+    document.addEventListener('keydown', holdEsc);
+    dlg.addEventListener('cancel', (e) => { if (busy()) e.preventDefault(); });
     dlg.addEventListener('close', () => {
+      document.removeEventListener('keydown', holdEsc);
       dlg.remove();
       restoreFocus(opener);
       resolve(result);
@@ -289,9 +362,20 @@ function deferred() {
   return { promise, resolve };
 }
 
+/**
+ * Disables a button while its action runs. Disabling a focused button drops focus to <body>,
+ * so when the action is over focus comes back to it, unless it went somewhere else meanwhile.
+ */
 function setBusy(button, busy) {
   button.setAttribute('aria-busy', String(busy));
-  button.disabled = busy;
+  if (busy) {
+    button.hadFocus = document.activeElement === button;
+    button.disabled = true;
+    return;
+  }
+  button.disabled = false;
+  if (button.hadFocus && button.isConnected && focusLost()) button.focus();
+  button.hadFocus = false;
 }
 
 // ===== validation (as tower-core) =====
@@ -306,8 +390,41 @@ const MAX_INTERVAL = 2_147_483_647;
 const trimWs = (t) => t.replace(/^\p{White_Space}+|\p{White_Space}+$/gu, '');
 const charCount = (t) => [...t].length;
 const hasControl = (t) => /\p{Cc}/u.test(t);
-/** Rust's f64 Display for the numbers a form can produce. */
-const showNumber = (v) => (Number.isInteger(v) && Math.abs(v) >= 1e21 ? BigInt(v).toString() : String(v));
+const U32_MAX = 4_294_967_295n;
+const U64_MAX = 18_446_744_073_709_551_615n;
+const I64_MIN = -9_223_372_036_854_775_808n;
+
+/**
+ * The shortest digits that read back as `v` (Rust and JS pick the same ones) and the power of
+ * ten of the first: 1234.5 → ['12345', 3].
+ */
+function decimalParts(v) {
+  const [mantissa, exp] = Math.abs(v).toExponential().split('e');
+  return [mantissa.replace('.', ''), Number(exp)];
+}
+
+/**
+ * Rust's `{}` of an f64, as in the API's percentage messages: those digits, never an exponent
+ * (1e23 → "100000000000000000000000", -1e-7 → "-0.0000001").
+ */
+function rustFloat(v) {
+  const sign = v < 0 || Object.is(v, -0) ? '-' : '';
+  const [digits, exp] = decimalParts(v);
+  if (exp >= digits.length - 1) return sign + digits + '0'.repeat(exp - digits.length + 1);
+  if (exp >= 0) return `${sign}${digits.slice(0, exp + 1)}.${digits.slice(exp + 1)}`;
+  return `${sign}0.${'0'.repeat(-exp - 1)}${digits}`;
+}
+
+/**
+ * How the API's JSON parser (serde_json) prints a number it read as a float: plain from 1e-5 to
+ * below 1e16, with ".0" when whole ("100.0"), else with an exponent ("1e+23", "1.5e-7").
+ */
+function jsonFloat(v) {
+  const [, exp] = decimalParts(v);
+  if (exp < -5 || exp > 15) return v.toExponential();
+  const plain = rustFloat(v);
+  return plain.includes('.') ? plain : `${plain}.0`;
+}
 
 function checkTitle(raw) {
   const t = trimWs(raw);
@@ -327,13 +444,15 @@ function checkDescription(raw) {
 
 function parseNumber(raw) {
   const t = raw.trim();
-  return /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(t) ? Number(t) : null;
+  const v = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(t) ? Number(t) : null;
+  // Too large for a double ("1e400"): JSON has no such number, the request could not carry it.
+  return Number.isFinite(v) ? v : null;
 }
 
 function checkPercent(raw) {
   const v = parseNumber(raw);
   if (v === null) return { error: 'must be a number' };
-  if (!(v >= 0 && v <= 100)) return { error: `must be a number from 0 to 100 (got ${showNumber(v)})` };
+  if (!(v >= 0 && v <= 100)) return { error: `must be a number from 0 to 100 (got ${rustFloat(v)})` };
   return { value: Math.round(v * 10) / 10 };
 }
 
@@ -343,14 +462,22 @@ function checkIncrement(raw) {
   return r;
 }
 
+/**
+ * An interval, as the API judges the number the form would send (JSON.stringify(v)): serde_json
+ * reads digits alone as an integer when they fit in u64 (else in i64, else as a float), and the
+ * API takes only a u64, clamped to u32 before the range check.
+ */
 function checkInterval(raw) {
   const v = parseNumber(raw);
   if (v === null) return { error: 'must be a number' };
-  if (!Number.isInteger(v) || v < 0 || v > Number.MAX_SAFE_INTEGER) {
-    return { error: `must be a whole number of milliseconds (got ${showNumber(v)})` };
+  const sent = JSON.stringify(v);
+  const n = /^-?\d+$/.test(sent) ? BigInt(sent) : null;
+  if (n === null || n < 0n || n > U64_MAX) {
+    const negInt = n !== null && n < 0n && n >= I64_MIN;
+    return { error: `must be a whole number of milliseconds (got ${negInt ? sent : jsonFloat(v)})` };
   }
   if (v < MIN_INTERVAL || v > MAX_INTERVAL) {
-    const got = Math.min(v, 4_294_967_295);
+    const got = n > U32_MAX ? U32_MAX : n;
     return { error: `must be an integer number of milliseconds from ${MIN_INTERVAL} to ${MAX_INTERVAL} (got ${got})` };
   }
   return { value: v };
@@ -409,6 +536,7 @@ const live = {
   channel: null,
   leader: false,
   release: null,
+  claim: null, // the AbortController of our request for the lock, queued or held
 
   start() {
     if (!navigator.locks || typeof BroadcastChannel !== 'function') {
@@ -429,11 +557,30 @@ const live = {
     }
     this.setStatus('connecting');
     this.channel.postMessage({ kind: 'ask' });
-    navigator.locks.request('tower-live', () => new Promise((resolve) => {
-      this.release = resolve;
-      this.leader = true;
-      this.connect();
-    }));
+    this.claimLead();
+  },
+
+  /**
+   * Queues for the lock; holding it makes this tab the leader until stop(). One request at a
+   * time (a second, once granted, would open a second stream from this tab), and stop()
+   * withdraws one still queued, so a page in the back/forward cache never takes the lead.
+   */
+  claimLead() {
+    if (this.claim) return;
+    const claim = (this.claim = new AbortController());
+    navigator.locks.request('tower-live', { signal: claim.signal }, () => {
+      // Granted just as stop() ran: give it straight back.
+      if (claim.signal.aborted) return undefined;
+      return new Promise((resolve) => {
+        this.release = resolve;
+        this.leader = true;
+        this.connect();
+      });
+    }).catch((e) => {
+      if (!isAbort(e)) throw e;
+    }).finally(() => {
+      if (this.claim === claim) this.claim = null;
+    });
   },
 
   connect() {
@@ -474,6 +621,8 @@ const live = {
 
   /** Closes the stream and hands the lead to another tab (the page is going away). */
   stop() {
+    this.claim?.abort();
+    this.claim = null;
     this.source?.close();
     this.source = null;
     this.leader = false;
@@ -498,7 +647,7 @@ const live = {
 // ===== shared components =====
 
 function pageHeader(title, { crumbs = [], actions = [], testid, sub } = {}) {
-  const h1 = h('h1', { tabindex: '-1', testid }, title);
+  const h1 = h('h1', { tabindex: '-1', testid, id: uid('heading') }, title);
   return {
     h1,
     el: h('header', { class: 'page-head' },
@@ -557,18 +706,22 @@ function circuitBadge(flag) {
   return el;
 }
 
-/** The on/off switch: a button with role="switch" and visible On/Off text. */
-function flagSwitch(flag, label) {
-  const btn = h('button', { type: 'button', role: 'switch', class: 'switch', testid: 'flag-toggle' },
+/**
+ * The on/off switch: a button with role="switch" and visible On/Off text. Its name is the
+ * flag's title, read from `titleEl` (a row's link, the page's heading), followed by that
+ * visible text, so what is seen is part of the name ("new-checkout On").
+ */
+function flagSwitch(flag, titleEl) {
+  const text = h('span', { class: 'switch-text', id: uid('switch-text') });
+  const btn = h('button', { type: 'button', role: 'switch', class: 'switch', testid: 'flag-toggle', 'aria-labelledby': `${titleEl.id} ${text.id}` },
     h('span', { class: 'switch-track', 'aria-hidden': 'true' }, h('span', { class: 'switch-thumb' })),
-    h('span', { class: 'switch-text' }));
+    text);
   let current = flag;
   let pending = false;
   btn.update = (f) => {
     current = f;
     btn.setAttribute('aria-checked', String(f.is_active));
-    btn.setAttribute('aria-label', label(f));
-    btn.lastChild.textContent = f.is_active ? 'On' : 'Off';
+    text.textContent = f.is_active ? 'On' : 'Off';
   };
   btn.addEventListener('click', async () => {
     if (pending) return;
@@ -608,10 +761,18 @@ function appFormDialog(app) {
   const titleId = uid('dlg-title');
   const inputId = uid('app-title');
   const errId = uid('form-error');
-  return openModal({ 'aria-labelledby': titleId }, (done) => {
+  return openModal({ 'aria-labelledby': titleId }, (done, dlg) => {
     const input = h('input', { id: inputId, type: 'text', testid: 'app-title', autocomplete: 'off', spellcheck: 'false', required: true, autofocus: true, 'aria-describedby': errId, value: app?.title ?? '' });
     const err = h('p', { id: errId, class: 'form-error', testid: 'form-error', role: 'alert' });
     const submit = h('button', { type: 'submit', class: 'btn primary', testid: 'app-submit' }, isNew ? 'Create app' : 'Rename app');
+    const cancel = h('button', { type: 'button', class: 'btn', onclick: () => done(null) }, 'Cancel');
+    // While the request runs the dialog stays open (Esc, the backdrop and Cancel do nothing),
+    // so its outcome, an error to show or the saved app, still has somewhere to go.
+    const setSending = (sending) => {
+      dlg.setAttribute('aria-busy', String(sending));
+      cancel.disabled = sending;
+      setBusy(submit, sending);
+    };
     const showError = (message) => {
       err.textContent = message;
       input.setAttribute('aria-invalid', String(Boolean(message)));
@@ -627,7 +788,7 @@ function appFormDialog(app) {
           input.focus();
           return;
         }
-        setBusy(submit, true);
+        setSending(true);
         try {
           const saved = isNew
             ? await api('POST', '/api/apps', { title: t.value })
@@ -637,7 +798,7 @@ function appFormDialog(app) {
           showError(e2.message);
           input.focus();
         } finally {
-          setBusy(submit, false);
+          setSending(false);
         }
       },
     },
@@ -647,9 +808,7 @@ function appFormDialog(app) {
       input,
       h('p', { class: 'hint' }, 'Unique among apps, up to 255 characters.')),
     err,
-    h('div', { class: 'modal-actions' },
-      h('button', { type: 'button', class: 'btn', onclick: () => done(null) }, 'Cancel'),
-      submit));
+    h('div', { class: 'modal-actions' }, cancel, submit));
   });
 }
 
@@ -714,6 +873,13 @@ function fieldControl(f, value) {
 }
 
 /**
+ * A stored value as its form control gives it back: a textarea's value has its line breaks
+ * normalized (CRLF and CR become LF), so a description with CRLF would otherwise always look
+ * changed, and every save would rewrite it and log an update.
+ */
+const asShown = (v) => (typeof v === 'string' ? v.replace(/\r\n?/g, '\n') : v);
+
+/**
  * The flag form (create and edit). Checks every field with the API's rules and messages; an
  * edit sends only the fields that changed (PATCH is partial), never read-only ones.
  */
@@ -774,7 +940,7 @@ function flagForm({ flag, appId, onSaved, onCancel }) {
       controls.find((c) => c.input.getAttribute('aria-invalid'))?.input.focus();
       return;
     }
-    const body = isNew ? values : Object.fromEntries(Object.entries(values).filter(([k, v]) => v !== flag[k]));
+    const body = isNew ? values : Object.fromEntries(Object.entries(values).filter(([k, v]) => v !== asShown(flag[k])));
     if (!isNew && Object.keys(body).length === 0) {
       onSaved(flag, false);
       return;
@@ -807,15 +973,15 @@ function flagForm({ flag, appId, onSaved, onCancel }) {
 function appsScreen(main, _params, url, ctx) {
   setTitle('Apps');
   const apps = new Map();
+  const revisions = new Map(); // app id → the newest ruleset revision seen
   let query = url.searchParams.get('q') ?? '';
   let loaded = false;
-  let loadSeq = 0;
   const rows = new Map();
 
   const newApp = async () => {
     const app = await appFormDialog(null);
     if (!app) return;
-    upsert({ ...app, flag_counts: countFlags([]) });
+    change({ type: 'app', data: { app: { ...app, flag_counts: countFlags([]) }, deleted: false } });
     toast(`App “${app.title}” created`);
     rows.get(app.id)?.querySelector('a')?.focus();
   };
@@ -874,7 +1040,7 @@ function appsScreen(main, _params, url, ctx) {
     rename.addEventListener('click', async () => {
       const saved = await appFormDialog(current);
       if (saved) {
-        upsert(saved);
+        change({ type: 'app', data: { app: saved, deleted: false } });
         toast(`App renamed to “${saved.title}”`);
       }
     });
@@ -910,34 +1076,65 @@ function appsScreen(main, _params, url, ctx) {
       confirmLabel: 'Delete app',
     });
     if (!ok) return;
+    // Where the row is now: its place goes to the next row once it is gone (the stream may
+    // remove it before the request returns).
+    const row = rows.get(app.id);
+    const place = [...list.children].indexOf(row);
     try {
       await api('DELETE', `/api/apps/${app.id}`);
-      apps.delete(app.id);
-      render();
+      const hadFocus = focusLost() || row?.contains(document.activeElement);
+      change({ type: 'app', data: { app, deleted: true } });
+      if (hadFocus) focusAfterDelete(place);
       toast(`App “${app.title}” deleted${n ? ` with its ${n} ${n === 1 ? 'flag' : 'flags'}` : ''}`);
     } catch (e) {
       toastError(e);
     }
   }
 
-  async function load() {
-    const seq = ++loadSeq;
-    try {
-      const list2 = await ctx.api('GET', '/api/apps?counts=true');
+  /** Focus for the row that was at `place`: the next row's link (or the last's), else search. */
+  function focusAfterDelete(place) {
+    const next = list.children[Math.min(place, list.children.length - 1)];
+    (next?.querySelector('a') ?? search.querySelector('input')).focus();
+  }
+
+  const reads = freshReads({
+    async read() {
+      const all = await ctx.api('GET', '/api/apps?counts=true');
       // A server without ?counts=true: count from each app's flags.
-      await Promise.all(list2.filter((a) => !a.flag_counts).map(async (a) => {
+      await Promise.all(all.filter((a) => !a.flag_counts).map(async (a) => {
         a.flag_counts = countFlags(await ctx.api('GET', `/api/apps/${a.id}/flags`));
       }));
-      if (seq !== loadSeq) return;
+      return all;
+    },
+    install(all) {
       apps.clear();
-      for (const a of list2) apps.set(a.id, a);
+      for (const a of all) apps.set(a.id, a);
       loaded = true;
       render();
       markReady();
-    } catch (e) {
-      if (isAbort(e) || seq !== loadSeq) return;
+    },
+    replay: apply,
+    failed(e) {
       if (!loaded) status.replaceChildren(loadError(e, load));
       else toastError(e);
+    },
+  });
+  const load = () => reads.load();
+
+  /** A change to the list, from the stream or from this page: shown now, and after any read in flight. */
+  function change(c) {
+    apply(c);
+    reads.saw(c);
+  }
+
+  function apply({ type, data }) {
+    if (type === 'ruleset') {
+      if (apps.has(data.app_id)) upsert({ id: data.app_id, flag_counts: countFlags(data.ruleset) });
+    } else if (data.deleted) {
+      apps.delete(data.app.id);
+      render();
+    } else {
+      upsert(data.app);
     }
   }
 
@@ -945,16 +1142,14 @@ function appsScreen(main, _params, url, ctx) {
   return {
     refresh: load,
     onEvent(type, data) {
-      if (type === 'ruleset' && apps.has(data.app_id)) {
-        upsert({ id: data.app_id, flag_counts: countFlags(data.ruleset) });
-      } else if (type === 'app' && data.app) {
-        if (data.deleted) {
-          apps.delete(data.app.id);
-          render();
-        } else {
-          upsert(data.app);
-        }
+      if (type === 'ruleset') {
+        // An older or repeated revision than one already shown changes nothing.
+        if (data.revision <= (revisions.get(data.app_id) ?? -1)) return;
+        revisions.set(data.app_id, data.revision);
+      } else if (type !== 'app' || !data.app) {
+        return;
       }
+      change({ type, data });
     },
   };
 }
@@ -965,10 +1160,9 @@ function appScreen(main, [id], url, ctx) {
   const appId = Number(id);
   let app = null;
   let flags = new Map();
-  let revision = -1;
+  let revision = -1; // of the newest ruleset applied
   let query = url.searchParams.get('q') ?? '';
   let loaded = false;
-  let loadSeq = 0;
   let form = null;
   let gone = false;
   const rows = new Map();
@@ -1011,14 +1205,14 @@ function appScreen(main, [id], url, ctx) {
   main.append(head.el, body);
 
   newFlag.addEventListener('click', () => (form ? form.focus() : openForm()));
-  main.addEventListener('flagchange', (e) => upsertFlag(e.detail));
+  main.addEventListener('flagchange', (e) => change({ type: 'flag', data: e.detail }));
 
   function openForm() {
     form = flagForm({
       appId,
       onSaved: (flag) => {
         closeForm();
-        upsertFlag(flag);
+        change({ type: 'flag', data: flag });
         toast(`Flag “${flag.title}” created`);
         rows.get(flag.id)?.querySelector('a')?.focus();
       },
@@ -1071,8 +1265,8 @@ function appScreen(main, [id], url, ctx) {
   }
 
   function flagRow(flag) {
-    const toggle = flagSwitch(flag, (f) => f.title);
-    const link = h('a', { testid: 'flag-link', class: 'row-title' });
+    const link = h('a', { testid: 'flag-link', class: 'row-title', id: uid('flag-title') });
+    const toggle = flagSwitch(flag, link);
     const desc = h('span', { class: 'row-sub clamp' });
     const rollout = h('td', { class: 'num' });
     const circuit = circuitBadge(flag);
@@ -1107,25 +1301,49 @@ function appScreen(main, [id], url, ctx) {
     main.replaceChildren(notFoundCard('App not found', message));
   }
 
-  async function load() {
-    if (gone) return;
-    const seq = ++loadSeq;
-    try {
-      const [a, list] = await Promise.all([
-        ctx.api('GET', `/api/apps/${appId}`),
-        ctx.api('GET', `/api/apps/${appId}/flags`),
-      ]);
-      if (seq !== loadSeq) return;
+  const reads = freshReads({
+    read: () => Promise.all([
+      ctx.api('GET', `/api/apps/${appId}`),
+      ctx.api('GET', `/api/apps/${appId}/flags`),
+    ]),
+    install([a, list]) {
+      if (gone) return false;
       showApp(a);
       flags = new Map(list.map((f) => [f.id, f]));
       loaded = true;
       render();
       markReady();
-    } catch (e) {
-      if (isAbort(e) || seq !== loadSeq) return;
+      return true;
+    },
+    replay: apply,
+    failed(e) {
       if (e.status === 404 || e.status === 400) showGone('This app does not exist, or it was deleted.');
       else if (!loaded) status.replaceChildren(loadError(e, load));
       else toastError(e);
+    },
+  });
+  const load = () => (gone ? Promise.resolve() : reads.load());
+
+  /**
+   * A change to the app or its flags, from the stream or from this page: shown now (a ruleset
+   * even before the first read lands), and again over any read in flight, which may be older.
+   */
+  function change(c) {
+    apply(c);
+    reads.saw(c);
+  }
+
+  function apply({ type, data }) {
+    if (gone) return;
+    if (type === 'ruleset') {
+      flags = new Map(data.ruleset.map((f) => [f.id, f]));
+      render();
+    } else if (type === 'flag') {
+      upsertFlag(data);
+    } else if (data.deleted) {
+      showGone('This app was just deleted, with its flags.');
+    } else {
+      showApp(data.app);
     }
   }
 
@@ -1134,15 +1352,13 @@ function appScreen(main, [id], url, ctx) {
     refresh: load,
     onEvent(type, data) {
       if (gone) return;
-      if (type === 'ruleset' && data.app_id === appId && loaded) {
+      if (type === 'ruleset' && data.app_id === appId) {
         if (data.revision <= revision) return;
         revision = data.revision;
-        flags = new Map(data.ruleset.map((f) => [f.id, f]));
-        render();
-      } else if (type === 'app' && data.app?.id === appId) {
-        if (data.deleted) showGone('This app was just deleted, with its flags.');
-        else showApp(data.app);
+      } else if (type !== 'app' || data.app?.id !== appId) {
+        return;
       }
+      change({ type, data });
     },
   };
 }
@@ -1174,9 +1390,11 @@ function flagScreen(main, [id], _url, ctx) {
   let flag = null;
   let appTitle = null;
   let logs = [];
-  let revision = -1;
+  let revision = -1; // of the newest ruleset of the flag's app applied
+  let appTitleHeard = false; // an app event named the app: newer than the title being read
+  let missing = false; // the app's ruleset no longer has the flag: a read is making sure
   let editing = null;
-  let loadSeq = 0;
+  let loaded = false;
   let gone = false;
   // Buttons work from the start: a click before the flag is loaded waits for it.
   const ready = deferred();
@@ -1238,7 +1456,7 @@ function flagScreen(main, [id], _url, ctx) {
       logList, logStatus));
   const loading = h('div', { class: 'list-status' });
   main.append(head.el, loading, circuitCard, grid);
-  main.addEventListener('flagchange', (e) => showFlag(e.detail));
+  main.addEventListener('flagchange', (e) => change({ type: 'flag', data: e.detail }));
 
   edit.addEventListener('click', whenReady(() => (editing ? editing.focus() : openEdit())));
   del.addEventListener('click', whenReady(deleteFlag));
@@ -1255,7 +1473,7 @@ function flagScreen(main, [id], _url, ctx) {
     stateBadge.set('power', f.is_active ? 'On' : 'Off', f.is_active ? 'ok' : 'muted');
     circuit.update(f);
     setTimeAgo(updated, f.updated_at);
-    if (!toggle) toggleSlot.append((toggle = flagSwitch(f, () => 'Flag enabled')));
+    if (!toggle) toggleSlot.append((toggle = flagSwitch(f, head.h1)));
     else toggle.update(f);
 
     const p = f.circuit_recovery_percentage;
@@ -1295,7 +1513,7 @@ function flagScreen(main, [id], _url, ctx) {
       onSaved: (saved, changed) => {
         closeEdit();
         if (changed) {
-          showFlag(saved);
+          change({ type: 'flag', data: saved });
           toast(`Flag “${saved.title}” saved`);
         } else {
           toast('Nothing changed');
@@ -1350,8 +1568,6 @@ function flagScreen(main, [id], _url, ctx) {
       toastError(e);
     } finally {
       setBusy(btn, false);
-      if (!btn.isConnected) return;
-      btn.focus();
     }
   }
 
@@ -1362,8 +1578,7 @@ function flagScreen(main, [id], _url, ctx) {
 
   function addLog(entry) {
     if (logs.some((l) => l.log_id === entry.log_id)) return;
-    logs.unshift(entry);
-    logs.sort((a, b) => b.log_id - a.log_id);
+    logs = mergeLogs(logs, [entry]);
     renderLogs();
   }
 
@@ -1374,41 +1589,80 @@ function flagScreen(main, [id], _url, ctx) {
     main.replaceChildren(notFoundCard('Flag not found', text, flag ? `/apps/${flag.app_id}` : '/', flag ? 'Back to the app' : 'Back to apps'));
   }
 
+  function showAppTitle(title) {
+    appTitle = title;
+    appCrumb.textContent = title;
+    if (flag) setTitle(flag.title, appTitle);
+  }
+
   async function loadAppTitle(appId) {
     try {
       const a = await ctx.api('GET', `/api/apps/${appId}`);
-      appTitle = a.title;
-      appCrumb.textContent = a.title;
-      if (flag) setTitle(flag.title, appTitle);
+      if (!appTitleHeard) showAppTitle(a.title);
     } catch {
       // The breadcrumb keeps its placeholder; the page works without it.
     }
   }
 
-  async function load() {
-    if (gone) return;
-    const seq = ++loadSeq;
-    try {
-      const data = await ctx.api('GET', `/api/flags/${flagId}`);
-      if (seq !== loadSeq || gone) return;
-      const { logs: l = [], ...f } = data;
-      const first = !flag;
+  const reads = freshReads({
+    read: () => ctx.api('GET', `/api/flags/${flagId}`),
+    install({ logs: l = [], ...f }) {
+      if (gone) return false;
+      missing = false;
       flag = null;
       showFlag(f);
-      logs = [...l].sort((a, b) => b.log_id - a.log_id);
+      // Log entries never change: the ones heard while reading stay, whatever the read saw.
+      logs = mergeLogs(logs, l);
       renderLogs();
       loading.remove();
       ready.resolve();
       markReady();
-      if (first) {
+      if (!loaded) {
+        loaded = true;
         loadAppTitle(f.app_id);
         health.start();
       }
-    } catch (e) {
-      if (isAbort(e) || seq !== loadSeq || gone) return;
-      if (e.status === 404 || e.status === 400) showGone('This flag does not exist, or it was deleted. Its log entries are still in the logs.');
-      else if (!flag) loading.replaceChildren(loadError(e, load));
+      return true;
+    },
+    replay: apply,
+    failed(e) {
+      if (gone) return;
+      if (e.status === 404 || e.status === 400) showGone(missing ? JUST_DELETED : NO_SUCH_FLAG);
+      else if (!loaded) loading.replaceChildren(loadError(e, load));
       else toastError(e);
+    },
+  });
+  const load = () => (gone ? Promise.resolve() : reads.load());
+
+  /**
+   * A change to the flag, its log or its app, from the stream or from this page: shown now,
+   * and again over any read in flight, which may be older.
+   */
+  function change(c) {
+    apply(c);
+    reads.saw(c);
+  }
+
+  function apply({ type, data }) {
+    if (gone) return;
+    if (type === 'ruleset') {
+      const f = data.ruleset.find((x) => x.id === flagId);
+      if (f) showFlag(f);
+      else if (flag && !missing) {
+        // Deleted, most likely; a read says for sure (a late ruleset from before the flag
+        // existed looks the same).
+        missing = true;
+        load();
+      }
+    } else if (type === 'flag') {
+      showFlag(data);
+    } else if (type === 'log') {
+      addLog(data);
+    } else if (data.deleted) {
+      showGone('This flag’s app was just deleted, and the flag with it.');
+    } else {
+      appTitleHeard = true;
+      showAppTitle(data.app.title);
     }
   }
 
@@ -1418,24 +1672,28 @@ function flagScreen(main, [id], _url, ctx) {
     destroy: () => health.destroy(),
     onEvent(type, data) {
       if (gone) return;
-      if (type === 'ruleset' && flag && data.app_id === flag.app_id) {
-        if (data.revision <= revision) return;
+      if (type === 'ruleset') {
+        // Until the flag is read its app is unknown: a ruleset that has the flag is its app's.
+        const ours = flag ? data.app_id === flag.app_id : data.ruleset.some((x) => x.id === flagId);
+        if (!ours || data.revision <= revision) return;
         revision = data.revision;
-        const f = data.ruleset.find((x) => x.id === flagId);
-        if (f) showFlag(f);
-        else showGone('This flag was just deleted. Its log entries are still in the logs.');
-      } else if (type === 'log' && data.flag_id === flagId) {
-        addLog(data);
-      } else if (type === 'app' && flag && data.app?.id === flag.app_id) {
-        if (data.deleted) showGone('This flag’s app was just deleted, and the flag with it.');
-        else {
-          appTitle = data.app.title;
-          appCrumb.textContent = appTitle;
-          setTitle(flag.title, appTitle);
-        }
+      } else if (type === 'log') {
+        if (data.flag_id !== flagId) return;
+      } else if (type !== 'app' || !flag || data.app?.id !== flag.app_id) {
+        return;
       }
+      change({ type, data });
     },
   };
+}
+
+const JUST_DELETED = 'This flag was just deleted. Its log entries are still in the logs.';
+const NO_SUCH_FLAG = 'This flag does not exist, or it was deleted. Its log entries are still in the logs.';
+
+/** Two lists of log entries as one, newest first, each entry once (entries never change). */
+function mergeLogs(a, b) {
+  const byId = new Map([...a, ...b].map((l) => [l.log_id, l]));
+  return [...byId.values()].sort((x, y) => y.log_id - x.log_id);
 }
 
 function logItem(entry) {
@@ -1709,11 +1967,11 @@ function readLogsQuery(url) {
 function logsScreen(main, _params, url, ctx) {
   setTitle('Logs');
   let q = readLogsQuery(url);
+  let shown = q; // the query of the entries on screen (q moves on first, while its page loads)
   let stack = history.state?.logStack ?? [];
   let entries = [];
   let hasOlder = false;
   let loaded = false;
-  let loadSeq = 0;
   const apps = new Map();
   const rows = new Map();
 
@@ -1738,7 +1996,8 @@ function logsScreen(main, _params, url, ctx) {
     else go({ action: q.action, before: null }, []);
   });
 
-  const pageInfo = h('p', { class: 'muted toolbar-count', 'aria-live': 'polite' });
+  // Focusable, to take focus from a pager button that the page it led to disables.
+  const pageInfo = h('p', { class: 'muted toolbar-count', 'aria-live': 'polite', tabindex: '-1' });
   const tbody = h('tbody');
   const table = h('table', { class: 'table logs-table' },
     h('caption', { class: 'sr-only' }, 'Log entries, newest first'),
@@ -1770,14 +2029,24 @@ function logsScreen(main, _params, url, ctx) {
     table.hidden = !entries.length;
     status.replaceChildren();
     if (!entries.length) {
-      const what = q.action ? `No “${ACTIONS[q.action].label.toLowerCase()}” entries` : 'No log entries';
-      status.append(h('div', { class: 'empty' }, h('p', null, q.before ? `${what} older than this.` : `${what} yet.`)));
+      const what = shown.action ? `No “${ACTIONS[shown.action].label.toLowerCase()}” entries` : 'No log entries';
+      status.append(h('div', { class: 'empty' }, h('p', null, shown.before ? `${what} older than this.` : `${what} yet.`)));
     }
-    older.disabled = !hasOlder;
-    newer.disabled = !q.before;
     pageInfo.textContent = entries.length
-      ? `${q.before ? 'Older entries' : 'Latest entries'}: ${entries.length}${hasOlder ? '+' : ''} shown`
+      ? `${shown.before ? 'Older entries' : 'Latest entries'}: ${entries.length}${hasOlder ? '+' : ''} shown`
       : '';
+    enable(older, hasOlder);
+    enable(newer, Boolean(shown.before));
+  }
+
+  /**
+   * Enables or disables a pager button. Disabling the focused one (Older on reaching the last
+   * page) would drop focus to <body>: it goes to the page info, which says where the list is.
+   */
+  function enable(button, on) {
+    const focused = document.activeElement === button;
+    button.disabled = !on;
+    if (focused && !on) pageInfo.focus();
   }
 
   function appCell(e) {
@@ -1811,46 +2080,84 @@ function logsScreen(main, _params, url, ctx) {
     return tr;
   }
 
-  async function loadApps() {
-    try {
-      const list = await ctx.api('GET', '/api/apps');
+  // App names: a nicety (rows still show the app id), kept current like the entries.
+  const appReads = freshReads({
+    read: () => ctx.api('GET', '/api/apps'),
+    install(list) {
       apps.clear();
       for (const a of list) apps.set(a.id, a);
       if (loaded) render();
-    } catch {
-      // App names are a nicety; rows still show the app id.
-    }
-  }
+    },
+    replay: applyApp,
+    failed() {},
+  });
 
-  async function load() {
-    const seq = ++loadSeq;
-    const p = new URLSearchParams({ limit: String(PAGE_SIZE + 1) });
-    if (q.before) p.set('before', String(q.before));
-    if (q.action) p.set('action', q.action);
-    try {
-      let list = await ctx.api('GET', `/api/logs?${p}`);
-      if (seq !== loadSeq) return;
+  const reads = freshReads({
+    async read() {
+      const asked = q;
+      const p = new URLSearchParams({ limit: String(PAGE_SIZE + 1) });
+      if (asked.before) p.set('before', String(asked.before));
+      if (asked.action) p.set('action', asked.action);
+      return { asked, list: await ctx.api('GET', `/api/logs?${p}`) };
+    },
+    install({ asked, list }) {
+      // Another page was asked for meanwhile: its read comes next.
+      if (asked !== q) return false;
       // The same rules again, so a server that ignores the parameters still pages correctly.
-      list = list
-        .filter((e) => (!q.before || e.log_id < q.before) && (!q.action || e.action_type === q.action))
+      const page = list
+        .filter((e) => (!asked.before || e.log_id < asked.before) && (!asked.action || e.action_type === asked.action))
         .sort((a, b) => b.log_id - a.log_id);
-      hasOlder = list.length > PAGE_SIZE;
-      entries = list.slice(0, PAGE_SIZE);
+      shown = asked;
+      hasOlder = page.length > PAGE_SIZE;
+      entries = page.slice(0, PAGE_SIZE);
       loaded = true;
       render();
       ready.resolve();
       markReady();
-    } catch (e) {
-      if (isAbort(e) || seq !== loadSeq) return;
-      status.replaceChildren(loadError(e, load));
+      return true;
+    },
+    replay: applyLog,
+    failed: (e) => status.replaceChildren(loadError(e, load)),
+  });
+  const load = () => reads.load();
+
+  /** A new log entry: on top of the first page (if it passes the filter); a deletion marks its flag's rows. */
+  function applyLog(data) {
+    let changed = false;
+    if (data.action_type === 'delete') {
+      for (const e of entries) {
+        if (e.flag_id === data.flag_id && !e.flag_deleted) {
+          e.flag_deleted = true;
+          changed = true;
+        }
+      }
+    }
+    if (!shown.before && (!shown.action || data.action_type === shown.action) && !entries.some((e) => e.log_id === data.log_id)) {
+      entries.unshift(data);
+      entries.sort((a, b) => b.log_id - a.log_id);
+      if (entries.length > PAGE_SIZE) {
+        entries.length = PAGE_SIZE;
+        hasOlder = true;
+      }
+      changed = true;
+    }
+    if (changed) {
+      for (const e of entries) rows.get(e.log_id)?.update(e);
+      render();
     }
   }
 
-  loadApps();
+  function applyApp(data) {
+    if (data.deleted) apps.delete(data.app.id);
+    else apps.set(data.app.id, data.app);
+    if (loaded) for (const e of entries) rows.get(e.log_id)?.update(e);
+  }
+
+  appReads.load();
   load();
   return {
     refresh: () => {
-      loadApps();
+      appReads.load();
       return load();
     },
     update(u) {
@@ -1861,33 +2168,13 @@ function logsScreen(main, _params, url, ctx) {
       load();
     },
     onEvent(type, data) {
-      if (type === 'log' && loaded) {
-        let changed = false;
-        if (data.action_type === 'delete') {
-          for (const e of entries) {
-            if (e.flag_id === data.flag_id && !e.flag_deleted) {
-              e.flag_deleted = true;
-              changed = true;
-            }
-          }
-        }
-        if (!q.before && (!q.action || data.action_type === q.action) && !entries.some((e) => e.log_id === data.log_id)) {
-          entries.unshift(data);
-          entries.sort((a, b) => b.log_id - a.log_id);
-          if (entries.length > PAGE_SIZE) {
-            entries.length = PAGE_SIZE;
-            hasOlder = true;
-          }
-          changed = true;
-        }
-        if (changed) {
-          for (const e of entries) rows.get(e.log_id)?.update(e);
-          render();
-        }
+      // Both are applied now (entries once the first page is in) and again over a read in flight.
+      if (type === 'log') {
+        if (loaded) applyLog(data);
+        reads.saw(data);
       } else if (type === 'app' && data.app) {
-        if (data.deleted) apps.delete(data.app.id);
-        else apps.set(data.app.id, data.app);
-        if (loaded) for (const e of entries) rows.get(e.log_id)?.update(e);
+        applyApp(data);
+        appReads.saw(data);
       }
     },
   };
@@ -1898,6 +2185,7 @@ function logsScreen(main, _params, url, ctx) {
 function sdkKeyScreen(main, _params, _url, ctx) {
   setTitle('SDK key');
   let key = null;
+  let generation = 0; // bumped by Regenerate: a read started before it is older than its key
   const value = h('code', { class: 'key-value', testid: 'sdk-key-value' }, 'Loading…');
   const created = h('p', { class: 'muted small' });
   const ready = deferred();
@@ -1941,7 +2229,9 @@ function sdkKeyScreen(main, _params, _url, ctx) {
     if (!ok) return;
     setBusy(regen, true);
     try {
-      show(await api('POST', '/api/keys'));
+      const k = await api('POST', '/api/keys');
+      generation++;
+      show(k);
       toast('A new SDK key was generated');
     } catch (e) {
       toastError(e);
@@ -1951,8 +2241,10 @@ function sdkKeyScreen(main, _params, _url, ctx) {
   });
 
   async function load() {
+    const asked = generation;
     try {
-      show(await ctx.api('GET', '/api/keys'));
+      const k = await ctx.api('GET', '/api/keys');
+      if (asked === generation) show(k);
       status.replaceChildren();
     } catch (e) {
       if (!isAbort(e)) status.replaceChildren(loadError(e, load));
@@ -2092,22 +2384,26 @@ function start() {
   document.addEventListener('click', interceptLinks);
   window.addEventListener('popstate', () => render({ focus: true }));
   live.handlers.add((type, data) => {
-    const screen = current;
-    if (!screen) return;
-    if (type === 'hello' || type === 'resync') {
-      // Changes may have been missed: re-read, after what is loading now (not alongside it).
-      screen.ctx.idle().then(() => { if (current === screen) screen.screen.refresh?.(); });
-    } else {
-      screen.screen.onEvent?.(type, data);
-    }
+    if (type === 'hello' || type === 'resync') refreshScreen();
+    else current?.screen.onEvent?.(type, data);
   });
   render();
   live.start();
   // Give the stream's connection (and the lead) back when the page goes away: an abandoned
   // stream would hold one of the browser's six connections to the server. A page restored from
-  // the back/forward cache starts again.
+  // the back/forward cache starts again, and re-reads what it shows: it heard nothing while away.
   window.addEventListener('pagehide', () => live.stop());
-  window.addEventListener('pageshow', (e) => { if (e.persisted) live.start(); });
+  window.addEventListener('pageshow', (e) => {
+    if (!e.persisted) return;
+    live.start();
+    refreshScreen();
+  });
+}
+
+/** Changes may have been missed: re-read, after what is loading now (not alongside it). */
+function refreshScreen() {
+  const screen = current;
+  screen?.ctx.idle().then(() => { if (current === screen) screen.screen.refresh?.(); });
 }
 
 start();

@@ -83,10 +83,15 @@ pub(crate) async fn handle(ctx: Ctx, req: Request<Incoming>) -> Response<Body> {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let res = match route(&ctx, req).await {
+    let mut res = match route(&ctx, req).await {
         Ok(res) => res,
         Err(e) => whole(e.into_response()),
     };
+    // API answers (errors included) are live data: never from a cache, the back button's
+    // included. The dashboard's files and the stream set their own.
+    res.headers_mut()
+        .entry(http::header::CACHE_CONTROL)
+        .or_insert(http::HeaderValue::from_static("no-store"));
     tracing::debug!(
         method = %method,
         path = %path,
