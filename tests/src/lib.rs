@@ -128,7 +128,12 @@ impl Server {
     /// Starts a server on a configured builder on a free port.
     pub async fn start_built(builder: flagtower_core::TowerBuilder) -> Server {
         let tower = builder.start().await.expect("start Tower");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::serve(tower, "127.0.0.1:0".parse().expect("address")).await
+    }
+
+    /// Serves a started Tower on `addr` (a stopped server's address, to restart it).
+    pub async fn serve(tower: Tower, addr: SocketAddr) -> Server {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(flagtower_http::run(listener, tower.clone(), async move {

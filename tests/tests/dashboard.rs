@@ -438,6 +438,11 @@ async fn the_flag_page_follows_the_breaker_live() {
     b.wait_text("[data-testid=\"flag-circuit\"]", "tripped by the breaker", |t| t.contains("Open"))
         .await;
     b.wait_text("[data-testid=\"flag-state\"]", "off", |t| t == "Off").await;
+    // The counts that tripped it show at once, not at the chart's next bucket.
+    b.wait_text("main", "failures charted", |t| {
+        t.contains("45 failed") && t.contains("90.0% errors")
+    })
+    .await;
     // ...then ramps it back in: the recovery bar climbs, and the circuit closes.
     b.wait_text("[data-testid=\"flag-circuit\"]", "recovering", |t| t.contains("Recovering")).await;
     let bar = "[data-testid=\"recovery-bar\"]";
@@ -465,6 +470,37 @@ async fn the_flag_page_follows_the_breaker_live() {
         t.contains("Circuit Tripped Open") && t.contains("Circuit Closed")
     })
     .await;
+    b.close().await;
+    server.stop().await;
+}
+
+/// The server goes away and comes back: the dashboard says so, reconnects by itself, and shows
+/// what changed while it was away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_reconnects_and_catches_up() {
+    let store = TestStore::sqlite().await;
+    let server = Server::start(&store).await;
+    let api = server.client();
+    let Some(b) = Browser::start().await else { return };
+    let app = api.create("/api/apps", &json!({"title": "A"})).await;
+    let flag = api.create(&format!("/api/apps/{app}/flags"), &json!({"title": "away"})).await;
+    b.open(&format!("{}/flags/{flag}", server.base)).await;
+    b.wait_text("[data-testid=\"flag-state\"]", "off", |t| t == "Off").await;
+    b.wait_text("[data-testid=\"live-status\"]", "live", |t| t.contains("Live")).await;
+
+    let addr = server.addr;
+    server.stop().await;
+    b.wait_text("[data-testid=\"live-status\"]", "says it lost the stream", |t| {
+        t.contains("Reconnecting")
+    })
+    .await;
+    // A change while the dashboard cannot hear about it...
+    let tower = flagtower_core::Tower::builder(store.open().await).start().await.unwrap();
+    tower.toggle_flag(flagtower_core::FlagId::new(flag), Some(true)).await.unwrap();
+    // ...shows once the server is back on the same address.
+    let server = Server::serve(tower, addr).await;
+    b.wait_text("[data-testid=\"live-status\"]", "live again", |t| t.contains("Live")).await;
+    b.wait_text("[data-testid=\"flag-state\"]", "caught up", |t| t == "On").await;
     b.close().await;
     server.stop().await;
 }

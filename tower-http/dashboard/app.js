@@ -1465,6 +1465,9 @@ function flagScreen(main, [id], _url, ctx) {
 
   function showFlag(f) {
     if (gone || f.id !== flagId) return;
+    // The breaker moved the circuit (or an operator did): the counts that moved it are worth
+    // seeing now, not at the next bucket.
+    if (flag && flag.circuit_status !== f.circuit_status) health.refresh();
     flag = { ...flag, ...f };
     head.h1.textContent = f.title;
     flagCrumb.textContent = f.title;
@@ -1836,6 +1839,10 @@ function healthPanel(flagId) {
       started = true;
       fetchNow();
       schedule();
+    },
+    /** Re-reads the counts now (when live). */
+    refresh() {
+      if (started && livePolling) fetchNow();
     },
     setThreshold(t) {
       if (t === threshold) return;
