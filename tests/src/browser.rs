@@ -68,6 +68,8 @@ impl Browser {
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     "--disable-component-update", "--no-first-run", "--disable-sync",
                     "--disable-dev-shm-usage", "--window-size=1280,900",
+                    // No transitions: a screenshot shows where a bar ends, not where it is going.
+                    "--force-prefers-reduced-motion",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
             },
