@@ -13,6 +13,12 @@ for_each_store!(
 async fn every_change_reaches_the_stream_in_order(store: TestStore) {
     let server = Server::start(&store).await;
     let c = server.client();
+    // Like every route, with or without a trailing slash; other methods are refused.
+    let mut other = c.events("/api/stream/").await;
+    assert_eq!(other.next().await.unwrap().name, "hello");
+    drop(other);
+    let r = c.post_empty("/api/stream").await;
+    assert_eq!((r.status, r.headers["allow"].to_str().unwrap()), (405, "GET"));
     let mut events = c.events("/api/stream").await;
     assert_eq!(events.next().await.unwrap().name, "hello");
 

@@ -109,7 +109,7 @@ fn whole(res: Response<Bytes>) -> Response<Body> {
 /// The live stream and the dashboard; everything else is the REST API.
 async fn route(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path();
-    if path == "/api/stream" && req.method() == Method::GET {
+    if matches!(Route::find(path), Some(Route::Stream)) && req.method() == Method::GET {
         let sub = ctx.tower.subscribe().await?;
         return Ok(crate::stream::response(sub, ctx.closing.clone()));
     }
@@ -169,7 +169,8 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>, options: &crate::Server
                 }
             }
         }
-        Route::Stream => unreachable!("answered before dispatch"),
+        // Never reached: `route` answers GET, and other methods are refused above.
+        Route::Stream => Err(ApiError::MethodNotAllowed(&["GET"])),
         Route::Apps if m == Method::GET => {
             if query_flag(parts.uri.query(), "counts")? {
                 let apps = tower.app_summaries().await?;
