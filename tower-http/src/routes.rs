@@ -118,8 +118,9 @@ async fn route(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiE
             return Err(ApiError::MethodNotAllowed(&["GET", "HEAD"]));
         }
         let etag = req.headers().get(http::header::IF_NONE_MATCH);
+        let gzip = crate::dashboard::accepts_gzip(req.headers().get(http::header::ACCEPT_ENCODING));
         let dir = ctx.options.dashboard_dir.as_deref();
-        return crate::dashboard::respond(path, etag, dir)
+        return crate::dashboard::respond(path, etag, gzip, dir)
             .map(whole)
             .ok_or_else(|| ApiError::NotFound(format!("no file {path}")));
     }
