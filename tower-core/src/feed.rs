@@ -165,14 +165,27 @@ impl Feed {
         store: Arc<dyn Store>,
         mut stop: watch::Receiver<bool>,
     ) {
+        let mut failures: u32 = 0;
         loop {
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(FEED_POLL_INTERVAL) => {}
                 _ = stop.changed() => return,
             }
-            if let Err(e) = self.poll(&*store).await {
-                tracing::warn!(error = %crate::ErrorChain(&e), "live feed could not read changes; will retry");
+            match self.poll(&*store).await {
+                Ok(()) if failures > 0 => {
+                    tracing::info!(failures, "live feed reads changes again");
+                    failures = 0;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    // Once when it starts, then once a minute while it lasts: an outage of the
+                    // store is also reported by every request that needs it.
+                    if failures == 1 || failures % 60 == 0 {
+                        tracing::warn!(error = %crate::ErrorChain(&e), failures, "live feed could not read changes; will retry");
+                    }
+                }
             }
         }
     }
