@@ -182,7 +182,7 @@ impl Feed {
                     failures = failures.saturating_add(1);
                     // Once when it starts, then once a minute while it lasts: an outage of the
                     // store is also reported by every request that needs it.
-                    if failures == 1 || failures % 60 == 0 {
+                    if failures == 1 || failures.is_multiple_of(60) {
                         tracing::warn!(error = %crate::ErrorChain(&e), failures, "live feed could not read changes; will retry");
                     }
                 }
