@@ -387,6 +387,13 @@ async fn search_rename_log_pages_and_keyboard() {
     b.click("logs-newer").await;
     b.wait_count("[data-testid=\"log-row\"]", 50).await;
     assert_eq!(attr(&b, "[data-testid=\"logs-newer\"]", "disabled").await.as_deref(), Some("true"));
+    // A page reached by a link (no pages behind it): Newer is the 50 entries just after it.
+    b.open(&format!("{base}/logs?before=22")).await;
+    b.wait_count("[data-testid=\"log-row\"]", 21).await;
+    b.click("logs-newer").await;
+    b.wait_count("[data-testid=\"log-row\"]", 50).await;
+    let url = b.client.current_url().await.unwrap();
+    assert_eq!(url.query(), Some("before=72"), "entries 71 to 22");
     b.find("log-filter").await.select_by_value("create").await.unwrap();
     b.wait_count("[data-testid=\"log-row\"]", 3).await;
     // A new entry appears at the top of the first page as it happens.

@@ -170,6 +170,12 @@ async fn log_pages_filter_and_link(store: TestStore) {
     let next = next.payload().as_array().unwrap().clone();
     assert_eq!(next.len(), 3);
     assert!(next.iter().all(|l| l["log_id"].as_i64().unwrap() < before));
+    // `after`: the entries just after one, shown newest first.
+    let first = page[2]["log_id"].as_i64().unwrap() - 3;
+    let after = c.get(&format!("/api/logs?after={first}&limit=2")).await;
+    let ids: Vec<i64> =
+        after.payload().as_array().unwrap().iter().map(|l| l["log_id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [first + 2, first + 1]);
     let ons = c.get("/api/logs?action=flag_on").await;
     let ons = ons.payload().as_array().unwrap().clone();
     assert_eq!(ons.len(), 2);
@@ -179,7 +185,8 @@ async fn log_pages_filter_and_link(store: TestStore) {
         7
     );
 
-    for bad in ["limit=0", "limit=501", "limit=x", "before=-1", "action=launch", "app=x"] {
+    for bad in ["limit=0", "limit=501", "limit=x", "before=-1", "after=x", "action=launch", "app=x"]
+    {
         let r = c.get(&format!("/api/logs?{bad}")).await;
         let err = r.expect_error(400);
         assert!(

@@ -1999,8 +1999,27 @@ function logsScreen(main, _params, url, ctx) {
   });
   newer.addEventListener('click', async () => {
     await ready.promise;
-    if (stack.length) go({ action: q.action, before: stack.at(-1) }, stack.slice(0, -1));
-    else go({ action: q.action, before: null }, []);
+    if (stack.length) {
+      go({ action: q.action, before: stack.at(-1) }, stack.slice(0, -1));
+      return;
+    }
+    // Reached by a link, with no pages behind us: the newer page is the PAGE_SIZE entries just
+    // after this page's newest, i.e. everything before (its newest + 1).
+    const first = entries[0];
+    let before = null;
+    if (first) {
+      try {
+        const p = new URLSearchParams({ after: String(first.log_id), limit: String(PAGE_SIZE + 1) });
+        if (q.action) p.set('action', q.action);
+        const after = await api('GET', `/api/logs?${p}`);
+        // More than a page newer: a page ends at the PAGE_SIZE-th; otherwise the newest page.
+        if (after.length > PAGE_SIZE) before = after[after.length - PAGE_SIZE].log_id + 1;
+      } catch (e) {
+        toastError(e);
+        return;
+      }
+    }
+    go({ action: q.action, before }, []);
   });
 
   // Focusable, to take focus from a pager button that the page it led to disables.

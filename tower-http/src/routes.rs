@@ -253,7 +253,12 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>, options: &crate::Server
                 payload(StatusCode::OK, &logs.iter().map(GlobalLog::from).collect::<Vec<_>>())
             }
             Some(query) => {
-                let page = tower.query_logs(&query).await?;
+                let mut page = tower.query_logs(&query).await?;
+                // `after` reads the entries just after an id (oldest first, so the page is
+                // the next one); a page is shown newest first either way.
+                if query.after.is_some() {
+                    page.reverse();
+                }
                 payload(StatusCode::OK, &page.iter().map(LogRow::from).collect::<Vec<_>>())
             }
         },
@@ -292,7 +297,7 @@ fn query_flag(query: Option<&str>, key: &str) -> Result<bool, ApiError> {
     Ok(set)
 }
 
-/// A page of the log from `limit`, `before`, `action` and `app`; `None` when none is given
+/// A page of the log from `limit`, `before`, `after`, `action` and `app`; `None` when none is given
 /// (the whole log, in the original Tower's shape).
 fn log_query(query: Option<&str>) -> Result<Option<LogQuery>, ApiError> {
     let mut q = LogQuery { limit: DEFAULT_LOG_PAGE, ..LogQuery::default() };
@@ -308,6 +313,7 @@ fn log_query(query: Option<&str>) -> Result<Option<LogQuery>, ApiError> {
                     .ok_or_else(|| bad(&format!("is not a number from 1 to {MAX_LOG_PAGE}")))?;
             }
             "before" => q.before = Some(v.parse().map_err(|_| bad("is not a log id"))?),
+            "after" => q.after = Some(v.parse().map_err(|_| bad("is not a log id"))?),
             "app" => q.app = Some(v.parse().map_err(|_| bad("is not an app id"))?),
             "action" => {
                 q.action = Some(Action::parse(v).ok_or_else(|| {
