@@ -15,11 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy};
-use bytes::Bytes;
 use flagtower_adapters::nats::{NatsOptions, NatsPublisher};
 use flagtower_benches::nats_server::NatsServer;
 use futures_util::StreamExt;
-use http_body_util::{BodyExt, Full};
 
 fn main() {
     let mut changes = 1000usize;
@@ -44,21 +42,9 @@ fn main() {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(flagtower_http::run(listener, tower, std::future::pending()));
 
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        let call = |method: &'static str, path: String, body: &'static str| {
-            let client = client.clone();
-            async move {
-                let mut req = hyper::Request::builder().method(method).uri(format!("http://{addr}{path}"));
-                if !body.is_empty() {
-                    req = req.header("content-type", "application/json");
-                }
-                let res = client.request(req.body(Full::new(Bytes::from(body))).unwrap()).await.unwrap();
-                let bytes = res.into_body().collect().await.unwrap().to_bytes();
-                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
-            }
-        };
-        let app = call("POST", "/api/apps".into(), r#"{"title": "propagation"}"#).await["payload"]["id"].as_i64().unwrap();
-        let flag = call("POST", format!("/api/apps/{app}/flags"), r#"{"title": "f"}"#).await["payload"]["id"].as_i64().unwrap();
+        let api = flagtower_tests::Client::new(&format!("http://{addr}"));
+        let app = api.create("/api/apps", &serde_json::json!({"title": "propagation"})).await;
+        let flag = api.create(&format!("/api/apps/{app}/flags"), &serde_json::json!({"title": "f"})).await;
 
         let nc = async_nats::connect(&nats.url).await.unwrap();
         let js = jetstream::new(nc);
@@ -79,7 +65,7 @@ fn main() {
         for i in 0..changes {
             let want = (i + 2) as u64; // creation was revision 1
             let started = Instant::now();
-            call("PATCH", format!("/api/flags/{flag}/toggle"), "").await;
+            assert_eq!(api.patch_empty(&format!("/api/flags/{flag}/toggle")).await.status, 200);
             loop {
                 let m = tokio::time::timeout(Duration::from_secs(10), messages.next())
                     .await

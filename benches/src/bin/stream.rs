@@ -14,8 +14,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use tokio::sync::mpsc;
 
 fn main() {
@@ -40,48 +38,25 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(flagtower_http::run(listener, tower, std::future::pending()));
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_max_idle_per_host(subscribers + 8)
-            .build_http::<Full<Bytes>>();
-        let call = |method: &'static str, path: String, body: &'static str| {
-            let client = client.clone();
-            async move {
-                let mut req = hyper::Request::builder().method(method).uri(format!("http://{addr}{path}"));
-                if !body.is_empty() {
-                    req = req.header("content-type", "application/json");
-                }
-                let res = client.request(req.body(Full::new(Bytes::from(body))).unwrap()).await.unwrap();
-                let bytes = res.into_body().collect().await.unwrap().to_bytes();
-                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
-            }
-        };
-        let app = call("POST", "/api/apps".into(), r#"{"title": "stream"}"#).await["payload"]["id"].as_i64().unwrap();
-        let flag = call("POST", format!("/api/apps/{app}/flags"), r#"{"title": "f"}"#).await["payload"]["id"].as_i64().unwrap();
+        let api = flagtower_tests::Client::new(&format!("http://{addr}"));
+        let app = api.create("/api/apps", &serde_json::json!({"title": "stream"})).await;
+        let flag = api.create(&format!("/api/apps/{app}/flags"), &serde_json::json!({"title": "f"})).await;
 
         // Each subscriber reports (revision, arrival) for every ruleset event.
         let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Instant)>();
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<()>();
         for _ in 0..subscribers {
-            let client = client.clone();
+            let api = api.clone();
             let tx = tx.clone();
             let ready_tx = ready_tx.clone();
             tokio::spawn(async move {
-                let req = hyper::Request::get(format!("http://{addr}/api/stream")).body(Full::new(Bytes::new())).unwrap();
-                let mut body = client.request(req).await.unwrap().into_body();
-                let mut buf = String::new();
-                while let Some(Ok(frame)) = body.frame().await {
-                    let Ok(data) = frame.into_data() else { continue };
+                let mut events = api.events("/api/stream").await;
+                while let Some(e) = events.next_within(Duration::from_secs(3600)).await {
                     let now = Instant::now();
-                    buf.push_str(std::str::from_utf8(&data).unwrap());
-                    while let Some(end) = buf.find("\n\n") {
-                        let block: String = buf.drain(..end + 2).collect();
-                        if block.contains("event: hello") {
-                            let _ = ready_tx.send(());
-                        }
-                        if let Some(rest) = block.split("\"revision\":").nth(1) {
-                            let rev: u64 = rest.split(',').next().unwrap().parse().unwrap();
-                            let _ = tx.send((rev, now));
-                        }
+                    match e.name.as_str() {
+                        "hello" => drop(ready_tx.send(())),
+                        "ruleset" => drop(tx.send((e.data["revision"].as_u64().unwrap(), now))),
+                        _ => {}
                     }
                 }
             });
@@ -95,7 +70,7 @@ fn main() {
         for i in 0..changes {
             let want = (i + 2) as u64; // creation was revision 1
             let started = Instant::now();
-            call("PATCH", format!("/api/flags/{flag}/toggle"), "").await;
+            assert_eq!(api.patch_empty(&format!("/api/flags/{flag}/toggle")).await.status, 200);
             let mut got = 0;
             while got < subscribers {
                 let (rev, at) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
