@@ -71,8 +71,13 @@ async fn a_database_outage_is_a_503_that_heals_without_a_restart() {
     let server = Server::start_on(std::sync::Arc::new(pg)).await;
     let c = server.client();
     assert_eq!(c.post("/api/apps", &json!({"title": "before"})).await.status, 201);
+    // A dashboard's live stream, open through the outage.
+    let mut events = c.events("/api/stream").await;
+    assert_eq!(events.next().await.unwrap().name, "hello");
 
     proxy.cut();
+    // Long enough for the live feed's polls to fail against the cut database.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     for _ in 0..3 {
         let r = c.get("/api/apps").await;
         let err = r.expect_error(503);
@@ -101,5 +106,8 @@ async fn a_database_outage_is_a_503_that_heals_without_a_restart() {
     }
     assert_eq!(c.post("/api/apps", &json!({"title": "after"})).await.status, 201);
     assert_eq!(c.get("/healthz").await.status, 200);
+    // The feed read through the outage and resumes on the same stream.
+    let e = events.until("app").await;
+    assert_eq!(e.data["app"]["title"], "after");
     server.stop().await;
 }
