@@ -21,14 +21,13 @@ fn header(m: &async_nats::Message, name: &str) -> String {
 }
 
 /// The latest ruleset of an app as a subscriber that starts now reads it: JetStream's
-/// deliver-last-per-subject on `apps.<appId>.update.*` (nats-server 2.9 refuses the wider
-/// `apps.<appId>.>` as a filter of a stream on `apps.*.update.*`; 2.10 and later accept both).
+/// deliver-last-per-subject on `apps.<appId>.>`, the filter the Tailslide SDKs use.
 async fn latest_on_stream(client: &async_nats::Client, app: i64) -> Option<(u64, Value)> {
     let js = jetstream::new(client.clone());
     let stream = js.get_stream("flags_ruleset").await.expect("stream");
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            filter_subject: format!("apps.{app}.update.*"),
+            filter_subject: format!("apps.{app}.>"),
             deliver_policy: DeliverPolicy::LastPerSubject,
             ..Default::default()
         })
@@ -143,7 +142,7 @@ async fn each_change_publishes_one_ruleset(store: TestStore) {
     let js = jetstream::new(watcher.clone());
     let mut s = js.get_stream("flags_ruleset").await.unwrap();
     let cfg = s.info().await.unwrap().config.clone();
-    assert_eq!(cfg.subjects, vec!["apps.*.update.*".to_owned()]);
+    assert_eq!(cfg.subjects, vec!["apps.*.>".to_owned()]);
     assert_eq!(cfg.storage, jetstream::stream::StorageType::File);
     assert_eq!(cfg.max_messages_per_subject, 1);
     assert!(cfg.duplicate_window >= Duration::from_secs(120));
@@ -356,7 +355,7 @@ async fn an_existing_stream_is_adopted_or_refused_with_a_reason() {
     nats.publisher().await;
     let cfg = js.get_stream("flags_ruleset").await.unwrap().info().await.unwrap().config.clone();
     assert!(
-        cfg.subjects.contains(&"apps.*.update.*".to_owned())
+        cfg.subjects.contains(&"apps.*.>".to_owned())
             && cfg.subjects.contains(&"legacy.>".to_owned())
     );
     assert_eq!(cfg.duplicate_window, Duration::from_secs(120));

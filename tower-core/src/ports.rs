@@ -68,6 +68,16 @@ pub enum StoreError {
     /// The backend cannot be reached, or is overloaded; retrying later may succeed.
     #[error("the store is unavailable")]
     Unavailable(#[source] BoxError),
+    /// The write would grow the app's ruleset past the publisher's limit; nothing was written.
+    #[error(
+        "the app's ruleset would be {size} bytes, over the {limit} bytes the publisher can deliver"
+    )]
+    TooLarge {
+        /// The ruleset's encoded size after the write.
+        size: usize,
+        /// The limit it was checked against.
+        limit: usize,
+    },
     /// Anything else the backend reported.
     #[error("the store failed")]
     Backend(#[source] BoxError),
@@ -186,6 +196,18 @@ pub trait Store: Send + Sync + fmt::Debug {
         app: AppId,
         flag: &NewFlag,
         now: Timestamp,
+    ) -> Result<Change<Flag>, StoreError> {
+        self.create_flag_within(app, flag, now, None).await
+    }
+    /// [`Store::create_flag`], which MUST return [`StoreError::TooLarge`] and write nothing when
+    /// `max_ruleset_bytes` is set and the app's ruleset would encode to more bytes than that
+    /// ([`crate::ruleset::check_size`]).
+    async fn create_flag_within(
+        &self,
+        app: AppId,
+        flag: &NewFlag,
+        now: Timestamp,
+        max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError>;
     /// Reads the flag, applies `command` ([`FlagCommand::apply`]) and writes the result with its
     /// log entry, all in one transaction; nothing is written when the command changes nothing.
@@ -195,6 +217,21 @@ pub trait Store: Send + Sync + fmt::Debug {
         command: &FlagCommand,
         origin: Origin,
         now: Timestamp,
+    ) -> Result<Change<Flag>, StoreError> {
+        self.change_flag_within(id, command, origin, now, None).await
+    }
+    /// [`Store::change_flag`], which MUST return [`StoreError::TooLarge`] and write nothing when
+    /// `max_ruleset_bytes` is set, the change grows the flag's encoded form
+    /// ([`crate::ruleset::grows`]) and the app's ruleset would encode to more bytes than that. A
+    /// change that does not grow it always goes through, so an app already over the limit can be
+    /// shrunk back under it.
+    async fn change_flag_within(
+        &self,
+        id: FlagId,
+        command: &FlagCommand,
+        origin: Origin,
+        now: Timestamp,
+        max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError>;
     /// Deletes a flag with a `delete` log entry; returns the flag as it was.
     async fn delete_flag(&self, id: FlagId, now: Timestamp) -> Result<Change<Flag>, StoreError>;
@@ -291,6 +328,13 @@ pub enum PublishError {
 pub trait Publisher: Send + Sync + fmt::Debug {
     /// Publishes one app's ruleset.
     async fn publish(&self, ruleset: &EncodedRuleset) -> Result<(), PublishError>;
+
+    /// The largest ruleset body, in bytes, this publisher can deliver, when it knows one (NATS:
+    /// the server's `max_payload` less room for headers). The service refuses a change that
+    /// would grow an app's ruleset past it; `None` means no limit.
+    fn max_ruleset_bytes(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// What a [`MetricsStore`] can fail with.

@@ -2,19 +2,27 @@
 //! marks them published only once the publisher accepted them.
 //!
 //! One relay task runs per [`crate::Tower`]. It wakes when a change commits (and on a timer, to
-//! pick up changes committed by other processes), republishes every live app at start, and
-//! retries with capped exponential backoff and jitter while the publisher is unavailable. Being
-//! the only publisher of its process, it never sends an older revision after a newer one.
+//! pick up changes committed by other processes) and republishes every live app at start.
+//!
+//! Every app is its own unit of work: up to [`RelayConfig::max_in_flight`] apps are published at
+//! once, at most one publication per app is in flight (so no older revision of an app is sent
+//! after a newer one), and an app that fails is retried on its own backoff while every other
+//! app keeps publishing. A ruleset the publisher refuses (larger than NATS's `max_payload`) is
+//! not retried in a loop: it waits for the app's next change, or [`RelayConfig::rejected_retry`].
+//! What is not published, why, and since when, is [`RelayHealth`], which `/healthz` shows.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-use crate::model::Origin;
-use crate::ports::{BoxError, Publisher, Store, StoreError};
+use crate::model::{AppId, Origin, Revision};
+use crate::ports::{BoxError, PublishError, Publisher, Store, StoreError};
 use crate::ruleset::EncodedRuleset;
+use crate::time::{Clock, Timestamp};
 
 /// Tuning of the relay.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +33,11 @@ pub struct RelayConfig {
     pub max_backoff: Duration,
     /// How often the outbox is read without being woken (changes by other processes).
     pub poll_interval: Duration,
+    /// How long a ruleset the publisher refused waits before it is tried again unchanged (a
+    /// change to the app is tried at once).
+    pub rejected_retry: Duration,
+    /// How many apps are published at the same time.
+    pub max_in_flight: usize,
 }
 
 impl Default for RelayConfig {
@@ -33,7 +46,68 @@ impl Default for RelayConfig {
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
             poll_interval: Duration::from_secs(1),
+            rejected_retry: Duration::from_secs(60),
+            max_in_flight: 4,
         }
+    }
+}
+
+/// Which side of the relay failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading the ruleset or marking it published.
+    Store,
+    /// Handing it to the publisher.
+    Publisher,
+}
+
+impl Stage {
+    /// `store` or `publisher`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Store => "store",
+            Self::Publisher => "publisher",
+        }
+    }
+}
+
+/// One app whose newest ruleset is not published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpublished {
+    /// The app.
+    pub app_id: AppId,
+    /// Where it failed.
+    pub stage: Stage,
+    /// The revision that could not be published, when the relay got as far as reading it.
+    pub revision: Option<Revision>,
+    /// The error, with its causes.
+    pub reason: String,
+    /// The first failure of this run of failures.
+    pub since: Timestamp,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// The publisher refused the ruleset itself (too large): it is retried when the app changes.
+    pub rejected: bool,
+}
+
+/// What the relay knows of what it could not do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayHealth {
+    /// The relay cannot read the outbox or the list of apps: the error and since when.
+    pub store: Option<(String, Timestamp)>,
+    /// Apps whose newest ruleset is not published, by app id.
+    pub unpublished: Vec<Unpublished>,
+}
+
+impl RelayHealth {
+    /// Whether some app's ruleset is not published because of the publisher.
+    pub fn publisher_degraded(&self) -> bool {
+        self.unpublished.iter().any(|u| u.stage == Stage::Publisher)
+    }
+
+    /// Whether the relay could not read or write the store.
+    pub fn store_degraded(&self) -> bool {
+        self.store.is_some() || self.unpublished.iter().any(|u| u.stage == Stage::Store)
     }
 }
 
@@ -41,99 +115,308 @@ impl Default for RelayConfig {
 #[derive(Debug, Default)]
 pub(crate) struct RelaySignal {
     pub(crate) wake: Notify,
-    pub(crate) degraded: AtomicBool,
+    pub(crate) health: Mutex<RelayHealth>,
 }
 
 pub(crate) struct Relay {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) publisher: Arc<dyn Publisher>,
     pub(crate) signal: Arc<RelaySignal>,
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: RelayConfig,
+}
+
+/// How one attempt to publish one app ended.
+enum Outcome {
+    Published(Revision),
+    /// The app never existed: nothing to publish.
+    Gone,
+    /// Another process holds the app's publication lease and publishes it.
+    LeasedElsewhere,
+    Failed {
+        stage: Stage,
+        revision: Option<Revision>,
+        error: BoxError,
+        rejected: bool,
+    },
+}
+
+/// An app waiting to be tried again.
+struct Retry {
+    origin: Origin,
+    due: Instant,
+    /// `None` while it only waits for another process (nothing is wrong).
+    problem: Option<Unpublished>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Apps the start-up republish has yet to hand out; `None` until the list is read.
+    startup: Option<VecDeque<AppId>>,
+    retry: HashMap<AppId, Retry>,
+    in_flight: HashSet<AppId>,
+    tasks: JoinSet<(AppId, Origin, Outcome)>,
+    task_apps: HashMap<tokio::task::Id, (AppId, Origin)>,
+    /// Consecutive failures to read the outbox.
+    store_failures: u32,
+    store_problem: Option<(String, Timestamp)>,
+    /// Whether the health report is out of date.
+    dirty: bool,
 }
 
 impl Relay {
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut startup_done = false;
-        let mut failures: u32 = 0;
+        let mut st = State::default();
         loop {
-            let result = if startup_done {
-                self.drain().await
-            } else {
-                self.republish_all().await.map(|()| startup_done = true)
-            };
-            let wait = match result {
+            let wait = match self.hand_out(&mut st).await {
                 Ok(()) => {
-                    failures = 0;
-                    self.signal.degraded.store(false, Ordering::Relaxed);
-                    self.config.poll_interval
+                    if st.store_failures > 0 {
+                        tracing::info!("ruleset relay reads the store again");
+                        st.dirty = true;
+                    }
+                    st.store_failures = 0;
+                    st.store_problem = None;
+                    self.next_wake(&st)
                 }
                 Err(e) => {
-                    failures = failures.saturating_add(1);
-                    self.signal.degraded.store(true, Ordering::Relaxed);
-                    tracing::warn!(error = %crate::ErrorChain(&*e), attempt = failures, "ruleset relay failed; will retry");
-                    backoff(self.config, failures)
+                    st.store_failures = st.store_failures.saturating_add(1);
+                    if st.store_problem.is_none() {
+                        st.store_problem =
+                            Some((crate::ErrorChain(&e).to_string(), self.clock.now()));
+                        st.dirty = true;
+                    }
+                    tracing::warn!(error = %crate::ErrorChain(&e), attempt = st.store_failures, "ruleset relay cannot read the outbox; will retry");
+                    backoff(self.config, st.store_failures)
                 }
             };
+            self.report(&mut st);
             tokio::select! {
-                _ = self.signal.wake.notified(), if failures == 0 => {}
+                Some(done) = st.tasks.join_next(), if !st.tasks.is_empty() => {
+                    self.settle(&mut st, done);
+                    while let Some(done) = st.tasks.try_join_next() {
+                        self.settle(&mut st, done);
+                    }
+                }
+                _ = self.signal.wake.notified(), if st.store_failures == 0 => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {
-                    // Publish what committed before the stop, once, then leave.
-                    if startup_done && failures == 0 {
-                        let _ = self.drain().await;
-                    }
+                    self.finish(st).await;
                     return;
                 }
             }
         }
     }
 
-    async fn republish_all(&self) -> Result<(), BoxError> {
-        for app in self.store.list_apps().await? {
-            // An app another process is publishing right now gets its newest ruleset from it.
-            self.publish_latest(app.id, Origin::Manual).await?;
+    /// Starts a publication for every app that is due and not in flight, up to the limit.
+    async fn hand_out(&self, st: &mut State) -> Result<(), StoreError> {
+        if st.startup.is_none() {
+            st.startup = Some(self.store.list_apps().await?.into_iter().map(|a| a.id).collect());
         }
-        self.drain().await
-    }
-
-    async fn drain(&self) -> Result<(), BoxError> {
-        // A change may commit while we publish: loop until the outbox is empty, or until every
-        // app left is being published by another process (which will finish it).
-        loop {
-            let pending = self.store.pending().await?;
-            let mut published = false;
-            for p in pending {
-                published |= self.publish_latest(p.app_id, p.origin).await?;
-            }
-            if !published {
-                return Ok(());
+        let pending = self.store.pending().await?;
+        let now = Instant::now();
+        let mut due: Vec<(AppId, Origin)> = Vec::new();
+        for p in &pending {
+            match st.retry.get(&p.app_id) {
+                // A refused ruleset is tried again as soon as the app has changed since.
+                Some(r) => {
+                    let changed = r.problem.as_ref().is_some_and(|u| {
+                        u.rejected && u.revision.is_some_and(|rev| p.revision > rev)
+                    });
+                    if r.due <= now || changed {
+                        due.push((p.app_id, p.origin));
+                    }
+                }
+                None => due.push((p.app_id, p.origin)),
             }
         }
-    }
-
-    /// Publishes the app's ruleset at its newest revision, holding the app's publication lease;
-    /// `false` when another process holds it.
-    async fn publish_latest(&self, app: crate::AppId, origin: Origin) -> Result<bool, BoxError> {
-        let Some(lease) = self.store.lease_publication(app).await? else {
-            return Ok(false);
-        };
-        let result = self.publish_leased(app, origin).await;
-        lease.release().await;
-        result.map(|()| true)
-    }
-
-    async fn publish_leased(&self, app: crate::AppId, origin: Origin) -> Result<(), BoxError> {
-        let ruleset = match self.store.ruleset(app).await {
-            Ok(r) => r,
-            Err(StoreError::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        let encoded = EncodedRuleset::new(&ruleset, origin);
-        self.publisher.publish(&encoded).await?;
-        self.store.mark_published(app, ruleset.revision).await?;
-        tracing::debug!(app = %app, revision = %ruleset.revision, subject = %encoded.subject(), "ruleset published");
+        let pending_apps: HashSet<AppId> = pending.iter().map(|p| p.app_id).collect();
+        for (app, r) in &st.retry {
+            if r.due <= now && !pending_apps.contains(app) {
+                due.push((*app, r.origin));
+            }
+        }
+        if let Some(startup) = &mut st.startup {
+            // An app that already failed is retried on its own backoff, not by the start-up.
+            startup.retain(|app| !st.retry.contains_key(app));
+            due.extend(startup.iter().map(|app| (*app, Origin::Manual)));
+        }
+        for (app, origin) in due {
+            if st.tasks.len() >= self.config.max_in_flight.max(1) {
+                break;
+            }
+            if let Some(startup) = &mut st.startup {
+                startup.retain(|a| *a != app);
+            }
+            // One publication per app at a time: the one in flight reads the newest revision,
+            // and the outbox brings the app back if a newer one commits meanwhile.
+            if !st.in_flight.insert(app) {
+                continue;
+            }
+            let (store, publisher) = (Arc::clone(&self.store), Arc::clone(&self.publisher));
+            let task = st.tasks.spawn(async move {
+                let outcome = publish_latest(&*store, &*publisher, app, origin).await;
+                (app, origin, outcome)
+            });
+            st.task_apps.insert(task.id(), (app, origin));
+        }
         Ok(())
     }
+
+    /// Records how one publication ended.
+    fn settle(
+        &self,
+        st: &mut State,
+        done: Result<(AppId, Origin, Outcome), tokio::task::JoinError>,
+    ) {
+        let (app, origin, outcome) = match done {
+            Ok(done) => {
+                st.task_apps.retain(|_, (a, _)| *a != done.0);
+                done
+            }
+            Err(e) => {
+                // A publication task panicked: retried like any failure.
+                let Some((app, origin)) = st.task_apps.remove(&e.id()) else { return };
+                let error: BoxError = format!("the publication task failed: {e}").into();
+                (
+                    app,
+                    origin,
+                    Outcome::Failed {
+                        stage: Stage::Publisher,
+                        revision: None,
+                        error,
+                        rejected: false,
+                    },
+                )
+            }
+        };
+        st.in_flight.remove(&app);
+        st.dirty = true;
+        match outcome {
+            Outcome::Published(revision) => {
+                if let Some(Retry { problem: Some(u), .. }) = st.retry.remove(&app) {
+                    tracing::info!(app = %app, revision = %revision, failed_since = %u.since, attempts = u.attempts, "ruleset published again");
+                } else {
+                    tracing::debug!(app = %app, revision = %revision, "ruleset published");
+                }
+            }
+            // Nothing to do now; looked at again at the next poll rather than at once.
+            Outcome::Gone | Outcome::LeasedElsewhere => {
+                let due = Instant::now() + self.config.poll_interval;
+                let problem = st.retry.remove(&app).and_then(|r| r.problem);
+                st.retry.insert(app, Retry { origin, due, problem });
+            }
+            Outcome::Failed { stage, revision, error, rejected } => {
+                let reason = crate::ErrorChain(&*error).to_string();
+                let previous = st.retry.remove(&app).and_then(|r| r.problem);
+                let attempts = previous.as_ref().map_or(0, |u| u.attempts).saturating_add(1);
+                let first = previous.as_ref().is_none_or(|u| u.rejected != rejected);
+                let since = match &previous {
+                    Some(u) if !first => u.since,
+                    _ => self.clock.now(),
+                };
+                if rejected {
+                    // Said once per refused revision: retrying an unchanged ruleset is quiet.
+                    if first || previous.as_ref().is_some_and(|u| u.revision != revision) {
+                        tracing::error!(app = %app, revision = ?revision.map(|r| r.0), error = %reason, "the publisher refused the app's ruleset; it is published again once a change makes it fit");
+                    }
+                } else if first {
+                    tracing::warn!(app = %app, stage = stage.as_str(), error = %reason, "cannot publish the app's ruleset; retrying it with backoff while other apps go on");
+                } else {
+                    tracing::debug!(app = %app, stage = stage.as_str(), attempt = attempts, error = %reason, "ruleset publication failed again");
+                }
+                let wait = if rejected {
+                    self.config.rejected_retry
+                } else {
+                    backoff(self.config, attempts)
+                };
+                let problem =
+                    Unpublished { app_id: app, stage, revision, reason, since, attempts, rejected };
+                st.retry.insert(
+                    app,
+                    Retry { origin, due: Instant::now() + wait, problem: Some(problem) },
+                );
+            }
+        }
+    }
+
+    /// When to look again if nothing wakes the relay: the poll interval, or sooner when a retry
+    /// falls due.
+    fn next_wake(&self, st: &State) -> Duration {
+        let now = Instant::now();
+        let soonest = st.retry.values().map(|r| r.due.saturating_duration_since(now)).min();
+        soonest.map_or(self.config.poll_interval, |d| d.min(self.config.poll_interval))
+    }
+
+    /// Brings the health report up to date.
+    fn report(&self, st: &mut State) {
+        if !std::mem::take(&mut st.dirty) {
+            return;
+        }
+        let mut unpublished: Vec<Unpublished> =
+            st.retry.values().filter_map(|r| r.problem.clone()).collect();
+        unpublished.sort_by_key(|u| u.app_id);
+        let health = RelayHealth { store: st.store_problem.clone(), unpublished };
+        *self.signal.health.lock().unwrap_or_else(|e| e.into_inner()) = health;
+    }
+
+    /// At shutdown: lets publications in flight end, then publishes what committed before the
+    /// stop once, skipping apps that are failing.
+    async fn finish(&self, mut st: State) {
+        while let Some(done) = st.tasks.join_next().await {
+            self.settle(&mut st, done);
+        }
+        let Ok(pending) = self.store.pending().await else { return };
+        for p in pending {
+            if st.retry.get(&p.app_id).is_some_and(|r| r.problem.is_some()) {
+                continue;
+            }
+            let _ = publish_latest(&*self.store, &*self.publisher, p.app_id, p.origin).await;
+        }
+    }
+}
+
+/// Publishes the app's ruleset at its newest revision, holding the app's publication lease.
+async fn publish_latest(
+    store: &dyn Store,
+    publisher: &dyn Publisher,
+    app: AppId,
+    origin: Origin,
+) -> Outcome {
+    let store_failed = |e: StoreError, revision| Outcome::Failed {
+        stage: Stage::Store,
+        revision,
+        error: e.into(),
+        rejected: false,
+    };
+    let lease = match store.lease_publication(app).await {
+        Ok(Some(lease)) => lease,
+        Ok(None) => return Outcome::LeasedElsewhere,
+        Err(e) => return store_failed(e, None),
+    };
+    let outcome = async {
+        let ruleset = match store.ruleset(app).await {
+            Ok(r) => r,
+            Err(StoreError::NotFound(_)) => return Outcome::Gone,
+            Err(e) => return store_failed(e, None),
+        };
+        let encoded = EncodedRuleset::new(&ruleset, origin);
+        if let Err(e) = publisher.publish(&encoded).await {
+            let rejected = matches!(e, PublishError::Rejected(_));
+            return Outcome::Failed {
+                stage: Stage::Publisher,
+                revision: Some(ruleset.revision),
+                error: Box::new(e),
+                rejected,
+            };
+        }
+        if let Err(e) = store.mark_published(app, ruleset.revision).await {
+            return store_failed(e, Some(ruleset.revision));
+        }
+        Outcome::Published(ruleset.revision)
+    }
+    .await;
+    lease.release().await;
+    outcome
 }
 
 /// Capped exponential backoff with ±25 % jitter.

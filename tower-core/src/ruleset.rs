@@ -159,6 +159,44 @@ pub fn encode_flags(flags: &[Flag]) -> Bytes {
     Bytes::from(out.expect("a ruleset always serializes"))
 }
 
+/// The length in bytes of a flag's JSON form (as in a ruleset), without building it.
+pub fn encoded_len(flag: &Flag) -> usize {
+    let mut counter = ByteCounter(0);
+    // Serializing a flag cannot fail (see `encode_flags`), and the counter never fails.
+    serde_json::to_writer(&mut counter, flag).expect("a flag always serializes");
+    counter.0
+}
+
+/// Whether a write that turns `before` (`None`: a new flag) into `after` makes the app's ruleset
+/// longer, so that it must be measured against a publisher's limit.
+pub fn grows(before: Option<&Flag>, after: &Flag) -> bool {
+    before.is_none_or(|b| encoded_len(after) > encoded_len(b))
+}
+
+/// Checks an app's flags, as a write leaves them, against a publisher's limit on the encoded
+/// ruleset: [`StoreError::TooLarge`] naming both sizes when they encode to more than `limit`.
+pub fn check_size(flags: &[Flag], limit: usize) -> Result<(), crate::ports::StoreError> {
+    // `[`, `]`, a comma between flags, and the flags themselves.
+    let size = 2 + flags.len().saturating_sub(1) + flags.iter().map(encoded_len).sum::<usize>();
+    if size > limit {
+        return Err(crate::ports::StoreError::TooLarge { size, limit });
+    }
+    Ok(())
+}
+
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Decodes a ruleset JSON array, as an SDK would.
 pub fn decode_flags(body: &[u8]) -> Result<Vec<Flag>, serde_json::Error> {
     serde_json::from_slice(body)
@@ -303,5 +341,29 @@ mod tests {
             let body = encode_flags(&flags);
             prop_assert_eq!(decode_flags(&body).unwrap(), flags);
         }
+
+        #[test]
+        fn the_size_check_measures_exactly_what_is_published(
+            flags in proptest::collection::vec(arb_flag(), 0..20),
+        ) {
+            let size = encode_flags(&flags).len();
+            prop_assert!(check_size(&flags, size).is_ok());
+            let err = check_size(&flags, size - 1).unwrap_err();
+            prop_assert!(
+                matches!(err, crate::ports::StoreError::TooLarge { size: s, limit } if s == size && limit == size - 1),
+                "{:?}", err
+            );
+        }
+    }
+
+    #[test]
+    fn a_flag_grows_when_its_json_gets_longer() {
+        let now = Timestamp::from_millis(0);
+        let flag = Flag::new(AppId::new(1), Title::parse("f").unwrap(), now);
+        assert!(grows(None, &flag), "a new flag always grows the ruleset");
+        assert!(!grows(Some(&flag), &flag));
+        let mut longer = flag.clone();
+        longer.white_listed_users = UserList::parse("a,b").unwrap();
+        assert!(grows(Some(&flag), &longer) && !grows(Some(&longer), &flag));
     }
 }

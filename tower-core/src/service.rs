@@ -6,7 +6,6 @@
 //! outage never fails or loses a change.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -46,6 +45,17 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The change would make the app's ruleset larger than the publisher can deliver in one
+    /// message; nothing was written.
+    #[error(
+        "the app's ruleset would be {size} bytes, over the {limit} bytes the publisher can deliver"
+    )]
+    TooLarge {
+        /// The ruleset's size after the change, in bytes.
+        size: usize,
+        /// The publisher's limit ([`Publisher::max_ruleset_bytes`]), in bytes.
+        limit: usize,
+    },
     /// A backend is unreachable; retry later.
     #[error("a backend is unavailable")]
     Unavailable(#[source] BoxError),
@@ -59,6 +69,7 @@ impl From<StoreError> for Error {
         match e {
             StoreError::NotFound(r) => Self::NotFound(r),
             StoreError::AlreadyExists { what, title } => Self::Conflict { what, title },
+            StoreError::TooLarge { size, limit } => Self::TooLarge { size, limit },
             e @ StoreError::Unavailable(_) => Self::Unavailable(Box::new(e)),
             e => Self::Internal(Box::new(e)),
         }
@@ -184,8 +195,8 @@ impl FlagCounts {
 pub struct Health {
     /// The store answered a ping.
     pub store: Result<(), StoreError>,
-    /// The relay's last attempt to publish failed and it is retrying.
-    pub publisher_degraded: bool,
+    /// What the relay could not publish or read, and why.
+    pub relay: crate::relay::RelayHealth,
 }
 
 /// Tower: the service behind the API, embeddable in any tokio program.
@@ -202,6 +213,7 @@ struct Inner {
     metrics: Arc<dyn MetricsStore>,
     clock: Arc<dyn Clock>,
     signal: Arc<RelaySignal>,
+    publisher: Arc<dyn Publisher>,
     feed: Arc<Feed>,
     stop: watch::Sender<bool>,
     relay: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -273,8 +285,9 @@ impl TowerBuilder {
         let (stop, stop_rx) = watch::channel(false);
         let relay = Relay {
             store: Arc::clone(&self.store),
-            publisher,
+            publisher: Arc::clone(&publisher),
             signal: Arc::clone(&signal),
+            clock: Arc::clone(&clock),
             config: self.relay,
         };
         let handle = tokio::spawn(relay.run(stop_rx));
@@ -301,6 +314,7 @@ impl TowerBuilder {
                 metrics,
                 clock,
                 signal,
+                publisher,
                 feed,
                 stop,
                 relay: std::sync::Mutex::new(Some(handle)),
@@ -402,7 +416,8 @@ impl Tower {
 
     /// Creates a flag (off unless `is_active` says otherwise), and its metrics series.
     pub async fn create_flag(&self, app: AppId, flag: &NewFlag) -> Result<Flag, Error> {
-        let change = self.store().create_flag(app, flag, self.now()).await?;
+        let limit = self.inner.publisher.max_ruleset_bytes();
+        let change = self.store().create_flag_within(app, flag, self.now(), limit).await?;
         let flag = self.committed(change);
         // The flag exists either way; an unprepared series is prepared at the next start, and
         // Tower's own writes create it right.
@@ -412,9 +427,13 @@ impl Tower {
         Ok(flag)
     }
 
-    /// Applies a command to a flag as an operator (published on the `manual` subject).
+    /// Applies a command to a flag as an operator (published on the `manual` subject). A change
+    /// that would grow the app's ruleset past what the publisher can deliver is refused
+    /// ([`Error::TooLarge`]) and nothing is written.
     pub async fn change_flag(&self, id: FlagId, command: &FlagCommand) -> Result<Flag, Error> {
-        let change = self.store().change_flag(id, command, Origin::Manual, self.now()).await?;
+        let limit = self.inner.publisher.max_ruleset_bytes();
+        let change =
+            self.store().change_flag_within(id, command, Origin::Manual, self.now(), limit).await?;
         Ok(self.committed(change))
     }
 
@@ -498,7 +517,7 @@ impl Tower {
     pub async fn health(&self) -> Health {
         Health {
             store: self.store().ping().await,
-            publisher_degraded: self.inner.signal.degraded.load(Ordering::Relaxed),
+            relay: self.inner.signal.health.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 

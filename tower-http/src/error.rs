@@ -30,6 +30,13 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
+    /// The change would make the app's ruleset larger than the publisher can deliver.
+    RulesetTooLarge {
+        /// The ruleset's size after the change, in bytes.
+        size: usize,
+        /// The publisher's limit, in bytes.
+        limit: usize,
+    },
     /// A backend is down; the client should retry.
     Unavailable(BoxError),
     /// Anything else.
@@ -63,7 +70,9 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation { .. } | Self::RulesetTooLarge { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -79,6 +88,7 @@ impl ApiError {
             Self::RequestTimeout(_) => "request_timeout",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Validation { .. } => "validation_failed",
+            Self::RulesetTooLarge { .. } => "ruleset_too_large",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -93,6 +103,9 @@ impl ApiError {
                 format!("method not allowed; this route accepts {}", allow.join(", "))
             }
             Self::PayloadTooLarge(limit) => format!("request body exceeds {limit} bytes"),
+            Self::RulesetTooLarge { size, limit } => format!(
+                "this change would make the app's ruleset {size} bytes, over the {limit} bytes the publisher can deliver in one message (NATS max_payload less 128 bytes for headers); shorten whitelists or descriptions, or move flags to another app"
+            ),
             Self::RequestTimeout(t) => format!("request body not received within {t:?}"),
             Self::UnsupportedMediaType => "request body must be application/json".to_owned(),
             Self::Unavailable(_) => "a backend is unavailable; retry shortly".to_owned(),
@@ -150,6 +163,7 @@ impl From<ServiceError> for ApiError {
                 Self::BadRequest(format!("{field}: {message}"))
             }
             ServiceError::Unavailable(e) => Self::Unavailable(e),
+            ServiceError::TooLarge { size, limit } => Self::RulesetTooLarge { size, limit },
             other => Self::Internal(Box::new(other)),
         }
     }

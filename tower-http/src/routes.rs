@@ -148,27 +148,17 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>, options: &crate::Server
     match route {
         Route::Health => {
             let health = tower.health().await;
-            let publisher = if health.publisher_degraded { "degraded" } else { "ok" };
-            match health.store {
-                Ok(()) => ok(
-                    StatusCode::OK,
-                    &crate::wire::Health { status: "ok", store: "ok", publisher },
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %flagtower_core::ErrorChain(&e), "health check failed");
-                    let body = crate::wire::Health {
-                        status: "unavailable",
-                        store: "unavailable",
-                        publisher,
-                    };
-                    let mut res = ok(StatusCode::SERVICE_UNAVAILABLE, &body)?;
-                    res.headers_mut().insert(
-                        http::header::RETRY_AFTER,
-                        http::HeaderValue::from(crate::error::RETRY_AFTER_SECS),
-                    );
-                    Ok(res)
-                }
+            let body = crate::wire::Health::new(&health);
+            if let Err(e) = &health.store {
+                tracing::warn!(error = %flagtower_core::ErrorChain(e), "health check failed");
+                let mut res = ok(StatusCode::SERVICE_UNAVAILABLE, &body)?;
+                res.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from(crate::error::RETRY_AFTER_SECS),
+                );
+                return Ok(res);
             }
+            ok(StatusCode::OK, &body)
         }
         // Never reached: `route` answers GET, and other methods are refused above.
         Route::Stream => Err(ApiError::MethodNotAllowed(&["GET"])),

@@ -111,13 +111,82 @@ impl From<flagtower_core::Counts> for Events {
     }
 }
 
+/// The most unpublished apps `GET /healthz` lists (`unpublished_count` has them all).
+pub(crate) const HEALTH_LIST: usize = 100;
+
 /// The body of `GET /healthz`: 200 when the store answers, whatever the publisher's state (a
-/// publisher outage delays rulesets, it loses nothing).
+/// publisher outage delays rulesets, it loses nothing). `store` is `ok`, `degraded` (the relay
+/// cannot read or write it) or `unavailable` (it does not answer: 503); `publisher` is `ok` or
+/// `degraded`; `unpublished` lists the apps whose newest ruleset is not published, why, and since
+/// when.
 #[derive(Serialize)]
-pub(crate) struct Health {
-    pub(crate) status: &'static str,
-    pub(crate) store: &'static str,
-    pub(crate) publisher: &'static str,
+pub(crate) struct Health<'a> {
+    status: &'static str,
+    store: &'static str,
+    publisher: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store_error: Option<Problem<'a>>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    unpublished: Vec<Unpublished<'a>>,
+    #[serde(skip_serializing_if = "is_zero")]
+    unpublished_count: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    reason: &'a str,
+    since: Timestamp,
+}
+
+#[derive(Serialize)]
+struct Unpublished<'a> {
+    app_id: flagtower_core::AppId,
+    stage: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<u64>,
+    reason: &'a str,
+    rejected: bool,
+    since: Timestamp,
+    attempts: u32,
+}
+
+impl<'a> Health<'a> {
+    pub(crate) fn new(h: &'a flagtower_core::Health) -> Self {
+        let relay = &h.relay;
+        let store = match (&h.store, relay.store_degraded()) {
+            (Err(_), _) => "unavailable",
+            (Ok(()), true) => "degraded",
+            (Ok(()), false) => "ok",
+        };
+        Self {
+            status: if h.store.is_ok() { "ok" } else { "unavailable" },
+            store,
+            publisher: if relay.publisher_degraded() { "degraded" } else { "ok" },
+            store_error: relay
+                .store
+                .as_ref()
+                .map(|(reason, since)| Problem { reason, since: *since }),
+            unpublished: relay
+                .unpublished
+                .iter()
+                .take(HEALTH_LIST)
+                .map(|u| Unpublished {
+                    app_id: u.app_id,
+                    stage: u.stage.as_str(),
+                    revision: u.revision.map(|r| r.0),
+                    reason: &u.reason,
+                    rejected: u.rejected,
+                    since: u.since,
+                    attempts: u.attempts,
+                })
+                .collect(),
+            unpublished_count: relay.unpublished.len(),
+        }
+    }
 }
 
 /// An entry of a page of `GET /api/logs?…` and of the live stream: the global shape with the

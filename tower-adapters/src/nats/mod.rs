@@ -1,11 +1,22 @@
 //! The NATS JetStream publisher: every app's ruleset on `apps.<appId>.update.<origin>`, in the
 //! stream SDKs read (DESIGN §6).
 //!
-//! - Stream (default `flags_ruleset`): subjects `apps.*.update.*`, file storage, one message kept
-//!   per subject, a de-duplication window of at least two minutes. Created at connect when
-//!   missing. An existing stream with other settings gets Tower's subjects and a long enough
-//!   de-duplication window added; one whose storage, retention or per-subject limit would change
-//!   what SDKs read is refused with an error that says what is wrong.
+//! - Stream (default `flags_ruleset`): subjects `apps.*.>`, file storage, one message kept per
+//!   subject, a de-duplication window of at least two minutes. Tower publishes only on
+//!   `apps.<appId>.update.manual` and `apps.<appId>.update.circuit`, but the stream captures the
+//!   wider `apps.*.>` because nats-server 2.9 accepts a consumer filter only when it is a subset of
+//!   the stream's subjects, and the Tailslide SDKs filter on `apps.<appId>.>` (Python, JS, Ruby)
+//!   or `>` (Go): both are valid against `apps.*.>` on 2.9 and later, while `apps.<appId>.>` is
+//!   refused by 2.9 on a stream of `apps.*.update.*`.
+//! - Created at connect when missing. An existing stream is adopted in place, keeping its
+//!   messages: subjects that `apps.*.>` covers (Tower's earlier `apps.*.update.*`, the original
+//!   Node Tower's exact `apps.<id>.update.manual` per app) are replaced by it, other subjects are
+//!   kept, a short de-duplication window is lengthened, and a per-subject limit left at the
+//!   server's default (unlimited, as the original Tower created it) becomes 1. A stream with
+//!   memory storage, non-limits retention or an explicit limit above one message per subject is
+//!   refused with an error that says what is wrong and how to fix it.
+//! - Size: [`Publisher::max_ruleset_bytes`] is the server's `max_payload` (from its INFO) less
+//!   [`HEADER_ALLOWANCE`], so the service can refuse a change whose ruleset could not be sent.
 //! - Each message: the JSON array, headers `Nats-Msg-Id: <appId>-<revision>` (JetStream drops a
 //!   repeat within the window) and `Tower-Revision: <revision>`. `publish` returns only once
 //!   JetStream acknowledged it.
@@ -18,8 +29,11 @@ use async_nats::jetstream::{self, stream};
 use async_trait::async_trait;
 use flagtower_core::{EncodedRuleset, PublishError, Publisher};
 
-/// The subjects Tower publishes on.
-pub const SUBJECTS: &str = "apps.*.update.*";
+/// The subjects Tower's stream captures (Tower publishes on `apps.<appId>.update.<origin>`).
+pub const SUBJECTS: &str = "apps.*.>";
+/// Bytes of `max_payload` kept for a message's headers (`Nats-Msg-Id` and `Tower-Revision` with
+/// 20-digit numbers take 107).
+pub const HEADER_ALLOWANCE: usize = 128;
 /// The shortest de-duplication window Tower accepts.
 pub const MIN_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
@@ -132,6 +146,7 @@ pub enum ConnectError {
 /// A [`Publisher`] on NATS JetStream.
 #[derive(Clone)]
 pub struct NatsPublisher {
+    client: async_nats::Client,
     js: jetstream::Context,
     stream: String,
     target: String,
@@ -178,9 +193,9 @@ impl NatsPublisher {
                 _ => ConnectError::Connect { target: target.clone(), source },
             }
         })?;
-        let mut js = jetstream::new(client);
+        let mut js = jetstream::new(client.clone());
         js.set_timeout(options.timeout);
-        let publisher = Self { js, stream: options.stream.clone(), target };
+        let publisher = Self { client, js, stream: options.stream.clone(), target };
         // A server that just started may still be recovering JetStream: retry what may be
         // transient for a while; a stream Tower cannot use is refused at once.
         let deadline = tokio::time::Instant::now() + options.timeout * 2;
@@ -231,35 +246,70 @@ impl NatsPublisher {
         };
         let refuse =
             |problem: String| ConnectError::Stream { stream: self.stream.clone(), problem };
-        if existing.storage != stream::StorageType::File {
-            return Err(refuse("uses memory storage; Tower needs file storage so rulesets survive a NATS restart: delete the stream (Tower recreates and refills it) or use TOWER_NATS_STREAM".to_owned()));
-        }
-        if existing.retention != stream::RetentionPolicy::Limits {
-            return Err(refuse(format!(
-                "has retention {:?}; Tower needs limits retention so SDKs can read the latest ruleset at any time",
-                existing.retention
-            )));
-        }
-        if existing.max_messages_per_subject != 1 {
-            return Err(refuse(format!(
-                "keeps {} messages per subject; Tower needs exactly 1 (the latest ruleset): fix it with `nats stream edit {} --max-msgs-per-subject 1` or delete the stream",
-                existing.max_messages_per_subject, self.stream
-            )));
-        }
-        let mut updated = existing.clone();
-        if !existing.subjects.iter().any(|s| s == SUBJECTS || s == "apps.>" || s == ">") {
-            updated.subjects.push(SUBJECTS.to_owned());
-        }
-        if existing.duplicate_window < MIN_DUPLICATE_WINDOW {
-            updated.duplicate_window = MIN_DUPLICATE_WINDOW;
-        }
+        let updated = adopt(&existing).map_err(refuse)?;
         if updated != existing {
-            self.js.update_stream(updated).await.map_err(|e| {
-                refuse(format!("cannot be updated to capture {SUBJECTS} with a {MIN_DUPLICATE_WINDOW:?} de-duplication window: {e}"))
+            self.js.update_stream(updated.clone()).await.map_err(|e| {
+                refuse(format!(
+                    "cannot be updated to capture {SUBJECTS} (subjects {:?}) with one message per subject and a {MIN_DUPLICATE_WINDOW:?} de-duplication window: {e}",
+                    updated.subjects
+                ))
             })?;
-            tracing::info!(stream = %self.stream, "JetStream stream updated for Tower");
+            tracing::info!(stream = %self.stream, from = ?existing.subjects, to = ?updated.subjects, "JetStream stream updated for Tower");
         }
         Ok(())
+    }
+}
+
+/// The configuration an existing stream needs for Tower, keeping what it can; an error says why
+/// the stream cannot be used and how to fix it.
+fn adopt(existing: &stream::Config) -> Result<stream::Config, String> {
+    if existing.storage != stream::StorageType::File {
+        return Err("uses memory storage; Tower needs file storage so rulesets survive a NATS restart: delete the stream (Tower recreates and refills it) or use TOWER_NATS_STREAM".to_owned());
+    }
+    if existing.retention != stream::RetentionPolicy::Limits {
+        return Err(format!(
+            "has retention {:?}; Tower needs limits retention so SDKs can read the latest ruleset at any time",
+            existing.retention
+        ));
+    }
+    let mut updated = existing.clone();
+    match existing.max_messages_per_subject {
+        1 => {}
+        // The server's default (unlimited), as the original Tower left it: keep the newest.
+        n if n <= 0 => updated.max_messages_per_subject = 1,
+        n => {
+            return Err(format!(
+                "keeps {n} messages per subject; Tower needs exactly 1 (the latest ruleset): fix it with `nats stream edit {} --max-msgs-per-subject 1` or delete the stream",
+                existing.name
+            ));
+        }
+    }
+    if !existing.subjects.iter().any(|s| subject_covers(s, SUBJECTS)) {
+        // NATS refuses overlapping subjects in one stream: what `apps.*.>` covers goes, the
+        // messages stay (they are still captured).
+        updated.subjects.retain(|s| !subject_covers(SUBJECTS, s));
+        updated.subjects.push(SUBJECTS.to_owned());
+    }
+    if existing.duplicate_window < MIN_DUPLICATE_WINDOW {
+        updated.duplicate_window = MIN_DUPLICATE_WINDOW;
+    }
+    Ok(updated)
+}
+
+/// Whether every subject that `inner` matches is matched by `outer` (NATS wildcards: `*` one
+/// token, `>` one or more trailing tokens).
+fn subject_covers(outer: &str, inner: &str) -> bool {
+    let mut o = outer.split('.');
+    let mut i = inner.split('.');
+    loop {
+        match (o.next(), i.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some(_), Some(">")) => return false,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
     }
 }
 
@@ -267,6 +317,13 @@ impl NatsPublisher {
 impl Publisher for NatsPublisher {
     async fn publish(&self, ruleset: &EncodedRuleset) -> Result<(), PublishError> {
         use async_nats::jetstream::context::PublishErrorKind as K;
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            // The client would buffer the message and wait out the acknowledgement timeout;
+            // saying so at once lets the relay back off and keep its other apps moving.
+            return Err(PublishError::Unavailable(
+                format!("not connected to NATS at {}", self.target).into(),
+            ));
+        }
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", ruleset.message_id().as_str());
         headers.insert("Tower-Revision", ruleset.revision.to_string().as_str());
@@ -296,5 +353,77 @@ impl Publisher for NatsPublisher {
             ));
         }
         Ok(())
+    }
+
+    fn max_ruleset_bytes(&self) -> Option<usize> {
+        Some(self.client.max_payload().saturating_sub(HEADER_ALLOWANCE))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_cover_what_their_wildcards_match() {
+        for (outer, inner) in [
+            ("apps.*.>", "apps.5.>"),
+            ("apps.*.>", "apps.*.update.*"),
+            ("apps.*.>", "apps.5.update.manual"),
+            ("apps.>", "apps.*.>"),
+            (">", "apps.*.>"),
+            ("apps.*.update.*", "apps.7.update.circuit"),
+        ] {
+            assert!(subject_covers(outer, inner), "{outer} covers {inner}");
+        }
+        for (outer, inner) in [
+            ("apps.*.update.*", "apps.5.>"),
+            ("apps.*.>", "apps"),
+            ("apps.*.>", "apps.5"),
+            ("apps.*.>", ">"),
+            ("apps.*.>", "circuit_open"),
+            ("apps.5.>", "apps.*.>"),
+        ] {
+            assert!(!subject_covers(outer, inner), "{outer} does not cover {inner}");
+        }
+    }
+
+    fn stream(subjects: &[&str], per_subject: i64) -> stream::Config {
+        stream::Config {
+            name: "flags_ruleset".into(),
+            subjects: subjects.iter().map(|s| s.to_string()).collect(),
+            max_messages_per_subject: per_subject,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn earlier_streams_are_adopted_with_the_subjects_every_sdk_filter_fits() {
+        // Tower's own earlier stream.
+        let s = adopt(&stream(&["apps.*.update.*"], 1)).unwrap();
+        assert_eq!(s.subjects, ["apps.*.>"]);
+        // The original Node Tower's: exact subjects per app, `apps` and the circuit subjects,
+        // unlimited messages per subject.
+        let node = stream(
+            &[
+                "apps",
+                "circuit_open",
+                "apps.1.update.manual",
+                "apps.1.update.circuit",
+                "apps.2.update.manual",
+            ],
+            -1,
+        );
+        let s = adopt(&node).unwrap();
+        assert_eq!(s.subjects, ["apps", "circuit_open", "apps.*.>"]);
+        assert_eq!(s.max_messages_per_subject, 1);
+        // Already right, or wider: unchanged.
+        for ok in [stream(&["apps.*.>"], 1), stream(&["apps.>"], 1), stream(&[">"], 1)] {
+            assert_eq!(adopt(&ok).unwrap(), ok);
+        }
+        // Someone chose to keep history: refused with the fix.
+        let err = adopt(&stream(&["apps.*.>"], 10)).unwrap_err();
+        assert!(err.contains("keeps 10 messages per subject"), "{err}");
     }
 }

@@ -6,6 +6,7 @@ use flagtower_core::command::{FlagCommand, NewFlag};
 use flagtower_core::model::{
     Description, IntervalMs, Percent, RecoveryProfile, UserList, Webhooks,
 };
+use flagtower_core::ruleset;
 use flagtower_core::{
     Action, App, AppCursor, AppId, Change, Flag, FlagId, LogEntry, LogId, LogQuery, LogRecord,
     Origin, Pending, Resource, Revision, Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
@@ -526,11 +527,12 @@ impl Store for PostgresStore {
         Ok((flag, logs))
     }
 
-    async fn create_flag(
+    async fn create_flag_within(
         &self,
         app: AppId,
         flag: &NewFlag,
         now: Timestamp,
+        max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError> {
         let flag = flag.build(app, now);
         transact!(self, |tx| {
@@ -542,18 +544,22 @@ impl Store for PostgresStore {
                 .await
                 .map_err(taken(Resource::Flag, &flag.title))?;
             let flag = flag.clone().with_id(FlagId::new(row.try_get(0)?));
+            if let Some(limit) = max_ruleset_bytes {
+                ruleset::check_size(&flags_of(&tx, app).await?, limit)?;
+            }
             write_log(&tx, &flag, Action::Create, now).await?;
             let revision = bump(&tx, app, Origin::Manual, now).await?;
             Change { value: flag, revision: Some(revision) }
         })
     }
 
-    async fn change_flag(
+    async fn change_flag_within(
         &self,
         id: FlagId,
         command: &FlagCommand,
         origin: Origin,
         now: Timestamp,
+        max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError> {
         transact!(self, |tx| {
             let current = lock_flag(&tx, id).await?;
@@ -582,6 +588,13 @@ impl Store for PostgresStore {
                     updated.map_err(taken(Resource::Flag, &next.title))?;
                     logged?;
                     let revision = bumped?;
+                    // Only a change that lengthens the flag's JSON can push the ruleset over
+                    // the limit; one that does not (most toggles, every trip) skips this read.
+                    if let Some(limit) = max_ruleset_bytes
+                        && ruleset::grows(Some(&current), &next)
+                    {
+                        ruleset::check_size(&flags_of(&tx, next.app_id).await?, limit)?;
+                    }
                     Change { value: next, revision: Some(revision) }
                 }
             }

@@ -5,6 +5,7 @@ use flagtower_core::command::{FlagCommand, NewFlag};
 use flagtower_core::model::{
     Description, IntervalMs, Percent, RecoveryProfile, UserList, Webhooks,
 };
+use flagtower_core::ruleset;
 use flagtower_core::{
     Action, App, AppCursor, AppId, Change, Flag, FlagId, LogEntry, LogId, LogQuery, LogRecord,
     Origin, Pending, Resource, Revision, Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
@@ -135,6 +136,13 @@ fn write_log(
     })
     .map_err(map_err)?;
     Ok(())
+}
+
+/// An app's flags by id, in the caller's transaction.
+fn app_flags(tx: &Transaction<'_>, app: AppId) -> Result<Vec<Flag>, StoreError> {
+    tx.prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = ?1 ORDER BY id"))
+        .and_then(|mut s| s.query_map([app.get()], flag_from_row)?.collect())
+        .map_err(map_err)
 }
 
 /// Bumps the app's revision and writes the outbox record, in the caller's transaction.
@@ -325,11 +333,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_flag(
+    async fn create_flag_within(
         &self,
         app: AppId,
         flag: &NewFlag,
         now: Timestamp,
+        max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError> {
         let flag = flag.build(app, now);
         self.write(move |tx| {
@@ -338,6 +347,9 @@ impl Store for SqliteStore {
                 .map_err(|e| taken(e, Resource::Flag, &flag.title))?
                 .ok_or_else(|| StoreError::Backend(corrupt("INSERT returned no id")))?;
             let flag = flag.with_id(FlagId::new(id));
+            if let Some(limit) = max_ruleset_bytes {
+                ruleset::check_size(&app_flags(tx, app)?, limit)?;
+            }
             write_log(tx, &flag, Action::Create, now)?;
             let revision = bump(tx, app, Origin::Manual, now)?;
             Ok(Change { value: flag, revision: Some(revision) })
@@ -345,12 +357,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn change_flag(
+    async fn change_flag_within(
         &self,
         id: FlagId,
         command: &FlagCommand,
         origin: Origin,
         now: Timestamp,
+        max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError> {
         let command = command.clone();
         self.write(move |tx| {
@@ -360,6 +373,11 @@ impl Store for SqliteStore {
             };
             exec_flag(tx, UPDATE_FLAG, &next, id.get())
                 .map_err(|e| taken(e, Resource::Flag, &next.title))?;
+            if let Some(limit) = max_ruleset_bytes
+                && ruleset::grows(Some(&current), &next)
+            {
+                ruleset::check_size(&app_flags(tx, next.app_id)?, limit)?;
+            }
             if let Some(action) = action {
                 write_log(tx, &next, action, now)?;
             }
@@ -486,15 +504,7 @@ impl Store for SqliteStore {
                 })
                 .map_err(map_err)?
                 .ok_or(StoreError::NotFound(Resource::App))?;
-            let flags = if deleted {
-                Vec::new()
-            } else {
-                tx.prepare_cached(&format!(
-                    "SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = ?1 ORDER BY id"
-                ))
-                .and_then(|mut s| s.query_map([app.get()], flag_from_row)?.collect())
-                .map_err(map_err)?
-            };
+            let flags = if deleted { Vec::new() } else { app_flags(tx, app)? };
             Ok(Ruleset { app_id: app, revision: Revision(revision as u64), flags })
         })
         .await
