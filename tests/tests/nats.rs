@@ -6,11 +6,64 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use flagtower_core::AppId;
-use flagtower_tests::{Client, NatsServer, Server, TestStore, for_each_store};
+use flagtower_tests::{Client, NatsServer, NatsVersion, Server, TestStore, for_each_nats};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-for_each_store!(each_change_publishes_one_ruleset, concurrent_changes_end_with_the_newest_ruleset);
+/// Each named `async fn(TestStore, NatsVersion)` as four tests: `sqlite::nats_oldest::NAME` …
+/// `postgres::nats_newest::NAME`.
+macro_rules! for_each_store_and_nats {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            mod nats_oldest { $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::super::$name(flagtower_tests::TestStore::sqlite().await, flagtower_tests::NatsVersion::Oldest).await
+                }
+            )* }
+            mod nats_newest { $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::super::$name(flagtower_tests::TestStore::sqlite().await, flagtower_tests::NatsVersion::Newest).await
+                }
+            )* }
+        }
+        mod postgres {
+            mod nats_oldest { $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(store) = flagtower_tests::TestStore::postgres().await else { return };
+                    super::super::$name(store, flagtower_tests::NatsVersion::Oldest).await
+                }
+            )* }
+            mod nats_newest { $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(store) = flagtower_tests::TestStore::postgres().await else { return };
+                    super::super::$name(store, flagtower_tests::NatsVersion::Newest).await
+                }
+            )* }
+        }
+    };
+}
+
+for_each_store_and_nats!(
+    each_change_publishes_one_ruleset,
+    concurrent_changes_end_with_the_newest_ruleset,
+    a_change_that_would_outgrow_max_payload_is_refused_and_nothing_is_written,
+);
+
+for_each_nats!(
+    rulesets_committed_while_nats_is_down_arrive_within_5_s_of_its_return,
+    a_change_committed_by_a_tower_that_died_before_publishing_is_published_at_restart,
+    two_towers_on_one_database_never_publish_an_older_revision_after_a_newer_one,
+    a_wrong_token_is_a_clear_startup_error,
+    an_existing_stream_is_adopted_or_refused_with_a_reason,
+    a_wiped_stream_is_recreated_and_refilled_at_start,
+    an_app_past_max_payload_never_holds_back_another,
+    tower_s_earlier_stream_is_upgraded_in_place_keeping_the_last_message_per_subject,
+    the_original_tower_s_stream_is_upgraded_in_place_keeping_the_last_message_per_subject,
+);
 
 async fn next(sub: &mut async_nats::Subscriber, timeout: Duration) -> Option<async_nats::Message> {
     tokio::time::timeout(timeout, sub.next()).await.ok().flatten()
@@ -71,8 +124,8 @@ async fn flags_of(c: &Client, app: i64) -> Value {
     c.get(&format!("/api/apps/{app}/flags")).await.payload().clone()
 }
 
-async fn each_change_publishes_one_ruleset(store: TestStore) {
-    let Some(nats) = NatsServer::start(None).await else { return };
+async fn each_change_publishes_one_ruleset(store: TestStore, version: NatsVersion) {
+    let Some(nats) = NatsServer::start_on(version, None, None).await else { return };
     let server = Server::start_with(store.open().await, nats.publisher().await).await;
     let c = server.client();
     let watcher = nats.client().await;
@@ -149,9 +202,9 @@ async fn each_change_publishes_one_ruleset(store: TestStore) {
     server.stop().await;
 }
 
-async fn concurrent_changes_end_with_the_newest_ruleset(store: TestStore) {
+async fn concurrent_changes_end_with_the_newest_ruleset(store: TestStore, version: NatsVersion) {
     const N: usize = 200;
-    let Some(nats) = NatsServer::start(None).await else { return };
+    let Some(nats) = NatsServer::start_on(version, None, None).await else { return };
     let server = Server::start_with(store.open().await, nats.publisher().await).await;
     let c = server.client();
     let watcher = nats.client().await;
@@ -178,9 +231,10 @@ async fn concurrent_changes_end_with_the_newest_ruleset(store: TestStore) {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rulesets_committed_while_nats_is_down_arrive_within_5_s_of_its_return() {
-    let Some(mut nats) = NatsServer::start(None).await else { return };
+async fn rulesets_committed_while_nats_is_down_arrive_within_5_s_of_its_return(
+    version: NatsVersion,
+) {
+    let Some(mut nats) = NatsServer::start_on(version, None, None).await else { return };
     let store = TestStore::sqlite().await;
     let server = Server::start_with(store.open().await, nats.publisher().await).await;
     let c = server.client();
@@ -241,9 +295,10 @@ async fn rulesets_committed_while_nats_is_down_arrive_within_5_s_of_its_return()
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_committed_by_a_tower_that_died_before_publishing_is_published_at_restart() {
-    let Some(nats) = NatsServer::start(None).await else { return };
+async fn a_change_committed_by_a_tower_that_died_before_publishing_is_published_at_restart(
+    version: NatsVersion,
+) {
+    let Some(nats) = NatsServer::start_on(version, None, None).await else { return };
     let store = TestStore::sqlite().await;
     // The crashed process: its change and outbox record committed, nothing published.
     let s = store.open().await;
@@ -285,10 +340,11 @@ async fn a_change_committed_by_a_tower_that_died_before_publishing_is_published_
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_towers_on_one_database_never_publish_an_older_revision_after_a_newer_one() {
+async fn two_towers_on_one_database_never_publish_an_older_revision_after_a_newer_one(
+    version: NatsVersion,
+) {
     const N: usize = 120;
-    let Some(nats) = NatsServer::start(None).await else { return };
+    let Some(nats) = NatsServer::start_on(version, None, None).await else { return };
     let Some(store) = TestStore::postgres().await else { return };
     let a = Server::start_with(store.open().await, nats.publisher().await).await;
     let b = Server::start_with(store.open().await, nats.publisher().await).await;
@@ -315,9 +371,8 @@ async fn two_towers_on_one_database_never_publish_an_older_revision_after_a_newe
     b.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_token_is_a_clear_startup_error() {
-    let Some(nats) = NatsServer::start(Some("right-token")).await else { return };
+async fn a_wrong_token_is_a_clear_startup_error(version: NatsVersion) {
+    let Some(nats) = NatsServer::start_on(version, Some("right-token"), None).await else { return };
     for options in [
         flagtower_adapters::nats::NatsOptions::new(nats.url()).token("wrong-token"),
         flagtower_adapters::nats::NatsOptions::new(nats.url()),
@@ -337,9 +392,8 @@ async fn a_wrong_token_is_a_clear_startup_error() {
         .expect("the right token is accepted");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_existing_stream_is_adopted_or_refused_with_a_reason() {
-    let Some(nats) = NatsServer::start(None).await else { return };
+async fn an_existing_stream_is_adopted_or_refused_with_a_reason(version: NatsVersion) {
+    let Some(nats) = NatsServer::start_on(version, None, None).await else { return };
     let client = nats.client().await;
     let js = jetstream::new(client.clone());
     // Someone made the stream for other subjects with a short window: Tower adds what it needs.
@@ -376,9 +430,8 @@ async fn an_existing_stream_is_adopted_or_refused_with_a_reason() {
     assert!(err.to_string().contains("keeps 10 messages per subject"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wiped_stream_is_recreated_and_refilled_at_start() {
-    let Some(nats) = NatsServer::start(None).await else { return };
+async fn a_wiped_stream_is_recreated_and_refilled_at_start(version: NatsVersion) {
+    let Some(nats) = NatsServer::start_on(version, None, None).await else { return };
     let store = TestStore::sqlite().await;
     let server = Server::start_with(store.open().await, nats.publisher().await).await;
     let c = server.client();
@@ -406,5 +459,328 @@ async fn a_wiped_stream_is_recreated_and_refilled_at_start() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    server.stop().await;
+}
+
+/// A comma-separated list of `n` user ids: about 8 bytes each.
+fn users(n: usize) -> String {
+    (0..n).map(|i| format!("user-{i}")).collect::<Vec<_>>().join(",")
+}
+
+async fn a_change_that_would_outgrow_max_payload_is_refused_and_nothing_is_written(
+    store: TestStore,
+    version: NatsVersion,
+) {
+    const MAX_PAYLOAD: usize = 8 * 1024;
+    let limit = MAX_PAYLOAD - flagtower_adapters::nats::HEADER_ALLOWANCE;
+    let Some(nats) = NatsServer::start_on(version, None, Some(MAX_PAYLOAD)).await else { return };
+    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let c = server.client();
+    let app = c.create("/api/apps", &json!({"title": "A"})).await;
+    let flag = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
+    let before = c.get(&format!("/api/flags/{flag}")).await.payload().clone();
+
+    let r =
+        c.patch(&format!("/api/flags/{flag}"), &json!({"white_listed_users": users(1500)})).await;
+    let err = r.expect_error(422);
+    assert_eq!(err["code"], "ruleset_too_large");
+    let message = err["message"].as_str().unwrap();
+    assert!(message.contains(&format!("over the {limit} bytes")), "names the limit: {message}");
+    let size: usize = message
+        .split("ruleset ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("names the size: {message}"));
+    assert!(size > limit, "{message}");
+    let r = c
+        .post(
+            &format!("/api/apps/{app}/flags"),
+            &json!({"title": "g", "description": "x".repeat(10_000)}),
+        )
+        .await;
+    assert_eq!(r.expect_error(422)["code"], "ruleset_too_large");
+
+    // Nothing was written: the flag, its log, the app's flags and its revision are as before.
+    assert_eq!(c.get(&format!("/api/flags/{flag}")).await.payload(), &before);
+    assert_eq!(flags_of(&c, app).await.as_array().unwrap().len(), 1);
+    // A change that fits goes through and is published as the app's second revision.
+    let r =
+        c.patch(&format!("/api/flags/{flag}"), &json!({"white_listed_users": users(100)})).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let watcher = nats.client().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some((rev, body)) = latest_on_stream(&watcher, app).await
+            && rev == 2
+        {
+            assert_eq!(body, flags_of(&c, app).await);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the change that fits was not published");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let h = c.get("/healthz").await;
+    assert_eq!((h.json["publisher"].clone(), h.json["store"].clone()), (json!("ok"), json!("ok")));
+    server.stop().await;
+}
+
+/// Waits until `sub` delivers the app's ruleset with `is_active` of its first flag equal to
+/// `active`; returns how long it took.
+async fn arrives(sub: &mut async_nats::Subscriber, active: bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        let m = next(sub, Duration::from_secs(1).saturating_sub(start.elapsed()))
+            .await
+            .unwrap_or_else(|| panic!("the change (is_active={active}) did not arrive within 1 s"));
+        let body: Value = serde_json::from_slice(&m.payload).unwrap();
+        if body[0]["is_active"] == active {
+            return start.elapsed();
+        }
+    }
+}
+
+fn unpublished(h: &Value, app: i64) -> Option<Value> {
+    h["unpublished"].as_array()?.iter().find(|u| u["app_id"] == app).cloned()
+}
+
+async fn an_app_past_max_payload_never_holds_back_another(version: NatsVersion) {
+    const MAX_PAYLOAD: usize = 16 * 1024;
+    let Some(nats) = NatsServer::start_on(version, None, Some(MAX_PAYLOAD)).await else { return };
+    let store = TestStore::sqlite().await;
+    // Grown by an earlier Tower whose publisher allowed more (the in-process one has no limit):
+    // 3 flags of about 8 KB each, on both sides of an app that fits.
+    let earlier = Server::start(&store).await;
+    let c = earlier.client();
+    let first = c.create("/api/apps", &json!({"title": "first"})).await;
+    let big = c.create("/api/apps", &json!({"title": "big"})).await;
+    let last = c.create("/api/apps", &json!({"title": "last"})).await;
+    let mut big_flags = Vec::new();
+    for i in 0..3 {
+        let body = json!({"title": format!("wide {i}"), "white_listed_users": users(1000)});
+        big_flags.push(c.create(&format!("/api/apps/{big}/flags"), &body).await);
+    }
+    let mut small = Vec::new();
+    for app in [first, last] {
+        small
+            .push((app, c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await));
+    }
+    earlier.stop().await;
+
+    let watcher = nats.client().await;
+    for round in 0..2 {
+        // Round 0: the first start on this NATS; round 1: a restart of Tower.
+        let server = Server::start_with(store.open().await, nats.publisher().await).await;
+        let c = server.client();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (app, _) in &small {
+            while latest_on_stream(&watcher, *app).await.is_none_or(|(rev, _)| rev < 1) {
+                assert!(Instant::now() < deadline, "round {round}: app {app} was not republished");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        // The big app is reported: which, why, since when; and not retried in a loop.
+        let h = c.get("/healthz").await;
+        assert_eq!(h.status, 200);
+        assert_eq!(
+            (h.json["store"].clone(), h.json["publisher"].clone()),
+            (json!("ok"), json!("degraded"))
+        );
+        let u = unpublished(&h.json, big).unwrap_or_else(|| panic!("round {round}: {}", h.json));
+        assert_eq!(
+            (u["stage"].clone(), u["rejected"].clone()),
+            (json!("publisher"), json!(true)),
+            "{u}"
+        );
+        assert!(u["reason"].as_str().unwrap().contains("max payload"), "{u}");
+        assert!(u["since"].as_str().is_some_and(|s| s.ends_with('Z')), "{u}");
+        assert_eq!(h.json["unpublished_count"], 1, "only the big app: {}", h.json);
+        // Changes to the other apps keep arriving within a second.
+        for (app, flag) in &small {
+            let mut sub = watcher.subscribe(format!("apps.{app}.>")).await.unwrap();
+            watcher.flush().await.unwrap();
+            for _ in 0..3 {
+                let r = c.patch_empty(&format!("/api/flags/{flag}/toggle")).await;
+                let active = r.payload()["is_active"].as_bool().unwrap();
+                arrives(&mut sub, active).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let h = c.get("/healthz").await;
+        assert_eq!(
+            unpublished(&h.json, big).unwrap()["attempts"],
+            1,
+            "no retry in a loop: {}",
+            h.json
+        );
+        if round == 0 {
+            server.stop().await;
+            continue;
+        }
+        // Shrinking the app is allowed although it is over the limit, and publishes it as
+        // soon as it fits.
+        let mut sub = watcher.subscribe(format!("apps.{big}.>")).await.unwrap();
+        watcher.flush().await.unwrap();
+        for flag in &big_flags[..2] {
+            let r =
+                c.patch(&format!("/api/flags/{flag}"), &json!({"white_listed_users": ""})).await;
+            assert_eq!(r.status, 200, "{}", r.json);
+        }
+        let m = next(&mut sub, Duration::from_secs(1)).await.expect("published once it fits");
+        assert_eq!(serde_json::from_slice::<Value>(&m.payload).unwrap(), flags_of(&c, big).await);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let h = c.get("/healthz").await;
+            if h.json["publisher"] == "ok" {
+                assert!(unpublished(&h.json, big).is_none(), "{}", h.json);
+                break;
+            }
+            assert!(Instant::now() < deadline, "still degraded: {}", h.json);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server.stop().await;
+    }
+}
+
+/// The newest message on `subject` in `stream`.
+async fn last_on(js: &jetstream::Context, stream: &str, subject: &str) -> Vec<u8> {
+    let stream = js.get_stream(stream).await.unwrap();
+    let m = stream
+        .get_last_raw_message_by_subject(subject)
+        .await
+        .unwrap_or_else(|e| panic!("{subject}: {e}"));
+    m.payload.to_vec()
+}
+
+/// Publishes `bodies` on their subjects, in order, and waits for each acknowledgement.
+async fn fill(js: &jetstream::Context, messages: &[(&str, &str)]) {
+    for (subject, body) in messages {
+        js.publish(subject.to_string(), body.to_string().into()).await.unwrap().await.unwrap();
+    }
+}
+
+/// What an SDK reads first: the newest message matching its filter `apps.<app>.>`.
+async fn sdk_first_read(client: &async_nats::Client, app: i64) -> Vec<u8> {
+    let js = jetstream::new(client.clone());
+    let stream = js.get_stream("flags_ruleset").await.unwrap();
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: format!("apps.{app}.>"),
+            deliver_policy: DeliverPolicy::Last,
+            ..Default::default()
+        })
+        .await
+        .expect("the SDK's filter is accepted");
+    let mut messages = consumer.messages().await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(2), messages.next()).await.unwrap().unwrap();
+    m.unwrap().payload.to_vec()
+}
+
+async fn tower_s_earlier_stream_is_upgraded_in_place_keeping_the_last_message_per_subject(
+    version: NatsVersion,
+) {
+    let Some(nats) = NatsServer::start_on(version, None, None).await else { return };
+    let client = nats.client().await;
+    let js = jetstream::new(client.clone());
+    js.create_stream(jetstream::stream::Config {
+        name: "flags_ruleset".into(),
+        subjects: vec!["apps.*.update.*".into()],
+        max_messages_per_subject: 1,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    fill(
+        &js,
+        &[
+            ("apps.1.update.manual", "[1]"),
+            ("apps.1.update.manual", "[2]"),
+            ("apps.2.update.circuit", "[3]"),
+        ],
+    )
+    .await;
+    nats.publisher().await;
+    let cfg = js.get_stream("flags_ruleset").await.unwrap().info().await.unwrap().config.clone();
+    assert_eq!(cfg.subjects, ["apps.*.>"]);
+    assert_eq!(last_on(&js, "flags_ruleset", "apps.1.update.manual").await, b"[2]");
+    assert_eq!(last_on(&js, "flags_ruleset", "apps.2.update.circuit").await, b"[3]");
+    assert_eq!(sdk_first_read(&client, 1).await, b"[2]");
+    assert_eq!(sdk_first_read(&client, 2).await, b"[3]");
+}
+
+async fn the_original_tower_s_stream_is_upgraded_in_place_keeping_the_last_message_per_subject(
+    version: NatsVersion,
+) {
+    let Some(nats) = NatsServer::start_on(version, Some("myToken"), None).await else { return };
+    let client = nats.client().await;
+    let js = jetstream::new(client.clone());
+    // As the original Tower made it: the server's defaults (unlimited messages per subject),
+    // its own subjects, and one exact subject added for each app it published.
+    let node_subjects = [
+        "apps",
+        "circuit_open",
+        "circuit_close",
+        "circuit_recovery_start",
+        "circuit_recovery_update",
+        "apps.1.update.manual",
+        "apps.1.update.circuit",
+        "apps.2.update.manual",
+    ];
+    js.create_stream(jetstream::stream::Config {
+        name: "flags_ruleset".into(),
+        subjects: node_subjects.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    fill(
+        &js,
+        &[
+            ("apps.1.update.manual", "[1]"),
+            ("apps.1.update.circuit", "[2]"),
+            ("apps.1.update.manual", "[3]"),
+            ("apps.2.update.manual", "[4]"),
+        ],
+    )
+    .await;
+    nats.publisher().await;
+    let cfg = js.get_stream("flags_ruleset").await.unwrap().info().await.unwrap().config.clone();
+    assert_eq!(
+        cfg.subjects,
+        [
+            "apps",
+            "circuit_open",
+            "circuit_close",
+            "circuit_recovery_start",
+            "circuit_recovery_update",
+            "apps.*.>"
+        ]
+    );
+    assert_eq!(cfg.max_messages_per_subject, 1);
+    assert_eq!(last_on(&js, "flags_ruleset", "apps.1.update.manual").await, b"[3]");
+    assert_eq!(last_on(&js, "flags_ruleset", "apps.1.update.circuit").await, b"[2]");
+    assert_eq!(last_on(&js, "flags_ruleset", "apps.2.update.manual").await, b"[4]");
+    assert_eq!(sdk_first_read(&client, 1).await, b"[3]");
+    // A Tower on it publishes on the new subjects, and adopting it again changes nothing.
+    let store = TestStore::sqlite().await;
+    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let app = server.client().create("/api/apps", &json!({"title": "A"})).await;
+    server.client().create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let subject = format!("apps.{app}.update.manual");
+    let c = server.client();
+    let stream = js.get_stream("flags_ruleset").await.unwrap();
+    loop {
+        if let Ok(m) = stream.get_last_raw_message_by_subject(&subject).await
+            && serde_json::from_slice::<Value>(&m.payload).ok() == Some(flags_of(&c, app).await)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not published on the adopted stream");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = js.get_stream("flags_ruleset").await.unwrap().info().await.unwrap().config.clone();
+    assert_eq!(again, cfg);
     server.stop().await;
 }
