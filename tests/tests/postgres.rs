@@ -90,6 +90,9 @@ async fn a_database_outage_is_a_503_that_heals_without_a_restart() {
         (h.status, h.json["status"].clone(), h.json["store"].clone()),
         (503, json!("unavailable"), json!("unavailable"))
     );
+    // The relay cannot read the outbox either: a store problem, not the publisher's.
+    assert_eq!(h.json["publisher"], "ok", "{}", h.json);
+    assert!(h.json["store_error"]["reason"].is_string(), "{}", h.json);
 
     proxy.restore().await;
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -105,7 +108,17 @@ async fn a_database_outage_is_a_503_that_heals_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(c.post("/api/apps", &json!({"title": "after"})).await.status, 201);
-    assert_eq!(c.get("/healthz").await.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = c.get("/healthz").await;
+        if h.status == 200 && h.json["store"] == "ok" {
+            assert_eq!(h.json["publisher"], "ok");
+            assert!(h.json.get("store_error").is_none(), "{}", h.json);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store is not ok again: {}", h.json);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The feed read through the outage and resumes on the same stream.
     let e = events.until("app").await;
     assert_eq!(e.data["app"]["title"], "after");

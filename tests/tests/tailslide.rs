@@ -1,0 +1,188 @@
+//! The real Tailslide Python SDK (`tailslide-sdk` 0.1.7 from PyPI), unchanged, against Tower on
+//! NATS JetStream and RedisTimeSeries, on the oldest and the newest nats-server: it initializes
+//! from the app's ruleset, evaluates flags, follows a toggle and a circuit trip, and its
+//! `emit_success` / `emit_failure` are what Tower counts and trips on.
+//!
+//! The SDK runs in `tests/tailslide/driver.py` under the Python of `TOWER_TEST_TAILSLIDE_PYTHON`
+//! (a virtualenv that `./scripts/test` makes under target/tools).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use flagtower_core::Tower;
+use flagtower_core::breaker::BreakerSettings;
+use flagtower_tests::{Client, NatsServer, NatsVersion, Server, TestStore, for_each_nats};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+for_each_nats!(the_python_sdk_reads_evaluates_follows_and_reports);
+
+/// The SDK key: the NATS token the SDKs connect with.
+const SDK_KEY: &str = "myToken";
+
+/// The Tailslide Python SDK in a child process.
+struct Sdk {
+    child: Child,
+    stdin: ChildStdin,
+    answers: Lines<BufReader<ChildStdout>>,
+}
+
+impl Sdk {
+    /// Starts the driver, or `None` (said loudly; a failure under `TOWER_REQUIRE_SERVICES=1`)
+    /// when no Python with the SDK is configured.
+    fn start() -> Option<Self> {
+        let Some(python) = std::env::var_os("TOWER_TEST_TAILSLIDE_PYTHON") else {
+            let msg = "TOWER_TEST_TAILSLIDE_PYTHON is not set to a Python with tailslide-sdk 0.1.7 (pip install tailslide-sdk==0.1.7); ./scripts/test makes one";
+            if flagtower_adapters::postgres::testing::services_required() {
+                panic!("TOWER_REQUIRE_SERVICES=1: {msg}");
+            }
+            eprintln!("\n!!!!! SKIPPED: {msg}\n");
+            return None;
+        };
+        let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tailslide/driver.py");
+        let mut child = tokio::process::Command::new(python)
+            .arg(driver)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the Tailslide SDK driver");
+        let stdin = child.stdin.take().unwrap();
+        let answers = BufReader::new(child.stdout.take().unwrap()).lines();
+        Some(Self { child, stdin, answers })
+    }
+
+    /// Sends one command; its answer, which must say `ok`.
+    async fn call(&mut self, cmd: Value) -> Value {
+        self.stdin.write_all(format!("{cmd}\n").as_bytes()).await.unwrap();
+        self.stdin.flush().await.unwrap();
+        let line = tokio::time::timeout(Duration::from_secs(30), self.answers.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("the SDK did not answer {cmd} within 30 s"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the SDK exited on {cmd}"));
+        let answer: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(answer["ok"], true, "{cmd} → {answer}");
+        answer
+    }
+
+    async fn active(&mut self, flag: &str, user: &str) -> bool {
+        let a = self.call(json!({"op": "active", "flag": flag, "user": user})).await;
+        a["active"].as_bool().unwrap()
+    }
+
+    /// Waits until the SDK's copy of `flag` has `field == value`; milliseconds it took.
+    async fn wait(&mut self, flag: &str, field: &str, value: Value) -> f64 {
+        let cmd =
+            json!({"op": "wait", "flag": flag, "field": field, "value": value, "timeout": 10});
+        self.call(cmd).await["ms"].as_f64().unwrap()
+    }
+}
+
+/// The counts `GET /api/flags/:id/timeseries` reports over the last minute.
+async fn counted(c: &Client, flag: i64) -> (u64, u64) {
+    let r = c.get(&format!("/api/flags/{flag}/timeseries?timeRange=60000&timeBucket=1000")).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    r.payload().as_array().unwrap().iter().fold((0, 0), |(s, f), b| {
+        (s + b["success"].as_u64().unwrap(), f + b["failure"].as_u64().unwrap())
+    })
+}
+
+async fn counted_until(c: &Client, flag: i64, want: (u64, u64)) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = counted(c, flag).await;
+        if got == want {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "counted {got:?}, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn the_python_sdk_reads_evaluates_follows_and_reports(version: NatsVersion) {
+    let Some(mut sdk) = Sdk::start() else { return };
+    let Some(nats) = NatsServer::start_on(version, Some(SDK_KEY), None).await else { return };
+    let Some(redis) = flagtower_adapters::redis::testing::RedisServer::start().await else {
+        return;
+    };
+    let metrics = flagtower_adapters::redis::RedisMetrics::connect(
+        &flagtower_adapters::redis::RedisOptions::new(redis.url()),
+    )
+    .await
+    .unwrap();
+    let store = TestStore::sqlite().await;
+    let builder = Tower::builder(store.open().await)
+        .publisher(nats.publisher().await)
+        .metrics(std::sync::Arc::new(metrics))
+        .breaker(BreakerSettings { interval_ms: 100, window_ms: 30_000, min_requests: 10 });
+    let server = Server::start_built(builder).await;
+    let c = server.client();
+    // Another app first, so that the SDK's app is not the stream's only one.
+    let other = c.create("/api/apps", &json!({"title": "Other"})).await;
+    c.create(&format!("/api/apps/{other}/flags"), &json!({"title": "checkout"})).await;
+    let app = c.create("/api/apps", &json!({"title": "Shop"})).await;
+    let checkout = c
+        .create(
+            &format!("/api/apps/{app}/flags"),
+            &json!({"title": "checkout", "is_active": true, "error_threshold_percentage": 20}),
+        )
+        .await;
+    let beta = c
+        .create(
+            &format!("/api/apps/{app}/flags"),
+            &json!({"title": "beta", "white_listed_users": "alice", "rollout_percentage": 0}),
+        )
+        .await;
+    let flags = c.get(&format!("/api/apps/{app}/flags")).await.payload().clone();
+
+    // It initializes from the app's newest ruleset, exactly as Tower serves it.
+    let init = sdk
+        .call(json!({
+            "op": "init", "nats": nats.url(), "stream": "flags_ruleset", "app_id": app,
+            "sdk_key": SDK_KEY, "redis_host": "127.0.0.1", "redis_port": redis.port, "user": "bob",
+        }))
+        .await;
+    assert_eq!(init["flags"], flags, "the SDK holds the app's ruleset");
+    eprintln!("tailslide-sdk initialized on {}", nats.version);
+
+    // It evaluates: on for everyone, off for everyone, the whitelist beside a 0 % rollout.
+    assert!(sdk.active("checkout", "bob").await);
+    assert!(!sdk.active("beta", "alice").await, "beta is off");
+    // It follows a toggle.
+    assert_eq!(c.patch_empty(&format!("/api/flags/{beta}/toggle")).await.status, 200);
+    let ms = sdk.wait("beta", "is_active", json!(true)).await;
+    eprintln!("the SDK saw the toggle {ms:.1} ms after the API answered");
+    assert!(sdk.active("beta", "alice").await, "alice is whitelisted");
+    assert!(!sdk.active("beta", "bob").await, "bob is outside a 0 % rollout");
+
+    // What it emits is what Tower counts: successes first, so the failure rate stays under the
+    // 20 % threshold on the way (5 in 35).
+    sdk.call(json!({"op": "emit", "flag": "checkout", "status": "success", "count": 30})).await;
+    sdk.call(json!({"op": "emit", "flag": "checkout", "status": "failure", "count": 5})).await;
+    counted_until(&c, checkout, (30, 5)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(sdk.active("checkout", "bob").await, "a healthy flag stays on");
+
+    // A regression it reports trips the circuit, and the SDK sees the flag go off.
+    sdk.call(json!({"op": "emit", "flag": "checkout", "status": "failure", "count": 60})).await;
+    let ms = sdk.wait("checkout", "circuit_status", json!("open")).await;
+    eprintln!("the SDK saw the trip {ms:.1} ms after its last failure");
+    assert!(!sdk.active("checkout", "bob").await, "a tripped flag is off");
+    let f = c.get(&format!("/api/flags/{checkout}")).await.payload().clone();
+    assert_eq!(
+        (f["is_active"].clone(), f["circuit_status"].clone()),
+        (json!(false), json!("open"))
+    );
+    assert_eq!(f["logs"].as_array().unwrap().last().unwrap()["action_type"], "circuit_open");
+    counted_until(&c, checkout, (30, 65)).await;
+    // The other app's flag of the same title is untouched: the SDK read only its own app.
+    let held = sdk.call(json!({"op": "flags"})).await;
+    assert!(held["flags"].as_array().unwrap().iter().all(|f| f["app_id"] == app), "{held}");
+
+    sdk.call(json!({"op": "close"})).await;
+    let _ = sdk.child.wait().await;
+    server.stop().await;
+}
