@@ -11,7 +11,7 @@
 //! not retried in a loop: it waits for the app's next change, or [`RelayConfig::rejected_retry`].
 //! What is not published, why, and since when, is [`RelayHealth`], which `/healthz` shows.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -115,7 +115,37 @@ impl RelayHealth {
 #[derive(Debug, Default)]
 pub(crate) struct RelaySignal {
     pub(crate) wake: Notify,
-    pub(crate) health: Mutex<RelayHealth>,
+    /// Kept current one app at a time, so an outage of many apps costs each step O(log n).
+    health: Mutex<HealthState>,
+}
+
+#[derive(Debug, Default)]
+struct HealthState {
+    store: Option<(String, Timestamp)>,
+    unpublished: BTreeMap<AppId, Unpublished>,
+}
+
+impl RelaySignal {
+    /// What the relay could not publish or read, by app id.
+    pub(crate) fn health(&self) -> RelayHealth {
+        let h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        RelayHealth {
+            store: h.store.clone(),
+            unpublished: h.unpublished.values().cloned().collect(),
+        }
+    }
+
+    fn set_store_problem(&self, problem: Option<(String, Timestamp)>) {
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).store = problem;
+    }
+
+    fn set_problem(&self, app: AppId, problem: Option<&Unpublished>) {
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        match problem {
+            Some(u) => h.unpublished.insert(app, u.clone()),
+            None => h.unpublished.remove(&app),
+        };
+    }
 }
 
 pub(crate) struct Relay {
@@ -149,47 +179,83 @@ struct Retry {
     problem: Option<Unpublished>,
 }
 
+/// The relay's bookkeeping. Every operation on it costs O(1) or O(log n) per app, so a long
+/// outage with many apps does not make each step slower.
 #[derive(Default)]
 struct State {
-    /// Apps the start-up republish has yet to hand out; `None` until the list is read.
-    startup: Option<VecDeque<AppId>>,
+    /// Whether the app list (start-up republish) has been read.
+    listed: bool,
+    /// Read the outbox before handing out: woken by a commit, the poll timer, or a failed read.
+    rescan: bool,
+    next_poll: Option<Instant>,
+    /// Apps to publish as soon as a slot is free, without duplicates.
+    ready: VecDeque<(AppId, Origin)>,
+    queued: HashSet<AppId>,
+    /// Apps waiting for their retry, and when each is due.
     retry: HashMap<AppId, Retry>,
+    timers: BTreeSet<(Instant, AppId)>,
     in_flight: HashSet<AppId>,
+    /// Apps that changed while their publication was in flight: published again after it.
+    again: HashSet<AppId>,
     tasks: JoinSet<(AppId, Origin, Outcome)>,
     task_apps: HashMap<tokio::task::Id, (AppId, Origin)>,
     /// Consecutive failures to read the outbox.
     store_failures: u32,
     store_problem: Option<(String, Timestamp)>,
-    /// Whether the health report is out of date.
-    dirty: bool,
+}
+
+impl State {
+    fn enqueue(&mut self, app: AppId, origin: Origin) {
+        if self.in_flight.contains(&app) {
+            self.again.insert(app);
+        } else if self.queued.insert(app) {
+            self.ready.push_back((app, origin));
+        }
+    }
+
+    fn schedule(&mut self, app: AppId, retry: Retry) {
+        self.timers.insert((retry.due, app));
+        if let Some(old) = self.retry.insert(app, retry) {
+            self.timers.remove(&(old.due, app));
+        }
+    }
+
+    /// Takes an app's retry off the timers (it is handed out now), keeping its problem for the
+    /// health report until it is published.
+    fn unschedule(&mut self, app: AppId) {
+        if let Some(r) = self.retry.get_mut(&app) {
+            self.timers.remove(&(r.due, app));
+            r.due = Instant::now();
+        }
+    }
 }
 
 impl Relay {
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut st = State::default();
+        let mut st = State { rescan: true, ..State::default() };
         loop {
-            let wait = match self.hand_out(&mut st).await {
-                Ok(()) => {
-                    if st.store_failures > 0 {
-                        tracing::info!("ruleset relay reads the store again");
-                        st.dirty = true;
-                    }
-                    st.store_failures = 0;
-                    st.store_problem = None;
-                    self.next_wake(&st)
+            let now = Instant::now();
+            if st.next_poll.is_none_or(|t| t <= now) {
+                st.rescan = true;
+            }
+            if st.rescan {
+                self.rescan(&mut st).await;
+            }
+            // Retries that fell due.
+            while let Some(&(due, app)) = st.timers.first() {
+                if due > now {
+                    break;
                 }
-                Err(e) => {
-                    st.store_failures = st.store_failures.saturating_add(1);
-                    if st.store_problem.is_none() {
-                        st.store_problem =
-                            Some((crate::ErrorChain(&e).to_string(), self.clock.now()));
-                        st.dirty = true;
-                    }
-                    tracing::warn!(error = %crate::ErrorChain(&e), attempt = st.store_failures, "ruleset relay cannot read the outbox; will retry");
-                    backoff(self.config, st.store_failures)
+                st.timers.remove(&(due, app));
+                if let Some(origin) = st.retry.get(&app).map(|r| r.origin) {
+                    st.enqueue(app, origin);
                 }
-            };
-            self.report(&mut st);
+            }
+            self.hand_out(&mut st);
+            let mut wake_at = st.next_poll.unwrap_or(now + self.config.poll_interval);
+            if let Some(&(due, _)) = st.timers.first() {
+                wake_at = wake_at.min(due);
+            }
             tokio::select! {
                 Some(done) = st.tasks.join_next(), if !st.tasks.is_empty() => {
                     self.settle(&mut st, done);
@@ -197,8 +263,8 @@ impl Relay {
                         self.settle(&mut st, done);
                     }
                 }
-                _ = self.signal.wake.notified(), if st.store_failures == 0 => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = self.signal.wake.notified(), if st.store_failures == 0 => st.rescan = true,
+                _ = tokio::time::sleep_until(wake_at) => {}
                 _ = stop.changed() => {
                     self.finish(st).await;
                     return;
@@ -207,51 +273,71 @@ impl Relay {
         }
     }
 
-    /// Starts a publication for every app that is due and not in flight, up to the limit.
-    async fn hand_out(&self, st: &mut State) -> Result<(), StoreError> {
-        if st.startup.is_none() {
-            st.startup = Some(self.store.list_apps().await?.into_iter().map(|a| a.id).collect());
-        }
-        let pending = self.store.pending().await?;
-        let now = Instant::now();
-        let mut due: Vec<(AppId, Origin)> = Vec::new();
-        for p in &pending {
-            match st.retry.get(&p.app_id) {
-                // A refused ruleset is tried again as soon as the app has changed since.
-                Some(r) => {
-                    let changed = r.problem.as_ref().is_some_and(|u| {
-                        u.rejected && u.revision.is_some_and(|rev| p.revision > rev)
-                    });
-                    if r.due <= now || changed {
-                        due.push((p.app_id, p.origin));
+    /// Reads the outbox (and, the first time, every live app) into the ready queue.
+    async fn rescan(&self, st: &mut State) {
+        let read = async {
+            let apps = match st.listed {
+                true => Vec::new(),
+                false => self.store.list_apps().await?,
+            };
+            Ok::<_, StoreError>((apps, self.store.pending().await?))
+        };
+        match read.await {
+            Ok((apps, pending)) => {
+                if st.store_failures > 0 {
+                    tracing::info!("ruleset relay reads the store again");
+                    self.signal.set_store_problem(None);
+                }
+                st.store_failures = 0;
+                st.store_problem = None;
+                st.rescan = false;
+                st.next_poll = Some(Instant::now() + self.config.poll_interval);
+                for p in pending {
+                    match st.retry.get(&p.app_id) {
+                        // Waiting for its retry, unless the publisher refused the ruleset and
+                        // the app changed since: the new one may fit.
+                        Some(r) => {
+                            let changed = r.problem.as_ref().is_some_and(|u| {
+                                u.rejected && u.revision.is_some_and(|rev| p.revision > rev)
+                            });
+                            if changed {
+                                st.unschedule(p.app_id);
+                                st.enqueue(p.app_id, p.origin);
+                            }
+                        }
+                        None => st.enqueue(p.app_id, p.origin),
                     }
                 }
-                None => due.push((p.app_id, p.origin)),
+                if !st.listed {
+                    st.listed = true;
+                    for app in apps {
+                        if !st.retry.contains_key(&app.id) {
+                            st.enqueue(app.id, Origin::Manual);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                st.store_failures = st.store_failures.saturating_add(1);
+                if st.store_problem.is_none() {
+                    st.store_problem = Some((crate::ErrorChain(&e).to_string(), self.clock.now()));
+                    self.signal.set_store_problem(st.store_problem.clone());
+                }
+                tracing::warn!(error = %crate::ErrorChain(&e), attempt = st.store_failures, "ruleset relay cannot read the outbox; will retry");
+                // Read again when the backoff ends (not at the next task's end).
+                st.rescan = false;
+                st.next_poll = Some(Instant::now() + backoff(self.config, st.store_failures));
             }
         }
-        let pending_apps: HashSet<AppId> = pending.iter().map(|p| p.app_id).collect();
-        for (app, r) in &st.retry {
-            if r.due <= now && !pending_apps.contains(app) {
-                due.push((*app, r.origin));
-            }
-        }
-        if let Some(startup) = &mut st.startup {
-            // An app that already failed is retried on its own backoff, not by the start-up.
-            startup.retain(|app| !st.retry.contains_key(app));
-            due.extend(startup.iter().map(|app| (*app, Origin::Manual)));
-        }
-        for (app, origin) in due {
-            if st.tasks.len() >= self.config.max_in_flight.max(1) {
-                break;
-            }
-            if let Some(startup) = &mut st.startup {
-                startup.retain(|a| *a != app);
-            }
-            // One publication per app at a time: the one in flight reads the newest revision,
-            // and the outbox brings the app back if a newer one commits meanwhile.
-            if !st.in_flight.insert(app) {
-                continue;
-            }
+    }
+
+    /// Starts publications from the ready queue while slots are free.
+    fn hand_out(&self, st: &mut State) {
+        while st.tasks.len() < self.config.max_in_flight.max(1) {
+            let Some((app, origin)) = st.ready.pop_front() else { break };
+            st.queued.remove(&app);
+            // One publication per app at a time, so no older revision follows a newer one.
+            st.in_flight.insert(app);
             let (store, publisher) = (Arc::clone(&self.store), Arc::clone(&self.publisher));
             let task = st.tasks.spawn(async move {
                 let outcome = publish_latest(&*store, &*publisher, app, origin).await;
@@ -259,7 +345,6 @@ impl Relay {
             });
             st.task_apps.insert(task.id(), (app, origin));
         }
-        Ok(())
     }
 
     /// Records how one publication ended.
@@ -277,37 +362,39 @@ impl Relay {
                 // A publication task panicked: retried like any failure.
                 let Some((app, origin)) = st.task_apps.remove(&e.id()) else { return };
                 let error: BoxError = format!("the publication task failed: {e}").into();
-                (
-                    app,
-                    origin,
-                    Outcome::Failed {
-                        stage: Stage::Publisher,
-                        revision: None,
-                        error,
-                        rejected: false,
-                    },
-                )
+                let failed = Outcome::Failed {
+                    stage: Stage::Publisher,
+                    revision: None,
+                    error,
+                    rejected: false,
+                };
+                (app, origin, failed)
             }
         };
         st.in_flight.remove(&app);
-        st.dirty = true;
+        let again = st.again.remove(&app);
         match outcome {
             Outcome::Published(revision) => {
-                if let Some(Retry { problem: Some(u), .. }) = st.retry.remove(&app) {
+                if let Some(Retry { problem: Some(u), due, .. }) = st.retry.remove(&app) {
+                    st.timers.remove(&(due, app));
+                    self.signal.set_problem(app, None);
                     tracing::info!(app = %app, revision = %revision, failed_since = %u.since, attempts = u.attempts, "ruleset published again");
                 } else {
                     tracing::debug!(app = %app, revision = %revision, "ruleset published");
                 }
+                if again {
+                    st.enqueue(app, origin);
+                }
             }
             // Nothing to do now; looked at again at the next poll rather than at once.
             Outcome::Gone | Outcome::LeasedElsewhere => {
+                let problem = st.retry.get(&app).and_then(|r| r.problem.clone());
                 let due = Instant::now() + self.config.poll_interval;
-                let problem = st.retry.remove(&app).and_then(|r| r.problem);
-                st.retry.insert(app, Retry { origin, due, problem });
+                st.schedule(app, Retry { origin, due, problem });
             }
             Outcome::Failed { stage, revision, error, rejected } => {
                 let reason = crate::ErrorChain(&*error).to_string();
-                let previous = st.retry.remove(&app).and_then(|r| r.problem);
+                let previous = st.retry.get(&app).and_then(|r| r.problem.clone());
                 let attempts = previous.as_ref().map_or(0, |u| u.attempts).saturating_add(1);
                 let first = previous.as_ref().is_none_or(|u| u.rejected != rejected);
                 let since = match &previous {
@@ -331,32 +418,16 @@ impl Relay {
                 };
                 let problem =
                     Unpublished { app_id: app, stage, revision, reason, since, attempts, rejected };
-                st.retry.insert(
-                    app,
-                    Retry { origin, due: Instant::now() + wait, problem: Some(problem) },
-                );
+                self.signal.set_problem(app, Some(&problem));
+                let retry = Retry { origin, due: Instant::now() + wait, problem: Some(problem) };
+                st.schedule(app, retry);
+                // A change committed meanwhile of a refused ruleset may fit: try it now.
+                if again && rejected {
+                    st.unschedule(app);
+                    st.enqueue(app, origin);
+                }
             }
         }
-    }
-
-    /// When to look again if nothing wakes the relay: the poll interval, or sooner when a retry
-    /// falls due.
-    fn next_wake(&self, st: &State) -> Duration {
-        let now = Instant::now();
-        let soonest = st.retry.values().map(|r| r.due.saturating_duration_since(now)).min();
-        soonest.map_or(self.config.poll_interval, |d| d.min(self.config.poll_interval))
-    }
-
-    /// Brings the health report up to date.
-    fn report(&self, st: &mut State) {
-        if !std::mem::take(&mut st.dirty) {
-            return;
-        }
-        let mut unpublished: Vec<Unpublished> =
-            st.retry.values().filter_map(|r| r.problem.clone()).collect();
-        unpublished.sort_by_key(|u| u.app_id);
-        let health = RelayHealth { store: st.store_problem.clone(), unpublished };
-        *self.signal.health.lock().unwrap_or_else(|e| e.into_inner()) = health;
     }
 
     /// At shutdown: lets publications in flight end, then publishes what committed before the

@@ -515,10 +515,7 @@ impl Tower {
 
     /// How the backends are doing.
     pub async fn health(&self) -> Health {
-        Health {
-            store: self.store().ping().await,
-            relay: self.inner.signal.health.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-        }
+        Health { store: self.store().ping().await, relay: self.inner.signal.health() }
     }
 
     /// Runs one check of every flag with `settings` now (what the breaker engine does every
