@@ -35,7 +35,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tower.toggle_flag(flag.id, None).await?; // on
     tower.toggle_flag(flag.id, None).await?; // off again
 
-    // Creation and each toggle commit a new revision of the app's ruleset: 1, 2, 3. The relay
+    // A new app's empty ruleset goes out at revision 0, so SDKs can start on it; the flag's
+    // creation and each toggle commit a new revision of the app's ruleset: 1, 2, 3. The relay
     // publishes the newest ruleset of each changed app, so changes made faster than it publishes
     // arrive coalesced; revisions only ever grow, and the last one is always delivered.
     loop {

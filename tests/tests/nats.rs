@@ -102,7 +102,7 @@ async fn follow_to(
     final_revision: u64,
     strict: bool,
 ) -> async_nats::Message {
-    let mut last = 0;
+    let mut last: Option<u64> = None;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let m = next(sub, deadline.saturating_duration_since(Instant::now()))
@@ -110,10 +110,10 @@ async fn follow_to(
             .expect("the newest revision arrives");
         let rev: u64 = header(&m, "Tower-Revision").parse().unwrap();
         assert!(
-            rev > last || (!strict && rev == last),
-            "revision {rev} was published after {last}"
+            last.is_none_or(|last| rev > last || (!strict && rev == last)),
+            "revision {rev} was published after {last:?}"
         );
-        last = rev;
+        last = Some(rev);
         if rev == final_revision {
             return m;
         }
@@ -133,6 +133,11 @@ async fn each_change_publishes_one_ruleset(store: TestStore, version: NatsVersio
     watcher.flush().await.unwrap();
 
     let app = c.create("/api/apps", &json!({"title": "A"})).await;
+    // A new app's empty ruleset goes out at once (revision 0), so an SDK can start on it.
+    let m = next(&mut sub, Duration::from_secs(5)).await.expect("the new app published");
+    assert_eq!(m.subject.as_str(), format!("apps.{app}.update.manual"));
+    assert_eq!(header(&m, "Nats-Msg-Id"), format!("{app}-0"));
+    assert_eq!(serde_json::from_slice::<Value>(&m.payload).unwrap(), json!([]));
     let flag = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
     let mut revision = 0;
     let mut expect = |m: async_nats::Message, body: Value| {

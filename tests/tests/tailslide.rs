@@ -1,7 +1,7 @@
 //! The real Tailslide Python SDK (`tailslide-sdk` 0.1.7 from PyPI), unchanged, against Tower on
 //! NATS JetStream and RedisTimeSeries, on the oldest and the newest nats-server: it initializes
-//! from the app's ruleset, evaluates flags, follows a toggle and a circuit trip, and its
-//! `emit_success` / `emit_failure` are what Tower counts and trips on.
+//! from the app's ruleset (or a new app's empty one), evaluates flags, follows a toggle and a
+//! circuit trip, and its `emit_success` / `emit_failure` are what Tower counts and trips on.
 //!
 //! The SDK runs in `tests/tailslide/driver.py` under the Python of `TOWER_TEST_TAILSLIDE_PYTHON`
 //! (a virtualenv that `./scripts/test` makes under target/tools).
@@ -184,5 +184,22 @@ async fn the_python_sdk_reads_evaluates_follows_and_reports(version: NatsVersion
 
     sdk.call(json!({"op": "close"})).await;
     let _ = sdk.child.wait().await;
+
+    // An SDK can start on a new app before its first flag, and sees the flag when it comes.
+    let Some(mut fresh) = Sdk::start() else { return };
+    let empty = c.create("/api/apps", &json!({"title": "New"})).await;
+    let init = fresh
+        .call(json!({
+            "op": "init", "nats": nats.url(), "stream": "flags_ruleset", "app_id": empty,
+            "sdk_key": SDK_KEY, "redis_host": "127.0.0.1", "redis_port": redis.port, "user": "bob",
+        }))
+        .await;
+    assert_eq!(init["flags"], json!([]));
+    c.create(&format!("/api/apps/{empty}/flags"), &json!({"title": "first", "is_active": true}))
+        .await;
+    fresh.wait("first", "is_active", json!(true)).await;
+    assert!(fresh.active("first", "bob").await);
+    fresh.call(json!({"op": "close"})).await;
+    let _ = fresh.child.wait().await;
     server.stop().await;
 }

@@ -115,6 +115,9 @@ impl RelayHealth {
 #[derive(Debug, Default)]
 pub(crate) struct RelaySignal {
     pub(crate) wake: Notify,
+    /// Apps to publish although the outbox has nothing for them: new apps, whose empty ruleset
+    /// (revision 0) lets an SDK start on them before their first flag.
+    extra: Mutex<Vec<AppId>>,
     /// Kept current one app at a time, so an outage of many apps costs each step O(log n).
     health: Mutex<HealthState>,
 }
@@ -126,6 +129,12 @@ struct HealthState {
 }
 
 impl RelaySignal {
+    /// Asks the relay to publish `app`'s ruleset as it is.
+    pub(crate) fn publish(&self, app: AppId) {
+        self.extra.lock().unwrap_or_else(|e| e.into_inner()).push(app);
+        self.wake.notify_one();
+    }
+
     /// What the relay could not publish or read, by app id.
     pub(crate) fn health(&self) -> RelayHealth {
         let h = self.health.lock().unwrap_or_else(|e| e.into_inner());
@@ -240,6 +249,11 @@ impl Relay {
             }
             if st.rescan {
                 self.rescan(&mut st).await;
+            }
+            for app in
+                std::mem::take(&mut *self.signal.extra.lock().unwrap_or_else(|e| e.into_inner()))
+            {
+                st.enqueue(app, Origin::Manual);
             }
             // Retries that fell due.
             while let Some(&(due, app)) = st.timers.first() {

@@ -379,9 +379,10 @@ impl Tower {
         Ok(out)
     }
 
-    /// Creates an app.
+    /// Creates an app, and publishes its empty ruleset so that SDKs can start on it at once.
     pub async fn create_app(&self, title: &Title) -> Result<App, Error> {
         let app = self.store().create_app(title, self.now()).await?;
+        self.inner.signal.publish(app.id);
         self.inner.feed.wake.notify_one();
         Ok(app)
     }
