@@ -15,8 +15,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::model::{AppId, Origin, Revision};
@@ -180,6 +181,11 @@ enum Outcome {
     },
 }
 
+/// One app's publication: its app, origin and outcome (`Err` if it panicked).
+type Publication = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (AppId, Origin, std::thread::Result<Outcome>)> + Send>,
+>;
+
 /// An app waiting to be tried again.
 struct Retry {
     origin: Origin,
@@ -206,8 +212,8 @@ struct State {
     in_flight: HashSet<AppId>,
     /// Apps that changed while their publication was in flight: published again after it.
     again: HashSet<AppId>,
-    tasks: JoinSet<(AppId, Origin, Outcome)>,
-    task_apps: HashMap<tokio::task::Id, (AppId, Origin)>,
+    /// The publications in flight, polled by the relay task itself (no hop to another thread).
+    tasks: FuturesUnordered<Publication>,
     /// Consecutive failures to read the outbox.
     store_failures: u32,
     store_problem: Option<(String, Timestamp)>,
@@ -271,11 +277,8 @@ impl Relay {
                 wake_at = wake_at.min(due);
             }
             tokio::select! {
-                Some(done) = st.tasks.join_next(), if !st.tasks.is_empty() => {
+                Some(done) = st.tasks.next(), if !st.tasks.is_empty() => {
                     self.settle(&mut st, done);
-                    while let Some(done) = st.tasks.try_join_next() {
-                        self.settle(&mut st, done);
-                    }
                 }
                 _ = self.signal.wake.notified(), if st.store_failures == 0 => st.rescan = true,
                 _ = tokio::time::sleep_until(wake_at) => {}
@@ -353,11 +356,14 @@ impl Relay {
             // One publication per app at a time, so no older revision follows a newer one.
             st.in_flight.insert(app);
             let (store, publisher) = (Arc::clone(&self.store), Arc::clone(&self.publisher));
-            let task = st.tasks.spawn(async move {
-                let outcome = publish_latest(&*store, &*publisher, app, origin).await;
+            st.tasks.push(Box::pin(async move {
+                // A panic while publishing one app is that app's failure, not the relay's.
+                let outcome =
+                    std::panic::AssertUnwindSafe(publish_latest(&*store, &*publisher, app, origin))
+                        .catch_unwind()
+                        .await;
                 (app, origin, outcome)
-            });
-            st.task_apps.insert(task.id(), (app, origin));
+            }));
         }
     }
 
@@ -365,26 +371,17 @@ impl Relay {
     fn settle(
         &self,
         st: &mut State,
-        done: Result<(AppId, Origin, Outcome), tokio::task::JoinError>,
+        (app, origin, outcome): (AppId, Origin, std::thread::Result<Outcome>),
     ) {
-        let (app, origin, outcome) = match done {
-            Ok(done) => {
-                st.task_apps.retain(|_, (a, _)| *a != done.0);
-                done
-            }
-            Err(e) => {
-                // A publication task panicked: retried like any failure.
-                let Some((app, origin)) = st.task_apps.remove(&e.id()) else { return };
-                let error: BoxError = format!("the publication task failed: {e}").into();
-                let failed = Outcome::Failed {
-                    stage: Stage::Publisher,
-                    revision: None,
-                    error,
-                    rejected: false,
-                };
-                (app, origin, failed)
-            }
-        };
+        let outcome = outcome.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let error: BoxError = format!("the publication panicked: {what}").into();
+            Outcome::Failed { stage: Stage::Publisher, revision: None, error, rejected: false }
+        });
         st.in_flight.remove(&app);
         let again = st.again.remove(&app);
         match outcome {
@@ -447,7 +444,7 @@ impl Relay {
     /// At shutdown: lets publications in flight end, then publishes what committed before the
     /// stop once, skipping apps that are failing.
     async fn finish(&self, mut st: State) {
-        while let Some(done) = st.tasks.join_next().await {
+        while let Some(done) = st.tasks.next().await {
             self.settle(&mut st, done);
         }
         let Ok(pending) = self.store.pending().await else { return };
