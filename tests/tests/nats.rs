@@ -204,6 +204,17 @@ async fn each_change_publishes_one_ruleset(store: TestStore, version: NatsVersio
     assert_eq!(cfg.storage, jetstream::stream::StorageType::File);
     assert_eq!(cfg.max_messages_per_subject, 1);
     assert!(cfg.duplicate_window >= Duration::from_secs(120));
+    // Every Tailslide SDK's consumer filter is accepted on it: `apps.<id>.>` (Python, JS, Ruby),
+    // `>` (Go), and `apps.*.update.manual` (Aerobat, the original Tower's breaker).
+    for filter in [format!("apps.{app}.>"), ">".to_owned(), "apps.*.update.manual".to_owned()] {
+        s.create_consumer(jetstream::consumer::pull::Config {
+            filter_subject: filter.clone(),
+            deliver_policy: DeliverPolicy::Last,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("the filter {filter} is refused: {e}"));
+    }
     server.stop().await;
 }
 
