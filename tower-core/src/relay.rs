@@ -48,7 +48,9 @@ impl Default for RelayConfig {
             max_backoff: Duration::from_secs(2),
             poll_interval: Duration::from_secs(1),
             rejected_retry: Duration::from_secs(60),
-            max_in_flight: 4,
+            // Each publication holds up to two store connections (PostgreSQL: the lease's and
+            // a query's): two at once leave most of a small pool to the requests.
+            max_in_flight: 2,
         }
     }
 }
@@ -292,14 +294,21 @@ impl Relay {
 
     /// Reads the outbox (and, the first time, every live app) into the ready queue.
     async fn rescan(&self, st: &mut State) {
+        let listed = st.listed;
         let read = async {
-            let apps = match st.listed {
-                true => Vec::new(),
-                false => self.store.list_apps().await?,
-            };
+            let apps = if listed { Vec::new() } else { self.store.list_apps().await? };
             Ok::<_, StoreError>((apps, self.store.pending().await?))
         };
-        match read.await {
+        let mut read = std::pin::pin!(read);
+        // Publications in flight hold store connections (their lease, their reads): keep
+        // driving them while the outbox is read, or a small pool could wait on itself.
+        let result = loop {
+            tokio::select! {
+                result = &mut read => break result,
+                Some(done) = st.tasks.next(), if !st.tasks.is_empty() => self.settle(st, done),
+            }
+        };
+        match result {
             Ok((apps, pending)) => {
                 if st.store_failures > 0 {
                     tracing::info!("ruleset relay reads the store again");
