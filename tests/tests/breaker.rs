@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 for_each_store!(failures_trip_a_flag_and_recovery_closes_it, a_manual_toggle_off_stops_recovery);
 
 const SETTINGS: BreakerSettings =
-    BreakerSettings { interval_ms: 100, window_ms: 5_000, min_requests: 10 };
+    BreakerSettings { interval_ms: 100, window_ms: 5_000, min_requests: 10, alpha_ppm: 10_000 };
 
 async fn start(store: &TestStore) -> (Server, std::sync::Arc<InProcessPublisher>) {
     let publisher = InProcessPublisher::new();
@@ -58,9 +58,15 @@ async fn failures_trip_a_flag_and_recovery_closes_it(store: TestStore) {
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(c.get(&format!("/api/flags/{flag}")).await.payload()["is_active"], true);
 
+    // Nor is a ratio over the threshold on a handful of requests: 6 of 10 is no evidence that
+    // the flag fails more than half of the time.
+    c.post(&format!("/api/flags/{flag}/events"), &json!({"success": 4, "failure": 5})).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(c.get(&format!("/api/flags/{flag}")).await.payload()["is_active"], true);
+
     let mut sub = publisher.subscribe();
     let reported = Instant::now();
-    c.post(&format!("/api/flags/{flag}/events"), &json!({"success": 4, "failure": 6})).await;
+    c.post(&format!("/api/flags/{flag}/events"), &json!({"failure": 20})).await;
     let tripped =
         flag_until(&c, flag, Duration::from_secs(2), "tripped", |f| f["is_active"] == false).await;
     let took = reported.elapsed();
@@ -113,6 +119,13 @@ async fn failures_trip_a_flag_and_recovery_closes_it(store: TestStore) {
     let actions: Vec<&str> =
         logs.as_array().unwrap().iter().map(|l| l["action_type"].as_str().unwrap()).collect();
     assert_eq!(actions, ["create", "circuit_open", "circuit_recovery", "circuit_close"]);
+    // The trip says why, in numbers, beside the original description.
+    assert_eq!(logs[1]["log_description"], "Circuit Tripped Open");
+    assert_eq!(
+        logs[1]["detail"],
+        "20 requests, 20 failures: failure rate above 50 % with 99 % confidence"
+    );
+    assert!(logs[2].get("detail").is_none(), "only trips carry a detail: {}", logs[2]);
     // The failures that tripped it do not trip it again after it closed.
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(c.get(&format!("/api/flags/{flag}")).await.payload()["circuit_status"], "close");
@@ -209,7 +222,7 @@ async fn webhooks_tell_each_transition_and_retry_a_flaky_receiver() {
             .collect()
     };
     let want = [
-        "new-cart in Checkout has tripped open!",
+        "new-cart in Checkout has tripped open! 20 requests, 20 failures: failure rate above 50 % with 99 % confidence",
         "new-cart in Checkout started recovering!",
         "new-cart in Checkout recovered successfully and closed!",
     ];
@@ -286,8 +299,8 @@ async fn on_postgres_nats_and_redis_timeseries_sdk_failures_trip_a_flag() {
     watcher.flush().await.unwrap();
     // What a Tailslide SDK sends: one TS.ADD per guarded call, into the keys Tower prepared.
     let mut conn = redis.connection().await;
-    for i in 0..12 {
-        let status = if i % 4 == 0 { "success" } else { "failure" };
+    for i in 0..30 {
+        let status = if i == 0 { "success" } else { "failure" };
         flagtower_tests::sdk_ts_add(&mut conn, flag, app, status, "*").await;
     }
     let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
@@ -306,6 +319,11 @@ async fn on_postgres_nats_and_redis_timeseries_sdk_failures_trip_a_flag() {
         assert!(Instant::now() < deadline, "no webhook");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(receiver.received()[0].1, json!({"text": "new-cart in Checkout has tripped open!"}));
+    let text = receiver.received()[0].1["text"].as_str().unwrap().to_owned();
+    assert!(
+        text.starts_with("new-cart in Checkout has tripped open! ")
+            && text.ends_with("failures: failure rate above 50 % with 99 % confidence"),
+        "{text}"
+    );
     server.stop().await;
 }

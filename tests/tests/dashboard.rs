@@ -420,6 +420,7 @@ async fn the_flag_page_follows_the_breaker_live() {
         interval_ms: 100,
         window_ms: 5_000,
         min_requests: 10,
+        ..Default::default()
     };
     let builder = flagtower_core::Tower::builder(store.open().await).breaker(settings);
     let server = Server::start_built(builder).await;

@@ -117,7 +117,12 @@ async fn the_python_sdk_reads_evaluates_follows_and_reports(version: NatsVersion
     let builder = Tower::builder(store.open().await)
         .publisher(nats.publisher().await)
         .metrics(std::sync::Arc::new(metrics))
-        .breaker(BreakerSettings { interval_ms: 100, window_ms: 30_000, min_requests: 10 });
+        .breaker(BreakerSettings {
+            interval_ms: 100,
+            window_ms: 30_000,
+            min_requests: 10,
+            alpha_ppm: 10_000,
+        });
     let server = Server::start_built(builder).await;
     let c = server.client();
     // Another app first, so that the SDK's app is not the stream's only one.

@@ -15,7 +15,7 @@ pub(crate) const FLAG_COLUMNS: &str = "id, app_id, title, description, state, ro
     next_step_due_at";
 /// The columns of a log entry, in the order `log_from_row` reads them.
 pub(crate) const LOG_COLUMNS: &str =
-    "id, flag_id, app_id, action_type, flag_title, flag_description, created_at";
+    "id, flag_id, app_id, action_type, flag_title, flag_description, created_at, detail";
 
 /// The stored name of a circuit state (the `state` column).
 pub(crate) fn state_name(s: CircuitState) -> &'static str {

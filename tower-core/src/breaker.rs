@@ -1,6 +1,44 @@
-//! The circuit breaker as a pure state machine (DESIGN §3): functions of (flag, its breaker
-//! clock, counts, now) → transition, with no I/O and no sleeping. An engine (a task of the
-//! service) reads counts, asks [`decide`], and commits what [`apply`] returns.
+//! The circuit breaker as a pure state machine: functions of (flag, its breaker clock, counts,
+//! now) → transition, with no I/O and no sleeping. An engine (a task of the service) reads
+//! counts, asks [`decide`], and commits what [`apply`] returns.
+//!
+//! # When a flag trips
+//!
+//! A flag's `error_threshold_percentage` θ says "more failures than this is too many". The
+//! breaker trips it when the requests since some moment in its window show, with confidence
+//! 1 − α ([`BreakerSettings::alpha_ppm`], `TOWER_BREAKER_ALPHA`, default 0.01), that the flag's
+//! true failure rate is above θ — not when the observed ratio crosses θ on a handful of requests,
+//! which a healthy flag with little traffic does many times an hour.
+//!
+//! The test is a sequential likelihood-ratio test, which stays valid however often it is looked
+//! at. For `n` requests of which `f` failed, and an alternative failure rate `p > θ`,
+//!
+//! ```text
+//! Λ_p(n, f) = (p / θ)^f · ((1 − p) / (1 − θ))^(n − f)
+//! ```
+//!
+//! is, under any true rate `q ≤ θ`, a nonnegative supermartingale with mean at most 1 as
+//! requests arrive: one request multiplies it by `p/θ` with probability `q` and by
+//! `(1 − p)/(1 − θ)` otherwise, whose mean `q·p/θ + (1 − q)(1 − p)/(1 − θ)` is 1 at `q = θ` and
+//! less below. So is the mixture `E = (1/K) Σ_k Λ_{p_k}` over alternatives `p_k` whose odds are
+//! those of θ times 2, 4, 8, … (up to 99.99 %), which does not need to know how bad a regression
+//! is. By Ville's inequality, `P(E ever reaches 1/α) ≤ α` for a flag whose true rate is at most
+//! θ: the confidence holds at every check, not only at a fixed sample size.
+//!
+//! The breaker computes `E` for the requests since each start point in its window (one per check
+//! interval: a regression that starts mid-window is measured from where it starts, not diluted by
+//! the healthy requests before it) and trips when the largest reaches `1/α` and the window holds at
+//! least `min_requests` requests. Looking at several start points is what a change detector does;
+//! its guarantee over time is a rate (Shiryaev–Roberts: at a true rate equal to θ the mean time
+//! between false trips is at least 1/α checks), and at healthy rates below θ false trips are far
+//! rarer — `benches/` simulates both, side by side with the earlier ratio rule. A regression to
+//! three times θ is caught after about `(ln(1/α) + ln K) / KL(3θ ‖ θ)` requests: 48 at θ = 10 %,
+//! α = 0.01, a dozen or so when everything fails.
+//!
+//! A threshold of 0 % disables the breaker for the flag; at 100 % no failure rate can be above
+//! it, so it never trips either.
+
+use std::fmt;
 
 use crate::input::Counts;
 use crate::model::{Action, CircuitState, Flag, Percent, RecoveryProfile};
@@ -15,12 +53,139 @@ pub struct BreakerSettings {
     pub window_ms: u64,
     /// The fewest requests in the window that can trip a flag (TOWER_BREAKER_MIN_REQUESTS).
     pub min_requests: u64,
+    /// α, the chance the test accepts of tripping a flag whose failure rate is at its threshold,
+    /// in millionths (TOWER_BREAKER_ALPHA × 10⁶; 10 000 = 0.01).
+    pub alpha_ppm: u32,
 }
 
 impl Default for BreakerSettings {
     fn default() -> Self {
-        Self { interval_ms: 1_000, window_ms: 10_000, min_requests: 10 }
+        Self { interval_ms: 1_000, window_ms: 60_000, min_requests: 10, alpha_ppm: 10_000 }
     }
+}
+
+impl BreakerSettings {
+    /// `ln(1/α)`: the evidence a trip needs, on the log scale.
+    fn log_bar(&self) -> f64 {
+        -(f64::from(self.alpha_ppm.clamp(1, 999_999)) / 1e6).ln()
+    }
+
+    /// The width of the buckets the window is read in: one start point per check interval, at
+    /// most [`MAX_START_POINTS`] of them.
+    pub fn bucket_ms(&self) -> u64 {
+        self.interval_ms.max(self.window_ms.div_ceil(MAX_START_POINTS)).max(1)
+    }
+}
+
+/// The most start points the breaker tests in one window.
+pub const MAX_START_POINTS: u64 = 120;
+
+/// Why the breaker tripped a flag: the requests it measured from the start point with the
+/// strongest evidence, the threshold and the confidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TripReason {
+    /// Requests since the start point.
+    pub requests: u64,
+    /// Failures among them.
+    pub failures: u64,
+    /// The flag's threshold.
+    pub threshold: Percent,
+    /// α in millionths.
+    pub alpha_ppm: u32,
+}
+
+impl fmt::Display for TripReason {
+    /// "412 requests, 61 failures: failure rate above 10 % with 99 % confidence".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // 1 − α as a percentage with up to four decimals, trailing zeros dropped.
+        let confidence = format!("{:.4}", 100.0 - f64::from(self.alpha_ppm) / 10_000.0);
+        let confidence = confidence.trim_end_matches('0').trim_end_matches('.');
+        write!(
+            f,
+            "{} requests, {} failures: failure rate above {} % with {confidence} % confidence",
+            self.requests, self.failures, self.threshold
+        )
+    }
+}
+
+/// The strongest evidence in a window that a failure rate is above `threshold`: for each start
+/// point (each bucket, oldest first), the mixture likelihood ratio `E` of the requests since
+/// then, and the largest. `None` when the threshold is 0 or 100 % or there are no requests.
+pub fn evidence(threshold: Percent, buckets: &[Counts]) -> Option<(Counts, f64)> {
+    let alternatives = Alternatives::new(threshold)?;
+    let mut since = Counts::default();
+    let mut best: Option<(Counts, f64)> = None;
+    for b in buckets.iter().rev() {
+        since.success += b.success;
+        since.failure += b.failure;
+        if b.total() == 0 {
+            continue;
+        }
+        let log_e = alternatives.log_e(since);
+        if best.is_none_or(|(_, e)| log_e > e) {
+            best = Some((since, log_e));
+        }
+    }
+    best
+}
+
+/// The mixture's alternatives for one threshold: per alternative `ln(p/θ)` and
+/// `ln((1 − p)/(1 − θ))`.
+struct Alternatives {
+    terms: Vec<(f64, f64)>,
+}
+
+impl Alternatives {
+    fn new(threshold: Percent) -> Option<Self> {
+        let theta = f64::from(threshold.tenths()) / 1000.0;
+        if !(theta > 0.0 && theta < 1.0) {
+            return None;
+        }
+        let odds = theta / (1.0 - theta);
+        let mut terms = Vec::new();
+        let mut k = 1;
+        loop {
+            let o = odds * f64::from(1u32 << k);
+            let p = o / (1.0 + o);
+            if p > 0.9999 || k > 24 {
+                break;
+            }
+            terms.push(((p / theta).ln(), ((1.0 - p) / (1.0 - theta)).ln()));
+            k += 1;
+        }
+        if terms.is_empty() {
+            // θ above 99.99 %: one alternative halfway to 1.
+            let p = (1.0 + theta) / 2.0;
+            terms.push(((p / theta).ln(), ((1.0 - p) / (1.0 - theta)).ln()));
+        }
+        Some(Self { terms })
+    }
+
+    /// `ln E` for `c`: log-sum-exp of the alternatives' log ratios, less `ln K`.
+    fn log_e(&self, c: Counts) -> f64 {
+        let (f, s) = (c.failure as f64, c.success as f64);
+        let logs = self.terms.iter().map(|(up, down)| f * up + s * down);
+        let max = logs.clone().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = logs.map(|l| (l - max).exp()).sum();
+        max + sum.ln() - (self.terms.len() as f64).ln()
+    }
+}
+
+/// Whether the window's counts (buckets of [`BreakerSettings::bucket_ms`], oldest first) trip
+/// a flag, and why: at least `min_requests` in the window, and evidence of at least `1/α` that
+/// its failure rate is above its threshold.
+pub fn trips(flag: &Flag, buckets: &[Counts], s: &BreakerSettings) -> Option<TripReason> {
+    let total: u64 = buckets.iter().map(|c| c.total()).sum();
+    if total < s.min_requests.max(1) {
+        return None;
+    }
+    let (since, log_e) = evidence(flag.error_threshold_percentage, buckets)?;
+    (log_e >= s.log_bar()).then_some(TripReason {
+        requests: since.total(),
+        failures: since.failure,
+        threshold: flag.error_threshold_percentage,
+        alpha_ppm: s.alpha_ppm,
+    })
 }
 
 /// What the breaker remembers of a flag beyond its settings; stored with the flag so that a
@@ -39,8 +204,8 @@ pub struct BreakerClock {
 /// A move of the breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
-    /// The error rate crossed the threshold: off, recovery 0 %.
-    Trip,
+    /// The failure rate is above the threshold: off, recovery 0 %.
+    Trip(TripReason),
     /// The recovery delay passed: recovering at the initial percentage.
     StartRecovery,
     /// The recovery rate passed: one step of the profile (closing at 100 %).
@@ -62,27 +227,19 @@ pub fn window(
     Some((from, now))
 }
 
-/// Whether `counts` trip a flag: at least `min_requests`, and
-/// `failures × 100 ≥ threshold × total`.
-pub fn trips(flag: &Flag, counts: Counts, s: &BreakerSettings) -> bool {
-    let threshold = u128::from(flag.error_threshold_percentage.tenths());
-    let total = u128::from(counts.total());
-    threshold > 0
-        && counts.total() >= s.min_requests.max(1)
-        && u128::from(counts.failure) * 1000 >= threshold * total
-}
-
-/// What the breaker does to a flag at `now`, given the counts of its [`window`] (`None` when
-/// it is not monitored).
+/// What the breaker does to a flag at `now`, given the counts of its [`window`] in buckets,
+/// oldest first (`None` when it is not monitored or its counts could not be read).
 pub fn decide(
     flag: &Flag,
     clock: &BreakerClock,
-    counts: Option<Counts>,
+    counts: Option<&[Counts]>,
     now: Timestamp,
     s: &BreakerSettings,
 ) -> Option<Transition> {
-    if flag.state != CircuitState::Off && counts.is_some_and(|c| trips(flag, c, s)) {
-        return Some(Transition::Trip);
+    if flag.state != CircuitState::Off
+        && let Some(reason) = counts.and_then(|c| trips(flag, c, s))
+    {
+        return Some(Transition::Trip(reason));
     }
     match flag.state {
         CircuitState::Off if clock.recovery_due.is_some_and(|due| due <= now) => {
@@ -122,7 +279,7 @@ pub fn apply(
     f.updated_at = now.max(flag.updated_at);
     let after = |ms: u32| Some(now.plus_millis(i64::from(ms)));
     match t {
-        Transition::Trip => {
+        Transition::Trip(_) => {
             f.state = CircuitState::Off;
             f.circuit_recovery_percentage = Percent::ZERO;
             let recovery_due =
@@ -187,27 +344,66 @@ mod tests {
         f
     }
 
-    const S: BreakerSettings =
-        BreakerSettings { interval_ms: 1_000, window_ms: 10_000, min_requests: 10 };
+    const S: BreakerSettings = BreakerSettings {
+        interval_ms: 1_000,
+        window_ms: 10_000,
+        min_requests: 10,
+        alpha_ppm: 10_000,
+    };
 
     fn c(success: u64, failure: u64) -> Counts {
         Counts { success, failure }
     }
 
+    fn trip(f: &Flag, buckets: &[Counts]) -> bool {
+        trips(f, buckets, &S).is_some()
+    }
+
     #[test]
-    fn trips_at_the_threshold_with_enough_requests() {
-        let f = flag(CircuitState::On, 500);
-        assert!(trips(&f, c(5, 5), &S), "50 % of 10 at a 50 % threshold");
-        assert!(!trips(&f, c(6, 4), &S));
-        assert!(!trips(&f, c(0, 9), &S), "9 requests are below the minimum");
-        assert!(
-            !trips(&flag(CircuitState::On, 0), c(0, 1000), &S),
-            "threshold 0 disables the breaker"
+    fn trips_on_evidence_not_on_a_ratio() {
+        let half = flag(CircuitState::On, 500);
+        assert!(!trip(&half, &[c(5, 5)]), "50 % of 10 is no evidence of more than 50 %");
+        assert!(!trip(&half, &[c(4, 6)]), "nor is 60 % of 10");
+        assert!(trip(&half, &[c(0, 20)]), "20 failures in a row are");
+        let tenth = flag(CircuitState::On, 100);
+        assert!(!trip(&tenth, &[c(8, 2)]), "2 failures in 10 at a 10 % threshold");
+        assert!(!trip(&tenth, &[c(88, 12)]), "12 % of 100");
+        assert!(trip(&tenth, &[c(60, 40)]), "40 % of 100");
+        assert!(trip(&tenth, &[c(0, 12)]), "a dozen failures and nothing else");
+        assert!(!trip(&tenth, &[c(0, 9)]), "9 requests are below the minimum");
+        assert!(!trip(&flag(CircuitState::On, 0), &[c(0, 1000)]), "threshold 0 disables it");
+        assert!(!trip(&flag(CircuitState::On, 1000), &[c(0, 1000)]), "nothing is above 100 %");
+        assert!(!trip(&tenth, &[]), "no requests never trip");
+    }
+
+    #[test]
+    fn a_regression_is_measured_from_where_it_starts() {
+        // 50 healthy seconds, then 5 seconds of failures: 9 % over the window, below the 10 %
+        // threshold, but all failures since the change.
+        let mut buckets = vec![c(10, 0); 50];
+        buckets.extend([c(0, 10); 5]);
+        let why = trips(&flag(CircuitState::On, 100), &buckets, &S).expect("trips");
+        assert_eq!((why.requests, why.failures), (50, 50));
+        assert_eq!(
+            why.to_string(),
+            "50 requests, 50 failures: failure rate above 10 % with 99 % confidence"
         );
-        assert!(trips(&flag(CircuitState::On, 1000), c(0, 10), &S), "threshold 100: all failed");
-        assert!(!trips(&flag(CircuitState::On, 1000), c(1, 99), &S));
-        let one = BreakerSettings { min_requests: 0, ..S };
-        assert!(!trips(&f, c(0, 0), &one), "no requests never trip");
+        let strict = BreakerSettings { alpha_ppm: 1_000, ..S };
+        let why = trips(&flag(CircuitState::On, 125), &buckets, &strict).unwrap();
+        assert!(why.to_string().ends_with("above 12.5 % with 99.9 % confidence"), "{why}");
+    }
+
+    #[test]
+    fn a_stricter_alpha_needs_more_evidence() {
+        let f = flag(CircuitState::On, 100);
+        let strict = BreakerSettings { alpha_ppm: 100, ..S };
+        let needed = |s: &BreakerSettings| {
+            (1..1000).find(|n| trips(&f, &[c(*n * 7 / 10, *n * 3 / 10)], s).is_some()).unwrap()
+        };
+        let (loose, tight) = (needed(&S), needed(&strict));
+        assert!(tight > loose, "{tight} requests at α = 0.0001, {loose} at 0.01");
+        // 30 % against a 10 % threshold: caught within a few dozen requests.
+        assert!(loose <= 60, "{loose}");
     }
 
     #[test]
@@ -237,8 +433,10 @@ mod tests {
         f.circuit_recovery_increment_percentage = Percent::from_tenths(300).unwrap();
         let t0 = Timestamp::from_millis(1_000_000);
         let clock = BreakerClock::default();
-        assert_eq!(decide(&f, &clock, Some(c(2, 8)), t0, &S), Some(Transition::Trip));
-        let (f, clock, a) = apply(Transition::Trip, &f, &clock, t0);
+        let Some(Transition::Trip(why)) = decide(&f, &clock, Some(&[c(0, 20)]), t0, &S) else {
+            panic!("20 failures trip a 50 % flag")
+        };
+        let (f, clock, a) = apply(Transition::Trip(why), &f, &clock, t0);
         assert_eq!(
             (f.state, f.circuit_recovery_percentage, a),
             (CircuitState::Off, Percent::ZERO, Some(Action::CircuitOpen))
@@ -257,7 +455,7 @@ mod tests {
         let (mut f, mut clock, mut now) = (f, clock, t1);
         loop {
             now = now.plus_millis(400);
-            assert_eq!(decide(&f, &clock, Some(c(10, 0)), now, &S), Some(Transition::Step));
+            assert_eq!(decide(&f, &clock, Some(&[c(10, 0)]), now, &S), Some(Transition::Step));
             let (nf, nc, a) = apply(Transition::Step, &f, &clock, now);
             (f, clock) = (nf, nc);
             seen.push(f.circuit_recovery_percentage.tenths());
@@ -322,13 +520,53 @@ mod tests {
             f in arb_flag(),
             (total, failures) in (0u64..S.min_requests).prop_flat_map(|t| (Just(t), 0..=t)),
         ) {
-            prop_assert!(!trips(&f, c(total - failures, failures), &S));
+            prop_assert!(!trip(&f, &[c(total - failures, failures)]));
+        }
+
+        #[test]
+        fn more_failures_never_untrip(
+            f in arb_flag(),
+            buckets in proptest::collection::vec((0u64..40, 0u64..40), 1..30),
+            at in any::<proptest::sample::Index>(),
+            turn in 0u64..40,
+            add in 0u64..40,
+        ) {
+            let before: Vec<Counts> = buckets.iter().map(|&(s, f)| c(s, f)).collect();
+            let mut after = before.clone();
+            let b = &mut after[at.index(before.len())];
+            // Some successes become failures, and some failures are added.
+            let turned = turn.min(b.success);
+            b.success -= turned;
+            b.failure += turned + add;
+            if trip(&f, &before) {
+                prop_assert!(trip(&f, &after), "{:?} tripped, {:?} did not", before, after);
+            }
+        }
+
+        #[test]
+        fn no_failures_never_trip(
+            f in arb_flag(),
+            successes in proptest::collection::vec(0u64..100_000, 0..120),
+        ) {
+            let buckets: Vec<Counts> = successes.iter().map(|&s| c(s, 0)).collect();
+            prop_assert!(!trip(&f, &buckets));
+        }
+
+        #[test]
+        fn a_failure_rate_at_most_the_threshold_is_no_evidence(
+            f in arb_flag(),
+            n in 1u64..100_000,
+        ) {
+            // At or below θ every alternative's likelihood ratio is below 1.
+            let failures = n * u64::from(f.error_threshold_percentage.tenths()) / 1000;
+            prop_assert!(!trip(&f, &[c(n - failures, failures)]));
         }
 
         #[test]
         fn recovery_is_monotone_and_ends_closed(f in arb_flag(), errors in 0u64..100) {
             let t0 = Timestamp::from_millis(1_000_000);
-            let (mut f, mut clock, _) = apply(Transition::Trip, &f, &BreakerClock::default(), t0);
+            let why = TripReason { requests: 20, failures: 20, threshold: f.error_threshold_percentage, alpha_ppm: 10_000 };
+            let (mut f, mut clock, _) = apply(Transition::Trip(why), &f, &BreakerClock::default(), t0);
             prop_assert_eq!(f.state, CircuitState::Off);
             if !f.is_recoverable {
                 prop_assert_eq!(decide(&f, &clock, None, t0.plus_millis(i64::MAX / 4), &S), None);
@@ -350,8 +588,8 @@ mod tests {
                 prop_assert_eq!(f.state, CircuitState::Recovering);
                 now = clock.next_step_due.unwrap();
                 // Healthy traffic during recovery: the trip check runs and does not fire.
-                let healthy = Some(c(100, errors.min(f.error_threshold_percentage.tenths() as u64 / 10).saturating_sub(1)));
-                t = decide(&f, &clock, healthy, now, &S).unwrap();
+                let healthy = [c(100, errors.min(f.error_threshold_percentage.tenths() as u64 / 10).saturating_sub(1))];
+                t = decide(&f, &clock, Some(&healthy), now, &S).unwrap();
                 prop_assert_eq!(t, Transition::Step);
             }
             prop_assert!(false, "recovery did not close within 2 000 steps");
@@ -361,7 +599,7 @@ mod tests {
         fn an_off_flag_moves_only_after_a_trip(f in arb_flag(), now in 0i64..1_000_000_000) {
             let mut off = f.clone();
             off.state = CircuitState::Off;
-            prop_assert_eq!(decide(&off, &BreakerClock::default(), Some(c(0, 1000)), Timestamp::from_millis(now), &S), None);
+            prop_assert_eq!(decide(&off, &BreakerClock::default(), Some(&[c(0, 1000)]), Timestamp::from_millis(now), &S), None);
         }
     }
 }

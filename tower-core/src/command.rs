@@ -128,6 +128,16 @@ pub enum FlagCommand {
 }
 
 impl FlagCommand {
+    /// What the log entry of this command says beyond its action: why the breaker tripped.
+    pub fn log_detail(&self) -> Option<String> {
+        match self {
+            Self::Breaker { transition: crate::breaker::Transition::Trip(why), .. } => {
+                Some(why.to_string())
+            }
+            _ => None,
+        }
+    }
+
     /// The flag after the command and the log action to write (`None` for a breaker step that
     /// is published but not logged), or `None` when the command changes nothing (then nothing
     /// is written or published).
@@ -270,10 +280,21 @@ mod tests {
         let (on, _) = FlagCommand::Toggle(Some(true)).apply(&f, NOW).unwrap();
         assert_eq!(on.breaker.since, NOW, "going on starts a new counting window");
         // The breaker trips it: recovery is scheduled.
+        let why = crate::breaker::TripReason {
+            requests: 30,
+            failures: 12,
+            threshold: on.error_threshold_percentage,
+            alpha_ppm: 10_000,
+        };
         let trip =
-            FlagCommand::Breaker { transition: Transition::Trip, seen: Box::new(on.clone()) };
+            FlagCommand::Breaker { transition: Transition::Trip(why), seen: Box::new(on.clone()) };
         let (tripped, action) = trip.apply(&on, Timestamp::from_millis(2_000)).unwrap();
         assert_eq!(action, Some(Action::CircuitOpen));
+        assert_eq!(
+            trip.log_detail().as_deref(),
+            Some("30 requests, 12 failures: failure rate above 50 % with 99 % confidence")
+        );
+        assert_eq!(FlagCommand::TripOpen.log_detail(), None);
         assert_eq!(tripped.breaker.recovery_due, Some(Timestamp::from_millis(2_100)));
         // A breaker move decided on an older version of the flag is dropped.
         assert!(trip.apply(&tripped, Timestamp::from_millis(2_001)).is_none());

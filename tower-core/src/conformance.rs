@@ -525,7 +525,14 @@ async fn the_breakers_clock_is_stored_and_its_moves_are_checked(s: Arc<dyn Store
     );
     let logs = |s: Arc<dyn Store>| async move { s.flag_with_logs(f.id).await.unwrap().1.len() };
 
-    let trip = FlagCommand::Breaker { transition: Transition::Trip, seen: Box::new(on.clone()) };
+    let why = crate::breaker::TripReason {
+        requests: 412,
+        failures: 61,
+        threshold: on.error_threshold_percentage,
+        alpha_ppm: 10_000,
+    };
+    let trip =
+        FlagCommand::Breaker { transition: Transition::Trip(why), seen: Box::new(on.clone()) };
     let c = s.change_flag(f.id, &trip, Origin::Circuit, t(20)).await.unwrap();
     assert!(c.revision.is_some());
     let stored = s.get_flag(f.id).await.unwrap();

@@ -80,22 +80,14 @@ impl Engine {
                     // Without counts no flag trips, but recovery still moves on.
                     Some(_) if metrics_down => None,
                     Some((from, to)) => {
-                        match self
-                            .metrics
-                            .buckets(
-                                flag.id,
-                                from.plus_millis(1),
-                                to,
-                                self.settings.window_ms.max(1),
-                            )
-                            .await
-                        {
-                            Ok(buckets) => {
-                                Some(buckets.iter().fold(Counts::default(), |acc, b| Counts {
-                                    success: acc.success + b.success,
-                                    failure: acc.failure + b.failure,
-                                }))
-                            }
+                        let width = self.settings.bucket_ms();
+                        match self.metrics.buckets(flag.id, from.plus_millis(1), to, width).await {
+                            Ok(buckets) => Some(
+                                buckets
+                                    .iter()
+                                    .map(|b| Counts { success: b.success, failure: b.failure })
+                                    .collect::<Vec<_>>(),
+                            ),
                             Err(e) => {
                                 tracing::warn!(error = %crate::ErrorChain(&e), "circuit breaker cannot read counts");
                                 metrics_down = true;
@@ -105,7 +97,7 @@ impl Engine {
                     }
                 };
                 let Some(transition) =
-                    breaker::decide(&flag, &flag.breaker, counts, now, &self.settings)
+                    breaker::decide(&flag, &flag.breaker, counts.as_deref(), now, &self.settings)
                 else {
                     continue;
                 };
@@ -116,9 +108,14 @@ impl Engine {
                     moves += 1;
                     self.signal.wake.notify_one();
                     let action = breaker::apply(transition, &flag, &flag.breaker, now).2;
+                    let why = command.log_detail();
                     if let (Some(queue), Some(action)) = (&self.webhooks, action)
-                        && let Some(text) =
-                            crate::webhooks::message(action, &change.value, app.title.as_str())
+                        && let Some(text) = crate::webhooks::message(
+                            action,
+                            &change.value,
+                            app.title.as_str(),
+                            why.as_deref(),
+                        )
                     {
                         queue.send(&change.value, &text);
                     }
@@ -126,7 +123,7 @@ impl Engine {
                         flag = %flag.id,
                         app = %flag.app_id,
                         ?transition,
-                        ?counts,
+                        why = why.as_deref().unwrap_or(""),
                         state = change.value.state.circuit_status(),
                         recovery_percentage = %change.value.circuit_recovery_percentage,
                         "circuit breaker moved a flag"

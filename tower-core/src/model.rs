@@ -651,6 +651,8 @@ pub struct LogEntry {
     pub flag_description: String,
     /// When it happened.
     pub created_at: Timestamp,
+    /// Why, beyond the action, when there is more to say: the breaker's evidence for a trip.
+    pub detail: Option<String>,
 }
 
 /// The SDK key; there is one current key, and creating one replaces it.

@@ -17,14 +17,17 @@ pub const ATTEMPTS: u32 = 4;
 const QUEUE: usize = 1024;
 
 /// The text of a transition's message, or `None` for actions that send none.
-pub fn message(action: Action, flag: &Flag, app_title: &str) -> Option<String> {
+pub fn message(action: Action, flag: &Flag, app_title: &str, why: Option<&str>) -> Option<String> {
     let what = match action {
         Action::CircuitOpen => "has tripped open!",
         Action::CircuitRecovery => "started recovering!",
         Action::CircuitClose => "recovered successfully and closed!",
         _ => return None,
     };
-    Some(format!("{} in {app_title} {what}", flag.title))
+    Some(match why {
+        Some(why) => format!("{} in {app_title} {what} {why}", flag.title),
+        None => format!("{} in {app_title} {what}", flag.title),
+    })
 }
 
 /// The sending side of the queue.
@@ -88,17 +91,22 @@ mod tests {
         let f =
             Flag::new(AppId::new(1), Title::parse("new-cart").unwrap(), Timestamp::from_millis(0));
         assert_eq!(
-            message(Action::CircuitOpen, &f, "Checkout").unwrap(),
+            message(Action::CircuitOpen, &f, "Checkout", None).unwrap(),
             "new-cart in Checkout has tripped open!"
         );
         assert_eq!(
-            message(Action::CircuitRecovery, &f, "Checkout").unwrap(),
+            message(Action::CircuitOpen, &f, "Checkout", Some("412 requests, 61 failures: …"))
+                .unwrap(),
+            "new-cart in Checkout has tripped open! 412 requests, 61 failures: …"
+        );
+        assert_eq!(
+            message(Action::CircuitRecovery, &f, "Checkout", None).unwrap(),
             "new-cart in Checkout started recovering!"
         );
         assert_eq!(
-            message(Action::CircuitClose, &f, "Checkout").unwrap(),
+            message(Action::CircuitClose, &f, "Checkout", None).unwrap(),
             "new-cart in Checkout recovered successfully and closed!"
         );
-        assert_eq!(message(Action::FlagOn, &f, "Checkout"), None);
+        assert_eq!(message(Action::FlagOn, &f, "Checkout", None), None);
     }
 }

@@ -20,7 +20,8 @@ pub struct Config {
     /// RedisTimeSeries, from `TOWER_METRICS_URL`; `None`: in-memory metrics.
     pub metrics: Option<MetricsConfig>,
     /// The circuit breaker (`TOWER_BREAKER`, on unless `off`) and its settings
-    /// (`TOWER_BREAKER_INTERVAL_MS`, `TOWER_BREAKER_WINDOW_MS`, `TOWER_BREAKER_MIN_REQUESTS`).
+    /// (`TOWER_BREAKER_INTERVAL_MS`, `TOWER_BREAKER_WINDOW_MS`, `TOWER_BREAKER_MIN_REQUESTS`,
+    /// `TOWER_BREAKER_ALPHA`).
     pub breaker: Option<flagtower_core::breaker::BreakerSettings>,
     /// `TOWER_DASHBOARD_DIR`: serve the dashboard's files from this directory instead of the
     /// binary (for working on the dashboard without rebuilding).
@@ -176,10 +177,24 @@ impl Config {
             }
         };
         let d = flagtower_core::breaker::BreakerSettings::default();
+        let alpha_ppm = match get("TOWER_BREAKER_ALPHA") {
+            None => d.alpha_ppm,
+            Some(v) => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|a| (0.000_001..=0.5).contains(a))
+                .map(|a| (a * 1e6).round() as u32)
+                .ok_or_else(|| ConfigError {
+                    variable: "TOWER_BREAKER_ALPHA",
+                    message: format!("`{v}` is not a probability from 0.000001 to 0.5"),
+                })?,
+        };
         Ok(Some(flagtower_core::breaker::BreakerSettings {
             interval_ms: number("TOWER_BREAKER_INTERVAL_MS", d.interval_ms, 10)?,
             window_ms: number("TOWER_BREAKER_WINDOW_MS", d.window_ms, 100)?,
             min_requests: number("TOWER_BREAKER_MIN_REQUESTS", d.min_requests, 1)?,
+            alpha_ppm,
         }))
     }
 
@@ -404,7 +419,10 @@ mod tests {
     #[test]
     fn the_breaker_is_on_unless_turned_off() {
         let b = cfg(&[]).unwrap().breaker.unwrap();
-        assert_eq!((b.interval_ms, b.window_ms, b.min_requests), (1_000, 10_000, 10));
+        assert_eq!(
+            (b.interval_ms, b.window_ms, b.min_requests, b.alpha_ppm),
+            (1_000, 60_000, 10, 10_000)
+        );
         assert_eq!(cfg(&[("TOWER_BREAKER", "off")]).unwrap().breaker, None);
         let b = cfg(&[("TOWER_BREAKER_INTERVAL_MS", "250"), ("TOWER_BREAKER_MIN_REQUESTS", "3")])
             .unwrap()
@@ -420,6 +438,12 @@ mod tests {
             cfg(&[("TOWER_BREAKER_MIN_REQUESTS", "x")]).unwrap_err().variable,
             "TOWER_BREAKER_MIN_REQUESTS"
         );
+        let b = cfg(&[("TOWER_BREAKER_ALPHA", "0.001")]).unwrap().breaker.unwrap();
+        assert_eq!(b.alpha_ppm, 1_000);
+        for bad in ["0", "0.7", "-0.01", "often"] {
+            let e = cfg(&[("TOWER_BREAKER_ALPHA", bad)]).unwrap_err();
+            assert_eq!(e.variable, "TOWER_BREAKER_ALPHA", "{bad}");
+        }
     }
 
     #[test]

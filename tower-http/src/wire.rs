@@ -12,22 +12,27 @@ pub(crate) struct Envelope<T> {
 
 /// A log entry inside `GET /api/flags/:id`.
 #[derive(Serialize)]
-pub(crate) struct FlagLog {
+pub(crate) struct FlagLog<'a> {
     log_id: LogId,
     flag_id: FlagId,
     log_description: &'static str,
     action_type: &'static str,
+    /// Why, beyond the action (the breaker's evidence for a trip); left out when there is none,
+    /// so entries keep the original Tower's shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
 
-impl From<&LogEntry> for FlagLog {
-    fn from(l: &LogEntry) -> Self {
+impl<'a> From<&'a LogEntry> for FlagLog<'a> {
+    fn from(l: &'a LogEntry) -> Self {
         Self {
             log_id: l.id,
             flag_id: l.flag_id,
             log_description: l.action.description(),
             action_type: l.action.as_str(),
+            detail: l.detail.as_deref(),
             created_at: l.created_at,
             updated_at: l.created_at,
         }
@@ -39,7 +44,7 @@ impl From<&LogEntry> for FlagLog {
 pub(crate) struct FlagWithLogs<'a> {
     #[serde(flatten)]
     pub(crate) flag: &'a Flag,
-    pub(crate) logs: Vec<FlagLog>,
+    pub(crate) logs: Vec<FlagLog<'a>>,
 }
 
 /// An entry of `GET /api/logs`.
@@ -50,6 +55,10 @@ pub(crate) struct GlobalLog<'a> {
     flag_title: &'a str,
     log_description: &'static str,
     action_type: &'static str,
+    /// Why, beyond the action (the breaker's evidence for a trip); left out when there is none,
+    /// so entries keep the original Tower's shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -62,6 +71,7 @@ impl<'a> From<&'a LogEntry> for GlobalLog<'a> {
             flag_title: &l.flag_title,
             log_description: l.action.description(),
             action_type: l.action.as_str(),
+            detail: l.detail.as_deref(),
             created_at: l.created_at,
             updated_at: l.created_at,
         }
@@ -78,6 +88,10 @@ pub(crate) struct AppLog<'a> {
     action_type: &'static str,
     flag_title: &'a str,
     flag_description: &'a str,
+    /// Why, beyond the action (the breaker's evidence for a trip); left out when there is none,
+    /// so entries keep the original Tower's shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -92,6 +106,7 @@ impl<'a> From<&'a LogEntry> for AppLog<'a> {
             action_type: l.action.as_str(),
             flag_title: &l.flag_title,
             flag_description: &l.flag_description,
+            detail: l.detail.as_deref(),
             created_at: l.created_at,
             updated_at: l.created_at,
         }
@@ -199,6 +214,10 @@ pub(crate) struct LogRow<'a> {
     flag_title: &'a str,
     log_description: &'static str,
     action_type: &'static str,
+    /// Why, beyond the action (the breaker's evidence for a trip); left out when there is none,
+    /// so entries keep the original Tower's shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
     flag_deleted: bool,
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -214,6 +233,7 @@ impl<'a> From<&'a flagtower_core::LogRecord> for LogRow<'a> {
             flag_title: &l.flag_title,
             log_description: l.action.description(),
             action_type: l.action.as_str(),
+            detail: l.detail.as_deref(),
             flag_deleted: r.flag_deleted,
             created_at: l.created_at,
             updated_at: l.created_at,

@@ -167,6 +167,7 @@ fn log_from_row_at(r: &Row, at: usize) -> Result<LogEntry, Fail> {
         flag_title: r.try_get(at + 4)?,
         flag_description: r.try_get(at + 5)?,
         created_at: from_sql_time(r.try_get(at + 6)?),
+        detail: r.try_get(at + 7)?,
     })
 }
 
@@ -230,12 +231,13 @@ async fn write_log(
     tx: &Transaction<'_>,
     flag: &Flag,
     action: Action,
+    detail: Option<&str>,
     now: Timestamp,
 ) -> Result<(), Fail> {
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .await?;
     tx.execute(
@@ -247,6 +249,7 @@ async fn write_log(
             &flag.title.as_str(),
             &flag.description.as_str(),
             &to_sql_time(now),
+            &detail,
         ],
     )
     .await?;
@@ -547,7 +550,7 @@ impl Store for PostgresStore {
             if let Some(limit) = max_ruleset_bytes {
                 ruleset::check_size(&flags_of(&tx, app).await?, limit)?;
             }
-            write_log(&tx, &flag, Action::Create, now).await?;
+            write_log(&tx, &flag, Action::Create, None, now).await?;
             let revision = bump(&tx, app, Origin::Manual, now).await?;
             Change { value: flag, revision: Some(revision) }
         })
@@ -579,7 +582,10 @@ impl Store for PostgresStore {
                         tx.execute(&stmt, &params),
                         async {
                             match action {
-                                Some(action) => write_log(&tx, &next, action, now).await,
+                                Some(action) => {
+                                    let detail = command.log_detail();
+                                    write_log(&tx, &next, action, detail.as_deref(), now).await
+                                }
                                 None => Ok(()),
                             }
                         },
@@ -604,7 +610,7 @@ impl Store for PostgresStore {
     async fn delete_flag(&self, id: FlagId, now: Timestamp) -> Result<Change<Flag>, StoreError> {
         transact!(self, |tx| {
             let flag = lock_flag(&tx, id).await?;
-            write_log(&tx, &flag, Action::Delete, now).await?;
+            write_log(&tx, &flag, Action::Delete, None, now).await?;
             let stmt = tx.prepare_cached("DELETE FROM flags WHERE id = $1").await?;
             tx.execute(&stmt, &[&id.get()]).await?;
             let revision = bump(&tx, flag.app_id, Origin::Manual, now).await?;
@@ -638,7 +644,7 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|r| {
                 let entry = log_from_row(r)?;
-                Ok(LogRecord { entry, flag_deleted: r.try_get(7)? })
+                Ok(LogRecord { entry, flag_deleted: r.try_get(8)? })
             })
             .collect::<Result<_, Fail>>()
             .map_err(|e| match e {

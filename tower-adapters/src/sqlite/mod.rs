@@ -18,7 +18,8 @@ use flagtower_core::{BoxError, StoreError};
 use rusqlite::{Connection, OpenFlags};
 
 /// The migrations, in order; `user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema_v2.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("schema.sql"), include_str!("schema_v2.sql"), include_str!("schema_v3.sql")];
 
 /// The most read connections (and concurrent reads): more than a few per core only adds
 /// contention.

@@ -81,6 +81,7 @@ fn log_from_row(r: &Row<'_>) -> rusqlite::Result<LogEntry> {
         flag_title: r.get(4)?,
         flag_description: r.get(5)?,
         created_at: Timestamp::from_millis(r.get(6)?),
+        detail: r.get(7)?,
     })
 }
 
@@ -118,11 +119,12 @@ fn write_log(
     tx: &Transaction<'_>,
     flag: &Flag,
     action: Action,
+    detail: Option<&str>,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -131,7 +133,8 @@ fn write_log(
             action.as_str(),
             flag.title.as_str(),
             flag.description.as_str(),
-            now.as_millis()
+            now.as_millis(),
+            detail
         ])
     })
     .map_err(map_err)?;
@@ -294,7 +297,7 @@ impl Store for SqliteStore {
                 .and_then(|mut s| s.query_map([id.get()], flag_from_row)?.collect())
                 .map_err(map_err)?;
             for flag in &flags {
-                write_log(tx, flag, Action::Delete, now)?;
+                write_log(tx, flag, Action::Delete, None, now)?;
             }
             tx.execute("DELETE FROM flags WHERE app_id = ?1", [id.get()]).map_err(map_err)?;
             tx.execute(
@@ -350,7 +353,7 @@ impl Store for SqliteStore {
             if let Some(limit) = max_ruleset_bytes {
                 ruleset::check_size(&app_flags(tx, app)?, limit)?;
             }
-            write_log(tx, &flag, Action::Create, now)?;
+            write_log(tx, &flag, Action::Create, None, now)?;
             let revision = bump(tx, app, Origin::Manual, now)?;
             Ok(Change { value: flag, revision: Some(revision) })
         })
@@ -379,7 +382,7 @@ impl Store for SqliteStore {
                 ruleset::check_size(&app_flags(tx, next.app_id)?, limit)?;
             }
             if let Some(action) = action {
-                write_log(tx, &next, action, now)?;
+                write_log(tx, &next, action, command.log_detail().as_deref(), now)?;
             }
             let revision = bump(tx, next.app_id, origin, now)?;
             Ok(Change { value: next, revision: Some(revision) })
@@ -390,7 +393,7 @@ impl Store for SqliteStore {
     async fn delete_flag(&self, id: FlagId, now: Timestamp) -> Result<Change<Flag>, StoreError> {
         self.write(move |tx| {
             let flag = flag_by_id(tx, id)?;
-            write_log(tx, &flag, Action::Delete, now)?;
+            write_log(tx, &flag, Action::Delete, None, now)?;
             tx.execute("DELETE FROM flags WHERE id = ?1", [id.get()]).map_err(map_err)?;
             let revision = bump(tx, flag.app_id, Origin::Manual, now)?;
             Ok(Change { value: flag, revision: Some(revision) })
@@ -419,7 +422,7 @@ impl Store for SqliteStore {
                 LogParam::Text(t) => rusqlite::types::Value::Text((*t).to_owned()),
             });
             stmt.query_map(rusqlite::params_from_iter(params), |r| {
-                Ok(LogRecord { entry: log_from_row(r)?, flag_deleted: r.get(7)? })
+                Ok(LogRecord { entry: log_from_row(r)?, flag_deleted: r.get(8)? })
             })
             .and_then(Iterator::collect)
             .map_err(map_err)
