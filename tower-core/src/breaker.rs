@@ -21,14 +21,14 @@
 //! requests arrive: one request multiplies it by `p/θ` with probability `q` and by
 //! `(1 − p)/(1 − θ)` otherwise, whose mean `q·p/θ + (1 − q)(1 − p)/(1 − θ)` is 1 at `q = θ` and
 //! less below. So is the mixture `E = (1/K) Σ_k Λ_{p_k}` over alternatives `p_k` whose odds are
-//! those of θ times 2, 4, 8, … (up to 99.99 %), which does not need to know how bad a regression
+//! those of θ times 2, 4, 8, … (up to 99 %), which does not need to know how bad a regression
 //! is. By Ville's inequality, `P(E ever reaches 1/α) ≤ α` for a flag whose true rate is at most
 //! θ: the confidence holds at every check, not only at a fixed sample size.
 //!
 //! The breaker computes `E` for the requests since each start point in its window (one per check
 //! interval: a regression that starts mid-window is measured from where it starts, not diluted by
-//! the healthy requests before it) and trips when the largest reaches `1/α` and the window holds at
-//! least `min_requests` requests. Looking at several start points is what a change detector does;
+//! the healthy requests before it) that has at least `min_requests` requests since, and trips
+//! when the largest reaches `1/α`. Looking at several start points is what a change detector does;
 //! its guarantee over time is a rate (Shiryaev–Roberts: at a true rate equal to θ the mean time
 //! between false trips is at least 1/α checks), and at healthy rates below θ false trips are far
 //! rarer — `benches/` simulates both, side by side with the earlier ratio rule. A regression to
@@ -109,16 +109,25 @@ impl fmt::Display for TripReason {
 }
 
 /// The strongest evidence in a window that a failure rate is above `threshold`: for each start
-/// point (each bucket, oldest first), the mixture likelihood ratio `E` of the requests since
-/// then, and the largest. `None` when the threshold is 0 or 100 % or there are no requests.
-pub fn evidence(threshold: Percent, buckets: &[Counts]) -> Option<(Counts, f64)> {
+/// point (each bucket, oldest first) with at least `min_requests` requests since, the mixture
+/// likelihood ratio `E` of those requests, and the largest (on the log scale). `None` when the
+/// threshold is 0 or 100 %, or no start point has enough requests.
+///
+/// Only some start points are worth computing: once one has `min_requests`, a start at an older
+/// bucket of successes only is weaker than it, since every success divides each alternative's
+/// ratio by `(1 − θ)/(1 − p) > 1`.
+pub fn evidence(
+    threshold: Percent,
+    buckets: &[Counts],
+    min_requests: u64,
+) -> Option<(Counts, f64)> {
     let alternatives = Alternatives::new(threshold)?;
     let mut since = Counts::default();
     let mut best: Option<(Counts, f64)> = None;
     for b in buckets.iter().rev() {
         since.success += b.success;
         since.failure += b.failure;
-        if b.total() == 0 {
+        if since.total() < min_requests.max(1) || (b.failure == 0 && best.is_some()) {
             continue;
         }
         let log_e = alternatives.log_e(since);
@@ -147,14 +156,14 @@ impl Alternatives {
         loop {
             let o = odds * f64::from(1u32 << k);
             let p = o / (1.0 + o);
-            if p > 0.9999 || k > 24 {
+            if p > 0.99 || k > 24 {
                 break;
             }
             terms.push(((p / theta).ln(), ((1.0 - p) / (1.0 - theta)).ln()));
             k += 1;
         }
         if terms.is_empty() {
-            // θ above 99.99 %: one alternative halfway to 1.
+            // θ above 98 %: one alternative halfway to 1.
             let p = (1.0 + theta) / 2.0;
             terms.push(((p / theta).ln(), ((1.0 - p) / (1.0 - theta)).ln()));
         }
@@ -172,14 +181,10 @@ impl Alternatives {
 }
 
 /// Whether the window's counts (buckets of [`BreakerSettings::bucket_ms`], oldest first) trip
-/// a flag, and why: at least `min_requests` in the window, and evidence of at least `1/α` that
-/// its failure rate is above its threshold.
+/// a flag, and why: evidence of at least `1/α` that its failure rate is above its threshold,
+/// from a start point with at least `min_requests` requests since.
 pub fn trips(flag: &Flag, buckets: &[Counts], s: &BreakerSettings) -> Option<TripReason> {
-    let total: u64 = buckets.iter().map(|c| c.total()).sum();
-    if total < s.min_requests.max(1) {
-        return None;
-    }
-    let (since, log_e) = evidence(flag.error_threshold_percentage, buckets)?;
+    let (since, log_e) = evidence(flag.error_threshold_percentage, buckets, s.min_requests)?;
     (log_e >= s.log_bar()).then_some(TripReason {
         requests: since.total(),
         failures: since.failure,

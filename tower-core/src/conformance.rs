@@ -543,7 +543,15 @@ async fn the_breakers_clock_is_stored_and_its_moves_are_checked(s: Arc<dyn Store
         Origin::Circuit
     );
     let (_, entries) = s.flag_with_logs(f.id).await.unwrap();
-    assert_eq!(entries.last().unwrap().action, Action::CircuitOpen);
+    let last = entries.last().unwrap();
+    assert_eq!(last.action, Action::CircuitOpen);
+    // The trip's log entry keeps why, in numbers; the others have nothing more to say.
+    assert_eq!(last.detail.as_deref(), Some(why.to_string().as_str()));
+    assert!(entries[..entries.len() - 1].iter().all(|e| e.detail.is_none()));
+    let newest = LogQuery { app: Some(a.id), limit: 1, ..LogQuery::default() };
+    let page = s.query_logs(&newest).await.unwrap();
+    assert_eq!(page[0].entry.detail, last.detail, "pages of the log carry it too");
+    assert_eq!(s.app_logs(a.id).await.unwrap().last().unwrap().detail, last.detail);
     // The same move decided on the flag before the trip is stale: nothing is written.
     let before = logs(Arc::clone(&s)).await;
     let again = s.change_flag(f.id, &trip, Origin::Circuit, t(21)).await.unwrap();

@@ -80,7 +80,8 @@ fn main() {
             // Spread the reports over the interval, as real failures would be.
             tokio::time::sleep(Duration::from_millis(100 + (i as u64 * 389) % 1000)).await;
             let t = Instant::now();
-            tower.record_events(flag.id, Counts { success: 0, failure: 10 }).await.unwrap();
+            // Enough to be evidence, at α = 0.01, of a failure rate above the 50 % threshold.
+            tower.record_events(flag.id, Counts { success: 0, failure: 20 }).await.unwrap();
             loop {
                 let m = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.expect("a trip").unwrap();
                 let rs: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
