@@ -446,6 +446,11 @@ async fn the_flag_page_follows_the_breaker_live() {
     b.wait_text("[data-testid=\"flag-circuit\"]", "tripped by the breaker", |t| t.contains("Open"))
         .await;
     b.wait_text("[data-testid=\"flag-state\"]", "off", |t| t == "Off").await;
+    // The timeline says why, in numbers.
+    b.wait_text("[data-testid=\"log-detail\"]", "the trip's evidence", |t| {
+        t == "50 requests, 45 failures: failure rate above 20 % with 99 % confidence"
+    })
+    .await;
     // The counts that tripped it show at once, not at the chart's next bucket.
     b.wait_text("main", "failures charted", |t| {
         t.contains("45 failed") && t.contains("90.0% errors")

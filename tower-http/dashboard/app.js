@@ -1705,6 +1705,8 @@ function logItem(entry) {
     h('span', { class: `timeline-icon tone-${a.tone}` }, icon(a.icon)),
     h('div', { class: 'timeline-text' },
       h('span', { class: 'timeline-title' }, entry.log_description || a.label),
+      // Why, in numbers, when the entry says more than its action (the breaker's evidence).
+      entry.detail ? h('span', { class: 'timeline-detail', testid: 'log-detail' }, entry.detail) : null,
       timeAgo(entry.created_at)));
   li.update = () => {}; // entries never change
   return li;
@@ -2088,7 +2090,8 @@ function logsScreen(main, _params, url, ctx) {
     const appTd = h('td');
     const tr = h('tr', { testid: 'log-row', 'data-action': entry.action_type },
       h('td', { class: 'nowrap' }, h('span', { class: 'when' }, timeAgo(entry.created_at)), h('span', { class: 'abs' }, absoluteTime(entry.created_at))),
-      h('td', null, h('span', { class: `badge tone-${a.tone}` }, icon(a.icon), h('span', null, entry.log_description || a.label))),
+      h('td', null, h('span', { class: `badge tone-${a.tone}` }, icon(a.icon), h('span', null, entry.log_description || a.label)),
+        entry.detail ? h('div', { class: 'log-detail', testid: 'log-detail' }, entry.detail) : null),
       flagCell,
       appTd);
     let shown = '';
