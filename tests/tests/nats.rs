@@ -668,11 +668,20 @@ async fn last_on(js: &jetstream::Context, stream: &str, subject: &str) -> Vec<u8
     m.payload.to_vec()
 }
 
-/// Publishes `bodies` on their subjects, in order, and waits for each acknowledgement.
-async fn fill(js: &jetstream::Context, messages: &[(&str, &str)]) {
+/// Creates the stream of `config` holding `messages` (subject, body; in order), lets a Tower
+/// publisher connect to it, and returns the stream's configuration after that.
+async fn adopted(
+    nats: &NatsServer,
+    js: &jetstream::Context,
+    config: jetstream::stream::Config,
+    messages: &[(&str, &str)],
+) -> jetstream::stream::Config {
+    js.create_stream(config.clone()).await.unwrap();
     for (subject, body) in messages {
         js.publish(subject.to_string(), body.to_string().into()).await.unwrap().await.unwrap();
     }
+    nats.publisher().await;
+    js.get_stream(&config.name).await.unwrap().info().await.unwrap().config.clone()
 }
 
 /// What an SDK reads first: the newest message matching its filter `apps.<app>.>`.
@@ -698,26 +707,19 @@ async fn tower_s_earlier_stream_is_upgraded_in_place_keeping_the_last_message_pe
     let Some(nats) = NatsServer::start_on(version, None, None).await else { return };
     let client = nats.client().await;
     let js = jetstream::new(client.clone());
-    js.create_stream(jetstream::stream::Config {
+    let earlier = jetstream::stream::Config {
         name: "flags_ruleset".into(),
         subjects: vec!["apps.*.update.*".into()],
         max_messages_per_subject: 1,
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
-    })
-    .await
-    .unwrap();
-    fill(
-        &js,
-        &[
-            ("apps.1.update.manual", "[1]"),
-            ("apps.1.update.manual", "[2]"),
-            ("apps.2.update.circuit", "[3]"),
-        ],
-    )
-    .await;
-    nats.publisher().await;
-    let cfg = js.get_stream("flags_ruleset").await.unwrap().info().await.unwrap().config.clone();
+    };
+    let messages = [
+        ("apps.1.update.manual", "[1]"),
+        ("apps.1.update.manual", "[2]"),
+        ("apps.2.update.circuit", "[3]"),
+    ];
+    let cfg = adopted(&nats, &js, earlier, &messages).await;
     assert_eq!(cfg.subjects, ["apps.*.>"]);
     assert_eq!(last_on(&js, "flags_ruleset", "apps.1.update.manual").await, b"[2]");
     assert_eq!(last_on(&js, "flags_ruleset", "apps.2.update.circuit").await, b"[3]");
@@ -743,25 +745,18 @@ async fn the_original_tower_s_stream_is_upgraded_in_place_keeping_the_last_messa
         "apps.1.update.circuit",
         "apps.2.update.manual",
     ];
-    js.create_stream(jetstream::stream::Config {
+    let original = jetstream::stream::Config {
         name: "flags_ruleset".into(),
         subjects: node_subjects.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
-    })
-    .await
-    .unwrap();
-    fill(
-        &js,
-        &[
-            ("apps.1.update.manual", "[1]"),
-            ("apps.1.update.circuit", "[2]"),
-            ("apps.1.update.manual", "[3]"),
-            ("apps.2.update.manual", "[4]"),
-        ],
-    )
-    .await;
-    nats.publisher().await;
-    let cfg = js.get_stream("flags_ruleset").await.unwrap().info().await.unwrap().config.clone();
+    };
+    let messages = [
+        ("apps.1.update.manual", "[1]"),
+        ("apps.1.update.circuit", "[2]"),
+        ("apps.1.update.manual", "[3]"),
+        ("apps.2.update.manual", "[4]"),
+    ];
+    let cfg = adopted(&nats, &js, original, &messages).await;
     assert_eq!(
         cfg.subjects,
         [
