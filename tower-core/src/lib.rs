@@ -36,6 +36,7 @@ pub mod breaker;
 pub mod command;
 pub mod conformance;
 mod engine;
+pub mod eval;
 pub mod feed;
 pub mod input;
 pub mod memory;
@@ -48,6 +49,7 @@ pub mod time;
 pub mod webhooks;
 
 pub use command::{FlagCommand, FlagPatch, NewFlag};
+pub use eval::{Bucketing, EvalError, Evaluation, Index, Reason};
 pub use feed::{FeedEvent, FeedSubscription};
 pub use input::{Counts, InputError};
 pub use memory::{InMemoryMetrics, InProcessPublisher, Subscription};
