@@ -24,6 +24,7 @@ pub(crate) struct Engine {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) signal: Arc<RelaySignal>,
     pub(crate) settings: BreakerSettings,
+    pub(crate) indexes: Arc<crate::service::Indexes>,
     pub(crate) webhooks: Option<crate::webhooks::WebhookQueue>,
 }
 
@@ -104,8 +105,9 @@ impl Engine {
                 let command = FlagCommand::Breaker { transition, seen: Box::new(flag.clone()) };
                 let change =
                     self.store.change_flag(flag.id, &command, Origin::Circuit, now).await?;
-                if change.revision.is_some() {
+                if let Some(revision) = change.revision {
                     moves += 1;
+                    self.indexes.forget(flag.app_id, revision);
                     self.signal.wake.notify_one();
                     let action = breaker::apply(transition, &flag, &flag.breaker, now).2;
                     let why = command.log_detail();

@@ -215,6 +215,8 @@ struct Inner {
     signal: Arc<RelaySignal>,
     publisher: Arc<dyn Publisher>,
     feed: Arc<Feed>,
+    indexes: Arc<Indexes>,
+    bucketing: crate::eval::Bucketing,
     stop: watch::Sender<bool>,
     relay: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -230,9 +232,17 @@ pub struct TowerBuilder {
     breaker: Option<crate::breaker::BreakerSettings>,
     notifier: Option<Arc<dyn crate::ports::Notifier>>,
     webhook_backoff: std::time::Duration,
+    bucketing: crate::eval::Bucketing,
 }
 
 impl TowerBuilder {
+    /// How rollouts assign users (default [`crate::eval::Bucketing::Tower`]; `Tailslide` gives
+    /// the answers of the Tailslide SDKs).
+    pub fn bucketing(mut self, bucketing: crate::eval::Bucketing) -> Self {
+        self.bucketing = bucketing;
+        self
+    }
+
     /// Sends the breaker's webhooks through `notifier` (default: none are sent).
     pub fn notifier(mut self, notifier: Arc<dyn crate::ports::Notifier>) -> Self {
         self.notifier = Some(notifier);
@@ -292,6 +302,7 @@ impl TowerBuilder {
         };
         let handle = tokio::spawn(relay.run(stop_rx));
         let metrics = self.metrics.unwrap_or_else(|| Arc::new(InMemoryMetrics::default()));
+        let indexes = Arc::new(Indexes::default());
         tokio::spawn(prepare_all_series(Arc::clone(&self.store), Arc::clone(&metrics)));
         if let Some(settings) = self.breaker {
             let engine = crate::engine::Engine {
@@ -300,6 +311,7 @@ impl TowerBuilder {
                 clock: Arc::clone(&clock),
                 signal: Arc::clone(&signal),
                 settings,
+                indexes: Arc::clone(&indexes),
                 webhooks: self
                     .notifier
                     .map(|n| crate::webhooks::WebhookQueue::start(n, self.webhook_backoff)),
@@ -316,6 +328,8 @@ impl TowerBuilder {
                 signal,
                 publisher,
                 feed,
+                indexes,
+                bucketing: self.bucketing,
                 stop,
                 relay: std::sync::Mutex::new(Some(handle)),
             }),
@@ -335,6 +349,7 @@ impl Tower {
             breaker: None,
             notifier: None,
             webhook_backoff: std::time::Duration::from_millis(500),
+            bucketing: crate::eval::Bucketing::Tower,
         }
     }
 
@@ -346,8 +361,9 @@ impl Tower {
         &*self.inner.store
     }
 
-    fn committed<T>(&self, change: Change<T>) -> T {
-        if change.revision.is_some() {
+    fn committed<T>(&self, app: AppId, change: Change<T>) -> T {
+        if let Some(revision) = change.revision {
+            self.inner.indexes.forget(app, revision);
             self.inner.signal.wake.notify_one();
             self.inner.feed.wake.notify_one();
         }
@@ -397,7 +413,7 @@ impl Tower {
     /// Deletes an app with its flags; its ruleset becomes `[]`.
     pub async fn delete_app(&self, id: AppId) -> Result<App, Error> {
         let change = self.store().delete_app(id, self.now()).await?;
-        Ok(self.committed(change))
+        Ok(self.committed(id, change))
     }
 
     /// An app's flags, by id.
@@ -419,7 +435,7 @@ impl Tower {
     pub async fn create_flag(&self, app: AppId, flag: &NewFlag) -> Result<Flag, Error> {
         let limit = self.inner.publisher.max_ruleset_bytes();
         let change = self.store().create_flag_within(app, flag, self.now(), limit).await?;
-        let flag = self.committed(change);
+        let flag = self.committed(app, change);
         // The flag exists either way; an unprepared series is prepared at the next start, and
         // Tower's own writes create it right.
         if let Err(e) = self.inner.metrics.prepare(flag.id, flag.app_id).await {
@@ -435,7 +451,8 @@ impl Tower {
         let limit = self.inner.publisher.max_ruleset_bytes();
         let change =
             self.store().change_flag_within(id, command, Origin::Manual, self.now(), limit).await?;
-        Ok(self.committed(change))
+        let app = change.value.app_id;
+        Ok(self.committed(app, change))
     }
 
     /// Edits a flag's settings.
@@ -461,7 +478,8 @@ impl Tower {
     /// Deletes a flag; returns it as it was.
     pub async fn delete_flag(&self, id: FlagId) -> Result<Flag, Error> {
         let change = self.store().delete_flag(id, self.now()).await?;
-        Ok(self.committed(change))
+        let app = change.value.app_id;
+        Ok(self.committed(app, change))
     }
 
     /// Every log entry, newest first.
@@ -514,6 +532,24 @@ impl Tower {
         Ok(window.fill(now, &sparse))
     }
 
+    /// The app's flags compiled for evaluation ([`crate::eval::Index`]): current with every
+    /// change made through this process, and at most [`INDEX_MAX_AGE`] behind changes made by
+    /// other processes sharing the store. Cheap when nothing changed: one map lookup.
+    pub async fn index(&self, app: AppId) -> Result<Arc<crate::eval::Index>, Error> {
+        if let Some(index) = self.inner.indexes.fresh(app) {
+            return Ok(index);
+        }
+        // A deleted app has an empty ruleset, but no flags to evaluate: not found.
+        self.store().get_app(app).await?;
+        let ruleset = self.store().ruleset(app).await?;
+        Ok(self.inner.indexes.put(&ruleset))
+    }
+
+    /// How rollouts assign users in this Tower.
+    pub fn bucketing(&self) -> crate::eval::Bucketing {
+        self.inner.bucketing
+    }
+
     /// How the backends are doing.
     pub async fn health(&self) -> Health {
         Health { store: self.store().ping().await, relay: self.inner.signal.health() }
@@ -531,6 +567,7 @@ impl Tower {
             clock: Arc::clone(&self.inner.clock),
             signal: Arc::clone(&self.inner.signal),
             settings,
+            indexes: Arc::clone(&self.inner.indexes),
             webhooks: None,
         };
         engine.tick().await.map_err(Error::Internal)
@@ -544,6 +581,61 @@ impl Tower {
         if let Some(handle) = handle {
             let _ = handle.await;
         }
+    }
+}
+
+/// How long an evaluation index is trusted without looking at the store again (changes made by
+/// other processes reach it within this time; this process's own at once).
+pub const INDEX_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Evaluation indexes by app, with when each was last checked against the store.
+#[derive(Debug, Default)]
+pub(crate) struct Indexes {
+    inner: std::sync::Mutex<IndexMap>,
+}
+
+#[derive(Debug, Default)]
+struct IndexMap {
+    by_app: std::collections::HashMap<AppId, (Arc<crate::eval::Index>, std::time::Instant)>,
+    /// The newest revision this process committed per app: a slower read that returns an older
+    /// one must not be kept as fresh.
+    floor: std::collections::HashMap<AppId, crate::Revision>,
+}
+
+impl Indexes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IndexMap> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fresh(&self, app: AppId) -> Option<Arc<crate::eval::Index>> {
+        let map = self.lock();
+        let (index, checked) = map.by_app.get(&app)?;
+        (checked.elapsed() < INDEX_MAX_AGE).then(|| Arc::clone(index))
+    }
+
+    /// Keeps the index of `ruleset`, reusing the one held when the revision is the same.
+    fn put(&self, ruleset: &crate::Ruleset) -> Arc<crate::eval::Index> {
+        let mut map = self.lock();
+        let now = std::time::Instant::now();
+        if let Some((index, checked)) = map.by_app.get_mut(&ruleset.app_id)
+            && index.revision == ruleset.revision
+        {
+            *checked = now;
+            return Arc::clone(index);
+        }
+        let index = Arc::new(crate::eval::Index::of(ruleset));
+        if map.floor.get(&ruleset.app_id).is_none_or(|floor| ruleset.revision >= *floor) {
+            map.by_app.insert(ruleset.app_id, (Arc::clone(&index), now));
+        }
+        index
+    }
+
+    /// Drops an app's index: this process committed `revision` of its flags.
+    pub(crate) fn forget(&self, app: AppId, revision: crate::Revision) {
+        let mut map = self.lock();
+        map.by_app.remove(&app);
+        let floor = map.floor.entry(app).or_insert(revision);
+        *floor = (*floor).max(revision);
     }
 }
 

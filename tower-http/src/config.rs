@@ -23,6 +23,8 @@ pub struct Config {
     /// (`TOWER_BREAKER_INTERVAL_MS`, `TOWER_BREAKER_WINDOW_MS`, `TOWER_BREAKER_MIN_REQUESTS`,
     /// `TOWER_BREAKER_ALPHA`).
     pub breaker: Option<flagtower_core::breaker::BreakerSettings>,
+    /// How rollouts assign users (`TOWER_ROLLOUT_HASH`: `tower`, the default, or `tailslide`).
+    pub bucketing: flagtower_core::Bucketing,
     /// `TOWER_DASHBOARD_DIR`: serve the dashboard's files from this directory instead of the
     /// binary (for working on the dashboard without rebuilding).
     pub dashboard_dir: Option<std::path::PathBuf>,
@@ -37,6 +39,7 @@ impl fmt::Debug for Config {
             .field("nats", &self.nats)
             .field("metrics", &self.metrics)
             .field("breaker", &self.breaker)
+            .field("bucketing", &self.bucketing)
             .field("dashboard_dir", &self.dashboard_dir)
             .finish()
     }
@@ -149,7 +152,14 @@ impl Config {
         };
         let breaker = Self::breaker(&get)?;
         let dashboard_dir = get("TOWER_DASHBOARD_DIR").map(std::path::PathBuf::from);
-        Ok(Self { bind, port, store_url, nats, metrics, breaker, dashboard_dir })
+        let bucketing = match get("TOWER_ROLLOUT_HASH") {
+            None => flagtower_core::Bucketing::default(),
+            Some(v) => flagtower_core::Bucketing::parse(v.trim()).ok_or_else(|| ConfigError {
+                variable: "TOWER_ROLLOUT_HASH",
+                message: format!("`{v}` is not `tower` or `tailslide`"),
+            })?,
+        };
+        Ok(Self { bind, port, store_url, nats, metrics, breaker, bucketing, dashboard_dir })
     }
 
     fn breaker(
@@ -438,6 +448,13 @@ mod tests {
             cfg(&[("TOWER_BREAKER_MIN_REQUESTS", "x")]).unwrap_err().variable,
             "TOWER_BREAKER_MIN_REQUESTS"
         );
+        assert_eq!(cfg(&[]).unwrap().bucketing, flagtower_core::Bucketing::Tower);
+        let c = cfg(&[("TOWER_ROLLOUT_HASH", "tailslide")]).unwrap();
+        assert_eq!(c.bucketing, flagtower_core::Bucketing::Tailslide);
+        assert_eq!(
+            cfg(&[("TOWER_ROLLOUT_HASH", "md5")]).unwrap_err().variable,
+            "TOWER_ROLLOUT_HASH"
+        );
         let b = cfg(&[("TOWER_BREAKER_ALPHA", "0.001")]).unwrap().breaker.unwrap();
         assert_eq!(b.alpha_ppm, 1_000);
         for bad in ["0", "0.7", "-0.01", "often"] {
@@ -459,6 +476,7 @@ mod tests {
             }),
             metrics: Some(MetricsConfig { url: "redis://:r3dispw@h:6379".into(), retention_ms: 1 }),
             breaker: None,
+            bucketing: flagtower_core::Bucketing::Tower,
             dashboard_dir: None,
         };
         let d = format!("{c:?}");

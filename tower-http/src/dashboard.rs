@@ -83,9 +83,14 @@ fn fnv1a(bytes: &[u8]) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
-/// Whether `path` is a dashboard page or file (anything outside `/api/` and `/healthz`).
+/// Whether `path` is a dashboard page or file (anything outside `/api/`, `/ofrep/` and
+/// `/healthz`).
 pub(crate) fn serves(path: &str) -> bool {
-    !(path == "/api" || path.starts_with("/api/") || path == "/healthz")
+    !(path == "/api"
+        || path.starts_with("/api/")
+        || path == "/healthz"
+        || path == "/ofrep"
+        || path.starts_with("/ofrep/"))
 }
 
 /// Answers a GET or HEAD of a dashboard path; `None` for an unknown `/assets/…` file.

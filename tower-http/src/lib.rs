@@ -18,6 +18,7 @@
 mod config;
 mod dashboard;
 mod error;
+mod ofrep;
 mod routes;
 mod stream;
 mod wire;

@@ -102,7 +102,7 @@ pub(crate) async fn handle(ctx: Ctx, req: Request<Incoming>) -> Response<Body> {
     res
 }
 
-fn whole(res: Response<Bytes>) -> Response<Body> {
+pub(crate) fn whole(res: Response<Bytes>) -> Response<Body> {
     res.map(|b| Full::new(b).map_err(|never| match never {}).boxed_unsync())
 }
 
@@ -112,6 +112,12 @@ async fn route(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiE
     if matches!(Route::find(path), Some(Route::Stream)) && req.method() == Method::GET {
         let sub = ctx.tower.subscribe().await?;
         return Ok(crate::stream::response(sub, ctx.closing.clone()));
+    }
+    if path.starts_with("/ofrep/") || path.contains("/ofrep/v1") {
+        let path = path.to_owned();
+        if let Some((app, endpoint)) = crate::ofrep::find(&path) {
+            return Ok(crate::ofrep::respond(ctx, req, app, endpoint).await);
+        }
     }
     if crate::dashboard::serves(path) {
         if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -345,6 +351,18 @@ async fn read_json(
     body: Incoming,
     timeout: std::time::Duration,
 ) -> Result<Option<Value>, ApiError> {
+    let Some(bytes) = read_body(parts, body, timeout).await? else { return Ok(None) };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
+}
+
+/// A request's JSON body, bounded in size and time: `None` when it is empty.
+pub(crate) async fn read_body(
+    parts: &http::request::Parts,
+    body: Incoming,
+    timeout: std::time::Duration,
+) -> Result<Option<Bytes>, ApiError> {
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
@@ -380,9 +398,7 @@ async fn read_json(
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
+    Ok(Some(bytes))
 }
 
 fn payload<T: Serialize>(status: StatusCode, value: &T) -> Reply {

@@ -57,24 +57,35 @@ fn encode(event: &FeedEvent) -> Option<Bytes> {
     Some(Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
 }
 
-struct State {
+struct State<E> {
     sub: FeedSubscription,
     closing: watch::Receiver<bool>,
     keepalive: tokio::time::Interval,
-    hello: bool,
+    hello: Option<Bytes>,
+    encode: E,
 }
 
-/// The streaming response for one subscriber.
+/// The streaming response for one dashboard.
 pub(crate) fn response(sub: FeedSubscription, closing: watch::Receiver<bool>) -> Response<Body> {
+    let hello = format!("retry: {RETRY_MS}\nevent: hello\ndata: {{}}\n\n");
+    events(sub, closing, Bytes::from(hello), encode)
+}
+
+/// A streaming response of the feed's events as `encode` writes them (skipping those it turns
+/// into `None`), after `hello`, with keep-alive comments, ending when the server closes.
+pub(crate) fn events(
+    sub: FeedSubscription,
+    closing: watch::Receiver<bool>,
+    hello: Bytes,
+    encode: impl Fn(&FeedEvent) -> Option<Bytes> + Send + 'static,
+) -> Response<Body> {
     let mut keepalive = tokio::time::interval(KEEPALIVE);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let state = State { sub, closing, keepalive, hello: true };
+    let state = State { sub, closing, keepalive, hello: Some(hello), encode };
     let frames = stream::unfold(state, |mut s| async move {
-        if s.hello {
-            s.hello = false;
+        if let Some(hello) = s.hello.take() {
             s.keepalive.reset();
-            let hello = format!("retry: {RETRY_MS}\nevent: hello\ndata: {{}}\n\n");
-            return Some((Ok::<_, Infallible>(Frame::data(Bytes::from(hello))), s));
+            return Some((Ok::<_, Infallible>(Frame::data(hello)), s));
         }
         loop {
             if *s.closing.borrow() {
@@ -83,7 +94,7 @@ pub(crate) fn response(sub: FeedSubscription, closing: watch::Receiver<bool>) ->
             tokio::select! {
                 event = s.sub.next() => {
                     let event = event?;
-                    if let Some(bytes) = encode(&event) {
+                    if let Some(bytes) = (s.encode)(&event) {
                         return Some((Ok(Frame::data(bytes)), s));
                     }
                 }

@@ -24,8 +24,10 @@ Configuration (environment):
   TOWER_METRICS_RETENTION_MS  retention of the series Tower creates (default 3600000)
   TOWER_BREAKER     on or off: the circuit breaker                 (default on)
   TOWER_BREAKER_INTERVAL_MS   how often flags are checked          (default 1000)
-  TOWER_BREAKER_WINDOW_MS     how far back counts are read         (default 10000)
-  TOWER_BREAKER_MIN_REQUESTS  fewest requests that can trip a flag (default 10)
+  TOWER_BREAKER_WINDOW_MS     how far back counts are read         (default 60000)
+  TOWER_BREAKER_MIN_REQUESTS  fewest requests a trip can rest on   (default 10)
+  TOWER_BREAKER_ALPHA         how sure a trip must be: 1 - alpha   (default 0.01)
+  TOWER_ROLLOUT_HASH  tower or tailslide: how rollouts assign users (default tower)
   TOWER_DASHBOARD_DIR  serve the dashboard's files from this directory (for editing them)
   TOWER_LOG         log filter, e.g. info or flagtower_http=debug (default info; RUST_LOG too)
 "#;
@@ -76,7 +78,7 @@ async fn serve(config: Config) -> Result<(), flagtower_core::BoxError> {
     let store =
         flagtower_adapters::open_store_with_env(&config.store_url, |k| std::env::var(k).ok())
             .await?;
-    let mut builder = Tower::builder(store);
+    let mut builder = Tower::builder(store).bucketing(config.bucketing);
     if let Some(nats) = &config.nats {
         builder = builder.publisher(std::sync::Arc::new(connect_nats(nats).await?));
     }
