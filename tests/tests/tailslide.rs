@@ -6,15 +6,14 @@
 //! The SDK runs in `tests/tailslide/driver.py` under the Python of `TOWER_TEST_TAILSLIDE_PYTHON`
 //! (a virtualenv that `./scripts/test` makes under target/tools).
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use flagtower_core::Tower;
 use flagtower_core::breaker::BreakerSettings;
-use flagtower_tests::{Client, NatsServer, NatsVersion, Server, TestStore, for_each_nats};
+use flagtower_tests::{
+    Client, Driver, NatsServer, NatsVersion, Server, TestStore, for_each_nats, program_from,
+};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
 
 for_each_nats!(the_python_sdk_reads_evaluates_follows_and_reports);
 
@@ -22,50 +21,22 @@ for_each_nats!(the_python_sdk_reads_evaluates_follows_and_reports);
 const SDK_KEY: &str = "myToken";
 
 /// The Tailslide Python SDK in a child process.
-struct Sdk {
-    child: Child,
-    stdin: ChildStdin,
-    answers: Lines<BufReader<ChildStdout>>,
-}
+struct Sdk(Driver);
 
 impl Sdk {
     /// Starts the driver, or `None` (said loudly; a failure under `TOWER_REQUIRE_SERVICES=1`)
     /// when no Python with the SDK is configured.
     fn start() -> Option<Self> {
-        let Some(python) = std::env::var_os("TOWER_TEST_TAILSLIDE_PYTHON") else {
-            let msg = "TOWER_TEST_TAILSLIDE_PYTHON is not set to a Python with tailslide-sdk 0.1.7 (pip install tailslide-sdk==0.1.7); ./scripts/test makes one";
-            if flagtower_adapters::postgres::testing::services_required() {
-                panic!("TOWER_REQUIRE_SERVICES=1: {msg}");
-            }
-            eprintln!("\n!!!!! SKIPPED: {msg}\n");
-            return None;
-        };
+        let python = program_from(
+            "TOWER_TEST_TAILSLIDE_PYTHON",
+            "a Python with tailslide-sdk 0.1.7 (pip install tailslide-sdk==0.1.7)",
+        )?;
         let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tailslide/driver.py");
-        let mut child = tokio::process::Command::new(python)
-            .arg(driver)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the Tailslide SDK driver");
-        let stdin = child.stdin.take().unwrap();
-        let answers = BufReader::new(child.stdout.take().unwrap()).lines();
-        Some(Self { child, stdin, answers })
+        Some(Self(Driver::start(&python, &[driver])))
     }
 
-    /// Sends one command; its answer, which must say `ok`.
     async fn call(&mut self, cmd: Value) -> Value {
-        self.stdin.write_all(format!("{cmd}\n").as_bytes()).await.unwrap();
-        self.stdin.flush().await.unwrap();
-        let line = tokio::time::timeout(Duration::from_secs(30), self.answers.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("the SDK did not answer {cmd} within 30 s"))
-            .unwrap()
-            .unwrap_or_else(|| panic!("the SDK exited on {cmd}"));
-        let answer: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(answer["ok"], true, "{cmd} → {answer}");
-        answer
+        self.0.call(cmd).await
     }
 
     async fn active(&mut self, flag: &str, user: &str) -> bool {
@@ -78,6 +49,12 @@ impl Sdk {
         let cmd =
             json!({"op": "wait", "flag": flag, "field": field, "value": value, "timeout": 10});
         self.call(cmd).await["ms"].as_f64().unwrap()
+    }
+
+    /// Disconnects it and waits for it to exit.
+    async fn close(mut self) {
+        self.call(json!({"op": "close"})).await;
+        self.0.wait().await;
     }
 }
 
@@ -187,8 +164,7 @@ async fn the_python_sdk_reads_evaluates_follows_and_reports(version: NatsVersion
     let held = sdk.call(json!({"op": "flags"})).await;
     assert!(held["flags"].as_array().unwrap().iter().all(|f| f["app_id"] == app), "{held}");
 
-    sdk.call(json!({"op": "close"})).await;
-    let _ = sdk.child.wait().await;
+    sdk.close().await;
 
     // An SDK can start on a new app before its first flag, and sees the flag when it comes.
     let Some(mut fresh) = Sdk::start() else { return };
@@ -204,7 +180,6 @@ async fn the_python_sdk_reads_evaluates_follows_and_reports(version: NatsVersion
         .await;
     fresh.wait("first", "is_active", json!(true)).await;
     assert!(fresh.active("first", "bob").await);
-    fresh.call(json!({"op": "close"})).await;
-    let _ = fresh.child.wait().await;
+    fresh.close().await;
     server.stop().await;
 }
