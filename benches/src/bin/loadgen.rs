@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p flagtower-benches --bin loadgen -- [--url URL | --store sqlite|postgres
-//!     [--nats] [--redis]] [--scenario get-flag|toggle|events] [--connections N] [--seconds S] [--warmup S]
+//!     [--nats] [--redis]] [--scenario get-flag|toggle|events|ofrep|ofrep-bulk] [--connections N] [--seconds S] [--warmup S]
 //! ```
 //!
 //! Without `--url` it starts Tower in this process, on its own two-thread runtime beside the load
@@ -134,19 +134,29 @@ async fn drive(a: &Args, url: &str) {
         .call(
             "POST",
             &format!("/api/apps/{app}/flags"),
-            Some(serde_json::json!({"title": "bench-flag", "rollout_percentage": 50})),
+            Some(serde_json::json!({"title": "bench-flag", "rollout_percentage": 50, "is_active": true})),
         )
         .await;
     let flag = flag["payload"]["id"].as_i64().expect("flag id");
     for _ in 0..4 {
         setup.call("PATCH", &format!("/api/flags/{flag}/toggle"), None).await;
     }
+    if a.scenario == "ofrep-bulk" {
+        // 100 flags in all, for the bulk evaluation.
+        for i in 1..100 {
+            let body = serde_json::json!({"title": format!("flag-{i}"), "rollout_percentage": i, "is_active": true});
+            setup.call("POST", &format!("/api/apps/{app}/flags"), Some(body)).await;
+        }
+    }
     let (method, path) = match a.scenario.as_str() {
         "get-flag" => ("GET", format!("/api/flags/{flag}")),
         "toggle" => ("PATCH", format!("/api/flags/{flag}/toggle")),
         "events" => ("POST", format!("/api/flags/{flag}/events")),
-        other => panic!("unknown scenario {other}: get-flag or toggle"),
+        "ofrep" => ("POST", format!("/api/apps/{app}/ofrep/v1/evaluate/flags/bench-flag")),
+        "ofrep-bulk" => ("POST", format!("/api/apps/{app}/ofrep/v1/evaluate/flags")),
+        other => panic!("unknown scenario {other}: get-flag, toggle, events, ofrep or ofrep-bulk"),
     };
+    let ofrep = a.scenario.starts_with("ofrep");
     eprintln!(
         "{method} {path}: {} connections, {} s warm-up, {} s measured",
         a.connections, a.warmup, a.seconds
@@ -167,7 +177,13 @@ async fn drive(a: &Args, url: &str) {
                 if t0 >= end {
                     break;
                 }
-                let body = (method == "POST").then(|| serde_json::json!({"success": 1}));
+                let body = (method == "POST").then(|| {
+                    if ofrep {
+                        serde_json::json!({"context": {"targetingKey": format!("user-{}", lat.len() % 1000)}})
+                    } else {
+                        serde_json::json!({"success": 1})
+                    }
+                });
                 let ok = (200..300).contains(&conn.status(method, &path, body).await);
                 if t0 >= measure_from {
                     lat.push(t0.elapsed().as_micros() as u32);
