@@ -234,17 +234,9 @@ impl Client {
         content_type: Option<&str>,
         body: impl Into<Bytes>,
     ) -> Reply {
-        let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base));
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
-        }
-        let req = req.body(Full::new(body.into())).expect("request");
-        let res = self.inner.request(req).await.expect("HTTP request");
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let raw = res.into_body().collect().await.expect("response body").to_bytes();
-        let json = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-        Reply { status, headers, json, raw }
+        let headers: Vec<(&str, &str)> =
+            content_type.map(|ct| ("content-type", ct)).into_iter().collect();
+        self.request(method, path, &headers, body.into()).await
     }
 
     /// Sends a JSON body with extra headers.
@@ -255,14 +247,23 @@ impl Client {
         headers: &[(&str, &str)],
         body: Value,
     ) -> Reply {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("content-type", "application/json");
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        self.request(method, path, &all, Bytes::from(body.to_string())).await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(Full::new(Bytes::from(body.to_string()))).expect("request");
+        let req = req.body(Full::new(body)).expect("request");
         let res = self.inner.request(req).await.expect("HTTP request");
         let status = res.status().as_u16();
         let headers = res.headers().clone();
