@@ -33,6 +33,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod breaker;
+pub mod client;
 pub mod command;
 pub mod conformance;
 mod engine;

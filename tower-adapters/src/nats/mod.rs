@@ -25,6 +25,10 @@
 use std::fmt;
 use std::time::Duration;
 
+mod follow;
+
+pub use follow::follow;
+
 use async_nats::jetstream::{self, stream};
 use async_trait::async_trait;
 use flagtower_core::{EncodedRuleset, PublishError, Publisher};
@@ -101,6 +105,20 @@ impl NatsOptions {
     pub fn target(&self) -> String {
         redact(&self.url)
     }
+
+    /// The client's options: the token, the timeout, and reconnecting forever at least once a
+    /// second, so that rulesets flow again within seconds of the server coming back.
+    pub(crate) fn connect_options(&self) -> async_nats::ConnectOptions {
+        match &self.token {
+            Some(t) => async_nats::ConnectOptions::with_token(t.clone()),
+            None => async_nats::ConnectOptions::new(),
+        }
+        .connection_timeout(self.timeout)
+        .max_reconnects(None)
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis(50u64.saturating_mul(1 << attempts.min(5)).min(1000))
+        })
+    }
 }
 
 /// Why the publisher could not start.
@@ -165,19 +183,7 @@ impl NatsPublisher {
     /// Connects, and creates or checks the stream.
     pub async fn connect(options: &NatsOptions) -> Result<Self, ConnectError> {
         let target = options.target();
-        let connect = match &options.token {
-            Some(t) => async_nats::ConnectOptions::with_token(t.clone()),
-            None => async_nats::ConnectOptions::new(),
-        }
-        .name("tower")
-        .connection_timeout(options.timeout)
-        // Keep reconnecting forever, at least once a second, so that rulesets flow again within
-        // seconds of the server coming back; the relay's retries ride on it.
-        .max_reconnects(None)
-        .reconnect_delay_callback(|attempts| {
-            Duration::from_millis(50u64.saturating_mul(1 << attempts.min(5)).min(1000))
-        })
-        .event_callback(|event| async move {
+        let connect = options.connect_options().name("tower").event_callback(|event| async move {
             match event {
                 async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
                 async_nats::Event::Connected => tracing::info!("NATS connected"),

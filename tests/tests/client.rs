@@ -1,0 +1,98 @@
+//! The Rust client: `FlagClient` fed by `flagtower_adapters::nats::follow`, on the oldest and the
+//! newest nats-server: a late start reads the newest ruleset, changes follow, a NATS restart is
+//! caught up, the cache file answers while NATS is unreachable, and the answers are the OFREP
+//! endpoint's for 10 000 users.
+
+use std::time::{Duration, Instant};
+
+use flagtower_adapters::nats::NatsOptions;
+use flagtower_core::client::FlagClient;
+use flagtower_core::{AppId, Bucketing, Revision};
+use flagtower_tests::{NatsServer, NatsVersion, Server, TestStore, for_each_nats};
+use serde_json::json;
+
+for_each_nats!(a_client_follows_its_app_through_restarts_and_answers_like_ofrep);
+
+async fn until(what: &str, within: Duration, ok: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn a_client_follows_its_app_through_restarts_and_answers_like_ofrep(version: NatsVersion) {
+    let Some(mut nats) = NatsServer::start_on(version, Some("sdk-key"), None).await else { return };
+    let store = TestStore::sqlite().await;
+    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let c = server.client();
+    let app = c.create("/api/apps", &json!({"title": "Shop"})).await;
+    let beta = c
+        .create(
+            &format!("/api/apps/{app}/flags"),
+            &json!({"title": "beta", "is_active": true, "rollout_percentage": 37.5, "white_listed_users": "alice"}),
+        )
+        .await;
+    for _ in 0..2 {
+        c.patch_empty(&format!("/api/flags/{beta}/toggle")).await;
+    }
+    let now = server.tower.index(AppId::new(app)).await.unwrap().revision;
+
+    // A late start reads the newest ruleset.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("flags.json");
+    let client = FlagClient::new(AppId::new(app), Bucketing::Tower);
+    let options = NatsOptions::new(nats.url()).token("sdk-key");
+    let follower =
+        flagtower_adapters::nats::follow(client.clone(), options.clone(), Some(cache.clone()));
+    until("the newest ruleset", Duration::from_secs(5), || client.revision() == Some(now)).await;
+    assert!(client.is_enabled("beta", "alice"));
+
+    // The same answers as the OFREP endpoint.
+    for u in 0..10_000 {
+        let user = format!("user-{u}");
+        let r = c
+            .post(
+                &format!("/api/apps/{app}/ofrep/v1/evaluate/flags/beta"),
+                &json!({"context": {"targetingKey": user}}),
+            )
+            .await;
+        assert_eq!(client.is_enabled("beta", &user), r.json["value"] == true, "{user}");
+    }
+
+    // A change follows in milliseconds.
+    let toggled = Instant::now();
+    c.patch_empty(&format!("/api/flags/{beta}/toggle")).await;
+    until("the toggle", Duration::from_secs(2), || !client.is_enabled("beta", "alice")).await;
+    eprintln!("the client saw the toggle after {:?}", toggled.elapsed());
+
+    // NATS restarts, with a change committed while it was down: caught up, never going back.
+    nats.kill();
+    c.patch_empty(&format!("/api/flags/{beta}/toggle")).await;
+    let down = server.tower.index(AppId::new(app)).await.unwrap().revision;
+    nats.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while client.revision() != Some(down) {
+        if Instant::now() > deadline {
+            let h = c.get("/healthz").await;
+            panic!(
+                "the client holds {:?}, not {down:?}; Tower's health: {}",
+                client.revision(),
+                h.json
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(client.is_enabled("beta", "alice"));
+    assert!(!client.offer(AppId::new(app), Revision(1), &[]), "an older ruleset never replaces it");
+    follower.abort();
+
+    // With NATS unreachable, a new client answers from the cache file at once.
+    nats.kill();
+    let offline = FlagClient::new(AppId::new(app), Bucketing::Tower);
+    let f = flagtower_adapters::nats::follow(offline.clone(), options, Some(cache));
+    until("the cached ruleset", Duration::from_secs(2), || offline.revision() == Some(down)).await;
+    assert!(offline.is_enabled("beta", "alice"));
+    f.abort();
+    server.stop().await;
+}

@@ -1,0 +1,160 @@
+//! The client side of Tower's rulesets: a service that links this crate keeps one app's newest
+//! ruleset and evaluates its flags locally, without asking Tower.
+//!
+//! [`FlagClient`] holds the app's flags compiled ([`crate::eval::Index`]) and is fed rulesets by
+//! a follower: `flagtower_adapters::nats::follow` for NATS JetStream, or
+//! [`FlagClient::follow_in_process`] for the publisher of an embedded Tower. It keeps the newest
+//! revision only (an older ruleset that arrives late is dropped), never blocks a caller on the
+//! network, and says whether it has a ruleset yet and how old it is.
+//!
+//! ```
+//! use flagtower_core::client::FlagClient;
+//! use flagtower_core::{AppId, Bucketing};
+//!
+//! let flags = FlagClient::new(AppId::new(1), Bucketing::Tower);
+//! // Before the first ruleset arrives every flag is off.
+//! assert!(!flags.is_enabled("new-checkout", "user-42"));
+//! assert!(!flags.ready());
+//! ```
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use crate::eval::{Bucketing, EvalError, Evaluation, Index};
+use crate::model::{AppId, Flag, Revision};
+
+/// One app's flags, kept current by a follower and evaluated locally. Cloning is cheap; clones
+/// share the state.
+#[derive(Debug, Clone)]
+pub struct FlagClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    app: AppId,
+    bucketing: Bucketing,
+    state: RwLock<Option<(Arc<Index>, Instant)>>,
+}
+
+impl FlagClient {
+    /// A client of `app`'s flags, with no ruleset yet.
+    pub fn new(app: AppId, bucketing: Bucketing) -> Self {
+        Self { inner: Arc::new(Inner { app, bucketing, state: RwLock::new(None) }) }
+    }
+
+    /// The app it follows.
+    pub fn app(&self) -> AppId {
+        self.inner.app
+    }
+
+    /// Takes a ruleset of the app at `revision`; `false` (and nothing changes) when it is not
+    /// newer than the one held or is another app's.
+    pub fn offer(&self, app: AppId, revision: Revision, flags: &[Flag]) -> bool {
+        if app != self.inner.app {
+            return false;
+        }
+        let mut state = self.inner.state.write().unwrap_or_else(|e| e.into_inner());
+        if state.as_ref().is_some_and(|(index, _)| index.revision >= revision) {
+            return false;
+        }
+        *state = Some((Arc::new(Index::new(app, revision, flags)), Instant::now()));
+        true
+    }
+
+    fn index(&self) -> Option<Arc<Index>> {
+        let state = self.inner.state.read().unwrap_or_else(|e| e.into_inner());
+        state.as_ref().map(|(index, _)| Arc::clone(index))
+    }
+
+    /// Whether the flag titled `title` is on for `user`: `false` for a flag it does not know,
+    /// and for every flag before the first ruleset arrives.
+    pub fn is_enabled(&self, title: &str, user: &str) -> bool {
+        let state = self.inner.state.read().unwrap_or_else(|e| e.into_inner());
+        state
+            .as_ref()
+            .and_then(|(index, _)| index.evaluate(title, Some(user), self.inner.bucketing))
+            .is_some_and(|e| e.is_ok_and(|e| e.enabled))
+    }
+
+    /// The evaluation of `title` for `user` (`None`: no targeting key) with its reason; `None`
+    /// when the flag is unknown or no ruleset arrived yet.
+    pub fn evaluate(
+        &self,
+        title: &str,
+        user: Option<&str>,
+    ) -> Option<Result<Evaluation, EvalError>> {
+        self.index()?.evaluate(title, user, self.inner.bucketing)
+    }
+
+    /// The index held, to look at several flags of one revision.
+    pub fn snapshot(&self) -> Option<Arc<Index>> {
+        self.index()
+    }
+
+    /// Whether a ruleset arrived.
+    pub fn ready(&self) -> bool {
+        self.index().is_some()
+    }
+
+    /// The revision held.
+    pub fn revision(&self) -> Option<Revision> {
+        self.index().map(|i| i.revision)
+    }
+
+    /// How long ago the ruleset held arrived (its staleness, when the follower is cut off).
+    pub fn age(&self) -> Option<std::time::Duration> {
+        let state = self.inner.state.read().unwrap_or_else(|e| e.into_inner());
+        state.as_ref().map(|(_, at)| at.elapsed())
+    }
+
+    /// Follows the publisher of an embedded Tower: every ruleset of the app, newest kept, until
+    /// the publisher goes away. Spawn it on a tokio runtime.
+    pub async fn follow_in_process(self, mut rulesets: crate::Subscription) {
+        while let Some(r) = rulesets.next().await {
+            if r.app_id == self.inner.app {
+                match crate::ruleset::decode_flags(&r.body) {
+                    Ok(flags) => {
+                        self.offer(r.app_id, r.revision, &flags);
+                    }
+                    Err(e) => tracing::warn!(app = %r.app_id, error = %e, "undecodable ruleset"),
+                }
+            }
+        }
+    }
+
+    /// The bucketing it evaluates with.
+    pub fn bucketing(&self) -> Bucketing {
+        self.inner.bucketing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CircuitState, FlagId, Title};
+    use crate::time::Timestamp;
+
+    fn flag(on: bool) -> Flag {
+        let mut f = Flag::new(AppId::new(1), Title::parse("f").unwrap(), Timestamp::from_millis(0))
+            .with_id(FlagId::new(1));
+        f.state = if on { CircuitState::On } else { CircuitState::Off };
+        f
+    }
+
+    #[test]
+    fn keeps_the_newest_revision_only() {
+        let c = FlagClient::new(AppId::new(1), Bucketing::Tower);
+        assert!(!c.is_enabled("f", "u") && !c.ready() && c.age().is_none());
+        assert!(c.offer(AppId::new(1), Revision(3), &[flag(true)]));
+        assert!(c.is_enabled("f", "u") && c.ready());
+        assert!(!c.offer(AppId::new(1), Revision(2), &[flag(false)]), "an older one is dropped");
+        assert!(!c.offer(AppId::new(1), Revision(3), &[flag(false)]), "so is a repeat");
+        assert!(!c.offer(AppId::new(2), Revision(9), &[flag(false)]), "and another app's");
+        assert!(c.is_enabled("f", "u"));
+        assert!(c.offer(AppId::new(1), Revision(4), &[flag(false)]));
+        assert!(!c.is_enabled("f", "u"));
+        assert_eq!(c.revision(), Some(Revision(4)));
+        assert!(!c.is_enabled("unknown", "u"));
+    }
+}
