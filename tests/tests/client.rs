@@ -96,3 +96,119 @@ async fn a_client_follows_its_app_through_restarts_and_answers_like_ofrep(versio
     f.abort();
     server.stop().await;
 }
+
+/// Through the `open-feature` crate with Tower's provider: reasons, variants and metadata as
+/// OFREP gives them; and outcomes reported by the client are what Tower counts and trips on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openfeature_answers_locally_and_reported_outcomes_trip_the_breaker() {
+    use flagtower_core::breaker::BreakerSettings;
+    use flagtower_core::{InMemoryMetrics, InProcessPublisher, SystemClock, Tower};
+    use open_feature::{EvaluationContext, EvaluationErrorCode, EvaluationReason, OpenFeature};
+    use std::sync::Arc;
+
+    let store = TestStore::sqlite().await;
+    let publisher = InProcessPublisher::new();
+    let metrics = Arc::new(InMemoryMetrics::default());
+    let builder = Tower::builder(store.open().await)
+        .publisher(publisher.clone())
+        .metrics(metrics.clone())
+        .breaker(BreakerSettings {
+            interval_ms: 100,
+            window_ms: 30_000,
+            min_requests: 10,
+            alpha_ppm: 10_000,
+        });
+    let server = Server::start_built(builder).await;
+    let c = server.client();
+    let app = c.create("/api/apps", &json!({"title": "Shop"})).await;
+    let checkout = c
+        .create(
+            &format!("/api/apps/{app}/flags"),
+            &json!({"title": "checkout", "is_active": true, "error_threshold_percentage": 20, "white_listed_users": "alice"}),
+        )
+        .await;
+    c.create(
+        &format!("/api/apps/{app}/flags"),
+        &json!({"title": "beta", "is_active": true, "rollout_percentage": 30}),
+    )
+    .await;
+
+    let flags = FlagClient::new(AppId::new(app), Bucketing::Tower);
+    tokio::spawn(flags.clone().follow_in_process(publisher.subscribe()));
+    let reporter = flags.report_to(metrics, Arc::new(SystemClock), Duration::from_millis(50));
+    until("the ruleset", Duration::from_secs(5), || flags.ready()).await;
+    OpenFeature::singleton_mut()
+        .await
+        .set_provider(flagtower_adapters::openfeature::TowerProvider::new(flags.clone()))
+        .await;
+    let of = OpenFeature::singleton().await.create_client();
+    let alice = EvaluationContext::default().with_targeting_key("alice");
+    let d = of.get_bool_details("checkout", Some(&alice), None).await.unwrap();
+    assert_eq!(
+        (d.value, d.reason, d.variant.as_deref()),
+        (true, Some(EvaluationReason::TargetingMatch), Some("on"))
+    );
+    assert!(
+        format!("{:?}", d.flag_metadata).contains(&format!("{checkout}")),
+        "{:?}",
+        d.flag_metadata
+    );
+    let e = of.get_bool_details("beta", None, None).await.unwrap_err();
+    assert_eq!(e.code, EvaluationErrorCode::TargetingKeyMissing);
+    let e = of.get_bool_details("nope", Some(&alice), None).await.unwrap_err();
+    assert_eq!(e.code, EvaluationErrorCode::FlagNotFound);
+    assert_eq!(
+        of.get_int_value("beta", Some(&alice), None).await.unwrap_err().code,
+        EvaluationErrorCode::TypeMismatch
+    );
+    for u in 0..200 {
+        let user = format!("user-{u}");
+        let ctx = EvaluationContext::default().with_targeting_key(user.clone());
+        let d = of.get_bool_details("beta", Some(&ctx), None).await.unwrap();
+        let want = server.tower.index(AppId::new(app)).await.unwrap().evaluate(
+            "beta",
+            Some(&user),
+            Bucketing::Tower,
+        );
+        assert_eq!(d.value, want.unwrap().unwrap().enabled, "{user}");
+    }
+
+    // The guarded calls' outcomes, reported without waiting: counted by Tower, and a
+    // regression trips the flag, which the client then sees off.
+    for _ in 0..30 {
+        flags.record_success("checkout");
+    }
+    let counted = |s: u64, f: u64| {
+        let c = c.clone();
+        async move {
+            let r = c
+                .get(&format!("/api/flags/{checkout}/timeseries?timeRange=60000&timeBucket=1000"))
+                .await;
+            let (a, b) = r.payload().as_array().unwrap().iter().fold((0, 0), |(a, b), x| {
+                (a + x["success"].as_u64().unwrap(), b + x["failure"].as_u64().unwrap())
+            });
+            (a, b) == (s, f)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !counted(30, 0).await {
+        assert!(Instant::now() < deadline, "successes not counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..40 {
+        flags.record_failure("checkout");
+    }
+    until("the trip, seen by the client", Duration::from_secs(5), || {
+        !flags.is_enabled("checkout", "bob")
+    })
+    .await;
+    let d = of.get_bool_details("checkout", Some(&alice), None).await.unwrap();
+    assert_eq!(
+        (d.value, d.reason),
+        (false, Some(EvaluationReason::Disabled)),
+        "tripped: off even for alice"
+    );
+    assert!(counted(30, 40).await);
+    reporter.abort();
+    server.stop().await;
+}

@@ -21,6 +21,8 @@ use flagtower_core::Store;
 
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "openfeature")]
+pub mod openfeature;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]

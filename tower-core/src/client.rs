@@ -17,11 +17,15 @@
 //! assert!(!flags.ready());
 //! ```
 
-use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::eval::{Bucketing, EvalError, Evaluation, Index};
-use crate::model::{AppId, Flag, Revision};
+use crate::input::Counts;
+use crate::model::{AppId, Flag, FlagId, Revision};
+use crate::ports::MetricsStore;
+use crate::time::Clock;
 
 /// One app's flags, kept current by a follower and evaluated locally. Cloning is cheap; clones
 /// share the state.
@@ -35,12 +39,20 @@ struct Inner {
     app: AppId,
     bucketing: Bucketing,
     state: RwLock<Option<(Arc<Index>, Instant)>>,
+    /// Outcomes recorded and not sent yet, by flag.
+    outcomes: Mutex<HashMap<FlagId, Counts>>,
 }
 
 impl FlagClient {
     /// A client of `app`'s flags, with no ruleset yet.
     pub fn new(app: AppId, bucketing: Bucketing) -> Self {
-        Self { inner: Arc::new(Inner { app, bucketing, state: RwLock::new(None) }) }
+        let inner = Inner {
+            app,
+            bucketing,
+            state: RwLock::new(None),
+            outcomes: Mutex::new(HashMap::new()),
+        };
+        Self { inner: Arc::new(inner) }
     }
 
     /// The app it follows.
@@ -126,6 +138,65 @@ impl FlagClient {
     /// The bucketing it evaluates with.
     pub fn bucketing(&self) -> Bucketing {
         self.inner.bucketing
+    }
+
+    /// Records that a call guarded by the flag titled `title` succeeded, for the circuit
+    /// breaker. Never blocks on the network and never fails: outcomes are counted here and sent
+    /// in the background by [`FlagClient::report_to`]; a flag it does not know is ignored.
+    pub fn record_success(&self, title: &str) {
+        self.record(title, Counts { success: 1, failure: 0 });
+    }
+
+    /// Records that a call guarded by the flag titled `title` failed (see
+    /// [`FlagClient::record_success`]).
+    pub fn record_failure(&self, title: &str) {
+        self.record(title, Counts { success: 0, failure: 1 });
+    }
+
+    fn record(&self, title: &str, counts: Counts) {
+        let Some(id) = self.index().and_then(|i| i.get(title).map(|r| r.id)) else { return };
+        let mut outcomes = self.inner.outcomes.lock().unwrap_or_else(|e| e.into_inner());
+        let c = outcomes.entry(id).or_default();
+        c.success += counts.success;
+        c.failure += counts.failure;
+    }
+
+    /// Sends the recorded outcomes to `metrics` (RedisTimeSeries writes them where the
+    /// Tailslide SDKs do: `<flagId>:success|failure` with their labels) every `every`, summed
+    /// per flag. Counts that cannot be sent are kept and sent with the next ones. Spawn it on a
+    /// tokio runtime; it runs until aborted.
+    pub fn report_to(
+        &self,
+        metrics: Arc<dyn MetricsStore>,
+        clock: Arc<dyn Clock>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                tokio::time::sleep(every).await;
+                let batch = std::mem::take(
+                    &mut *me.inner.outcomes.lock().unwrap_or_else(|e| e.into_inner()),
+                );
+                for (flag, counts) in batch {
+                    match metrics.record(flag, me.inner.app, counts, clock.now()).await {
+                        Ok(()) => failing = false,
+                        Err(e) => {
+                            if !failing {
+                                tracing::warn!(flag = %flag, error = %crate::ErrorChain(&e), "cannot send flag outcomes; keeping them for the next attempt");
+                            }
+                            failing = true;
+                            let mut outcomes =
+                                me.inner.outcomes.lock().unwrap_or_else(|e| e.into_inner());
+                            let c = outcomes.entry(flag).or_default();
+                            c.success += counts.success;
+                            c.failure += counts.failure;
+                        }
+                    }
+                }
+            }
+        })
     }
 }
 
