@@ -7,7 +7,8 @@
 //! |---|---|---|
 //! | [`sqlite`] | `sqlite` (default) | `Store` on a SQLite file |
 //! | `postgres` | `postgres` | `Store` on PostgreSQL, shared by several Tower processes |
-//! | `nats` | `nats` | `Publisher` on NATS JetStream, the stream SDKs read |
+//! | `nats` | `nats` | `Publisher` on NATS JetStream, the stream SDKs read; `follow`, which feeds a `FlagClient` from it |
+//! | `openfeature` | `openfeature` | an OpenFeature provider (`open-feature` crate) over a `FlagClient` |
 //! | `redis` | `redis` | `MetricsStore` on RedisTimeSeries, the series SDKs write |
 //! | `webhook` | `webhook` | `Notifier` over HTTP(S), for the breaker's webhooks |
 //!
