@@ -41,6 +41,8 @@ struct Inner {
     state: RwLock<Option<(Arc<Index>, Instant)>>,
     /// Outcomes recorded and not sent yet, by flag.
     outcomes: Mutex<HashMap<FlagId, Counts>>,
+    /// The revision held, for those who wait for a change.
+    revision: tokio::sync::watch::Sender<Option<Revision>>,
 }
 
 impl FlagClient {
@@ -51,6 +53,7 @@ impl FlagClient {
             bucketing,
             state: RwLock::new(None),
             outcomes: Mutex::new(HashMap::new()),
+            revision: tokio::sync::watch::Sender::new(None),
         };
         Self { inner: Arc::new(inner) }
     }
@@ -71,7 +74,14 @@ impl FlagClient {
             return false;
         }
         *state = Some((Arc::new(Index::new(app, revision, flags)), Instant::now()));
+        drop(state);
+        self.inner.revision.send_replace(Some(revision));
         true
+    }
+
+    /// The revision held, and a way to wait for the next (`changed().await`).
+    pub fn revisions(&self) -> tokio::sync::watch::Receiver<Option<Revision>> {
+        self.inner.revision.subscribe()
     }
 
     fn index(&self) -> Option<Arc<Index>> {

@@ -2,8 +2,11 @@
 //! subscriber (an ordered push consumer, as an SDK would use), over N sequential toggles.
 //!
 //! ```text
-//! cargo run --release -p flagtower-benches --bin propagation -- [--changes N] [--store sqlite|postgres]
+//! cargo run --release -p flagtower-benches --bin propagation -- [--changes N] [--store sqlite|postgres] [--client]
 //! ```
+//!
+//! With `--client`, the receiver is a `FlagClient` fed by `flagtower_adapters::nats::follow`
+//! (what a Rust service links) instead of a bare consumer.
 //!
 //! Starts a private nats-server (`TOWER_TEST_NATS_SERVER`, or `nats-server`) and Tower in this
 //! process on a temporary SQLite file or a fresh PostgreSQL database (`TOWER_TEST_POSTGRES_URL`).
@@ -22,9 +25,11 @@ use futures_util::StreamExt;
 fn main() {
     let mut changes = 1000usize;
     let mut store_kind = "sqlite".to_owned();
+    let mut use_client = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--client" => use_client = true,
             "--changes" => changes = args.next().and_then(|v| v.parse().ok()).expect("--changes N"),
             "--store" => store_kind = args.next().expect("--store sqlite|postgres"),
             other => panic!("unknown argument {other}"),
@@ -59,6 +64,9 @@ fn main() {
             .await
             .unwrap();
         let mut messages = consumer.messages().await.unwrap();
+        let client = flagtower_core::client::FlagClient::new(flagtower_core::AppId::new(app), flagtower_core::Bucketing::Tower);
+        let follower = flagtower_adapters::nats::follow(client.clone(), NatsOptions::new(&nats.url), None);
+        let mut revisions = client.revisions();
         tokio::time::sleep(Duration::from_millis(200)).await;
 
         let mut samples = Vec::with_capacity(changes);
@@ -66,6 +74,17 @@ fn main() {
             let want = (i + 2) as u64; // creation was revision 1
             let started = Instant::now();
             assert_eq!(api.patch_empty(&format!("/api/flags/{flag}/toggle")).await.status, 200);
+            if use_client {
+                tokio::time::timeout(
+                    Duration::from_secs(10),
+                    revisions.wait_for(|r| r.is_some_and(|r| r.0 >= want)),
+                )
+                .await
+                .expect("the client within 10 s")
+                .expect("the client is alive");
+                samples.push(started.elapsed());
+                continue;
+            }
             loop {
                 let m = tokio::time::timeout(Duration::from_secs(10), messages.next())
                     .await
@@ -81,8 +100,10 @@ fn main() {
         }
         samples.sort_unstable();
         let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0;
+        follower.abort();
+        let receiver = if use_client { "flag-client" } else { "consumer" };
         println!(
-            "store={store_kind} changes={changes} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+            "store={store_kind} receiver={receiver} changes={changes} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2}",
             pct(0.5),
             pct(0.9),
             pct(0.99),
