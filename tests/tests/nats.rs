@@ -595,8 +595,17 @@ async fn an_app_past_max_payload_never_holds_back_another(version: NatsVersion) 
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        // The big app is reported: which, why, since when; and not retried in a loop.
-        let h = c.get("/healthz").await;
+        // The big app is reported: which, why, since when; and not retried in a loop. (After a
+        // restart the small apps' rulesets are already on the stream: wait for the report.)
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let h = loop {
+            let h = c.get("/healthz").await;
+            if unpublished(&h.json, big).is_some() {
+                break h;
+            }
+            assert!(Instant::now() < deadline, "round {round}: never reported: {}", h.json);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert_eq!(h.status, 200);
         assert_eq!(
             (h.json["store"].clone(), h.json["publisher"].clone()),

@@ -214,6 +214,9 @@ struct State {
     in_flight: HashSet<AppId>,
     /// Apps that changed while their publication was in flight: published again after it.
     again: HashSet<AppId>,
+    /// The newest revision this relay published of each app, so a second hand-out of the same
+    /// revision does not send it twice.
+    published: HashMap<AppId, Revision>,
     /// The publications in flight, polled by the relay task itself (no hop to another thread).
     tasks: FuturesUnordered<Publication>,
     /// Consecutive failures to read the outbox.
@@ -365,12 +368,18 @@ impl Relay {
             // One publication per app at a time, so no older revision follows a newer one.
             st.in_flight.insert(app);
             let (store, publisher) = (Arc::clone(&self.store), Arc::clone(&self.publisher));
+            let published = st.published.get(&app).copied();
             st.tasks.push(Box::pin(async move {
                 // A panic while publishing one app is that app's failure, not the relay's.
-                let outcome =
-                    std::panic::AssertUnwindSafe(publish_latest(&*store, &*publisher, app, origin))
-                        .catch_unwind()
-                        .await;
+                let outcome = std::panic::AssertUnwindSafe(publish_latest(
+                    &*store,
+                    &*publisher,
+                    app,
+                    origin,
+                    published,
+                ))
+                .catch_unwind()
+                .await;
                 (app, origin, outcome)
             }));
         }
@@ -395,6 +404,8 @@ impl Relay {
         let again = st.again.remove(&app);
         match outcome {
             Outcome::Published(revision) => {
+                let p = st.published.entry(app).or_insert(revision);
+                *p = (*p).max(revision);
                 if let Some(Retry { problem: Some(u), due, .. }) = st.retry.remove(&app) {
                     st.timers.remove(&(due, app));
                     self.signal.set_problem(app, None);
@@ -461,7 +472,9 @@ impl Relay {
             if st.retry.get(&p.app_id).is_some_and(|r| r.problem.is_some()) {
                 continue;
             }
-            let _ = publish_latest(&*self.store, &*self.publisher, p.app_id, p.origin).await;
+            let published = st.published.get(&p.app_id).copied();
+            let _ =
+                publish_latest(&*self.store, &*self.publisher, p.app_id, p.origin, published).await;
         }
     }
 }
@@ -472,6 +485,7 @@ async fn publish_latest(
     publisher: &dyn Publisher,
     app: AppId,
     origin: Origin,
+    published: Option<Revision>,
 ) -> Outcome {
     let store_failed = |e: StoreError, revision| Outcome::Failed {
         stage: Stage::Store,
@@ -490,6 +504,14 @@ async fn publish_latest(
             Err(StoreError::NotFound(_)) => return Outcome::Gone,
             Err(e) => return store_failed(e, None),
         };
+        // This relay already sent this revision (the app was handed out again because a record
+        // of it was seen while it was being published): only its outbox records are left.
+        if published.is_some_and(|p| ruleset.revision <= p) {
+            if let Err(e) = store.mark_published(app, ruleset.revision).await {
+                return store_failed(e, Some(ruleset.revision));
+            }
+            return Outcome::Published(ruleset.revision);
+        }
         let encoded = EncodedRuleset::new(&ruleset, origin);
         if let Err(e) = publisher.publish(&encoded).await {
             let rejected = matches!(e, PublishError::Rejected(_));
