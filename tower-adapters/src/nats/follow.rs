@@ -2,7 +2,8 @@
 //! start, then every new one, forever.
 //!
 //! - At start, the last good ruleset from the cache file (when one is given), so the client
-//!   answers even if NATS is unreachable; each newer ruleset is written back to it (atomically:
+//!   answers even if NATS is unreachable; each newer ruleset is written to it before the client
+//!   answers with it (atomically:
 //!   a temporary file renamed over it).
 //! - An ordered JetStream consumer on `apps.<appId>.>` delivering the last message per subject,
 //!   then every new one without a gap; the client keeps the newest `Tower-Revision` only, so the
@@ -120,14 +121,16 @@ async fn follow_once(
             .and_then(|v| v.as_str().parse().ok())
             .map_or(Revision(0), Revision);
         match ruleset::decode_flags(&m.payload) {
-            Ok(flags) => {
-                if client.offer(client.app(), revision, &flags)
-                    && let Some(path) = cache_file
+            // The file first, then the client: whatever the client answers with is in the file.
+            Ok(flags) if client.revision().is_none_or(|held| revision > held) => {
+                if let Some(path) = cache_file
                     && let Err(e) = write_cache(path, client.app(), revision, &m.payload).await
                 {
                     tracing::warn!(file = %path.display(), error = %e, "cannot write the flag cache file");
                 }
+                client.offer(client.app(), revision, &flags);
             }
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(subject = %m.subject, error = %e, "undecodable ruleset skipped")
             }
