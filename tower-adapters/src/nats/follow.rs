@@ -2,9 +2,8 @@
 //! start, then every new one, forever.
 //!
 //! - At start, the last good ruleset from the cache file (when one is given), so the client
-//!   answers even if NATS is unreachable; each newer ruleset is written to it before the client
-//!   answers with it (atomically:
-//!   a temporary file renamed over it).
+//!   answers even if NATS is unreachable; each newer ruleset is written to it (atomically: a
+//!   temporary file renamed over it) before the client answers with it.
 //! - An ordered JetStream consumer on `apps.<appId>.>` delivering the last message per subject,
 //!   then every new one without a gap; the client keeps the newest `Tower-Revision` only, so the
 //!   manual and circuit subjects can arrive in any order.
