@@ -136,7 +136,11 @@ async fn openfeature_answers_locally_and_reported_outcomes_trip_the_breaker() {
     let flags = FlagClient::new(AppId::new(app), Bucketing::Tower);
     tokio::spawn(flags.clone().follow_in_process(publisher.subscribe()));
     let reporter = flags.report_to(metrics, Arc::new(SystemClock), Duration::from_millis(50));
-    until("the ruleset", Duration::from_secs(5), || flags.ready()).await;
+    let current = server.tower.index(AppId::new(app)).await.unwrap().revision;
+    until("the app's current ruleset", Duration::from_secs(5), || {
+        flags.revision() == Some(current)
+    })
+    .await;
     OpenFeature::singleton_mut()
         .await
         .set_provider(flagtower_adapters::openfeature::TowerProvider::new(flags.clone()))
