@@ -1,4 +1,5 @@
-//! Changes to a flag as data, and the pure function that applies them (DESIGN §3).
+//! Changes to a flag as data, and the pure function that applies them
+//! (the circuit state table: off, on, recovering).
 //!
 //! A store runs [`FlagCommand::apply`] inside its transaction, on the flag as it is in that
 //! transaction, so a read-modify-write (a toggle that flips) is never lost to a concurrent one.

@@ -507,7 +507,7 @@ pub struct Flag {
     pub breaker: crate::breaker::BreakerClock,
 }
 
-/// The defaults of every setting of a new flag (DESIGN §2, the seed's create example).
+/// The defaults of every setting of a new flag (the original Tower's create example).
 pub mod defaults {
     use super::*;
 

@@ -1,4 +1,4 @@
-//! The ruleset codec: an app's flags as the JSON array SDKs read (DESIGN §6).
+//! The ruleset codec: an app's flags as the JSON array SDKs read.
 //!
 //! A flag's JSON form is the same in the REST API and in a ruleset: exactly the fields of the
 //! original Tower, snake_case, percentages as decimal numbers, timestamps as RFC 3339.

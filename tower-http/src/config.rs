@@ -1,4 +1,4 @@
-//! The binary's configuration, from the environment (DESIGN §4). The library never reads the
+//! The binary's configuration, from the environment. The library never reads the
 //! environment; `main` does, through [`Config::from_env`].
 
 use std::fmt;

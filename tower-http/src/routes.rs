@@ -1,4 +1,4 @@
-//! Routing and handlers of the REST API (DESIGN §5).
+//! Routing and handlers of the REST API (the original Tower's routes and shapes).
 
 use std::str::FromStr;
 

@@ -1,5 +1,5 @@
 //! The NATS JetStream publisher: every app's ruleset on `apps.<appId>.update.<origin>`, in the
-//! stream SDKs read (DESIGN §6).
+//! stream SDKs read.
 //!
 //! - Stream (default `flags_ruleset`): subjects `apps.*.>`, file storage, one message kept per
 //!   subject, a de-duplication window of at least two minutes. Tower publishes only on

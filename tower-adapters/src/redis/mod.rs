@@ -1,4 +1,4 @@
-//! Flag health metrics on RedisTimeSeries, in the keys the Tailslide SDKs write (DESIGN §6).
+//! Flag health metrics on RedisTimeSeries, in the keys the Tailslide SDKs write.
 //!
 //! - Keys `<flagId>:success` and `<flagId>:failure`, labels `status`, `flagId`, `appId`.
 //! - [`MetricsStore::prepare`] creates both keys of a flag with a retention and a duplicate
