@@ -315,6 +315,17 @@ impl Client {
         self.send(Method::PATCH, path, None, Bytes::new()).await
     }
 
+    /// The successes and failures `GET /api/flags/:id/timeseries` counts over the last minute.
+    pub async fn counts(&self, flag: i64) -> (u64, u64) {
+        let r = self
+            .get(&format!("/api/flags/{flag}/timeseries?timeRange=60000&timeBucket=1000"))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        r.payload().as_array().expect("buckets").iter().fold((0, 0), |(s, f), b| {
+            (s + b["success"].as_u64().unwrap_or(0), f + b["failure"].as_u64().unwrap_or(0))
+        })
+    }
+
     /// `POST path` that must answer 201; the new resource's id.
     pub async fn create(&self, path: &str, body: &Value) -> i64 {
         let r = self.post(path, body).await;
@@ -322,6 +333,15 @@ impl Client {
         r.payload()["id"].as_i64().expect("an id")
     }
 }
+
+/// A breaker for tests: checks every 100 ms over a 30 s window, the default α and minimum.
+pub const FAST_BREAKER: flagtower_core::breaker::BreakerSettings =
+    flagtower_core::breaker::BreakerSettings {
+        interval_ms: 100,
+        window_ms: 30_000,
+        min_requests: 10,
+        alpha_ppm: 10_000,
+    };
 
 /// A golden fixture from `tests/fixtures/seed/` (the original Tower's API examples).
 pub fn seed_fixture(name: &str) -> Value {

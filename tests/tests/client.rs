@@ -101,7 +101,6 @@ async fn a_client_follows_its_app_through_restarts_and_answers_like_ofrep(versio
 /// OFREP gives them; and outcomes reported by the client are what Tower counts and trips on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openfeature_answers_locally_and_reported_outcomes_trip_the_breaker() {
-    use flagtower_core::breaker::BreakerSettings;
     use flagtower_core::{InMemoryMetrics, InProcessPublisher, SystemClock, Tower};
     use open_feature::{EvaluationContext, EvaluationErrorCode, EvaluationReason, OpenFeature};
     use std::sync::Arc;
@@ -112,12 +111,7 @@ async fn openfeature_answers_locally_and_reported_outcomes_trip_the_breaker() {
     let builder = Tower::builder(store.open().await)
         .publisher(publisher.clone())
         .metrics(metrics.clone())
-        .breaker(BreakerSettings {
-            interval_ms: 100,
-            window_ms: 30_000,
-            min_requests: 10,
-            alpha_ppm: 10_000,
-        });
+        .breaker(flagtower_tests::FAST_BREAKER);
     let server = Server::start_built(builder).await;
     let c = server.client();
     let app = c.create("/api/apps", &json!({"title": "Shop"})).await;
@@ -182,20 +176,8 @@ async fn openfeature_answers_locally_and_reported_outcomes_trip_the_breaker() {
     for _ in 0..30 {
         flags.record_success("checkout");
     }
-    let counted = |s: u64, f: u64| {
-        let c = c.clone();
-        async move {
-            let r = c
-                .get(&format!("/api/flags/{checkout}/timeseries?timeRange=60000&timeBucket=1000"))
-                .await;
-            let (a, b) = r.payload().as_array().unwrap().iter().fold((0, 0), |(a, b), x| {
-                (a + x["success"].as_u64().unwrap(), b + x["failure"].as_u64().unwrap())
-            });
-            (a, b) == (s, f)
-        }
-    };
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !counted(30, 0).await {
+    while c.counts(checkout).await != (30, 0) {
         assert!(Instant::now() < deadline, "successes not counted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -212,7 +194,7 @@ async fn openfeature_answers_locally_and_reported_outcomes_trip_the_breaker() {
         (false, Some(EvaluationReason::Disabled)),
         "tripped: off even for alice"
     );
-    assert!(counted(30, 40).await);
+    assert_eq!(c.counts(checkout).await, (30, 40));
     reporter.abort();
     server.stop().await;
 }

@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use flagtower_core::Tower;
-use flagtower_core::breaker::BreakerSettings;
 use flagtower_tests::{
     Client, Driver, NatsServer, NatsVersion, Server, TestStore, for_each_nats, program_from,
 };
@@ -58,19 +57,10 @@ impl Sdk {
     }
 }
 
-/// The counts `GET /api/flags/:id/timeseries` reports over the last minute.
-async fn counted(c: &Client, flag: i64) -> (u64, u64) {
-    let r = c.get(&format!("/api/flags/{flag}/timeseries?timeRange=60000&timeBucket=1000")).await;
-    assert_eq!(r.status, 200, "{}", r.json);
-    r.payload().as_array().unwrap().iter().fold((0, 0), |(s, f), b| {
-        (s + b["success"].as_u64().unwrap(), f + b["failure"].as_u64().unwrap())
-    })
-}
-
 async fn counted_until(c: &Client, flag: i64, want: (u64, u64)) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let got = counted(c, flag).await;
+        let got = c.counts(flag).await;
         if got == want {
             return;
         }
@@ -94,12 +84,7 @@ async fn the_python_sdk_reads_evaluates_follows_and_reports(version: NatsVersion
     let builder = Tower::builder(store.open().await)
         .publisher(nats.publisher().await)
         .metrics(std::sync::Arc::new(metrics))
-        .breaker(BreakerSettings {
-            interval_ms: 100,
-            window_ms: 30_000,
-            min_requests: 10,
-            alpha_ppm: 10_000,
-        });
+        .breaker(flagtower_tests::FAST_BREAKER);
     let server = Server::start_built(builder).await;
     let c = server.client();
     // Another app first, so that the SDK's app is not the stream's only one.
