@@ -1,6 +1,7 @@
 //! Flag evaluation: one lookup in an app's index plus the whitelist and rollout checks, per
-//! bucketing, with allocations counted (the goal: none); and ruleset ingestion (decode + index)
-//! for 1 to 10 000 flags.
+//! bucketing, with allocations counted (the goal: none), beside Unleash's engine
+//! (`unleash-yggdrasil`) on the equivalent flag; and ruleset ingestion (decode + index) for 1 to
+//! 10 000 flags.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,9 +37,8 @@ fn index() -> Index {
     for f in &mut flags {
         f.state = CircuitState::On;
     }
-    let whitelist: Vec<String> = (0..100).map(|i| format!("vip-{i}")).collect();
     flags[41].rollout_percentage = Percent::from_tenths(300).unwrap();
-    flags[41].white_listed_users = UserList::parse(&whitelist.join(",")).unwrap();
+    flags[41].white_listed_users = UserList::parse(&whitelist().join(",")).unwrap();
     Index::new(AppId::new(1), Revision(1), &flags)
 }
 
@@ -81,7 +81,73 @@ fn evaluation(c: &mut Criterion) {
     g.bench_function("whitelisted", |b| {
         b.iter(|| index.evaluate(FLAG, Some("vip-7"), Bucketing::Tower))
     });
+
+    // Unleash's engine on the same app: the flag is a `userWithId` strategy for the 100 users
+    // followed by a `flexibleRollout` at 30 % sticky on the user id, the other 99 flags on for
+    // everyone. Its context owns its strings, so one is built per user beforehand and only the
+    // evaluation is measured.
+    let unleash = unleash_engine(&whitelist(), 100);
+    let contexts: Vec<unleash_yggdrasil::Context> = users
+        .iter()
+        .map(|u| unleash_yggdrasil::Context { user_id: Some(u.clone()), ..Default::default() })
+        .collect();
+    let vip = unleash_yggdrasil::Context { user_id: Some("vip-7".into()), ..Default::default() };
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for context in &contexts {
+        std::hint::black_box(unleash.is_enabled(FLAG, context, &None));
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    println!("allocations in {} Unleash evaluations: {allocations}", contexts.len());
+    let (mut tower_on, mut unleash_on) = (0, 0);
+    for (user, context) in users.iter().zip(&contexts) {
+        tower_on +=
+            u32::from(index.evaluate(FLAG, Some(user), Bucketing::Tower).unwrap().unwrap().enabled);
+        unleash_on += u32::from(unleash.is_enabled(FLAG, context, &None));
+    }
+    assert!(unleash.is_enabled(FLAG, &vip, &None), "Unleash's engine sees the whitelist");
+    println!("of {} users, on: Tower {tower_on}, Unleash {unleash_on} (30 % each)", users.len());
+    assert!((200..420).contains(&unleash_on), "Unleash's engine evaluates the rollout");
+    let mut next = || {
+        i = (i + 1) & 1023;
+        &contexts[i]
+    };
+    g.bench_function("unleash-yggdrasil: rollout 30 %", |b| {
+        b.iter(|| unleash.is_enabled(FLAG, next(), &None))
+    });
+    g.bench_function("unleash-yggdrasil: whitelisted", |b| {
+        b.iter(|| unleash.is_enabled(FLAG, &vip, &None))
+    });
     g.finish();
+}
+
+/// Unleash's engine holding `flags` flags named as Tower's, [`FLAG`] the equivalent of Tower's.
+fn unleash_engine(whitelist: &[String], flags: usize) -> unleash_yggdrasil::EngineState {
+    let features: Vec<serde_json::Value> = flagtower_benches::sample_flags(flags)
+        .iter()
+        .map(|f| {
+            let title = f.title.as_str();
+            let strategies = if title == FLAG {
+                serde_json::json!([
+                    {"name": "userWithId", "parameters": {"userIds": whitelist.join(",")}},
+                    {"name": "flexibleRollout",
+                     "parameters": {"rollout": "30", "stickiness": "userId", "groupId": title}},
+                ])
+            } else {
+                serde_json::json!([{"name": "default"}])
+            };
+            serde_json::json!({"name": title, "enabled": true, "strategies": strategies})
+        })
+        .collect();
+    let state: unleash_yggdrasil::UpdateMessage =
+        serde_json::from_value(serde_json::json!({"version": 2, "features": features}))
+            .expect("an Unleash client features document");
+    let engine = unleash_yggdrasil::EngineState::default();
+    engine.take_state(state);
+    engine
+}
+
+fn whitelist() -> Vec<String> {
+    (0..100).map(|i| format!("vip-{i}")).collect()
 }
 
 fn ingestion(c: &mut Criterion) {

@@ -32,6 +32,11 @@ use std::collections::{HashMap, HashSet};
 
 use crate::model::{AppId, CircuitState, Flag, FlagId, Revision};
 
+/// The lookups' hasher: foldhash, seeded per process. A title or a user is hashed in a few
+/// nanoseconds where std's SipHash takes about 20; the random seed keeps chosen keys from
+/// colliding on purpose.
+type Hasher = foldhash::fast::RandomState;
+
 /// How users are assigned to a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Bucketing {
@@ -115,7 +120,7 @@ pub struct Rule {
     rollout_tenths: u32,
     recovery_tenths: u32,
     is_recoverable: bool,
-    whitelist: HashSet<Box<str>>,
+    whitelist: HashSet<Box<str>, Hasher>,
     /// `"<flag id>:"`, the salt of the default bucketing.
     salt: Box<[u8]>,
 }
@@ -198,7 +203,7 @@ pub struct Index {
     pub app_id: AppId,
     /// The revision of the ruleset it was built from.
     pub revision: Revision,
-    by_title: HashMap<Box<str>, Rule>,
+    by_title: HashMap<Box<str>, Rule, Hasher>,
     /// Titles by flag id, for listing in order.
     order: Vec<Box<str>>,
 }
