@@ -198,3 +198,68 @@ async fn openfeature_answers_locally_and_reported_outcomes_trip_the_breaker() {
     reporter.abort();
     server.stop().await;
 }
+
+/// Outcomes sent to Tower's events route by `TowerEvents`: counted as SDK reports are, kept while
+/// Tower is unreachable and delivered once it is back, and a flag Tower does not know (404) does
+/// not hold up the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_reach_tower_through_the_events_route() {
+    use flagtower_adapters::events::TowerEvents;
+    use flagtower_core::model::{Flag, FlagId, Title};
+    use flagtower_core::{SystemClock, Timestamp};
+    use flagtower_tests::TcpProxy;
+    use std::sync::Arc;
+
+    let store = TestStore::sqlite().await;
+    let server = Server::start(&store).await;
+    let c = server.client();
+    let app = c.create("/api/apps", &json!({"title": "Shop"})).await;
+    let checkout = c
+        .create(&format!("/api/apps/{app}/flags"), &json!({"title": "checkout", "is_active": true}))
+        .await;
+    let proxy = TcpProxy::start(server.addr).await;
+    let sink = Arc::new(
+        TowerEvents::new(&format!("http://{}/", proxy.addr))
+            .unwrap()
+            .timeout(Duration::from_secs(1)),
+    );
+
+    // The app's flags as Tower publishes them, plus one Tower never had.
+    let flags = FlagClient::new(AppId::new(app), Bucketing::Tower);
+    let index = server.tower.index(AppId::new(app)).await.unwrap();
+    let mut ghost =
+        Flag::new(AppId::new(app), Title::parse("ghost").unwrap(), Timestamp::from_millis(0))
+            .with_id(FlagId::new(checkout + 1000));
+    ghost.state = flagtower_core::model::CircuitState::On;
+    let mut listed = vec![ghost];
+    listed.extend(server.tower.list_flags(AppId::new(app)).await.unwrap());
+    assert!(flags.offer(AppId::new(app), index.revision, &listed));
+    let reporter = flags.report_to(sink.clone(), Arc::new(SystemClock), Duration::from_millis(50));
+
+    for _ in 0..3 {
+        flags.record_success("checkout");
+    }
+    flags.record_failure("checkout");
+    flags.record_failure("checkout");
+    flags.record_failure("ghost");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.counts(checkout).await != (3, 2) {
+        assert!(Instant::now() < deadline, "counts {:?}", c.counts(checkout).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Tower unreachable: the outcome is kept through failed rounds and arrives after.
+    proxy.cut();
+    flags.record_failure("checkout");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(c.counts(checkout).await, (3, 2), "nothing arrived while cut");
+    proxy.restore().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.counts(checkout).await != (3, 3) {
+        assert!(Instant::now() < deadline, "counts {:?}", c.counts(checkout).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!format!("{sink:?}").contains("127.0.0.1"), "{sink:?}");
+    reporter.abort();
+    server.stop().await;
+}

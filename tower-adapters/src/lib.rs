@@ -11,6 +11,7 @@
 //! | `openfeature` | `openfeature` | an OpenFeature provider (`open-feature` crate) over a `FlagClient` |
 //! | `redis` | `redis` | `MetricsStore` on RedisTimeSeries, the series SDKs write |
 //! | `webhook` | `webhook` | `Notifier` over HTTP(S), for the breaker's webhooks |
+//! | `events` | `events` | `OutcomeSink` over HTTP(S): a `FlagClient`'s outcomes sent to Tower's events route |
 //!
 //! [`open_store`] picks the store from a URL (`sqlite://PATH` or `postgres://…`), so a binary can
 //! take it from its configuration.
@@ -20,6 +21,10 @@ use std::sync::Arc;
 
 use flagtower_core::Store;
 
+#[cfg(feature = "events")]
+pub mod events;
+#[cfg(any(feature = "webhook", feature = "events"))]
+mod http_client;
 #[cfg(feature = "nats")]
 pub mod nats;
 #[cfg(feature = "openfeature")]

@@ -24,8 +24,55 @@ use std::time::{Duration, Instant};
 use crate::eval::{Bucketing, EvalError, Evaluation, Index};
 use crate::input::Counts;
 use crate::model::{AppId, Flag, FlagId, Revision};
-use crate::ports::MetricsStore;
-use crate::time::Clock;
+use crate::ports::{BoxError, MetricsStore};
+use crate::time::{Clock, Timestamp};
+
+/// Where a [`FlagClient`] sends the outcomes it recorded ([`FlagClient::report_to`]).
+///
+/// Every [`MetricsStore`] is one (RedisTimeSeries writes where the Tailslide SDKs write);
+/// `flagtower_adapters::events::TowerEvents` sends them to Tower's
+/// `POST /api/flags/:id/events` instead, for services that reach Tower and not its metrics
+/// store.
+///
+/// Contract: one attempt per call, bounded in time; [`OutcomeError::Unavailable`] means the
+/// counts are kept and sent again with the next ones, [`OutcomeError::Rejected`] that they are
+/// dropped (sending them again cannot succeed, e.g. the flag was deleted).
+#[async_trait::async_trait]
+pub trait OutcomeSink: Send + Sync + std::fmt::Debug {
+    /// Sends one flag's counts, observed up to `at`.
+    async fn send(
+        &self,
+        flag: FlagId,
+        app: AppId,
+        counts: Counts,
+        at: Timestamp,
+    ) -> Result<(), OutcomeError>;
+}
+
+/// What an [`OutcomeSink`] can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutcomeError {
+    /// Worth another attempt later: the counts are kept.
+    #[error("the outcome receiver is unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Refused for good: the counts are dropped.
+    #[error("the outcome receiver refused the counts")]
+    Rejected(#[source] BoxError),
+}
+
+#[async_trait::async_trait]
+impl<M: MetricsStore> OutcomeSink for M {
+    async fn send(
+        &self,
+        flag: FlagId,
+        app: AppId,
+        counts: Counts,
+        at: Timestamp,
+    ) -> Result<(), OutcomeError> {
+        self.record(flag, app, counts, at).await.map_err(|e| OutcomeError::Unavailable(e.into()))
+    }
+}
 
 /// One app's flags, kept current by a follower and evaluated locally. Cloning is cheap; clones
 /// share the state.
@@ -171,13 +218,14 @@ impl FlagClient {
         c.failure += counts.failure;
     }
 
-    /// Sends the recorded outcomes to `metrics` (RedisTimeSeries writes them where the
-    /// Tailslide SDKs do: `<flagId>:success|failure` with their labels) every `every`, summed
-    /// per flag. Counts that cannot be sent are kept and sent with the next ones. Spawn it on a
-    /// tokio runtime; it runs until aborted.
+    /// Sends the recorded outcomes to `sink` every `every`, summed per flag: a
+    /// [`MetricsStore`] (RedisTimeSeries writes them where the Tailslide SDKs do,
+    /// `<flagId>:success|failure` with their labels) or Tower's events route. Counts that cannot
+    /// be sent now are kept and sent with the next ones; counts the sink refuses for good are
+    /// dropped, with a warning. Spawn it on a tokio runtime; it runs until aborted.
     pub fn report_to(
         &self,
-        metrics: Arc<dyn MetricsStore>,
+        sink: Arc<dyn OutcomeSink>,
         clock: Arc<dyn Clock>,
         every: Duration,
     ) -> tokio::task::JoinHandle<()> {
@@ -186,27 +234,35 @@ impl FlagClient {
             let mut failing = false;
             loop {
                 tokio::time::sleep(every).await;
-                let batch = std::mem::take(
-                    &mut *me.inner.outcomes.lock().unwrap_or_else(|e| e.into_inner()),
-                );
-                for (flag, counts) in batch {
-                    match metrics.record(flag, me.inner.app, counts, clock.now()).await {
-                        Ok(()) => failing = false,
-                        Err(e) => {
-                            if !failing {
-                                tracing::warn!(flag = %flag, error = %crate::ErrorChain(&e), "cannot send flag outcomes; keeping them for the next attempt");
-                            }
-                            failing = true;
-                            let mut outcomes =
-                                me.inner.outcomes.lock().unwrap_or_else(|e| e.into_inner());
-                            let c = outcomes.entry(flag).or_default();
-                            c.success += counts.success;
-                            c.failure += counts.failure;
-                        }
-                    }
-                }
+                me.send_outcomes(&*sink, clock.now(), &mut failing).await;
             }
         })
+    }
+
+    /// Sends what was recorded, one flag after another; a flag whose counts fail does not stop
+    /// the others. `failing` remembers across rounds that a warning was logged already.
+    async fn send_outcomes(&self, sink: &dyn OutcomeSink, at: Timestamp, failing: &mut bool) {
+        let batch =
+            std::mem::take(&mut *self.inner.outcomes.lock().unwrap_or_else(|e| e.into_inner()));
+        for (flag, counts) in batch {
+            match sink.send(flag, self.inner.app, counts, at).await {
+                Ok(()) => *failing = false,
+                Err(OutcomeError::Rejected(e)) => {
+                    tracing::warn!(flag = %flag, success = counts.success, failure = counts.failure, error = %crate::ErrorChain(&*e), "flag outcomes refused; dropping them");
+                }
+                Err(OutcomeError::Unavailable(e)) => {
+                    if !*failing {
+                        tracing::warn!(flag = %flag, error = %crate::ErrorChain(&*e), "cannot send flag outcomes; keeping them for the next attempt");
+                    }
+                    *failing = true;
+                    let mut outcomes =
+                        self.inner.outcomes.lock().unwrap_or_else(|e| e.into_inner());
+                    let c = outcomes.entry(flag).or_default();
+                    c.success += counts.success;
+                    c.failure += counts.failure;
+                }
+            }
+        }
     }
 }
 
@@ -237,5 +293,62 @@ mod tests {
         assert!(!c.is_enabled("f", "u"));
         assert_eq!(c.revision(), Some(Revision(4)));
         assert!(!c.is_enabled("unknown", "u"));
+    }
+
+    /// A sink that answers from a script, per flag, and keeps what it accepted.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        refuse: Mutex<HashMap<FlagId, bool>>,
+        accepted: Mutex<Vec<(FlagId, Counts)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl OutcomeSink for Scripted {
+        async fn send(
+            &self,
+            flag: FlagId,
+            _app: AppId,
+            counts: Counts,
+            _at: Timestamp,
+        ) -> Result<(), OutcomeError> {
+            match self.refuse.lock().unwrap().get(&flag) {
+                Some(true) => Err(OutcomeError::Rejected("gone".into())),
+                Some(false) => Err(OutcomeError::Unavailable("down".into())),
+                None => {
+                    self.accepted.lock().unwrap().push((flag, counts));
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn outcomes_are_kept_while_unavailable_and_dropped_when_refused() {
+        let mut a = flag(true);
+        a.title = Title::parse("a").unwrap();
+        let mut b = flag(true).with_id(FlagId::new(2));
+        b.title = Title::parse("b").unwrap();
+        let c = FlagClient::new(AppId::new(1), Bucketing::Tower);
+        c.offer(AppId::new(1), Revision(1), &[a, b]);
+        let sink = Scripted::default();
+        sink.refuse.lock().unwrap().extend([(FlagId::new(1), false), (FlagId::new(2), true)]);
+        c.record_success("a");
+        c.record_failure("a");
+        c.record_failure("b");
+        c.record_failure("unknown");
+        let mut failing = false;
+        c.send_outcomes(&sink, Timestamp::from_millis(0), &mut failing).await;
+        assert!(failing && sink.accepted.lock().unwrap().is_empty());
+        // `a` is back up; its kept counts go with the new ones; `b`'s were dropped.
+        sink.refuse.lock().unwrap().clear();
+        c.record_success("a");
+        c.send_outcomes(&sink, Timestamp::from_millis(1), &mut failing).await;
+        assert!(!failing);
+        assert_eq!(
+            *sink.accepted.lock().unwrap(),
+            vec![(FlagId::new(1), Counts { success: 2, failure: 1 })]
+        );
+        c.send_outcomes(&sink, Timestamp::from_millis(2), &mut failing).await;
+        assert_eq!(sink.accepted.lock().unwrap().len(), 1, "nothing left to send");
     }
 }
