@@ -53,7 +53,7 @@ pub use command::{FlagCommand, FlagPatch, NewFlag};
 pub use eval::{Bucketing, EvalError, Evaluation, Index, Reason};
 pub use feed::{FeedEvent, FeedSubscription};
 pub use input::{Counts, InputError};
-pub use memory::{InMemoryMetrics, InProcessPublisher, Subscription};
+pub use memory::{InMemoryMetrics, InMemoryStore, InProcessPublisher, Subscription};
 pub use model::{
     Action, App, AppId, CircuitState, Flag, FlagId, LogEntry, LogId, Origin, Percent, Revision,
     SdkKey, Title,

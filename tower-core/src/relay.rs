@@ -536,13 +536,11 @@ async fn publish_latest(
 fn backoff(config: RelayConfig, failures: u32) -> Duration {
     let exp = config.min_backoff.saturating_mul(1u32 << failures.min(16).saturating_sub(1));
     let base = exp.min(config.max_backoff);
-    // Jitter from the clock's sub-second noise: good enough to spread retries of many
-    // processes, and needs no random number generator.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let jitter = f64::from(nanos % 1000) / 1000.0 * 0.5 - 0.25;
+    // Jitter from a randomly keyed hasher (std seeds its keys from the operating system): it
+    // spreads the retries of many processes without reading the wall clock.
+    let nanos =
+        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), failures);
+    let jitter = (nanos % 1000) as f64 / 1000.0 * 0.5 - 0.25;
     base.mul_f64(1.0 + jitter)
 }
 

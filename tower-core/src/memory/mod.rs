@@ -1,5 +1,6 @@
 //! The always-available twins of the production adapters: in-memory metrics and the in-process
-//! publisher, used when nothing else is configured.
+//! publisher, used when nothing else is configured, and the in-memory store, for tests and for a
+//! Tower that keeps nothing.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,6 +13,9 @@ use crate::model::{AppId, FlagId, Revision};
 use crate::ports::{Bucket, MetricsError, MetricsStore, PublishError, Publisher};
 use crate::ruleset::EncodedRuleset;
 use crate::time::Timestamp;
+
+mod store;
+pub use store::InMemoryStore;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks cannot leave the maps half-updated in a way

@@ -1,0 +1,380 @@
+//! [`InMemoryStore`]: the whole [`Store`] contract in memory, for tests of the core and of
+//! services that embed Tower, and for a Tower that needs no file at all.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::lock;
+use crate::command::{FlagCommand, NewFlag};
+use crate::model::Title;
+use crate::model::{Action, App, AppId, Flag, FlagId, LogEntry, LogId, Origin, Revision, SdkKey};
+use crate::ports::{
+    AppCursor, Change, LeaderLease, LocalLease, LogQuery, LogRecord, MAX_LOG_PAGE, Pending,
+    PublicationLease, Resource, Store, StoreError,
+};
+use crate::ruleset::{self, Ruleset};
+use crate::time::Timestamp;
+
+/// A [`Store`] that keeps everything in memory, behind one lock: each operation is one atomic
+/// step, so it is its own transaction. Everything is lost when it is dropped; one process uses
+/// it, so its leases are always granted. It passes the same conformance suite as the SQL stores.
+///
+/// ```
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use flagtower_core::{InMemoryStore, Title, Tower};
+///
+/// let tower = Tower::builder(Arc::new(InMemoryStore::new())).start().await?;
+/// let app = tower.create_app(&Title::parse("Checkout")?).await?;
+/// assert_eq!(tower.list_apps().await?, vec![app]);
+/// tower.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+pub struct InMemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    apps: BTreeMap<AppId, AppRow>,
+    flags: BTreeMap<FlagId, Flag>,
+    /// By id, oldest first: ids are 1, 2, … in insertion order.
+    logs: Vec<LogEntry>,
+    /// Unpublished revisions per app.
+    outbox: BTreeMap<AppId, BTreeMap<Revision, Origin>>,
+    sdk_key: Option<SdkKey>,
+    last_app: i64,
+    last_flag: i64,
+}
+
+#[derive(Debug)]
+struct AppRow {
+    app: App,
+    deleted: bool,
+    revision: Revision,
+}
+
+impl InMemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl State {
+    fn live_app(&self, id: AppId) -> Result<&App, StoreError> {
+        match self.apps.get(&id) {
+            Some(row) if !row.deleted => Ok(&row.app),
+            _ => Err(StoreError::NotFound(Resource::App)),
+        }
+    }
+
+    fn flag(&self, id: FlagId) -> Result<&Flag, StoreError> {
+        self.flags.get(&id).ok_or(StoreError::NotFound(Resource::Flag))
+    }
+
+    fn app_flags(&self, app: AppId) -> impl Iterator<Item = &Flag> {
+        self.flags.values().filter(move |f| f.app_id == app)
+    }
+
+    /// Refuses `title` for a live app other than `except`.
+    fn app_title_free(&self, title: &Title, except: Option<AppId>) -> Result<(), StoreError> {
+        let key = title.key();
+        let taken = self
+            .apps
+            .values()
+            .any(|r| !r.deleted && Some(r.app.id) != except && r.app.title.key() == key);
+        if taken {
+            return Err(StoreError::AlreadyExists {
+                what: Resource::App,
+                title: title.as_str().to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses `flag`'s title when another flag of its app has it.
+    fn flag_title_free(&self, flag: &Flag) -> Result<(), StoreError> {
+        let key = flag.title.key();
+        if self.app_flags(flag.app_id).any(|f| f.id != flag.id && f.title.key() == key) {
+            return Err(StoreError::AlreadyExists {
+                what: Resource::Flag,
+                title: flag.title.as_str().to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn log(&mut self, flag: &Flag, action: Action, detail: Option<String>, now: Timestamp) {
+        let id = LogId::new(self.logs.len() as i64 + 1);
+        self.logs.push(LogEntry {
+            id,
+            flag_id: flag.id,
+            app_id: flag.app_id,
+            action,
+            flag_title: flag.title.as_str().to_owned(),
+            flag_description: flag.description.as_str().to_owned(),
+            created_at: now,
+            detail,
+        });
+    }
+
+    /// Bumps the app's revision and records it in the outbox.
+    fn bump(&mut self, app: AppId, origin: Origin) -> Revision {
+        let row = self.apps.get_mut(&app).expect("the caller checked the app");
+        row.revision = Revision(row.revision.0 + 1);
+        let revision = row.revision;
+        self.outbox.entry(app).or_default().insert(revision, origin);
+        revision
+    }
+}
+
+#[async_trait]
+impl Store for InMemoryStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
+        let s = lock(&self.state);
+        Ok(s.apps.values().filter(|r| !r.deleted).map(|r| r.app.clone()).collect())
+    }
+
+    async fn get_app(&self, id: AppId) -> Result<App, StoreError> {
+        lock(&self.state).live_app(id).cloned()
+    }
+
+    async fn create_app(&self, title: &Title, now: Timestamp) -> Result<App, StoreError> {
+        let mut s = lock(&self.state);
+        s.app_title_free(title, None)?;
+        s.last_app += 1;
+        let app = App {
+            id: AppId::new(s.last_app),
+            title: title.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        s.apps.insert(app.id, AppRow { app: app.clone(), deleted: false, revision: Revision(0) });
+        Ok(app)
+    }
+
+    async fn rename_app(
+        &self,
+        id: AppId,
+        title: &Title,
+        now: Timestamp,
+    ) -> Result<App, StoreError> {
+        let mut s = lock(&self.state);
+        s.live_app(id)?;
+        s.app_title_free(title, Some(id))?;
+        let row = s.apps.get_mut(&id).expect("checked above");
+        row.app.title = title.clone();
+        row.app.updated_at = now;
+        Ok(row.app.clone())
+    }
+
+    async fn delete_app(&self, id: AppId, now: Timestamp) -> Result<Change<App>, StoreError> {
+        let mut s = lock(&self.state);
+        let app = s.live_app(id)?.clone();
+        let flags: Vec<Flag> = s.app_flags(id).cloned().collect();
+        for flag in &flags {
+            s.log(flag, Action::Delete, None, now);
+            s.flags.remove(&flag.id);
+        }
+        s.apps.get_mut(&id).expect("checked above").deleted = true;
+        let revision = s.bump(id, Origin::Manual);
+        Ok(Change { value: app, revision: Some(revision) })
+    }
+
+    async fn list_flags(&self, app: AppId) -> Result<Vec<Flag>, StoreError> {
+        let s = lock(&self.state);
+        s.live_app(app)?;
+        Ok(s.app_flags(app).cloned().collect())
+    }
+
+    async fn get_flag(&self, id: FlagId) -> Result<Flag, StoreError> {
+        lock(&self.state).flag(id).cloned()
+    }
+
+    async fn flag_with_logs(&self, id: FlagId) -> Result<(Flag, Vec<LogEntry>), StoreError> {
+        let s = lock(&self.state);
+        let flag = s.flag(id)?.clone();
+        let logs = s.logs.iter().filter(|l| l.flag_id == id).cloned().collect();
+        Ok((flag, logs))
+    }
+
+    async fn create_flag_within(
+        &self,
+        app: AppId,
+        flag: &NewFlag,
+        now: Timestamp,
+        max_ruleset_bytes: Option<usize>,
+    ) -> Result<Change<Flag>, StoreError> {
+        let mut s = lock(&self.state);
+        s.live_app(app)?;
+        let flag = flag.build(app, now).with_id(FlagId::new(s.last_flag + 1));
+        s.flag_title_free(&flag)?;
+        if let Some(limit) = max_ruleset_bytes {
+            let mut flags: Vec<Flag> = s.app_flags(app).cloned().collect();
+            flags.push(flag.clone());
+            ruleset::check_size(&flags, limit)?;
+        }
+        s.last_flag += 1;
+        s.flags.insert(flag.id, flag.clone());
+        s.log(&flag, Action::Create, None, now);
+        let revision = s.bump(app, Origin::Manual);
+        Ok(Change { value: flag, revision: Some(revision) })
+    }
+
+    async fn change_flag_within(
+        &self,
+        id: FlagId,
+        command: &FlagCommand,
+        origin: Origin,
+        now: Timestamp,
+        max_ruleset_bytes: Option<usize>,
+    ) -> Result<Change<Flag>, StoreError> {
+        let mut s = lock(&self.state);
+        let current = s.flag(id)?.clone();
+        let Some((next, action)) = command.apply(&current, now) else {
+            return Ok(Change { value: current, revision: None });
+        };
+        s.flag_title_free(&next)?;
+        if let Some(limit) = max_ruleset_bytes
+            && ruleset::grows(Some(&current), &next)
+        {
+            let flags: Vec<Flag> = s
+                .app_flags(next.app_id)
+                .map(|f| if f.id == id { next.clone() } else { f.clone() })
+                .collect();
+            ruleset::check_size(&flags, limit)?;
+        }
+        s.flags.insert(id, next.clone());
+        if let Some(action) = action {
+            s.log(&next, action, command.log_detail(), now);
+        }
+        let revision = s.bump(next.app_id, origin);
+        Ok(Change { value: next, revision: Some(revision) })
+    }
+
+    async fn delete_flag(&self, id: FlagId, now: Timestamp) -> Result<Change<Flag>, StoreError> {
+        let mut s = lock(&self.state);
+        let flag = s.flag(id)?.clone();
+        s.log(&flag, Action::Delete, None, now);
+        s.flags.remove(&id);
+        let revision = s.bump(flag.app_id, Origin::Manual);
+        Ok(Change { value: flag, revision: Some(revision) })
+    }
+
+    async fn list_logs(&self) -> Result<Vec<LogEntry>, StoreError> {
+        Ok(lock(&self.state).logs.iter().rev().cloned().collect())
+    }
+
+    async fn app_logs(&self, app: AppId) -> Result<Vec<LogEntry>, StoreError> {
+        let s = lock(&self.state);
+        s.live_app(app)?;
+        Ok(s.logs.iter().filter(|l| l.app_id == app).cloned().collect())
+    }
+
+    async fn query_logs(&self, q: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {
+        let s = lock(&self.state);
+        let matches = |l: &&LogEntry| {
+            q.app.is_none_or(|a| l.app_id == a)
+                && q.action.is_none_or(|a| l.action == a)
+                && q.before.is_none_or(|b| l.id < b)
+                && q.after.is_none_or(|a| l.id > a)
+        };
+        let record = |l: &LogEntry| LogRecord {
+            entry: l.clone(),
+            flag_deleted: !s.flags.contains_key(&l.flag_id),
+        };
+        let limit = q.limit.min(MAX_LOG_PAGE) as usize;
+        // Newest first, or oldest first after a cursor, as the SQL stores order them.
+        Ok(if q.after.is_some() {
+            s.logs.iter().filter(matches).take(limit).map(record).collect()
+        } else {
+            s.logs.iter().rev().filter(matches).take(limit).map(record).collect()
+        })
+    }
+
+    async fn cursors(&self) -> Result<Vec<AppCursor>, StoreError> {
+        let s = lock(&self.state);
+        Ok(s.apps
+            .values()
+            .map(|r| AppCursor {
+                app: r.app.clone(),
+                deleted: r.deleted,
+                revision: r.revision,
+                last_log: s.logs.iter().rev().find(|l| l.app_id == r.app.id).map(|l| l.id),
+            })
+            .collect())
+    }
+
+    async fn sdk_key(&self) -> Result<Option<SdkKey>, StoreError> {
+        Ok(lock(&self.state).sdk_key.clone())
+    }
+
+    async fn ensure_sdk_key(&self, candidate: &SdkKey) -> Result<SdkKey, StoreError> {
+        Ok(lock(&self.state).sdk_key.get_or_insert_with(|| candidate.clone()).clone())
+    }
+
+    async fn replace_sdk_key(&self, key: &SdkKey) -> Result<SdkKey, StoreError> {
+        lock(&self.state).sdk_key = Some(key.clone());
+        Ok(key.clone())
+    }
+
+    async fn ruleset(&self, app: AppId) -> Result<Ruleset, StoreError> {
+        let s = lock(&self.state);
+        let row = s.apps.get(&app).ok_or(StoreError::NotFound(Resource::App))?;
+        let flags = if row.deleted { Vec::new() } else { s.app_flags(app).cloned().collect() };
+        Ok(Ruleset { app_id: app, revision: row.revision, flags })
+    }
+
+    async fn pending(&self) -> Result<Vec<Pending>, StoreError> {
+        let s = lock(&self.state);
+        Ok(s.outbox
+            .iter()
+            .filter_map(|(&app_id, revisions)| {
+                let (&revision, &origin) = revisions.last_key_value()?;
+                Some(Pending { app_id, revision, origin })
+            })
+            .collect())
+    }
+
+    async fn mark_published(&self, app: AppId, revision: Revision) -> Result<(), StoreError> {
+        let mut s = lock(&self.state);
+        if let Some(revisions) = s.outbox.get_mut(&app) {
+            revisions.retain(|r, _| *r > revision);
+            if revisions.is_empty() {
+                s.outbox.remove(&app);
+            }
+        }
+        Ok(())
+    }
+
+    async fn lease_publication(
+        &self,
+        _app: AppId,
+    ) -> Result<Option<Box<dyn PublicationLease>>, StoreError> {
+        Ok(Some(Box::new(LocalLease)))
+    }
+
+    async fn lease_breaker(&self) -> Result<Option<Box<dyn LeaderLease>>, StoreError> {
+        Ok(Some(Box::new(LocalLease)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::InMemoryStore;
+
+    #[tokio::test]
+    async fn conformance() {
+        crate::conformance::run(|| async { Arc::new(InMemoryStore::new()) as _ }).await;
+    }
+}
