@@ -33,7 +33,7 @@ mod futures_like {
 
 macro_rules! checks {
     ($($name:ident),* $(,)?) => {
-        &[$((stringify!($name), |s| futures_like::boxed($name(s)))),*]
+        &[$((stringify!($name), |s| $crate::conformance::futures_like::boxed($name(s)))),*]
     };
 }
 
@@ -54,7 +54,6 @@ const CHECKS: &[Check] = checks![
     cursors_follow_revisions_and_logs,
     revisions_and_the_outbox,
     sdk_keys,
-    publication_leases_can_be_taken_again_after_release,
     the_breakers_clock_is_stored_and_its_moves_are_checked,
     strange_strings_round_trip,
     concurrent_toggles_are_serialized,
@@ -492,14 +491,6 @@ async fn sdk_keys(s: Arc<dyn Store>) {
     assert_eq!(s.sdk_key().await.unwrap(), Some(second));
 }
 
-async fn publication_leases_can_be_taken_again_after_release(s: Arc<dyn Store>) {
-    let app = AppId::new(1);
-    for _ in 0..3 {
-        let lease = s.lease_publication(app).await.unwrap().expect("nobody else holds it");
-        lease.release().await;
-    }
-}
-
 async fn the_breakers_clock_is_stored_and_its_moves_are_checked(s: Arc<dyn Store>) {
     use crate::breaker::Transition;
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
@@ -627,6 +618,80 @@ async fn concurrent_toggles_are_serialized(s: Arc<dyn Store>) {
     }
 }
 
+/// The conformance suite every [`crate::Coordination`] runs: leases exclusive between two handles
+/// (two processes sharing a store, or two users of one in-process coordination), per app, and
+/// given back by release and by drop.
+pub mod coordination {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use crate::model::AppId;
+    use crate::ports::Coordination;
+
+    /// Runs every check on a fresh pair from `pair`: two handles on the same coordination, as two
+    /// processes sharing one store hold them.
+    pub async fn run<F, Fut>(pair: F)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = (Arc<dyn Coordination>, Arc<dyn Coordination>)>,
+    {
+        let (a, b) = pair().await;
+        eprintln!("coordination conformance: publication leases");
+        publication_leases_are_exclusive_per_app(&*a, &*b).await;
+        let (a, b) = pair().await;
+        eprintln!("coordination conformance: the breaker lease");
+        one_holds_the_breaker_lease(&*a, &*b).await;
+    }
+
+    /// Retries `take` until it grants, within 5 s: a lease given back by a closed connection is
+    /// freed when the server notices.
+    async fn eventually<T, Fut: Future<Output = Option<T>>>(
+        what: &str,
+        take: impl Fn() -> Fut,
+    ) -> T {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(lease) = take().await {
+                return lease;
+            }
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn publication_leases_are_exclusive_per_app(a: &dyn Coordination, b: &dyn Coordination) {
+        let (app, other) = (AppId::new(7), AppId::new(8));
+        let held = a.lease_publication(app).await.unwrap().expect("free at first");
+        assert!(b.lease_publication(app).await.unwrap().is_none(), "refused while held");
+        assert!(a.lease_publication(app).await.unwrap().is_none(), "by the same handle too");
+        let second = b.lease_publication(other).await.unwrap().expect("leases are per app");
+        second.release().await;
+        held.release().await;
+        let again = b.lease_publication(app).await.unwrap().expect("free after release");
+        assert!(a.lease_publication(app).await.unwrap().is_none(), "held by the other again");
+        // Dropped without release (a cancelled relay): freed too.
+        drop(again);
+        let l = eventually("a dropped lease is freed", || async {
+            a.lease_publication(app).await.unwrap()
+        })
+        .await;
+        l.release().await;
+    }
+
+    async fn one_holds_the_breaker_lease(a: &dyn Coordination, b: &dyn Coordination) {
+        let mut leader = a.lease_breaker().await.unwrap().expect("the first one leads");
+        assert!(leader.alive().await);
+        assert!(b.lease_breaker().await.unwrap().is_none(), "only one leader");
+        assert!(a.lease_breaker().await.unwrap().is_none(), "not twice from one handle either");
+        drop(leader);
+        let mut next =
+            eventually("the lease is taken over", || async { b.lease_breaker().await.unwrap() })
+                .await;
+        assert!(next.alive().await);
+    }
+}
+
 /// The conformance suite every [`crate::MetricsStore`] runs: the same counts in, the same
 /// buckets out.
 pub mod metrics {
@@ -644,17 +709,11 @@ pub mod metrics {
         F: Fn() -> Fut,
         Fut: Future<Output = Arc<dyn MetricsStore>>,
     {
-        type Check = fn(Arc<dyn MetricsStore>) -> super::futures_like::BoxFuture;
-        let checks: &[(&str, Check)] = &[
-            ("counts_sum_into_aligned_buckets", |m| {
-                super::futures_like::boxed(counts_sum_into_aligned_buckets(m))
-            }),
-            ("same_millisecond_writers_all_count", |m| {
-                super::futures_like::boxed(same_millisecond_writers_all_count(m))
-            }),
-            ("flags_are_independent_and_prepare_is_idempotent", |m| {
-                super::futures_like::boxed(flags_are_independent_and_prepare_is_idempotent(m))
-            }),
+        type Check = (&'static str, fn(Arc<dyn MetricsStore>) -> super::futures_like::BoxFuture);
+        let checks: &[Check] = checks![
+            counts_sum_into_aligned_buckets,
+            same_millisecond_writers_all_count,
+            flags_are_independent_and_prepare_is_idempotent,
         ];
         for (name, check) in checks {
             let store = fresh().await;

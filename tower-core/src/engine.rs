@@ -14,12 +14,13 @@ use crate::breaker::{self, BreakerSettings};
 use crate::command::FlagCommand;
 use crate::input::Counts;
 use crate::model::Origin;
-use crate::ports::{BoxError, MetricsStore, Store};
+use crate::ports::{BoxError, Coordination, MetricsStore, Store};
 use crate::relay::RelaySignal;
 use crate::time::Clock;
 
 pub(crate) struct Engine {
     pub(crate) store: Arc<dyn Store>,
+    pub(crate) coordination: Arc<dyn Coordination>,
     pub(crate) metrics: Arc<dyn MetricsStore>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) signal: Arc<RelaySignal>,
@@ -51,7 +52,7 @@ impl Engine {
                         continue;
                     }
                 }
-                None => match self.store.lease_breaker().await {
+                None => match self.coordination.lease_breaker().await {
                     Ok(Some(l)) => {
                         tracing::info!("circuit breaker leading");
                         lease = Some(l);

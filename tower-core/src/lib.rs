@@ -59,9 +59,9 @@ pub use model::{
     SdkKey, Title,
 };
 pub use ports::{
-    AppCursor, BoxError, Bucket, Change, LeaderLease, LocalLease, LogQuery, LogRecord,
-    MetricsError, MetricsStore, Notifier, NotifyError, Pending, PublicationLease, PublishError,
-    Publisher, Resource, Store, StoreError,
+    AppCursor, BoxError, Bucket, Change, Coordination, LeaderLease, LocalCoordination, LogQuery,
+    LogRecord, MetricsError, MetricsStore, Notifier, NotifyError, Pending, PublicationLease,
+    PublishError, Publisher, Resource, Store, StoreError,
 };
 pub use relay::RelayConfig;
 pub use ruleset::{EncodedRuleset, Ruleset};

@@ -3,6 +3,7 @@
 //! keeps the backend's error as its `source`.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -260,28 +261,47 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Marks every outbox record of `app` up to `revision` as published.
     async fn mark_published(&self, app: AppId, revision: Revision) -> Result<(), StoreError>;
 
-    /// Tries to take the exclusive right to publish `app`'s rulesets, across every process that
-    /// shares this store; `None` when another holds it. The relay holds it from reading the
-    /// ruleset until the publisher accepted it, so no process can publish an older revision
-    /// after a newer one. A store that only one process can use MAY always grant it.
+    /// How the processes sharing this store take turns ([`Coordination`]). A store that
+    /// several processes can share MUST return its own; `None` (the default) means one process
+    /// uses the store, and [`LocalCoordination`] is enough.
+    fn coordination(&self) -> Option<Arc<dyn Coordination>> {
+        None
+    }
+}
+
+/// Who publishes an app's rulesets and who runs the circuit breaker, among every process that
+/// shares a store.
+///
+/// Contract, checked by [`crate::conformance::coordination`]:
+/// - a publication lease of an app MUST be refused (`None`) while another handle, in this or
+///   another process, holds one of the same app; leases of other apps are independent;
+/// - the breaker lease MUST be refused while another handle holds it;
+/// - a lease is given back by [`PublicationLease::release`], by being dropped, and when its
+///   process dies.
+#[async_trait]
+pub trait Coordination: Send + Sync + fmt::Debug {
+    /// Tries to take the exclusive right to publish `app`'s rulesets; `None` when another
+    /// holds it. The relay holds it from reading the ruleset until the publisher accepted it,
+    /// so no process can publish an older revision after a newer one.
     async fn lease_publication(
         &self,
         app: AppId,
     ) -> Result<Option<Box<dyn PublicationLease>>, StoreError>;
 
-    /// Tries to become the one process that runs the circuit breaker; `None` while another
-    /// holds it. The lease is held until dropped, and MUST be freed if its process dies.
+    /// Tries to become the one that runs the circuit breaker; `None` while another holds it.
+    /// The lease is held until dropped.
     async fn lease_breaker(&self) -> Result<Option<Box<dyn LeaderLease>>, StoreError>;
 }
 
-/// The right to run the circuit breaker (see [`Store::lease_breaker`]); freed when dropped.
+/// The right to run the circuit breaker (see [`Coordination::lease_breaker`]); freed when
+/// dropped.
 #[async_trait]
 pub trait LeaderLease: Send + Sync {
     /// Whether it is still held (a lost database connection loses it).
     async fn alive(&mut self) -> bool;
 }
 
-/// The exclusive right to publish one app's rulesets (see [`Store::lease_publication`]).
+/// The exclusive right to publish one app's rulesets (see [`Coordination::lease_publication`]).
 /// Dropping it without [`PublicationLease::release`] must still give the right back.
 #[async_trait]
 pub trait PublicationLease: Send {
@@ -289,9 +309,42 @@ pub trait PublicationLease: Send {
     async fn release(self: Box<Self>);
 }
 
-/// A lease for stores only one process uses: there is nobody to exclude.
+/// [`Coordination`] within one process: leases are exclusive among the handles of one
+/// `LocalCoordination` (clones share them), which is all a store one process uses needs.
+#[derive(Debug, Clone, Default)]
+pub struct LocalCoordination {
+    held: Arc<std::sync::Mutex<LocalHeld>>,
+}
+
 #[derive(Debug, Default)]
-pub struct LocalLease;
+struct LocalHeld {
+    apps: std::collections::HashSet<AppId>,
+    breaker: bool,
+}
+
+impl LocalCoordination {
+    fn held(&self) -> std::sync::MutexGuard<'_, LocalHeld> {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A lease of a [`LocalCoordination`]: gives its app (or the breaker, `None`) back when dropped.
+struct LocalLease {
+    owner: LocalCoordination,
+    app: Option<AppId>,
+}
+
+impl Drop for LocalLease {
+    fn drop(&mut self) {
+        let mut held = self.owner.held();
+        match self.app {
+            Some(app) => {
+                held.apps.remove(&app);
+            }
+            None => held.breaker = false,
+        }
+    }
+}
 
 #[async_trait]
 impl PublicationLease for LocalLease {
@@ -302,6 +355,26 @@ impl PublicationLease for LocalLease {
 impl LeaderLease for LocalLease {
     async fn alive(&mut self) -> bool {
         true
+    }
+}
+
+#[async_trait]
+impl Coordination for LocalCoordination {
+    async fn lease_publication(
+        &self,
+        app: AppId,
+    ) -> Result<Option<Box<dyn PublicationLease>>, StoreError> {
+        if !self.held().apps.insert(app) {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(LocalLease { owner: self.clone(), app: Some(app) })))
+    }
+
+    async fn lease_breaker(&self) -> Result<Option<Box<dyn LeaderLease>>, StoreError> {
+        if std::mem::replace(&mut self.held().breaker, true) {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(LocalLease { owner: self.clone(), app: None })))
     }
 }
 
@@ -409,4 +482,20 @@ pub enum NotifyError {
 pub trait Notifier: Send + Sync + fmt::Debug {
     /// POSTs `{"text": text}` to `url`.
     async fn notify(&self, url: &str, text: &str) -> Result<(), NotifyError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{Coordination, LocalCoordination};
+
+    #[tokio::test]
+    async fn local_coordination_conforms() {
+        crate::conformance::coordination::run(|| async {
+            let c = LocalCoordination::default();
+            (Arc::new(c.clone()) as Arc<dyn Coordination>, Arc::new(c) as Arc<dyn Coordination>)
+        })
+        .await;
+    }
 }

@@ -21,7 +21,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::model::{AppId, Origin, Revision};
-use crate::ports::{BoxError, PublishError, Publisher, Store, StoreError};
+use crate::ports::{BoxError, Coordination, PublishError, Publisher, Store, StoreError};
 use crate::ruleset::EncodedRuleset;
 use crate::time::{Clock, Timestamp};
 
@@ -162,6 +162,7 @@ impl RelaySignal {
 
 pub(crate) struct Relay {
     pub(crate) store: Arc<dyn Store>,
+    pub(crate) coordination: Arc<dyn Coordination>,
     pub(crate) publisher: Arc<dyn Publisher>,
     pub(crate) signal: Arc<RelaySignal>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -368,11 +369,13 @@ impl Relay {
             // One publication per app at a time, so no older revision follows a newer one.
             st.in_flight.insert(app);
             let (store, publisher) = (Arc::clone(&self.store), Arc::clone(&self.publisher));
+            let coordination = Arc::clone(&self.coordination);
             let published = st.published.get(&app).copied();
             st.tasks.push(Box::pin(async move {
                 // A panic while publishing one app is that app's failure, not the relay's.
                 let outcome = std::panic::AssertUnwindSafe(publish_latest(
                     &*store,
+                    &*coordination,
                     &*publisher,
                     app,
                     origin,
@@ -473,8 +476,15 @@ impl Relay {
                 continue;
             }
             let published = st.published.get(&p.app_id).copied();
-            let _ =
-                publish_latest(&*self.store, &*self.publisher, p.app_id, p.origin, published).await;
+            let _ = publish_latest(
+                &*self.store,
+                &*self.coordination,
+                &*self.publisher,
+                p.app_id,
+                p.origin,
+                published,
+            )
+            .await;
         }
     }
 }
@@ -482,6 +492,7 @@ impl Relay {
 /// Publishes the app's ruleset at its newest revision, holding the app's publication lease.
 async fn publish_latest(
     store: &dyn Store,
+    coordination: &dyn Coordination,
     publisher: &dyn Publisher,
     app: AppId,
     origin: Origin,
@@ -493,7 +504,7 @@ async fn publish_latest(
         error: e.into(),
         rejected: false,
     };
-    let lease = match store.lease_publication(app).await {
+    let lease = match coordination.lease_publication(app).await {
         Ok(Some(lease)) => lease,
         Ok(None) => return Outcome::LeasedElsewhere,
         Err(e) => return store_failed(e, None),

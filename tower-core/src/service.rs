@@ -210,6 +210,7 @@ pub struct Tower {
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn Store>,
+    coordination: Arc<dyn crate::ports::Coordination>,
     metrics: Arc<dyn MetricsStore>,
     clock: Arc<dyn Clock>,
     signal: Arc<RelaySignal>,
@@ -225,6 +226,7 @@ struct Inner {
 #[derive(Debug)]
 pub struct TowerBuilder {
     store: Arc<dyn Store>,
+    coordination: Option<Arc<dyn crate::ports::Coordination>>,
     publisher: Option<Arc<dyn Publisher>>,
     metrics: Option<Arc<dyn MetricsStore>>,
     clock: Option<Arc<dyn Clock>>,
@@ -261,6 +263,14 @@ impl TowerBuilder {
         self
     }
 
+    /// How this process takes turns with the others that share the store (default: the
+    /// store's own, [`Store::coordination`], or [`crate::LocalCoordination`] for a store that
+    /// one process uses).
+    pub fn coordination(mut self, coordination: Arc<dyn crate::ports::Coordination>) -> Self {
+        self.coordination = Some(coordination);
+        self
+    }
+
     /// Where rulesets go (default: a fresh [`InProcessPublisher`]).
     pub fn publisher(mut self, publisher: Arc<dyn Publisher>) -> Self {
         self.publisher = Some(publisher);
@@ -292,9 +302,14 @@ impl TowerBuilder {
         self.store.ensure_sdk_key(&SdkKey::generate(clock.now())).await?;
         let publisher = self.publisher.unwrap_or_else(|| InProcessPublisher::new());
         let signal = Arc::new(RelaySignal::default());
+        let coordination = self
+            .coordination
+            .or_else(|| self.store.coordination())
+            .unwrap_or_else(|| Arc::new(crate::ports::LocalCoordination::default()));
         let (stop, stop_rx) = watch::channel(false);
         let relay = Relay {
             store: Arc::clone(&self.store),
+            coordination: Arc::clone(&coordination),
             publisher: Arc::clone(&publisher),
             signal: Arc::clone(&signal),
             clock: Arc::clone(&clock),
@@ -307,6 +322,7 @@ impl TowerBuilder {
         if let Some(settings) = self.breaker {
             let engine = crate::engine::Engine {
                 store: Arc::clone(&self.store),
+                coordination: Arc::clone(&coordination),
                 metrics: Arc::clone(&metrics),
                 clock: Arc::clone(&clock),
                 signal: Arc::clone(&signal),
@@ -323,6 +339,7 @@ impl TowerBuilder {
         Ok(Tower {
             inner: Arc::new(Inner {
                 store: self.store,
+                coordination,
                 metrics,
                 clock,
                 signal,
@@ -342,6 +359,7 @@ impl Tower {
     pub fn builder(store: Arc<dyn Store>) -> TowerBuilder {
         TowerBuilder {
             store,
+            coordination: None,
             publisher: None,
             metrics: None,
             clock: None,
@@ -563,6 +581,7 @@ impl Tower {
     ) -> Result<usize, Error> {
         let engine = crate::engine::Engine {
             store: Arc::clone(&self.inner.store),
+            coordination: Arc::clone(&self.inner.coordination),
             metrics: Arc::clone(&self.inner.metrics),
             clock: Arc::clone(&self.inner.clock),
             signal: Arc::clone(&self.inner.signal),

@@ -760,6 +760,39 @@ impl Store for PostgresStore {
         })
     }
 
+    fn coordination(&self) -> Option<std::sync::Arc<dyn flagtower_core::Coordination>> {
+        Some(std::sync::Arc::new(PostgresCoordination { store: self.clone() }))
+    }
+}
+
+/// The breaker's leadership: a session-level advisory lock on a connection taken out of the
+/// pool for good; closing it (drop, or the process dying) frees the lock.
+struct PgLeader {
+    client: deadpool_postgres::ClientWrapper,
+}
+
+#[async_trait]
+impl flagtower_core::LeaderLease for PgLeader {
+    async fn alive(&mut self) -> bool {
+        !self.client.is_closed() && self.client.simple_query("SELECT 1").await.is_ok()
+    }
+}
+
+/// The leases of the processes sharing one database: advisory locks, held on connections of
+/// their own, so they end with the connection (and the process).
+#[derive(Debug)]
+pub(crate) struct PostgresCoordination {
+    store: PostgresStore,
+}
+
+impl PostgresCoordination {
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.store.client().await
+    }
+}
+
+#[async_trait]
+impl flagtower_core::Coordination for PostgresCoordination {
     async fn lease_publication(
         &self,
         app: AppId,
@@ -768,17 +801,30 @@ impl Store for PostgresStore {
         // released (COMMIT) or dropped (the connection is closed, which releases it too).
         let client = self.client().await?;
         client.batch_execute("BEGIN").await.map_err(map_pg)?;
-        let granted: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_xact_lock(hashtextextended('tower-publish:' || ($1::bigint)::text, 0))",
-                &[&app.get()],
-            )
-            .await
-            .map_err(map_pg)?
-            .try_get(0)
-            .map_err(map_pg)?;
+        let granted = async {
+            let granted: bool = client
+                .query_one(
+                    "SELECT pg_try_advisory_xact_lock(hashtextextended('tower-publish:' || ($1::bigint)::text, 0))",
+                    &[&app.get()],
+                )
+                .await?
+                .try_get(0)?;
+            if !granted {
+                client.batch_execute("COMMIT").await?;
+            }
+            Ok::<_, tokio_postgres::Error>(granted)
+        }
+        .await;
+        let granted = match granted {
+            Ok(granted) => granted,
+            Err(e) => {
+                // The connection may still be inside the transaction: close it rather than hand
+                // it back to the pool (`RecyclingMethod::Fast` would not notice).
+                drop(deadpool_postgres::Object::take(client));
+                return Err(map_pg(e));
+            }
+        };
         if !granted {
-            client.batch_execute("COMMIT").await.map_err(map_pg)?;
             return Ok(None);
         }
         Ok(Some(Box::new(PgLease { client: Some(client) })))
@@ -795,19 +841,6 @@ impl Store for PostgresStore {
             .try_get(0)
             .map_err(map_pg)?;
         Ok(led.then(|| Box::new(PgLeader { client }) as Box<dyn flagtower_core::LeaderLease>))
-    }
-}
-
-/// The breaker's leadership: a session-level advisory lock on a connection taken out of the
-/// pool for good; closing it (drop, or the process dying) frees the lock.
-struct PgLeader {
-    client: deadpool_postgres::ClientWrapper,
-}
-
-#[async_trait]
-impl flagtower_core::LeaderLease for PgLeader {
-    async fn alive(&mut self) -> bool {
-        !self.client.is_closed() && self.client.simple_query("SELECT 1").await.is_ok()
     }
 }
 

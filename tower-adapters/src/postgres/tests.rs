@@ -230,54 +230,25 @@ fn empty_hosts_and_missing_ports_come_from_the_variables() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publication_leases_are_exclusive_across_processes() {
-    use flagtower_core::AppId;
+async fn leases_are_exclusive_across_processes() {
     let Some(db) = TestDatabase::create().await else { return };
-    let (a, b) = (db.open().await, db.open().await);
-    let app = AppId::new(7);
-    let held = a.lease_publication(app).await.unwrap().expect("free at first");
-    assert!(b.lease_publication(app).await.unwrap().is_none(), "held by the other process");
-    let other = b.lease_publication(AppId::new(8)).await.unwrap().expect("leases are per app");
-    other.release().await;
-    held.release().await;
-    let dropped = b.lease_publication(app).await.unwrap().expect("free after release");
-    // A lease dropped without release (a cancelled relay) frees the app too.
-    drop(dropped);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        if let Some(l) = a.lease_publication(app).await.unwrap() {
-            l.release().await;
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "a dropped lease was never freed");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // Two stores on one database, as two processes have them.
+    flagtower_core::conformance::coordination::run(|| async {
+        let (a, b) = (db.open().await, db.open().await);
+        (a.coordination().expect("shared"), b.coordination().expect("shared"))
+    })
+    .await;
     // Connections handed back to the pool are not left inside a transaction.
     // SAVEPOINT only works inside a transaction block.
+    let a = db.open().await;
+    let coordination = a.coordination().unwrap();
     for _ in 0..4 {
+        let held = coordination.lease_publication(flagtower_core::AppId::new(9)).await.unwrap();
+        held.expect("free").release().await;
         let client = a.client().await.unwrap();
         assert!(
             client.batch_execute("SAVEPOINT probe").await.is_err(),
             "a pooled connection was left inside a transaction"
         );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_process_leads_the_breaker_and_a_dead_leader_is_replaced() {
-    let Some(db) = TestDatabase::create().await else { return };
-    let (a, b) = (db.open().await, db.open().await);
-    let mut leader = a.lease_breaker().await.unwrap().expect("the first one leads");
-    assert!(leader.alive().await);
-    assert!(b.lease_breaker().await.unwrap().is_none(), "only one leader");
-    drop(leader); // the leader's process dies: its connection closes
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        if let Some(mut l) = b.lease_breaker().await.unwrap() {
-            assert!(l.alive().await);
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "nobody took over");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

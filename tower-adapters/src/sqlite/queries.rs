@@ -546,19 +546,4 @@ impl Store for SqliteStore {
         })
         .await
     }
-
-    async fn lease_publication(
-        &self,
-        _app: AppId,
-    ) -> Result<Option<Box<dyn flagtower_core::PublicationLease>>, StoreError> {
-        // One process owns a SQLite file's relay: nobody to exclude.
-        Ok(Some(Box::new(flagtower_core::LocalLease)))
-    }
-
-    async fn lease_breaker(
-        &self,
-    ) -> Result<Option<Box<dyn flagtower_core::LeaderLease>>, StoreError> {
-        // One process owns a SQLite file: it leads.
-        Ok(Some(Box::new(flagtower_core::LocalLease)))
-    }
 }

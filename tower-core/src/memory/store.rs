@@ -11,15 +11,14 @@ use crate::command::{FlagCommand, NewFlag};
 use crate::model::Title;
 use crate::model::{Action, App, AppId, Flag, FlagId, LogEntry, LogId, Origin, Revision, SdkKey};
 use crate::ports::{
-    AppCursor, Change, LeaderLease, LocalLease, LogQuery, LogRecord, MAX_LOG_PAGE, Pending,
-    PublicationLease, Resource, Store, StoreError,
+    AppCursor, Change, LogQuery, LogRecord, MAX_LOG_PAGE, Pending, Resource, Store, StoreError,
 };
 use crate::ruleset::{self, Ruleset};
 use crate::time::Timestamp;
 
 /// A [`Store`] that keeps everything in memory, behind one lock: each operation is one atomic
 /// step, so it is its own transaction. Everything is lost when it is dropped; one process uses
-/// it, so its leases are always granted. It passes the same conformance suite as the SQL stores.
+/// it, so the default [`crate::LocalCoordination`] serves it. It passes the same conformance suite as the SQL stores.
 ///
 /// ```
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -353,17 +352,6 @@ impl Store for InMemoryStore {
             }
         }
         Ok(())
-    }
-
-    async fn lease_publication(
-        &self,
-        _app: AppId,
-    ) -> Result<Option<Box<dyn PublicationLease>>, StoreError> {
-        Ok(Some(Box::new(LocalLease)))
-    }
-
-    async fn lease_breaker(&self) -> Result<Option<Box<dyn LeaderLease>>, StoreError> {
-        Ok(Some(Box::new(LocalLease)))
     }
 }
 
