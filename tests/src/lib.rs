@@ -46,12 +46,39 @@ impl TestStore {
     /// or second Tower process would make).
     pub async fn open(&self) -> Arc<dyn Store> {
         match self {
-            Self::Sqlite(dir) => Arc::new(
-                flagtower_adapters::sqlite::SqliteStore::open(dir.path().join("tower.db"))
-                    .await
-                    .expect("open SQLite"),
-            ),
+            Self::Sqlite(dir) => {
+                // A Tower stopped in this process lets go of the file once its last task has
+                // seen the stop (a process that exits lets go at once): wait for that.
+                let path = dir.path().join("tower.db");
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                loop {
+                    match flagtower_adapters::sqlite::SqliteStore::open(&path).await {
+                        Ok(store) => break Arc::new(store),
+                        Err(flagtower_adapters::sqlite::OpenError::InUse { .. })
+                            if std::time::Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        }
+                        Err(e) => panic!("open SQLite: {e:?}"),
+                    }
+                }
+            }
             Self::Postgres(db) => Arc::new(db.open().await),
+        }
+    }
+
+    /// How many apps have unpublished outbox records, read beside a Tower that runs on this
+    /// store (on SQLite with a plain connection: the file belongs to that Tower).
+    pub async fn pending_apps(&self) -> usize {
+        match self {
+            Self::Sqlite(dir) => {
+                let c = rusqlite::Connection::open(dir.path().join("tower.db")).expect("open");
+                let n: i64 = c
+                    .query_row("SELECT count(DISTINCT app_id) FROM outbox", [], |r| r.get(0))
+                    .expect("read the outbox");
+                n as usize
+            }
+            Self::Postgres(db) => db.open().await.pending().await.expect("pending").len(),
         }
     }
 

@@ -282,13 +282,12 @@ async fn rulesets_committed_while_nats_is_down_arrive_within_5_s_of_its_return(
         assert!(Instant::now() < deadline, "the publisher never reported degraded: {}", h.json);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let db = store.open().await;
     nats.restart().await;
     let back = Instant::now();
     let watcher = nats.client().await;
     let mut pending: HashMap<i64, u64> = HashMap::new();
     for (app, _) in &apps {
-        pending.insert(*app, db.ruleset(AppId::new(*app)).await.unwrap().revision.0);
+        pending.insert(*app, server.tower.index(AppId::new(*app)).await.unwrap().revision.0);
     }
     while !pending.is_empty() {
         assert!(
@@ -353,9 +352,8 @@ async fn a_change_committed_by_a_tower_that_died_before_publishing_is_published_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Marked published right after JetStream's acknowledgement, which may follow the message.
-    let db = store.open().await;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !db.pending().await.unwrap().is_empty() {
+    while store.pending_apps().await > 0 {
         assert!(Instant::now() < deadline, "never marked published");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

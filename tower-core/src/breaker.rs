@@ -40,7 +40,7 @@
 
 use std::fmt;
 
-use crate::input::Counts;
+use crate::model::Counts;
 use crate::model::{Action, CircuitState, Flag, Percent, RecoveryProfile};
 use crate::time::Timestamp;
 
@@ -219,16 +219,11 @@ pub enum Transition {
 
 /// The counting window of a monitored flag at `now`: `(from, to]`, or `None` when the flag is
 /// not monitored (off, or a threshold of 0).
-pub fn window(
-    flag: &Flag,
-    clock: &BreakerClock,
-    now: Timestamp,
-    s: &BreakerSettings,
-) -> Option<(Timestamp, Timestamp)> {
+pub fn window(flag: &Flag, now: Timestamp, s: &BreakerSettings) -> Option<(Timestamp, Timestamp)> {
     if flag.state == CircuitState::Off || flag.error_threshold_percentage == Percent::ZERO {
         return None;
     }
-    let from = now.plus_millis(-(s.window_ms as i64)).max(clock.since);
+    let from = now.plus_millis(-(s.window_ms as i64)).max(flag.breaker.since);
     Some((from, now))
 }
 
@@ -236,7 +231,6 @@ pub fn window(
 /// oldest first (`None` when it is not monitored or its counts could not be read).
 pub fn decide(
     flag: &Flag,
-    clock: &BreakerClock,
     counts: Option<&[Counts]>,
     now: Timestamp,
     s: &BreakerSettings,
@@ -246,6 +240,7 @@ pub fn decide(
     {
         return Some(Transition::Trip(reason));
     }
+    let clock = &flag.breaker;
     match flag.state {
         CircuitState::Off if clock.recovery_due.is_some_and(|due| due <= now) => {
             Some(Transition::StartRecovery)
@@ -270,17 +265,13 @@ pub fn next_percent(p: Percent, increment: Percent, profile: RecoveryProfile) ->
     next.max(p + 1)
 }
 
-/// The flag and clock after `t` at `now`, and the log action to write (`None` for an
+/// The flag after `t` at `now` (its breaker clock included), and the log action to write (`None` for an
 /// intermediate recovery step: the log records the trip, the start of recovery and the close;
 /// every step is still published). Scheduling is from `now`, so a breaker that was stopped
 /// catches up at most one step per check.
-pub fn apply(
-    t: Transition,
-    flag: &Flag,
-    clock: &BreakerClock,
-    now: Timestamp,
-) -> (Flag, BreakerClock, Option<Action>) {
+pub fn apply(t: Transition, flag: &Flag, now: Timestamp) -> (Flag, Option<Action>) {
     let mut f = flag.clone();
+    let since = flag.breaker.since;
     f.updated_at = now.max(flag.updated_at);
     let after = |ms: u32| Some(now.plus_millis(i64::from(ms)));
     match t {
@@ -289,11 +280,8 @@ pub fn apply(
             f.circuit_recovery_percentage = Percent::ZERO;
             let recovery_due =
                 if f.is_recoverable { after(f.circuit_recovery_delay.get()) } else { None };
-            (
-                f,
-                BreakerClock { since: clock.since, recovery_due, next_step_due: None },
-                Some(Action::CircuitOpen),
-            )
+            f.breaker = BreakerClock { since, recovery_due, next_step_due: None };
+            (f, Some(Action::CircuitOpen))
         }
         Transition::StartRecovery => {
             if f.circuit_initial_recovery_percentage == Percent::HUNDRED {
@@ -302,11 +290,8 @@ pub fn apply(
             f.state = CircuitState::Recovering;
             f.circuit_recovery_percentage = f.circuit_initial_recovery_percentage;
             let next_step_due = after(f.circuit_recovery_rate.get());
-            (
-                f,
-                BreakerClock { since: now, recovery_due: None, next_step_due },
-                Some(Action::CircuitRecovery),
-            )
+            f.breaker = BreakerClock { since: now, recovery_due: None, next_step_due };
+            (f, Some(Action::CircuitRecovery))
         }
         Transition::Step => {
             let next = next_percent(
@@ -320,19 +305,17 @@ pub fn apply(
             f.circuit_recovery_percentage =
                 Percent::from_tenths(next as u16).unwrap_or(Percent::HUNDRED);
             let next_step_due = after(f.circuit_recovery_rate.get());
-            (f, BreakerClock { since: clock.since, recovery_due: None, next_step_due }, None)
+            f.breaker = BreakerClock { since, recovery_due: None, next_step_due };
+            (f, None)
         }
     }
 }
 
-fn close(mut f: Flag, now: Timestamp) -> (Flag, BreakerClock, Option<Action>) {
+fn close(mut f: Flag, now: Timestamp) -> (Flag, Option<Action>) {
     f.state = CircuitState::On;
     f.circuit_recovery_percentage = Percent::HUNDRED;
-    (
-        f,
-        BreakerClock { since: now, recovery_due: None, next_step_due: None },
-        Some(Action::CircuitClose),
-    )
+    f.breaker = BreakerClock { since: now, recovery_due: None, next_step_due: None };
+    (f, Some(Action::CircuitClose))
 }
 
 #[cfg(test)]
@@ -413,19 +396,14 @@ mod tests {
 
     #[test]
     fn the_window_starts_no_earlier_than_the_flag_went_on() {
-        let f = flag(CircuitState::On, 500);
-        let clock = BreakerClock { since: Timestamp::from_millis(95_000), ..Default::default() };
-        let (from, to) = window(&f, &clock, Timestamp::from_millis(100_000), &S).unwrap();
-        assert_eq!((from.as_millis(), to.as_millis()), (95_000, 100_000));
-        let (from, _) =
-            window(&f, &BreakerClock::default(), Timestamp::from_millis(100_000), &S).unwrap();
+        let mut f = flag(CircuitState::On, 500);
+        let (from, _) = window(&f, Timestamp::from_millis(100_000), &S).unwrap();
         assert_eq!(from.as_millis(), 90_000);
-        assert!(
-            window(&flag(CircuitState::Off, 500), &clock, Timestamp::from_millis(1), &S).is_none()
-        );
-        assert!(
-            window(&flag(CircuitState::On, 0), &clock, Timestamp::from_millis(1), &S).is_none()
-        );
+        f.breaker = BreakerClock { since: Timestamp::from_millis(95_000), ..Default::default() };
+        let (from, to) = window(&f, Timestamp::from_millis(100_000), &S).unwrap();
+        assert_eq!((from.as_millis(), to.as_millis()), (95_000, 100_000));
+        assert!(window(&flag(CircuitState::Off, 500), Timestamp::from_millis(1), &S).is_none());
+        assert!(window(&flag(CircuitState::On, 0), Timestamp::from_millis(1), &S).is_none());
     }
 
     #[test]
@@ -437,32 +415,31 @@ mod tests {
         f.circuit_initial_recovery_percentage = Percent::from_tenths(100).unwrap();
         f.circuit_recovery_increment_percentage = Percent::from_tenths(300).unwrap();
         let t0 = Timestamp::from_millis(1_000_000);
-        let clock = BreakerClock::default();
-        let Some(Transition::Trip(why)) = decide(&f, &clock, Some(&[c(0, 20)]), t0, &S) else {
+        let Some(Transition::Trip(why)) = decide(&f, Some(&[c(0, 20)]), t0, &S) else {
             panic!("20 failures trip a 50 % flag")
         };
-        let (f, clock, a) = apply(Transition::Trip(why), &f, &clock, t0);
+        let (f, a) = apply(Transition::Trip(why), &f, t0);
         assert_eq!(
             (f.state, f.circuit_recovery_percentage, a),
             (CircuitState::Off, Percent::ZERO, Some(Action::CircuitOpen))
         );
-        assert_eq!(clock.recovery_due, Some(t0.plus_millis(8_000)));
-        assert_eq!(decide(&f, &clock, None, t0.plus_millis(7_999), &S), None);
+        assert_eq!(f.breaker.recovery_due, Some(t0.plus_millis(8_000)));
+        assert_eq!(decide(&f, None, t0.plus_millis(7_999), &S), None);
         let t1 = t0.plus_millis(8_000);
-        assert_eq!(decide(&f, &clock, None, t1, &S), Some(Transition::StartRecovery));
-        let (f, clock, a) = apply(Transition::StartRecovery, &f, &clock, t1);
+        assert_eq!(decide(&f, None, t1, &S), Some(Transition::StartRecovery));
+        let (f, a) = apply(Transition::StartRecovery, &f, t1);
         assert_eq!(
             (f.state, f.circuit_recovery_percentage.tenths(), a),
             (CircuitState::Recovering, 100, Some(Action::CircuitRecovery))
         );
-        assert_eq!(clock.since, t1, "the window restarts with recovery");
+        assert_eq!(f.breaker.since, t1, "the window restarts with recovery");
         let mut seen = vec![100];
-        let (mut f, mut clock, mut now) = (f, clock, t1);
+        let (mut f, mut now) = (f, t1);
         loop {
             now = now.plus_millis(400);
-            assert_eq!(decide(&f, &clock, Some(&[c(10, 0)]), now, &S), Some(Transition::Step));
-            let (nf, nc, a) = apply(Transition::Step, &f, &clock, now);
-            (f, clock) = (nf, nc);
+            assert_eq!(decide(&f, Some(&[c(10, 0)]), now, &S), Some(Transition::Step));
+            let (next, a) = apply(Transition::Step, &f, now);
+            f = next;
             seen.push(f.circuit_recovery_percentage.tenths());
             if a == Some(Action::CircuitClose) {
                 break;
@@ -470,17 +447,14 @@ mod tests {
             assert_eq!(a, None, "intermediate steps write no log entry");
         }
         assert_eq!(seen, [100, 400, 700, 1000]);
-        assert_eq!((f.state, clock.next_step_due), (CircuitState::On, None));
+        assert_eq!((f.state, f.breaker.next_step_due), (CircuitState::On, None));
     }
 
     #[test]
     fn an_api_trip_or_a_manual_off_flag_never_recovers() {
         let f = flag(CircuitState::Off, 500);
         for now in [0, 10_000, i64::MAX / 2] {
-            assert_eq!(
-                decide(&f, &BreakerClock::default(), None, Timestamp::from_millis(now), &S),
-                None
-            );
+            assert_eq!(decide(&f, None, Timestamp::from_millis(now), &S), None);
         }
     }
 
@@ -571,19 +545,19 @@ mod tests {
         fn recovery_is_monotone_and_ends_closed(f in arb_flag(), errors in 0u64..100) {
             let t0 = Timestamp::from_millis(1_000_000);
             let why = TripReason { requests: 20, failures: 20, threshold: f.error_threshold_percentage, alpha_ppm: 10_000 };
-            let (mut f, mut clock, _) = apply(Transition::Trip(why), &f, &BreakerClock::default(), t0);
+            let (mut f, _) = apply(Transition::Trip(why), &f, t0);
             prop_assert_eq!(f.state, CircuitState::Off);
             if !f.is_recoverable {
-                prop_assert_eq!(decide(&f, &clock, None, t0.plus_millis(i64::MAX / 4), &S), None);
+                prop_assert_eq!(decide(&f, None, t0.plus_millis(i64::MAX / 4), &S), None);
                 return Ok(());
             }
-            let mut now = clock.recovery_due.unwrap();
-            prop_assert_eq!(decide(&f, &clock, None, now, &S), Some(Transition::StartRecovery));
+            let mut now = f.breaker.recovery_due.unwrap();
+            prop_assert_eq!(decide(&f, None, now, &S), Some(Transition::StartRecovery));
             let mut t = Transition::StartRecovery;
             let mut last = 0u16;
             for _ in 0..2_000 {
-                let (nf, nc, a) = apply(t, &f, &clock, now);
-                (f, clock) = (nf, nc);
+                let (next, a) = apply(t, &f, now);
+                f = next;
                 prop_assert!(f.circuit_recovery_percentage.tenths() >= last, "monotone");
                 last = f.circuit_recovery_percentage.tenths();
                 if a == Some(Action::CircuitClose) {
@@ -591,10 +565,10 @@ mod tests {
                     return Ok(());
                 }
                 prop_assert_eq!(f.state, CircuitState::Recovering);
-                now = clock.next_step_due.unwrap();
+                now = f.breaker.next_step_due.unwrap();
                 // Healthy traffic during recovery: the trip check runs and does not fire.
                 let healthy = [c(100, errors.min(f.error_threshold_percentage.tenths() as u64 / 10).saturating_sub(1))];
-                t = decide(&f, &clock, Some(&healthy), now, &S).unwrap();
+                t = decide(&f, Some(&healthy), now, &S).unwrap();
                 prop_assert_eq!(t, Transition::Step);
             }
             prop_assert!(false, "recovery did not close within 2 000 steps");
@@ -604,7 +578,7 @@ mod tests {
         fn an_off_flag_moves_only_after_a_trip(f in arb_flag(), now in 0i64..1_000_000_000) {
             let mut off = f.clone();
             off.state = CircuitState::Off;
-            prop_assert_eq!(decide(&off, &BreakerClock::default(), Some(&[c(0, 1000)]), Timestamp::from_millis(now), &S), None);
+            prop_assert_eq!(decide(&off, Some(&[c(0, 1000)]), Timestamp::from_millis(now), &S), None);
         }
     }
 }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::eval::{Bucketing, EvalError, Evaluation, Index};
-use crate::input::Counts;
+use crate::model::Counts;
 use crate::model::{AppId, Flag, FlagId, Revision};
 use crate::ports::{BoxError, MetricsStore};
 use crate::time::{Clock, Timestamp};

@@ -150,10 +150,7 @@ impl FlagCommand {
             if current != &**seen {
                 return None;
             }
-            let (mut next, clock, action) =
-                crate::breaker::apply(*transition, current, &current.breaker, now);
-            next.breaker = clock;
-            return Some((next, action));
+            return Some(crate::breaker::apply(*transition, current, now));
         }
         let mut next = current.clone();
         let action = match self {

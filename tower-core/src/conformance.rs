@@ -698,7 +698,7 @@ pub mod metrics {
     use std::future::Future;
     use std::sync::Arc;
 
-    use crate::input::Counts;
+    use crate::model::Counts;
     use crate::model::{AppId, FlagId};
     use crate::ports::{Bucket, MetricsStore};
     use crate::time::Timestamp;

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::breaker::{self, BreakerSettings};
 use crate::command::FlagCommand;
-use crate::input::Counts;
+use crate::model::Counts;
 use crate::model::Origin;
 use crate::ports::{BoxError, Coordination, MetricsStore, Store};
 use crate::relay::RelaySignal;
@@ -77,7 +77,7 @@ impl Engine {
         let mut metrics_down = false;
         for app in self.store.list_apps().await? {
             for flag in self.store.list_flags(app.id).await? {
-                let counts = match breaker::window(&flag, &flag.breaker, now, &self.settings) {
+                let counts = match breaker::window(&flag, now, &self.settings) {
                     None => None,
                     // Without counts no flag trips, but recovery still moves on.
                     Some(_) if metrics_down => None,
@@ -99,7 +99,7 @@ impl Engine {
                     }
                 };
                 let Some(transition) =
-                    breaker::decide(&flag, &flag.breaker, counts.as_deref(), now, &self.settings)
+                    breaker::decide(&flag, counts.as_deref(), now, &self.settings)
                 else {
                     continue;
                 };
@@ -110,7 +110,7 @@ impl Engine {
                     moves += 1;
                     self.indexes.forget(flag.app_id, revision);
                     self.signal.wake.notify_one();
-                    let action = breaker::apply(transition, &flag, &flag.breaker, now).2;
+                    let action = breaker::apply(transition, &flag, now).1;
                     let why = command.log_detail();
                     if let (Some(queue), Some(action)) = (&self.webhooks, action)
                         && let Some(text) = crate::webhooks::message(

@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::command::{FlagPatch, NewFlag};
 use crate::model::{
-    Description, IntervalMs, InvalidValue, Percent, RecoveryProfile, Title, UserList, Webhooks,
+    Counts, Description, IntervalMs, InvalidValue, Percent, RecoveryProfile, Title, UserList,
+    Webhooks,
 };
 
 /// Why a body was refused.
@@ -187,22 +188,6 @@ pub fn parse_toggle(body: Option<&Value>) -> Result<Option<bool>, InputError> {
         }
     }
     Ok(target)
-}
-
-/// Success and failure counts reported for a flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Counts {
-    /// Successful requests.
-    pub success: u64,
-    /// Failed requests.
-    pub failure: u64,
-}
-
-impl Counts {
-    /// success + failure.
-    pub fn total(self) -> u64 {
-        self.success.saturating_add(self.failure)
-    }
 }
 
 /// The largest count one report may carry.

@@ -52,11 +52,11 @@ pub mod webhooks;
 pub use command::{FlagCommand, FlagPatch, NewFlag};
 pub use eval::{Bucketing, EvalError, Evaluation, Index, Reason};
 pub use feed::{FeedEvent, FeedSubscription};
-pub use input::{Counts, InputError};
+pub use input::InputError;
 pub use memory::{InMemoryMetrics, InMemoryStore, InProcessPublisher, Subscription};
 pub use model::{
-    Action, App, AppId, CircuitState, Flag, FlagId, LogEntry, LogId, Origin, Percent, Revision,
-    SdkKey, Title,
+    Action, App, AppId, CircuitState, Counts, Flag, FlagId, LogEntry, LogId, Origin, Percent,
+    Revision, SdkKey, Title,
 };
 pub use ports::{
     AppCursor, BoxError, Bucket, Change, Coordination, LeaderLease, LocalCoordination, LogQuery,

@@ -712,6 +712,22 @@ impl Origin {
     }
 }
 
+/// Success and failure counts reported for a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Successful requests.
+    pub success: u64,
+    /// Failed requests.
+    pub failure: u64,
+}
+
+impl Counts {
+    /// success + failure.
+    pub fn total(self) -> u64 {
+        self.success.saturating_add(self.failure)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

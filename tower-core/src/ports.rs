@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::command::{FlagCommand, NewFlag};
-use crate::input::Counts;
+use crate::model::Counts;
 use crate::model::{
     Action, App, AppId, Flag, FlagId, LogEntry, LogId, Origin, Revision, SdkKey, Title,
 };

@@ -12,8 +12,8 @@ use tokio::task::JoinHandle;
 
 use crate::command::{FlagCommand, FlagPatch, NewFlag};
 use crate::feed::{Feed, FeedSubscription};
-use crate::input::Counts;
 use crate::memory::{InMemoryMetrics, InProcessPublisher};
+use crate::model::Counts;
 use crate::model::{App, AppId, Flag, FlagId, LogEntry, Origin, SdkKey, Title};
 use crate::ports::{
     BoxError, Bucket, Change, LogQuery, LogRecord, MetricsError, MetricsStore, Publisher, Resource,

@@ -9,8 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use flagtower_core::breaker::BreakerSettings;
 use flagtower_core::command::{FlagPatch, NewFlag};
-use flagtower_core::input::Counts;
-use flagtower_core::model::{Action, AppId, CircuitState, IntervalMs, Percent, Revision};
+use flagtower_core::model::{Action, AppId, CircuitState, Counts, IntervalMs, Percent, Revision};
 use flagtower_core::ports::{PublishError, Publisher, Resource, Store};
 use flagtower_core::relay::Stage;
 use flagtower_core::{

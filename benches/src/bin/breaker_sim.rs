@@ -24,7 +24,7 @@
 
 use std::collections::VecDeque;
 
-use flagtower_core::breaker::{self, BreakerClock, BreakerSettings};
+use flagtower_core::breaker::{self, BreakerSettings};
 use flagtower_core::model::Percent;
 use flagtower_core::{
     AppId, CircuitState, Clock, Counts, Flag, FlagId, ManualClock, Timestamp, Title,
@@ -107,9 +107,8 @@ impl Watched {
         let tripped = match rule {
             Rule::Evidence => {
                 let buckets: Vec<Counts> = self.window.iter().copied().collect();
-                let clock = BreakerClock::default();
                 matches!(
-                    breaker::decide(&self.flag, &clock, Some(&buckets), now, s),
+                    breaker::decide(&self.flag, Some(&buckets), now, s),
                     Some(breaker::Transition::Trip(_))
                 )
             }

@@ -35,6 +35,8 @@ pub struct SqliteStore {
 
 struct Shared {
     path: PathBuf,
+    /// Held while the store lives: one store per file.
+    _lock: std::fs::File,
     writer: Mutex<Connection>,
     /// One permit: writers queue here, on the async side, instead of parking blocking threads
     /// on the writer's lock.
@@ -76,6 +78,23 @@ pub enum OpenError {
         /// Ours.
         known: usize,
     },
+    /// Another store holds the file: in this process, or another Tower process.
+    #[error(
+        "SQLite database {path} is in use by another Tower (a SQLite file serves one process, which runs its relay and breaker; to run several Tower processes, share a PostgreSQL database)"
+    )]
+    InUse {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The lock file next to the database could not be opened.
+    #[error("cannot open the lock file {path}")]
+    LockFile {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The blocking task was lost.
     #[error("the task opening the database failed")]
     Join(#[source] tokio::task::JoinError),
@@ -97,6 +116,7 @@ impl SqliteStore {
     }
 
     fn open_blocking(path: PathBuf) -> Result<Self, OpenError> {
+        let lock = Self::lock_file(&path)?;
         let err = |source| OpenError::Sqlite { path: path.clone(), source };
         let mut writer = Connection::open(&path).map_err(err)?;
         writer.busy_timeout(Duration::from_secs(5)).map_err(err)?;
@@ -129,12 +149,38 @@ impl SqliteStore {
         Ok(Self {
             shared: Arc::new(Shared {
                 path,
+                _lock: lock,
                 writer: Mutex::new(writer),
                 write_turn: tokio::sync::Semaphore::new(1),
                 readers: Mutex::new(Vec::new()),
                 read_turns: tokio::sync::Semaphore::new(max_readers()),
             }),
         })
+    }
+
+    /// Takes the exclusive lock on `<file>.lock` next to the database, held for as long as the
+    /// store lives (the operating system drops it with the process). The lock says the file
+    /// has one user: the relay and the breaker of a SQLite store coordinate within their
+    /// process only.
+    fn lock_file(path: &Path) -> Result<std::fs::File, OpenError> {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        let lock_path = PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| OpenError::LockFile { path: lock_path.clone(), source })?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(OpenError::InUse { path: path.to_path_buf() })
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                Err(OpenError::LockFile { path: lock_path, source })
+            }
+        }
     }
 
     /// The database file.
@@ -239,6 +285,27 @@ pub(crate) fn corrupt(msg: impl Into<String>) -> BoxError {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[tokio::test]
+    async fn one_store_per_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tower.db");
+        let first = SqliteStore::open(&path).await.unwrap();
+        let second = SqliteStore::open(&path).await.unwrap_err();
+        assert!(matches!(second, OpenError::InUse { .. }), "{second:?}");
+        assert!(second.to_string().contains("PostgreSQL"), "{second}");
+        // Another process is refused too: the lock is the operating system's.
+        let status = std::process::Command::new("flock")
+            .args(["--nonblock", "--exclusive"])
+            .arg(dir.path().join("tower.db.lock"))
+            .arg("true")
+            .status();
+        if let Ok(status) = status {
+            assert!(!status.success(), "flock(1) took the lock while the store holds it");
+        }
+        drop(first);
+        SqliteStore::open(&path).await.expect("free once the first store is gone");
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn conformance() {

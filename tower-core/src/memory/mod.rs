@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::input::Counts;
+use crate::model::Counts;
 use crate::model::{AppId, FlagId, Revision};
 use crate::ports::{Bucket, MetricsError, MetricsStore, PublishError, Publisher};
 use crate::ruleset::EncodedRuleset;
