@@ -49,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ruleset.revision,
             String::from_utf8_lossy(&ruleset.body)
         );
-        if ruleset.revision.0 == 3 {
+        if ruleset.revision.get() == 3 {
             break;
         }
     }

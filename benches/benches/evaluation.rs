@@ -39,7 +39,7 @@ fn index() -> Index {
     }
     flags[41].rollout_percentage = Percent::from_tenths(300).unwrap();
     flags[41].white_listed_users = UserList::parse(&whitelist().join(",")).unwrap();
-    Index::new(AppId::new(1), Revision(1), &flags)
+    Index::new(AppId::new(1), Revision::new(1), &flags)
 }
 
 const FLAG: &str = "feature-0042-rollout";
@@ -156,7 +156,9 @@ fn ingestion(c: &mut Criterion) {
         let body = encode_flags(&flagtower_benches::sample_flags(n));
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::new("decode + index", n), &body, |b, body| {
-            b.iter(|| Index::new(AppId::new(1), Revision(1), &decode_flags(body).expect("decodes")))
+            b.iter(|| {
+                Index::new(AppId::new(1), Revision::new(1), &decode_flags(body).expect("decodes"))
+            })
         });
     }
     g.finish();

@@ -26,7 +26,7 @@ fn publish(c: &mut Criterion) {
                 let rev = revision.fetch_add(1, Ordering::Relaxed) + 1;
                 let ruleset = Ruleset {
                     app_id: AppId::new(n as i64),
-                    revision: Revision(rev),
+                    revision: Revision::new(rev),
                     flags: flags.clone(),
                 };
                 let publisher = Arc::clone(&publisher);

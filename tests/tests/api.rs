@@ -402,13 +402,13 @@ async fn every_change_reaches_the_in_process_publisher(store: TestStore) {
     let app = c.create("/api/apps", &json!({"title": "A"})).await;
     let flag = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
     let mut r = next(&mut sub).await;
-    if r.revision.0 == 0 {
+    if r.revision.get() == 0 {
         // The new app's empty ruleset, unless the flag's creation overtook it.
         assert_eq!(&r.body[..], b"[]");
         r = next(&mut sub).await;
     }
     assert_eq!(
-        (r.app_id.get(), r.revision.0, r.subject()),
+        (r.app_id.get(), r.revision.get(), r.subject()),
         (app, 1, format!("apps.{app}.update.manual"))
     );
     let body: Value = serde_json::from_slice(&r.body).unwrap();
@@ -420,13 +420,13 @@ async fn every_change_reaches_the_in_process_publisher(store: TestStore) {
 
     c.patch_empty(&format!("/api/flags/{flag}/toggle")).await;
     let r = next(&mut sub).await;
-    assert_eq!(r.revision.0, 2);
+    assert_eq!(r.revision.get(), 2);
     let body: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(body[0]["is_active"], true);
 
     assert_eq!(c.delete(&format!("/api/apps/{app}")).await.status, 200);
     let r = next(&mut sub).await;
-    assert_eq!((r.revision.0, &r.body[..]), (3, &b"[]"[..]));
+    assert_eq!((r.revision.get(), &r.body[..]), (3, &b"[]"[..]));
     server.stop().await;
 }
 

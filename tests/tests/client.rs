@@ -84,7 +84,10 @@ async fn a_client_follows_its_app_through_restarts_and_answers_like_ofrep(versio
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(client.is_enabled("beta", "alice"));
-    assert!(!client.offer(AppId::new(app), Revision(1), &[]), "an older ruleset never replaces it");
+    assert!(
+        !client.offer(AppId::new(app), Revision::new(1), &[]),
+        "an older ruleset never replaces it"
+    );
     follower.abort();
 
     // With NATS unreachable, a new client answers from the cache file at once.

@@ -287,7 +287,7 @@ async fn rulesets_committed_while_nats_is_down_arrive_within_5_s_of_its_return(
     let watcher = nats.client().await;
     let mut pending: HashMap<i64, u64> = HashMap::new();
     for (app, _) in &apps {
-        pending.insert(*app, server.tower.index(AppId::new(*app)).await.unwrap().revision.0);
+        pending.insert(*app, server.tower.index(AppId::new(*app)).await.unwrap().revision.get());
     }
     while !pending.is_empty() {
         assert!(
@@ -343,7 +343,7 @@ async fn a_change_committed_by_a_tower_that_died_before_publishing_is_published_
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Some((rev, body)) = latest_on_stream(&watcher, app.id.get()).await
-            && rev == committed.0
+            && rev == committed.get()
         {
             assert_eq!(body[0]["is_active"], true);
             break;

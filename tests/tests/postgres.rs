@@ -39,7 +39,7 @@ async fn two_servers_on_one_database_behave_as_one() {
         );
     }
     let ruleset = store.open().await.ruleset(flagtower_core::AppId::new(app)).await.unwrap();
-    assert_eq!(ruleset.revision.0, 1 + N as u64, "one revision per change, no gaps");
+    assert_eq!(ruleset.revision.get(), 1 + N as u64, "one revision per change, no gaps");
 
     // The same title sent to both servers at once: one 201, one 409.
     for round in 0..10 {

@@ -63,7 +63,7 @@ async fn one_failing_app_is_retried_on_its_own_while_the_others_publish() {
                     })
                     .unwrap();
                 assert_ne!(r.app_id.get(), 2, "the failing app was never published");
-                if r.app_id.get() == app && r.revision.0 == 2 + round {
+                if r.app_id.get() == app && r.revision.get() == 2 + round {
                     break;
                 }
                 assert!(start.elapsed() < Duration::from_secs(1));
@@ -99,7 +99,7 @@ async fn one_failing_app_is_retried_on_its_own_while_the_others_publish() {
             .expect("app 2 published")
             .unwrap();
         if r.app_id.get() == 2 {
-            assert_eq!(r.revision.0, 11, "its newest revision: creation and 10 toggles");
+            assert_eq!(r.revision.get(), 11, "its newest revision: creation and 10 toggles");
             break;
         }
     }

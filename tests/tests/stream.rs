@@ -45,7 +45,7 @@ async fn every_change_reaches_the_stream_in_order(store: TestStore) {
     // Exactly what SDKs get: the ruleset the relay publishes.
     let published = loop {
         match server.publisher().latest(flagtower_core::AppId::new(app)) {
-            Some(r) if r.revision.0 == 1 => break r,
+            Some(r) if r.revision.get() == 1 => break r,
             _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
         }
     };

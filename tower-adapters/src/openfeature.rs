@@ -92,7 +92,7 @@ impl FeatureProvider for TowerProvider {
         let metadata = FlagMetadata::default()
             .with_value("flagId", rule.id.get())
             .with_value("appId", index.app_id.get())
-            .with_value("revision", index.revision.0 as i64)
+            .with_value("revision", index.revision.get() as i64)
             .with_value("circuitStatus", rule.state.circuit_status());
         Ok(ResolutionDetails {
             value: e.enabled,

@@ -283,15 +283,18 @@ mod tests {
     fn keeps_the_newest_revision_only() {
         let c = FlagClient::new(AppId::new(1), Bucketing::Tower);
         assert!(!c.is_enabled("f", "u") && !c.ready() && c.age().is_none());
-        assert!(c.offer(AppId::new(1), Revision(3), &[flag(true)]));
+        assert!(c.offer(AppId::new(1), Revision::new(3), &[flag(true)]));
         assert!(c.is_enabled("f", "u") && c.ready());
-        assert!(!c.offer(AppId::new(1), Revision(2), &[flag(false)]), "an older one is dropped");
-        assert!(!c.offer(AppId::new(1), Revision(3), &[flag(false)]), "so is a repeat");
-        assert!(!c.offer(AppId::new(2), Revision(9), &[flag(false)]), "and another app's");
+        assert!(
+            !c.offer(AppId::new(1), Revision::new(2), &[flag(false)]),
+            "an older one is dropped"
+        );
+        assert!(!c.offer(AppId::new(1), Revision::new(3), &[flag(false)]), "so is a repeat");
+        assert!(!c.offer(AppId::new(2), Revision::new(9), &[flag(false)]), "and another app's");
         assert!(c.is_enabled("f", "u"));
-        assert!(c.offer(AppId::new(1), Revision(4), &[flag(false)]));
+        assert!(c.offer(AppId::new(1), Revision::new(4), &[flag(false)]));
         assert!(!c.is_enabled("f", "u"));
-        assert_eq!(c.revision(), Some(Revision(4)));
+        assert_eq!(c.revision(), Some(Revision::new(4)));
         assert!(!c.is_enabled("unknown", "u"));
     }
 
@@ -329,7 +332,7 @@ mod tests {
         let mut b = flag(true).with_id(FlagId::new(2));
         b.title = Title::parse("b").unwrap();
         let c = FlagClient::new(AppId::new(1), Bucketing::Tower);
-        c.offer(AppId::new(1), Revision(1), &[a, b]);
+        c.offer(AppId::new(1), Revision::new(1), &[a, b]);
         let sink = Scripted::default();
         sink.refuse.lock().unwrap().extend([(FlagId::new(1), false), (FlagId::new(2), true)]);
         c.record_success("a");

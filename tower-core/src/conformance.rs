@@ -129,7 +129,7 @@ async fn deleted_apps_are_gone_but_their_logs_stay(s: Arc<dyn Store>) {
     let before = s.ruleset(a.id).await.unwrap();
     let deleted = s.delete_app(a.id, t(4)).await.unwrap();
     assert_eq!(deleted.value, a);
-    assert_eq!(deleted.revision, Some(Revision(before.revision.0 + 1)));
+    assert_eq!(deleted.revision, Some(Revision::new(before.revision.get() + 1)));
     assert!(matches!(s.get_app(a.id).await, Err(StoreError::NotFound(Resource::App))));
     assert!(matches!(s.list_flags(a.id).await, Err(StoreError::NotFound(Resource::App))));
     assert!(matches!(s.get_flag(f1.id).await, Err(StoreError::NotFound(Resource::Flag))));
@@ -269,7 +269,11 @@ async fn commands_write_a_log_entry_and_a_revision(s: Arc<dyn Store>) {
         let c = s.change_flag(id, cmd, Origin::Manual, now).await.unwrap();
         assert_eq!(c.value.state, *state, "{cmd:?}");
         assert_eq!(c.value.updated_at, now);
-        assert_eq!(c.revision, Some(Revision(rev.0 + 1)), "{cmd:?} bumps the revision by one");
+        assert_eq!(
+            c.revision,
+            Some(Revision::new(rev.get() + 1)),
+            "{cmd:?} bumps the revision by one"
+        );
         rev = c.revision.unwrap();
         assert_eq!(s.get_flag(id).await.unwrap(), c.value, "{cmd:?} is stored");
         let (_, logs) = s.flag_with_logs(id).await.unwrap();
@@ -320,7 +324,7 @@ async fn deleting_a_flag_keeps_its_logs(s: Arc<dyn Store>) {
     let rev = s.ruleset(a.id).await.unwrap().revision;
     let d = s.delete_flag(f.id, t(3)).await.unwrap();
     assert_eq!(d.value.id, f.id);
-    assert_eq!(d.revision, Some(Revision(rev.0 + 1)));
+    assert_eq!(d.revision, Some(Revision::new(rev.get() + 1)));
     assert!(matches!(s.get_flag(f.id).await, Err(StoreError::NotFound(Resource::Flag))));
     assert!(matches!(s.delete_flag(f.id, t(4)).await, Err(StoreError::NotFound(Resource::Flag))));
     let logs = s.app_logs(a.id).await.unwrap();
@@ -420,7 +424,7 @@ async fn cursors_follow_revisions_and_logs(s: Arc<dyn Store>) {
     let cursor = |app: &crate::App, deleted, revision, last_log| AppCursor {
         app: app.clone(),
         deleted,
-        revision: Revision(revision),
+        revision: Revision::new(revision),
         last_log,
     };
     assert_eq!(
@@ -439,7 +443,7 @@ async fn cursors_follow_revisions_and_logs(s: Arc<dyn Store>) {
     assert_eq!(after.len(), 2, "deleted apps keep their cursor");
     assert!(after[0].deleted);
     assert_eq!(after[0].app, a);
-    assert_eq!(after[0].revision, Revision(2));
+    assert_eq!(after[0].revision, Revision::new(2));
     assert!(after[0].last_log > last);
     assert_eq!(after[1], cursor(&renamed, false, 0, None));
 }
@@ -447,37 +451,37 @@ async fn cursors_follow_revisions_and_logs(s: Arc<dyn Store>) {
 async fn revisions_and_the_outbox(s: Arc<dyn Store>) {
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
     let b = s.create_app(&title("B"), t(0)).await.unwrap();
-    assert_eq!(s.ruleset(a.id).await.unwrap().revision, Revision(0));
+    assert_eq!(s.ruleset(a.id).await.unwrap().revision, Revision::new(0));
     assert!(s.pending().await.unwrap().is_empty(), "creating an app changes no ruleset");
     let fa = s.create_flag(a.id, &new_flag("fa"), t(1)).await.unwrap();
-    assert_eq!(fa.revision, Some(Revision(1)));
+    assert_eq!(fa.revision, Some(Revision::new(1)));
     s.change_flag(fa.value.id, &FlagCommand::Toggle(None), Origin::Circuit, t(2)).await.unwrap();
     let fb = s.create_flag(b.id, &new_flag("fb"), t(3)).await.unwrap();
-    assert_eq!(fb.revision, Some(Revision(1)), "revisions are per app");
+    assert_eq!(fb.revision, Some(Revision::new(1)), "revisions are per app");
     let mut pending = s.pending().await.unwrap();
     pending.sort_by_key(|p| p.app_id);
     assert_eq!(pending.len(), 2);
     assert_eq!(
         (pending[0].app_id, pending[0].revision, pending[0].origin),
-        (a.id, Revision(2), Origin::Circuit)
+        (a.id, Revision::new(2), Origin::Circuit)
     );
     assert_eq!(
         (pending[1].app_id, pending[1].revision, pending[1].origin),
-        (b.id, Revision(1), Origin::Manual)
+        (b.id, Revision::new(1), Origin::Manual)
     );
-    s.mark_published(a.id, Revision(1)).await.unwrap();
+    s.mark_published(a.id, Revision::new(1)).await.unwrap();
     assert_eq!(s.pending().await.unwrap().len(), 2, "revision 2 of A is still unpublished");
-    s.mark_published(a.id, Revision(2)).await.unwrap();
+    s.mark_published(a.id, Revision::new(2)).await.unwrap();
     let pending = s.pending().await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].app_id, b.id);
-    s.mark_published(b.id, Revision(1)).await.unwrap();
+    s.mark_published(b.id, Revision::new(1)).await.unwrap();
     assert!(s.pending().await.unwrap().is_empty());
     // Renaming an app does not change its ruleset.
     s.rename_app(a.id, &title("A2"), t(4)).await.unwrap();
     assert!(s.pending().await.unwrap().is_empty());
     let rs = s.ruleset(a.id).await.unwrap();
-    assert_eq!((rs.app_id, rs.revision, rs.flags.len()), (a.id, Revision(2), 1));
+    assert_eq!((rs.app_id, rs.revision, rs.flags.len()), (a.id, Revision::new(2), 1));
 }
 
 async fn sdk_keys(s: Arc<dyn Store>) {
@@ -604,7 +608,7 @@ async fn concurrent_toggles_are_serialized(s: Arc<dyn Store>) {
     }
     let mut revisions = Vec::new();
     for task in tasks {
-        revisions.push(task.await.unwrap().unwrap().revision.unwrap().0);
+        revisions.push(task.await.unwrap().unwrap().revision.unwrap().get());
     }
     revisions.sort_unstable();
     assert_eq!(revisions, (2..2 + N as u64).collect::<Vec<_>>(), "no gaps, no duplicates");

@@ -127,7 +127,7 @@ impl Feed {
                 _ => {}
             }
             let mut next = now.clone();
-            if before.map(|b| b.revision) != Some(now.revision) && now.revision.0 > 0 {
+            if before.map(|b| b.revision) != Some(now.revision) && now.revision.get() > 0 {
                 let ruleset = store.ruleset(id).await?;
                 next.revision = next.revision.max(ruleset.revision);
                 self.send(FeedEvent::Ruleset(ruleset));

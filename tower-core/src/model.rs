@@ -72,7 +72,24 @@ id_type!(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]
 #[serde(transparent)]
-pub struct Revision(pub u64);
+pub struct Revision(u64);
+
+impl Revision {
+    /// The revision numbered `n` (an app starts at 0).
+    pub const fn new(n: u64) -> Self {
+        Self(n)
+    }
+
+    /// Its number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The revision after it.
+    pub const fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+}
 
 impl fmt::Display for Revision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -438,7 +438,7 @@ impl Relay {
                 if rejected {
                     // Said once per refused revision: retrying an unchanged ruleset is quiet.
                     if first || previous.as_ref().is_some_and(|u| u.revision != revision) {
-                        tracing::error!(app = %app, revision = ?revision.map(|r| r.0), error = %reason, "the publisher refused the app's ruleset; it is published again once a change makes it fit");
+                        tracing::error!(app = %app, revision = ?revision.map(|r| r.get()), error = %reason, "the publisher refused the app's ruleset; it is published again once a change makes it fit");
                     }
                 } else if first {
                     tracing::warn!(app = %app, stage = stage.as_str(), error = %reason, "cannot publish the app's ruleset; retrying it with backoff while other apps go on");

@@ -17,7 +17,7 @@ fn every_case_of_the_fixture() {
     let f = fixture();
     let flags =
         ruleset::decode_flags(f["flags"].to_string().as_bytes()).expect("the fixture's flags");
-    let index = Index::new(AppId::new(1), Revision(1), &flags);
+    let index = Index::new(AppId::new(1), Revision::new(1), &flags);
     let cases = f["cases"].as_array().unwrap();
     assert!(cases.len() > 500, "{} cases", cases.len());
     for case in cases {

@@ -107,27 +107,30 @@ async fn the_service_logs_and_publishes_every_change_in_order() {
     let app = tower.create_app(&title("Shop")).await.unwrap();
     assert_eq!(app.created_at, Timestamp::from_millis(START));
     let first = next(&mut rulesets).await;
-    assert_eq!((first.app_id, first.revision, &first.body[..]), (app.id, Revision(0), &b"[]"[..]));
+    assert_eq!(
+        (first.app_id, first.revision, &first.body[..]),
+        (app.id, Revision::new(0), &b"[]"[..])
+    );
 
     clock.advance(5);
     let f = tower.create_flag(app.id, &flag("checkout")).await.unwrap();
-    assert_eq!(next(&mut rulesets).await.revision, Revision(1));
+    assert_eq!(next(&mut rulesets).await.revision, Revision::new(1));
     clock.advance(5);
     let on = tower.toggle_flag(f.id, Some(true)).await.unwrap();
     assert_eq!((on.state, on.updated_at), (CircuitState::On, Timestamp::from_millis(START + 10)));
     // Turning on what is on changes nothing: no log entry, no revision.
     tower.toggle_flag(f.id, Some(true)).await.unwrap();
     let published = next(&mut rulesets).await;
-    assert_eq!(published.revision, Revision(2));
+    assert_eq!(published.revision, Revision::new(2));
     assert!(std::str::from_utf8(&published.body).unwrap().contains("\"is_active\":true"));
     // Changes committed together are published as the newest ruleset, once.
     for _ in 0..3 {
         tower.toggle_flag(f.id, None).await.unwrap();
     }
     let published = next(&mut rulesets).await;
-    assert!(published.revision > Revision(2) && published.revision <= Revision(5));
-    if published.revision < Revision(5) {
-        assert_eq!(next(&mut rulesets).await.revision, Revision(5));
+    assert!(published.revision > Revision::new(2) && published.revision <= Revision::new(5));
+    if published.revision < Revision::new(5) {
+        assert_eq!(next(&mut rulesets).await.revision, Revision::new(5));
     }
     let logs = tower.app_logs(app.id).await.unwrap();
     assert_eq!(
@@ -145,12 +148,12 @@ async fn the_service_logs_and_publishes_every_change_in_order() {
         tower.create_flag(AppId::new(99), &flag("x")).await,
         Err(Error::NotFound(Resource::App))
     ));
-    assert_eq!(store.ruleset(app.id).await.unwrap().revision, Revision(5));
+    assert_eq!(store.ruleset(app.id).await.unwrap().revision, Revision::new(5));
 
     // Deleting the app publishes its empty ruleset and keeps its log.
     tower.delete_app(app.id).await.unwrap();
     let last = next(&mut rulesets).await;
-    assert_eq!((last.revision, &last.body[..]), (Revision(6), &b"[]"[..]));
+    assert_eq!((last.revision, &last.body[..]), (Revision::new(6), &b"[]"[..]));
     assert_eq!(tower.logs().await.unwrap().len(), 6);
     tower.shutdown().await;
 }
@@ -179,7 +182,7 @@ async fn the_relay_keeps_other_apps_moving_while_one_cannot_be_published() {
     let fb = tower.create_flag(b.id, &flag("fb")).await.unwrap();
     let inner = publisher.inner.clone();
     until("B published while A fails", async || {
-        inner.latest(b.id).is_some_and(|r| r.revision == Revision(1))
+        inner.latest(b.id).is_some_and(|r| r.revision == Revision::new(1))
     })
     .await;
     until("A retried with backoff", async || publisher.attempts_of(a.id) >= 4).await;
@@ -187,7 +190,7 @@ async fn the_relay_keeps_other_apps_moving_while_one_cannot_be_published() {
     let stuck = health.relay.unpublished.iter().find(|u| u.app_id == a.id).expect("A listed");
     assert_eq!(
         (stuck.stage, stuck.revision, stuck.rejected),
-        (Stage::Publisher, Some(Revision(1)), false)
+        (Stage::Publisher, Some(Revision::new(1)), false)
     );
     assert!(health.relay.publisher_degraded());
 
@@ -195,13 +198,15 @@ async fn the_relay_keeps_other_apps_moving_while_one_cannot_be_published() {
     tower.toggle_flag(fb.id, None).await.unwrap();
     tower.toggle_flag(fa.id, None).await.unwrap();
     until("B's change published", async || {
-        inner.latest(b.id).is_some_and(|r| r.revision == Revision(2))
+        inner.latest(b.id).is_some_and(|r| r.revision == Revision::new(2))
     })
     .await;
-    assert!(inner.latest(a.id).is_none_or(|r| r.revision == Revision(0)));
+    assert!(inner.latest(a.id).is_none_or(|r| r.revision == Revision::new(0)));
     publisher.unavailable.lock().unwrap().clear();
-    until("A published", async || inner.latest(a.id).is_some_and(|r| r.revision == Revision(2)))
-        .await;
+    until("A published", async || {
+        inner.latest(a.id).is_some_and(|r| r.revision == Revision::new(2))
+    })
+    .await;
     until("health clean", async || tower.health().await.relay.unpublished.is_empty()).await;
     assert!(store.pending().await.unwrap().is_empty(), "the outbox is cleared");
     tower.shutdown().await;
@@ -231,7 +236,7 @@ async fn a_rejected_ruleset_waits_for_a_change_of_its_app() {
     tower.toggle_flag(f.id, None).await.unwrap();
     let inner = publisher.inner.clone();
     until("the change is published", async || {
-        inner.latest(a.id).is_some_and(|r| r.revision == Revision(2))
+        inner.latest(a.id).is_some_and(|r| r.revision == Revision::new(2))
     })
     .await;
     tower.shutdown().await;
@@ -253,7 +258,7 @@ async fn the_relay_and_the_feed_pick_up_what_another_process_committed() {
         let event = feed.next().await.unwrap();
         seen.push(match &*event {
             FeedEvent::App { app: a, deleted } => format!("app {} {deleted}", a.title.as_str()),
-            FeedEvent::Ruleset(r) => format!("ruleset {}", r.revision.0),
+            FeedEvent::Ruleset(r) => format!("ruleset {}", r.revision.get()),
             FeedEvent::Log(l) => format!("log {:?} {}", l.entry.action, l.entry.flag_id),
             other => format!("{other:?}"),
         });
@@ -268,7 +273,7 @@ async fn the_relay_and_the_feed_pick_up_what_another_process_committed() {
     );
     let mut rulesets = publisher.subscribe();
     let r = next(&mut rulesets).await;
-    assert_eq!((r.app_id, r.revision), (app.id, Revision(1)));
+    assert_eq!((r.app_id, r.revision), (app.id, Revision::new(1)));
     tower.shutdown().await;
 }
 

@@ -402,7 +402,7 @@ impl<'a> Success<'a> {
             metadata: Metadata {
                 flag_id: rule.id.get(),
                 app_id: index.app_id.get(),
-                revision: index.revision.0,
+                revision: index.revision.get(),
                 circuit_status: rule.state.circuit_status(),
             },
         }
@@ -427,7 +427,7 @@ fn configuration() -> Response<Body> {
 /// The `refetchEvaluation` message for a change of `app`'s flags (or a resync).
 fn refetch_event(app: AppId, event: &FeedEvent) -> Option<Bytes> {
     let revision = match event {
-        FeedEvent::Ruleset(r) if r.app_id == app => Some(r.revision.0),
+        FeedEvent::Ruleset(r) if r.app_id == app => Some(r.revision.get()),
         FeedEvent::Resync => None,
         _ => return None,
     };

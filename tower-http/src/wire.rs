@@ -192,7 +192,7 @@ impl<'a> Health<'a> {
                 .map(|u| Unpublished {
                     app_id: u.app_id,
                     stage: u.stage.as_str(),
-                    revision: u.revision.map(|r| r.0),
+                    revision: u.revision.map(|r| r.get()),
                     reason: &u.reason,
                     rejected: u.rejected,
                     since: u.since,

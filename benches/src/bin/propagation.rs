@@ -77,7 +77,7 @@ fn main() {
             if use_client {
                 tokio::time::timeout(
                     Duration::from_secs(10),
-                    revisions.wait_for(|r| r.is_some_and(|r| r.0 >= want)),
+                    revisions.wait_for(|r| r.is_some_and(|r| r.get() >= want)),
                 )
                 .await
                 .expect("the client within 10 s")

@@ -118,7 +118,7 @@ async fn follow_once(
             .as_ref()
             .and_then(|h| h.get("Tower-Revision"))
             .and_then(|v| v.as_str().parse().ok())
-            .map_or(Revision(0), Revision);
+            .map_or(Revision::new(0), Revision::new);
         match ruleset::decode_flags(&m.payload) {
             // The file first, then the client: whatever the client answers with is in the file.
             Ok(flags) if client.revision().is_none_or(|held| revision > held) => {
@@ -166,7 +166,7 @@ async fn read_cache(
     if v["app_id"].as_i64() != Some(app.get()) {
         return Err(format!("the file holds app {}, not {app}", v["app_id"]).into());
     }
-    let revision = Revision(v["revision"].as_u64().ok_or("no revision")?);
+    let revision = Revision::new(v["revision"].as_u64().ok_or("no revision")?);
     let flags = ruleset::decode_flags(v["flags"].to_string().as_bytes())?;
     Ok(Some((revision, flags)))
 }

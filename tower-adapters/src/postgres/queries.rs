@@ -271,7 +271,7 @@ async fn bump(
         )
         .await?;
     let row = tx.query_one(&stmt, &[&app.get(), &origin.as_str(), &to_sql_time(now)]).await?;
-    Ok(Revision(row.try_get::<_, i64>(0)? as u64))
+    Ok(Revision::new(row.try_get::<_, i64>(0)? as u64))
 }
 
 /// The 17 columns of a flag after `id`, in `FLAG_COLUMNS` order with `title_key` after `title`
@@ -662,7 +662,7 @@ impl Store for PostgresStore {
                 Ok(AppCursor {
                     app: app_from_row(r)?,
                     deleted: r.try_get(4)?,
-                    revision: Revision(r.try_get::<_, i64>(5)? as u64),
+                    revision: Revision::new(r.try_get::<_, i64>(5)? as u64),
                     last_log: r.try_get::<_, Option<i64>>(6)?.map(LogId::new),
                 })
             })
@@ -725,7 +725,7 @@ impl Store for PostgresStore {
             let revision: i64 = row.try_get(0)?;
             let deleted: bool = row.try_get(1)?;
             let flags = if deleted { Vec::new() } else { flags_of(&tx, app).await? };
-            Ruleset { app_id: app, revision: Revision(revision as u64), flags }
+            Ruleset { app_id: app, revision: Revision::new(revision as u64), flags }
         })
     }
 
@@ -742,7 +742,7 @@ impl Store for PostgresStore {
                 let origin: &str = row.try_get(2)?;
                 out.push(Pending {
                     app_id: AppId::new(row.try_get(0)?),
-                    revision: Revision(row.try_get::<_, i64>(1)? as u64),
+                    revision: Revision::new(row.try_get::<_, i64>(1)? as u64),
                     origin: Origin::parse(origin)
                         .ok_or_else(|| corrupt(format!("origin {origin:?}")))?,
                 });
@@ -756,7 +756,7 @@ impl Store for PostgresStore {
             let stmt = tx
                 .prepare_cached("DELETE FROM outbox WHERE app_id = $1 AND revision <= $2")
                 .await?;
-            tx.execute(&stmt, &[&app.get(), &(revision.0 as i64)]).await?;
+            tx.execute(&stmt, &[&app.get(), &(revision.get() as i64)]).await?;
         })
     }
 

@@ -117,7 +117,7 @@ async fn two_stores_on_one_database_behave_as_one() {
     }
     let mut revisions = Vec::new();
     for task in tasks {
-        revisions.push(task.await.unwrap().unwrap().revision.unwrap().0);
+        revisions.push(task.await.unwrap().unwrap().revision.unwrap().get());
     }
     revisions.sort_unstable();
     assert_eq!(
@@ -133,7 +133,7 @@ async fn two_stores_on_one_database_behave_as_one() {
         last == flagtower_core::Action::FlagOn,
         "the final state is the last committed write"
     );
-    assert_eq!(b.ruleset(app.id).await.unwrap().revision.0, 1 + N as u64);
+    assert_eq!(b.ruleset(app.id).await.unwrap().revision.get(), 1 + N as u64);
 
     // The same title from both sides at once: exactly one wins.
     for round in 0..10 {

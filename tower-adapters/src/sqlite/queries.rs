@@ -164,7 +164,7 @@ fn bump(
     )
     .and_then(|mut s| s.execute(params![app.get(), rev, origin.as_str(), now.as_millis()]))
     .map_err(map_err)?;
-    Ok(Revision(rev as u64))
+    Ok(Revision::new(rev as u64))
 }
 
 /// Binds a flag's columns as ?1..?17 (app_id .. updated_at, title_key after title), `last` as
@@ -437,7 +437,7 @@ impl Store for SqliteStore {
                 Ok(AppCursor {
                     app: app_from_row(r)?,
                     deleted: r.get(4)?,
-                    revision: Revision(r.get::<_, i64>(5)? as u64),
+                    revision: Revision::new(r.get::<_, i64>(5)? as u64),
                     last_log: r.get::<_, Option<i64>>(6)?.map(LogId::new),
                 })
             })
@@ -508,7 +508,7 @@ impl Store for SqliteStore {
                 .map_err(map_err)?
                 .ok_or(StoreError::NotFound(Resource::App))?;
             let flags = if deleted { Vec::new() } else { app_flags(tx, app)? };
-            Ok(Ruleset { app_id: app, revision: Revision(revision as u64), flags })
+            Ok(Ruleset { app_id: app, revision: Revision::new(revision as u64), flags })
         })
         .await
     }
@@ -525,7 +525,7 @@ impl Store for SqliteStore {
                     let origin: String = r.get(2)?;
                     Ok(Pending {
                         app_id: AppId::new(r.get(0)?),
-                        revision: Revision(r.get::<_, i64>(1)? as u64),
+                        revision: Revision::new(r.get::<_, i64>(1)? as u64),
                         origin: Origin::parse(&origin)
                             .ok_or_else(|| conversion(2, corrupt(format!("origin {origin:?}"))))?,
                     })
@@ -540,7 +540,7 @@ impl Store for SqliteStore {
     async fn mark_published(&self, app: AppId, revision: Revision) -> Result<(), StoreError> {
         self.write(move |tx| {
             tx.prepare_cached("DELETE FROM outbox WHERE app_id = ?1 AND revision <= ?2")
-                .and_then(|mut s| s.execute(params![app.get(), revision.0 as i64]))
+                .and_then(|mut s| s.execute(params![app.get(), revision.get() as i64]))
                 .map_err(map_err)?;
             Ok(())
         })

@@ -198,7 +198,7 @@ mod tests {
     fn rs(app: i64, rev: u64) -> EncodedRuleset {
         EncodedRuleset {
             app_id: AppId::new(app),
-            revision: Revision(rev),
+            revision: Revision::new(rev),
             origin: Origin::Manual,
             body: Bytes::from(format!("[{rev}]")),
         }
@@ -225,9 +225,9 @@ mod tests {
         p.publish(&rs(1, 2)).await.unwrap();
         p.publish(&rs(1, 3)).await.unwrap();
         p.publish(&rs(1, 4)).await.unwrap();
-        assert_eq!(sub.next().await.unwrap().revision, Revision(3));
-        assert_eq!(sub.next().await.unwrap().revision, Revision(4));
-        assert_eq!(p.latest(AppId::new(1)).unwrap().revision, Revision(4));
+        assert_eq!(sub.next().await.unwrap().revision, Revision::new(3));
+        assert_eq!(sub.next().await.unwrap().revision, Revision::new(4));
+        assert_eq!(p.latest(AppId::new(1)).unwrap().revision, Revision::new(4));
     }
 
     #[tokio::test]
@@ -241,8 +241,8 @@ mod tests {
         while let Ok(Some(r)) =
             tokio::time::timeout(std::time::Duration::from_millis(50), sub.next()).await
         {
-            assert!(r.revision.0 > last, "revisions only grow");
-            last = r.revision.0;
+            assert!(r.revision.get() > last, "revisions only grow");
+            last = r.revision.get();
         }
         assert_eq!(last, 3000);
     }

@@ -124,7 +124,7 @@ impl State {
     /// Bumps the app's revision and records it in the outbox.
     fn bump(&mut self, app: AppId, origin: Origin) -> Revision {
         let row = self.apps.get_mut(&app).expect("the caller checked the app");
-        row.revision = Revision(row.revision.0 + 1);
+        row.revision = row.revision.next();
         let revision = row.revision;
         self.outbox.entry(app).or_default().insert(revision, origin);
         revision
@@ -156,7 +156,10 @@ impl Store for InMemoryStore {
             created_at: now,
             updated_at: now,
         };
-        s.apps.insert(app.id, AppRow { app: app.clone(), deleted: false, revision: Revision(0) });
+        s.apps.insert(
+            app.id,
+            AppRow { app: app.clone(), deleted: false, revision: Revision::new(0) },
+        );
         Ok(app)
     }
 
