@@ -9,8 +9,11 @@ use flagtower_core::command::FlagCommand;
 use flagtower_core::ruleset::{decode_flags, encode_flags};
 use flagtower_core::{AppId, CircuitState, Flag, Percent, Timestamp, Title, input};
 
+/// A target: any bytes in, a panic only when an invariant breaks.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[("input", input), ("ruleset", ruleset)];
+pub const TARGETS: &[(&str, Target)] = &[("input", input), ("ruleset", ruleset)];
 
 /// Any bytes as a request body: parsing and validation never panic, and what validates applies
 /// to a flag without breaking its invariants (an active flag is at 100 % recovery; the result
