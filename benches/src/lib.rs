@@ -35,7 +35,7 @@ pub struct BenchStore {
     /// What it is, for the report.
     pub description: String,
     _dir: Option<tempfile::TempDir>,
-    _db: Option<flagtower_adapters::postgres::testing::TestDatabase>,
+    _db: Option<flagtower_testkit::TestDatabase>,
 }
 
 /// Opens `kind`: `sqlite` (a temporary file) or `postgres` (a fresh database on the server of
@@ -55,10 +55,10 @@ pub async fn open_store(kind: &str) -> BenchStore {
             }
         }
         "postgres" => {
-            let db = flagtower_adapters::postgres::testing::TestDatabase::create()
+            let db = flagtower_testkit::TestDatabase::create()
                 .await
                 .expect("a PostgreSQL server (TOWER_TEST_POSTGRES_URL)");
-            let store = db.open().await;
+            let store = flagtower_tests::TestDatabaseExt::open(&db).await;
             BenchStore {
                 description: format!("PostgreSQL {}", store.target()),
                 store: std::sync::Arc::new(store),

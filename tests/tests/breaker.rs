@@ -271,7 +271,7 @@ async fn on_postgres_nats_and_redis_timeseries_sdk_failures_trip_a_flag() {
     use futures_util::StreamExt;
     let Some(store) = TestStore::postgres().await else { return };
     let Some(nats) = flagtower_tests::NatsServer::start(None).await else { return };
-    let Some(redis) = flagtower_adapters::redis::testing::RedisServer::start().await else {
+    let Some(redis) = flagtower_testkit::RedisServer::start().await else {
         return;
     };
     let receiver = flagtower_tests::WebhookReceiver::start().await;
@@ -281,7 +281,7 @@ async fn on_postgres_nats_and_redis_timeseries_sdk_failures_trip_a_flag() {
     .await
     .unwrap();
     let builder = Tower::builder(store.open().await)
-        .publisher(nats.publisher().await)
+        .publisher(flagtower_tests::nats_publisher(&nats).await)
         .metrics(std::sync::Arc::new(metrics))
         .breaker(SETTINGS)
         .notifier(std::sync::Arc::new(flagtower_adapters::webhook::HttpNotifier::new().unwrap()));

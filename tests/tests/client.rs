@@ -24,7 +24,8 @@ async fn until(what: &str, within: Duration, ok: impl Fn() -> bool) {
 async fn a_client_follows_its_app_through_restarts_and_answers_like_ofrep(version: NatsVersion) {
     let Some(mut nats) = NatsServer::start_on(version, Some("sdk-key"), None).await else { return };
     let store = TestStore::sqlite().await;
-    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let server =
+        Server::start_with(store.open().await, flagtower_tests::nats_publisher(&nats).await).await;
     let c = server.client();
     let app = c.create("/api/apps", &json!({"title": "Shop"})).await;
     let beta = c

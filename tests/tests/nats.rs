@@ -126,7 +126,8 @@ async fn flags_of(c: &Client, app: i64) -> Value {
 
 async fn each_change_publishes_one_ruleset(store: TestStore, version: NatsVersion) {
     let Some(nats) = NatsServer::start_on(version, None, None).await else { return };
-    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let server =
+        Server::start_with(store.open().await, flagtower_tests::nats_publisher(&nats).await).await;
     let c = server.client();
     let watcher = nats.client().await;
     let mut sub = watcher.subscribe("apps.>").await.unwrap();
@@ -221,7 +222,8 @@ async fn each_change_publishes_one_ruleset(store: TestStore, version: NatsVersio
 async fn concurrent_changes_end_with_the_newest_ruleset(store: TestStore, version: NatsVersion) {
     const N: usize = 200;
     let Some(nats) = NatsServer::start_on(version, None, None).await else { return };
-    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let server =
+        Server::start_with(store.open().await, flagtower_tests::nats_publisher(&nats).await).await;
     let c = server.client();
     let watcher = nats.client().await;
     let mut sub = watcher.subscribe("apps.>").await.unwrap();
@@ -252,7 +254,8 @@ async fn rulesets_committed_while_nats_is_down_arrive_within_5_s_of_its_return(
 ) {
     let Some(mut nats) = NatsServer::start_on(version, None, None).await else { return };
     let store = TestStore::sqlite().await;
-    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let server =
+        Server::start_with(store.open().await, flagtower_tests::nats_publisher(&nats).await).await;
     let c = server.client();
     let mut apps = Vec::new();
     for i in 0..5 {
@@ -338,7 +341,8 @@ async fn a_change_committed_by_a_tower_that_died_before_publishing_is_published_
     assert_eq!(s.pending().await.unwrap().len(), 1, "the outbox holds the unpublished change");
     drop(s);
     // The restart.
-    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let server =
+        Server::start_with(store.open().await, flagtower_tests::nats_publisher(&nats).await).await;
     let watcher = nats.client().await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -366,8 +370,10 @@ async fn two_towers_on_one_database_never_publish_an_older_revision_after_a_newe
     const N: usize = 120;
     let Some(nats) = NatsServer::start_on(version, None, None).await else { return };
     let Some(store) = TestStore::postgres().await else { return };
-    let a = Server::start_with(store.open().await, nats.publisher().await).await;
-    let b = Server::start_with(store.open().await, nats.publisher().await).await;
+    let a =
+        Server::start_with(store.open().await, flagtower_tests::nats_publisher(&nats).await).await;
+    let b =
+        Server::start_with(store.open().await, flagtower_tests::nats_publisher(&nats).await).await;
     let (ca, cb) = (a.client(), b.client());
     let watcher = nats.client().await;
     let mut sub = watcher.subscribe("apps.>").await.unwrap();
@@ -426,7 +432,7 @@ async fn an_existing_stream_is_adopted_or_refused_with_a_reason(version: NatsVer
     })
     .await
     .unwrap();
-    nats.publisher().await;
+    flagtower_tests::nats_publisher(&nats).await;
     let cfg = js.get_stream("flags_ruleset").await.unwrap().info().await.unwrap().config.clone();
     assert!(
         cfg.subjects.contains(&"apps.*.>".to_owned())
@@ -453,7 +459,8 @@ async fn an_existing_stream_is_adopted_or_refused_with_a_reason(version: NatsVer
 async fn a_wiped_stream_is_recreated_and_refilled_at_start(version: NatsVersion) {
     let Some(nats) = NatsServer::start_on(version, None, None).await else { return };
     let store = TestStore::sqlite().await;
-    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let server =
+        Server::start_with(store.open().await, flagtower_tests::nats_publisher(&nats).await).await;
     let c = server.client();
     let mut apps = Vec::new();
     for i in 0..3 {
@@ -465,7 +472,8 @@ async fn a_wiped_stream_is_recreated_and_refilled_at_start(version: NatsVersion)
     let watcher = nats.client().await;
     jetstream::new(watcher.clone()).delete_stream("flags_ruleset").await.unwrap();
 
-    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let server =
+        Server::start_with(store.open().await, flagtower_tests::nats_publisher(&nats).await).await;
     let c = server.client();
     let deadline = Instant::now() + Duration::from_secs(5);
     for app in apps {
@@ -494,7 +502,8 @@ async fn a_change_that_would_outgrow_max_payload_is_refused_and_nothing_is_writt
     const MAX_PAYLOAD: usize = 8 * 1024;
     let limit = MAX_PAYLOAD - flagtower_adapters::nats::HEADER_ALLOWANCE;
     let Some(nats) = NatsServer::start_on(version, None, Some(MAX_PAYLOAD)).await else { return };
-    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let server =
+        Server::start_with(store.open().await, flagtower_tests::nats_publisher(&nats).await).await;
     let c = server.client();
     let app = c.create("/api/apps", &json!({"title": "A"})).await;
     let flag = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
@@ -590,7 +599,9 @@ async fn an_app_past_max_payload_never_holds_back_another(version: NatsVersion) 
     let watcher = nats.client().await;
     for round in 0..2 {
         // Round 0: the first start on this NATS; round 1: a restart of Tower.
-        let server = Server::start_with(store.open().await, nats.publisher().await).await;
+        let server =
+            Server::start_with(store.open().await, flagtower_tests::nats_publisher(&nats).await)
+                .await;
         let c = server.client();
         let deadline = Instant::now() + Duration::from_secs(5);
         for (app, _) in &small {
@@ -693,7 +704,7 @@ async fn adopted(
     for (subject, body) in messages {
         js.publish(subject.to_string(), body.to_string().into()).await.unwrap().await.unwrap();
     }
-    nats.publisher().await;
+    flagtower_tests::nats_publisher(nats).await;
     js.get_stream(&config.name).await.unwrap().info().await.unwrap().config.clone()
 }
 
@@ -788,7 +799,8 @@ async fn the_original_tower_s_stream_is_upgraded_in_place_keeping_the_last_messa
     assert_eq!(sdk_first_read(&client, 1).await, b"[3]");
     // A Tower on it publishes on the new subjects, and adopting it again changes nothing.
     let store = TestStore::sqlite().await;
-    let server = Server::start_with(store.open().await, nats.publisher().await).await;
+    let server =
+        Server::start_with(store.open().await, flagtower_tests::nats_publisher(&nats).await).await;
     let app = server.client().create("/api/apps", &json!({"title": "A"})).await;
     server.client().create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
     let deadline = Instant::now() + Duration::from_secs(5);

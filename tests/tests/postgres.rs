@@ -59,7 +59,7 @@ async fn a_database_outage_is_a_503_that_heals_without_a_restart() {
     let TestStore::Postgres(db) = &store else { unreachable!() };
     // The database as the test URL names it, reached through a proxy we can cut.
     let target = {
-        let opts = db.options();
+        let opts = flagtower_tests::TestDatabaseExt::options(&**db);
         let t = opts.target();
         let hostport = t.split('/').next().unwrap();
         tokio::net::lookup_host(hostport).await.unwrap().next().expect("the test server's address")

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flagtower_adapters::redis::testing::RedisServer;
 use flagtower_adapters::redis::{RedisMetrics, RedisOptions};
 use flagtower_core::{InProcessPublisher, Tower};
+use flagtower_testkit::RedisServer;
 use flagtower_tests::{Server, TestStore};
 use serde_json::json;
 

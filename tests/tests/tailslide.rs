@@ -72,7 +72,7 @@ async fn counted_until(c: &Client, flag: i64, want: (u64, u64)) {
 async fn the_python_sdk_reads_evaluates_follows_and_reports(version: NatsVersion) {
     let Some(mut sdk) = Sdk::start() else { return };
     let Some(nats) = NatsServer::start_on(version, Some(SDK_KEY), None).await else { return };
-    let Some(redis) = flagtower_adapters::redis::testing::RedisServer::start().await else {
+    let Some(redis) = flagtower_testkit::RedisServer::start().await else {
         return;
     };
     let metrics = flagtower_adapters::redis::RedisMetrics::connect(
@@ -82,7 +82,7 @@ async fn the_python_sdk_reads_evaluates_follows_and_reports(version: NatsVersion
     .unwrap();
     let store = TestStore::sqlite().await;
     let builder = Tower::builder(store.open().await)
-        .publisher(nats.publisher().await)
+        .publisher(flagtower_tests::nats_publisher(&nats).await)
         .metrics(std::sync::Arc::new(metrics))
         .breaker(flagtower_tests::FAST_BREAKER);
     let server = Server::start_built(builder).await;

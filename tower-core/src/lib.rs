@@ -35,6 +35,7 @@
 pub mod breaker;
 pub mod client;
 pub mod command;
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod engine;
 pub mod eval;

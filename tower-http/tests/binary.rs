@@ -146,13 +146,13 @@ fn sigterm_lets_the_request_in_flight_finish_and_a_restart_keeps_it() {
 
 #[test]
 fn the_libpq_variables_alone_select_postgresql() {
-    use flagtower_adapters::postgres::testing::TestDatabase;
+    use flagtower_testkit::TestDatabase;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let Some(db) = rt.block_on(TestDatabase::create()) else {
         return;
     };
     // The seed's sample configuration: PG* variables, no URL.
-    let opts = db.options();
+    let opts = flagtower_adapters::postgres::PostgresOptions::from_url(db.url()).unwrap();
     let target = opts.target(); // "host:port/db (user u)"
     let (hostport, rest) = target.split_once('/').unwrap();
     let (host, port) = hostport.rsplit_once(':').unwrap();
@@ -177,7 +177,7 @@ fn the_libpq_variables_alone_select_postgresql() {
     sigterm(&child);
     assert!(child.wait().unwrap().success());
     // It is in PostgreSQL.
-    let store = rt.block_on(db.open());
+    let store = rt.block_on(flagtower_adapters::postgres::PostgresStore::open(&opts)).unwrap();
     let apps = rt.block_on(flagtower_core::Store::list_apps(&store)).unwrap();
     assert_eq!(apps.len(), 1);
     assert_eq!(apps[0].title.as_str(), "pg!");
@@ -334,7 +334,7 @@ fn a_change_committed_before_a_sigkill_is_published_after_the_restart() {
 
 #[test]
 fn a_redis_without_time_series_is_refused_at_start_with_what_to_run() {
-    use flagtower_adapters::redis::testing::RedisServer;
+    use flagtower_testkit::RedisServer;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let Some(plain) = rt.block_on(RedisServer::start_plain()) else { return };
     let dir = tempfile::tempdir().unwrap();

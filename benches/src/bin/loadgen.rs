@@ -85,7 +85,7 @@ fn main() {
             let addr = server_rt.block_on(async {
                 let mut builder = flagtower_core::Tower::builder(store);
                 if a.redis {
-                    let server = flagtower_adapters::redis::testing::RedisServer::start()
+                    let server = flagtower_testkit::RedisServer::start()
                         .await
                         .expect("a RedisTimeSeries server (TOWER_TEST_REDIS_SERVER)");
                     let options = flagtower_adapters::redis::RedisOptions::new(server.url());

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use flagtower_adapters::redis::testing::RedisServer;
 use flagtower_adapters::redis::{RedisMetrics, RedisOptions};
 use flagtower_core::{AppId, Clock, Counts, FlagId, MetricsStore, SystemClock, TimeWindow};
+use flagtower_testkit::RedisServer;
 
 fn main() {
     let mut writers = 32usize;

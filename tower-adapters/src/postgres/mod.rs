@@ -16,7 +16,6 @@
 //!   pool timeouts → `Unavailable`, the rest → `Backend`.
 
 mod queries;
-pub mod testing;
 mod tls;
 
 use std::fmt;

@@ -5,8 +5,25 @@ use std::sync::Arc;
 
 use flagtower_core::{FlagCommand, NewFlag, Origin, Store, StoreError, Timestamp, Title};
 
-use super::testing::TestDatabase;
+use flagtower_testkit::TestDatabase;
+
 use super::*;
+
+/// A test database as this store opens it.
+trait Open {
+    fn options(&self) -> PostgresOptions;
+    async fn open(&self) -> PostgresStore;
+}
+
+impl Open for TestDatabase {
+    fn options(&self) -> PostgresOptions {
+        PostgresOptions::from_url(self.url()).expect("the test database URL").pool_size(8)
+    }
+
+    async fn open(&self) -> PostgresStore {
+        PostgresStore::open(&self.options()).await.expect("open the test database")
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance() {

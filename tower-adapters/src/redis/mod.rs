@@ -336,7 +336,5 @@ impl MetricsStore for RedisMetrics {
     }
 }
 
-pub mod testing;
-
 #[cfg(test)]
 mod tests;

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use flagtower_core::{AppId, Counts, FlagId, MetricsStore, Timestamp};
 
-use super::testing::RedisServer;
 use super::*;
+use flagtower_testkit::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance() {

@@ -3,8 +3,7 @@
 //!
 //! A server with time-series support comes from `TOWER_TEST_REDIS_SERVER`: a `redis-server` (or a
 //! wrapper script around one) that loads the module by itself; `./scripts/test` prepares one.
-//! When it is unset, [`RedisServer::start`] says so loudly and returns `None` so the test can
-//! skip, unless `TOWER_REQUIRE_SERVICES=1`, in which case it panics. [`RedisServer::start_plain`]
+//! When it is unset, [`RedisServer::start`] says so ([`crate::missing`]) and returns `None`. [`RedisServer::start_plain`]
 //! starts a server without the module (Debian's `redis-server`), to check that Tower refuses it.
 
 use std::process::{Child, Command, Stdio};
@@ -21,16 +20,7 @@ pub struct RedisServer {
     binary: String,
 }
 
-fn required() -> bool {
-    std::env::var("TOWER_REQUIRE_SERVICES").is_ok_and(|v| v == "1" || v == "true")
-}
-
-fn skip(msg: &str) {
-    if required() {
-        panic!("TOWER_REQUIRE_SERVICES=1: {msg}");
-    }
-    eprintln!("\n!!!!! SKIPPED: {msg}\n");
-}
+use crate::missing as skip;
 
 impl RedisServer {
     /// A server with time-series support, or `None` (see the module docs).
@@ -139,4 +129,29 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// One event written the way the Tailslide SDKs write it: `TS.ADD <flagId>:<status> <at> 1
+/// LABELS status … flagId … appId …`, `at` being `*` (the server's clock) or milliseconds.
+pub async fn sdk_ts_add(
+    conn: &mut redis::aio::MultiplexedConnection,
+    flag: i64,
+    app: i64,
+    status: &str,
+    at: &str,
+) {
+    redis::cmd("TS.ADD")
+        .arg(format!("{flag}:{status}"))
+        .arg(at)
+        .arg(1)
+        .arg("LABELS")
+        .arg("status")
+        .arg(status)
+        .arg("flagId")
+        .arg(flag)
+        .arg("appId")
+        .arg(app)
+        .query_async::<i64>(conn)
+        .await
+        .unwrap_or_else(|e| panic!("the SDK write to {flag}:{status} was refused: {e}"));
 }

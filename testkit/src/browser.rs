@@ -43,10 +43,7 @@ impl Browser {
         let driver = binary("TOWER_TEST_CHROMEDRIVER", "/usr/bin/chromedriver");
         let (Some(chromium), Some(driver)) = (chromium, driver) else {
             let msg = "Chromium or chromedriver not found; install Debian's chromium and chromium-driver or run ./scripts/test";
-            if flagtower_adapters::postgres::testing::services_required() {
-                panic!("TOWER_REQUIRE_SERVICES=1: {msg}");
-            }
-            eprintln!("\n!!!!! SKIPPED: {msg}\n");
+            crate::missing(msg);
             return None;
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

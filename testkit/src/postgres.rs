@@ -1,24 +1,17 @@
-//! Test support: a fresh, uniquely named database per test on a real PostgreSQL server, dropped
-//! afterwards.
+//! A fresh, uniquely named database per test on a real PostgreSQL server, dropped afterwards.
 //!
 //! The server comes from `TOWER_TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`). When it cannot be reached, [`TestDatabase::create`]
-//! says so loudly on stderr and returns `None` so the test can skip, unless
-//! `TOWER_REQUIRE_SERVICES=1`, in which case it panics.
+//! `postgres://postgres@127.0.0.1:5432/postgres`; `./scripts/test` starts one when none is
+//! there). When it cannot be reached, [`TestDatabase::create`] says so ([`crate::missing`]) and
+//! returns `None`. The databases are created and dropped over a plain connection (the test
+//! server is local); what the test connects with is its own business: [`TestDatabase::url`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use super::{PostgresOptions, PostgresStore};
 
 /// The variable naming the test server.
 pub const URL_VAR: &str = "TOWER_TEST_POSTGRES_URL";
 /// The default test server.
 pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// Whether tests must fail rather than skip when a service is missing.
-pub fn services_required() -> bool {
-    std::env::var("TOWER_REQUIRE_SERVICES").is_ok_and(|v| v == "1" || v == "true")
-}
 
 /// The test server's URL.
 pub fn server_url() -> String {
@@ -43,36 +36,27 @@ pub fn url_with_database(url: &str, db: &str) -> String {
 
 /// A database created for one test; dropped (with its connections) when this is dropped.
 pub struct TestDatabase {
-    admin: PostgresOptions,
+    server: String,
     name: String,
     url: String,
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// Runs one statement on the test server over a connection of its own.
+async fn admin(server: &str, sql: &str) -> Result<(), tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let done = client.batch_execute(sql).await;
+    drop(client);
+    let _ = driver.await;
+    done
+}
+
 impl TestDatabase {
     /// Creates a fresh database, or `None` when no server is reachable (see the module docs).
     pub async fn create() -> Option<Self> {
         let server = server_url();
-        let admin = match PostgresOptions::from_url(&server) {
-            Ok(o) => o.pool_size(1),
-            Err(e) => panic!("{URL_VAR} is invalid: {e}"),
-        };
-        let pool = admin.pool().expect("pool");
-        let client = match pool.get().await {
-            Ok(c) => c,
-            Err(e) => {
-                let msg = format!(
-                    "PostgreSQL is not reachable at {} ({e}); set {URL_VAR} or run ./scripts/test, which starts one",
-                    admin.target()
-                );
-                if services_required() {
-                    panic!("TOWER_REQUIRE_SERVICES=1: {msg}");
-                }
-                eprintln!("\n!!!!! SKIPPED: {msg}\n");
-                return None;
-            }
-        };
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -82,12 +66,20 @@ impl TestDatabase {
             COUNTER.fetch_add(1, Ordering::SeqCst),
             nanos % 1_000_000
         );
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+        match admin(&server, &format!("CREATE DATABASE {name}")).await {
+            Ok(()) => {}
+            Err(e) if e.as_db_error().is_none() => {
+                // Userinfo is never printed: only where the server was looked for.
+                let at = server.rsplit_once('@').map_or(server.as_str(), |(_, host)| host);
+                crate::missing(&format!(
+                    "PostgreSQL is not reachable at {at} ({e}); set {URL_VAR} or run ./scripts/test, which starts one"
+                ));
+                return None;
+            }
+            Err(e) => panic!("CREATE DATABASE {name}: {e}"),
+        }
         let url = url_with_database(&server, &name);
-        Some(Self { admin, name, url })
+        Some(Self { server, name, url })
     }
 
     /// The database's URL.
@@ -95,32 +87,20 @@ impl TestDatabase {
         &self.url
     }
 
-    /// Options for the database.
-    pub fn options(&self) -> PostgresOptions {
-        self.admin.clone().with_dbname(&self.name).pool_size(8)
-    }
-
-    /// Opens a store on the database (migrating it on first open).
-    pub async fn open(&self) -> PostgresStore {
-        PostgresStore::open(&self.options()).await.expect("open the test database")
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let (server, name) = (self.server.clone(), self.name.clone());
         // Drop may run inside a runtime: do the async work on a thread of its own.
         let dropped = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(async move {
-                let pool = admin.pool().map_err(|e| e.to_string())?;
-                let client = pool.get().await.map_err(|e| e.to_string())?;
-                client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(std::io::Error::other)
+            rt.block_on(admin(&server, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .map_err(std::io::Error::other)
         })
         .join();
         if !matches!(dropped, Ok(Ok(()))) {
