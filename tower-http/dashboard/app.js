@@ -1187,15 +1187,15 @@ function appScreen(main, [id], url, ctx) {
     },
   });
   const count = h('p', { class: 'muted toolbar-count', 'aria-live': 'polite' });
-  const tbody = h('tbody');
-  const table = h('table', { class: 'table flags-table' },
+  const tbody = h('tbody', { role: 'rowgroup' });
+  const table = h('table', { class: 'table flags-table', role: 'table' },
     h('caption', { class: 'sr-only' }, 'Flags'),
-    h('thead', null, h('tr', null,
-      h('th', { scope: 'col', class: 'col-state' }, 'State'),
-      h('th', { scope: 'col' }, 'Flag'),
-      h('th', { scope: 'col', class: 'num' }, 'Rollout'),
-      h('th', { scope: 'col' }, 'Circuit'),
-      h('th', { scope: 'col' }, 'Last change'))),
+    h('thead', { role: 'rowgroup' }, h('tr', { role: 'row' },
+      h('th', { scope: 'col', class: 'col-state', role: 'columnheader' }, 'State'),
+      h('th', { scope: 'col', role: 'columnheader' }, 'Flag'),
+      h('th', { scope: 'col', class: 'num', role: 'columnheader' }, 'Rollout'),
+      h('th', { scope: 'col', role: 'columnheader' }, 'Circuit'),
+      h('th', { scope: 'col', role: 'columnheader' }, 'Last change'))),
     tbody);
   const status = h('div', { class: 'list-status' }, h('p', { class: 'muted' }, 'Loading flags…'));
   const body = h('div', { class: 'screen-body' },
@@ -1268,16 +1268,16 @@ function appScreen(main, [id], url, ctx) {
     const link = h('a', { testid: 'flag-link', class: 'row-title', id: uid('flag-title') });
     const toggle = flagSwitch(flag, link);
     const desc = h('span', { class: 'row-sub clamp' });
-    const rollout = h('td', { class: 'num' });
+    const rollout = h('td', { class: 'num', role: 'cell', 'data-label': 'Rollout' });
     const circuit = circuitBadge(flag);
     const recovery = h('span', { class: 'muted small' });
     const updated = timeAgo(flag.updated_at, 'updated ');
-    const tr = h('tr', { testid: 'flag-row' },
-      h('td', { class: 'col-state' }, toggle),
-      h('td', null, link, desc),
+    const tr = h('tr', { testid: 'flag-row', role: 'row' },
+      h('td', { class: 'col-state', role: 'cell' }, toggle),
+      h('td', { class: 'col-title', role: 'cell' }, link, desc),
       rollout,
-      h('td', null, h('span', { class: 'circuit-cell' }, circuit, recovery)),
-      h('td', { class: 'muted' }, updated));
+      h('td', { role: 'cell', 'data-label': 'Circuit' }, h('span', { class: 'circuit-cell' }, circuit, recovery)),
+      h('td', { class: 'muted', role: 'cell' }, updated));
     tr.update = (f) => {
       tr.dataset.flagId = f.id;
       toggle.update(f);
@@ -2026,14 +2026,14 @@ function logsScreen(main, _params, url, ctx) {
 
   // Focusable, to take focus from a pager button that the page it led to disables.
   const pageInfo = h('p', { class: 'muted toolbar-count', 'aria-live': 'polite', tabindex: '-1' });
-  const tbody = h('tbody');
-  const table = h('table', { class: 'table logs-table' },
+  const tbody = h('tbody', { role: 'rowgroup' });
+  const table = h('table', { class: 'table logs-table', role: 'table' },
     h('caption', { class: 'sr-only' }, 'Log entries, newest first'),
-    h('thead', null, h('tr', null,
-      h('th', { scope: 'col' }, 'When'),
-      h('th', { scope: 'col' }, 'Action'),
-      h('th', { scope: 'col' }, 'Flag'),
-      h('th', { scope: 'col' }, 'App'))),
+    h('thead', { role: 'rowgroup' }, h('tr', { role: 'row' },
+      h('th', { scope: 'col', role: 'columnheader' }, 'When'),
+      h('th', { scope: 'col', role: 'columnheader' }, 'Action'),
+      h('th', { scope: 'col', role: 'columnheader' }, 'Flag'),
+      h('th', { scope: 'col', role: 'columnheader' }, 'App'))),
     tbody);
   const status = h('div', { class: 'list-status' }, h('p', { class: 'muted' }, 'Loading logs…'));
   const head = pageHeader('Logs', { sub: h('p', { class: 'page-sub' }, 'Every change to every flag, newest first. Entries outlive their flags and apps.') });
@@ -2086,11 +2086,11 @@ function logsScreen(main, _params, url, ctx) {
 
   function logRow(entry) {
     const a = ACTIONS[entry.action_type] ?? { label: entry.action_type, icon: 'edit', tone: 'neutral' };
-    const flagCell = h('td');
-    const appTd = h('td');
-    const tr = h('tr', { testid: 'log-row', 'data-action': entry.action_type },
-      h('td', { class: 'nowrap' }, h('span', { class: 'when' }, timeAgo(entry.created_at)), h('span', { class: 'abs' }, absoluteTime(entry.created_at))),
-      h('td', null, h('span', { class: `badge tone-${a.tone}` }, icon(a.icon), h('span', null, entry.log_description || a.label)),
+    const flagCell = h('td', { role: 'cell', 'data-label': 'Flag' });
+    const appTd = h('td', { role: 'cell', 'data-label': 'App' });
+    const tr = h('tr', { testid: 'log-row', 'data-action': entry.action_type, role: 'row' },
+      h('td', { class: 'nowrap', role: 'cell' }, h('span', { class: 'when' }, timeAgo(entry.created_at)), h('span', { class: 'abs' }, absoluteTime(entry.created_at))),
+      h('td', { role: 'cell' }, h('span', { class: `badge tone-${a.tone}` }, icon(a.icon), h('span', null, entry.log_description || a.label)),
         entry.detail ? h('div', { class: 'log-detail', testid: 'log-detail' }, entry.detail) : null),
       flagCell,
       appTd);
