@@ -155,6 +155,7 @@ async fn deleted_apps_are_gone_but_their_logs_stay(s: Arc<dyn Store>) {
 async fn flags_round_trip_with_defaults(s: Arc<dyn Store>) {
     let a = s.create_app(&title("App"), t(0)).await.unwrap();
     let change = s.create_flag(a.id, &new_flag("App 1 Flag 1"), t(1)).await.unwrap();
+    assert_eq!(change.action, Some(Action::Create));
     let f = change.value;
     assert!(change.revision.is_some());
     assert_eq!(f.app_id, a.id);
@@ -269,6 +270,7 @@ async fn commands_write_a_log_entry_and_a_revision(s: Arc<dyn Store>) {
         let c = s.change_flag(id, cmd, Origin::Manual, now).await.unwrap();
         assert_eq!(c.value.state, *state, "{cmd:?}");
         assert_eq!(c.value.updated_at, now);
+        assert_eq!(c.action, Some(*action), "{cmd:?} says what it logged");
         assert_eq!(
             c.revision,
             Some(Revision::new(rev.get() + 1)),
@@ -292,7 +294,7 @@ async fn a_no_op_writes_nothing(s: Arc<dyn Store>) {
     let before = s.ruleset(a.id).await.unwrap().revision;
     let c =
         s.change_flag(f.id, &FlagCommand::Toggle(Some(false)), Origin::Manual, t(2)).await.unwrap();
-    assert_eq!(c.revision, None);
+    assert_eq!((c.revision, c.action), (None, None));
     assert_eq!(c.value, f, "unchanged, updated_at included");
     assert_eq!(s.ruleset(a.id).await.unwrap().revision, before);
     assert_eq!(s.flag_with_logs(f.id).await.unwrap().1.len(), 1);
@@ -323,7 +325,7 @@ async fn deleting_a_flag_keeps_its_logs(s: Arc<dyn Store>) {
     s.change_flag(f.id, &FlagCommand::Toggle(None), Origin::Manual, t(2)).await.unwrap();
     let rev = s.ruleset(a.id).await.unwrap().revision;
     let d = s.delete_flag(f.id, t(3)).await.unwrap();
-    assert_eq!(d.value.id, f.id);
+    assert_eq!((d.value.id, d.action), (f.id, Some(Action::Delete)));
     assert_eq!(d.revision, Some(Revision::new(rev.get() + 1)));
     assert!(matches!(s.get_flag(f.id).await, Err(StoreError::NotFound(Resource::Flag))));
     assert!(matches!(s.delete_flag(f.id, t(4)).await, Err(StoreError::NotFound(Resource::Flag))));
@@ -567,6 +569,7 @@ async fn the_breakers_clock_is_stored_and_its_moves_are_checked(s: Arc<dyn Store
     let step = FlagCommand::Breaker { transition: Transition::Step, seen: Box::new(rec.clone()) };
     let stepped = s.change_flag(f.id, &step, Origin::Circuit, t(6_020)).await.unwrap();
     assert!(stepped.revision.is_some(), "a step is published");
+    assert_eq!(stepped.action, None, "and says it wrote no log entry");
     assert_eq!(stepped.value.circuit_recovery_percentage.tenths(), 400);
     assert_eq!(logs(Arc::clone(&s)).await, before, "but not logged");
 

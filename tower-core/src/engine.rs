@@ -110,9 +110,8 @@ impl Engine {
                     moves += 1;
                     self.indexes.forget(flag.app_id, revision);
                     self.signal.wake.notify_one();
-                    let action = breaker::apply(transition, &flag, now).1;
                     let why = command.log_detail();
-                    if let (Some(queue), Some(action)) = (&self.webhooks, action)
+                    if let (Some(queue), Some(action)) = (&self.webhooks, change.action)
                         && let Some(text) = crate::webhooks::message(
                             action,
                             &change.value,

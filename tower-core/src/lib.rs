@@ -43,6 +43,7 @@ pub mod feed;
 pub mod input;
 pub mod memory;
 pub mod model;
+pub mod plan;
 pub mod ports;
 pub mod relay;
 pub mod ruleset;

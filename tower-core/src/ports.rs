@@ -92,6 +92,21 @@ pub struct Change<T> {
     /// The app's new revision when the ruleset changed (an outbox record was written with it);
     /// `None` when the command changed nothing and nothing was written.
     pub revision: Option<Revision>,
+    /// The action of the log entry written for the value, if one was (a flag's change; `None`
+    /// for a no-op, a recovery step, and app operations).
+    pub action: Option<Action>,
+}
+
+impl<T> Change<T> {
+    /// Nothing written: `value` as it is.
+    pub fn unchanged(value: T) -> Self {
+        Self { value, revision: None, action: None }
+    }
+
+    /// `value` written at `revision`, logged as `action`.
+    pub fn written(value: T, revision: Revision, action: Option<Action>) -> Self {
+        Self { value, revision: Some(revision), action }
+    }
 }
 
 /// The newest unpublished change of one app, from the outbox.

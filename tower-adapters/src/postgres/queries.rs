@@ -6,6 +6,7 @@ use flagtower_core::command::{FlagCommand, NewFlag};
 use flagtower_core::model::{
     Description, IntervalMs, Percent, RecoveryProfile, UserList, Webhooks,
 };
+use flagtower_core::plan::FlagWrite;
 use flagtower_core::ruleset;
 use flagtower_core::{
     Action, App, AppCursor, AppId, Change, Flag, FlagId, LogEntry, LogId, LogQuery, LogRecord,
@@ -227,13 +228,10 @@ async fn lock_flag(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, Fail> {
     flag_by_id(tx, id).await
 }
 
-async fn write_log(
-    tx: &Transaction<'_>,
-    flag: &Flag,
-    action: Action,
-    detail: Option<&str>,
-    now: Timestamp,
-) -> Result<(), Fail> {
+/// The log entry of `write`, if it has one.
+async fn write_entry(tx: &Transaction<'_>, write: &FlagWrite, now: Timestamp) -> Result<(), Fail> {
+    let Some(log) = &write.log else { return Ok(()) };
+    let flag = &write.flag;
     let stmt = tx
         .prepare_cached(
             "INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at, detail)
@@ -245,11 +243,11 @@ async fn write_log(
         &[
             &flag.id.get(),
             &flag.app_id.get(),
-            &action.as_str(),
+            &log.action.as_str(),
             &flag.title.as_str(),
             &flag.description.as_str(),
             &to_sql_time(now),
-            &detail,
+            &log.detail.as_deref(),
         ],
     )
     .await?;
@@ -461,6 +459,7 @@ impl Store for PostgresStore {
     async fn delete_app(&self, id: AppId, now: Timestamp) -> Result<Change<App>, StoreError> {
         transact!(self, |tx| {
             let app = live_app(&tx, id, true).await?;
+            // Every flag's `FlagWrite::delete` entry, in one statement.
             let stmt = tx
                 .prepare_cached(
                     "INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at)
@@ -473,7 +472,7 @@ impl Store for PostgresStore {
             let stmt = tx.prepare_cached("UPDATE apps SET deleted_at = $2 WHERE id = $1").await?;
             tx.execute(&stmt, &[&id.get(), &to_sql_time(now)]).await?;
             let revision = bump(&tx, id, Origin::Manual, now).await?;
-            Change { value: app, revision: Some(revision) }
+            Change::written(app, revision, None)
         })
     }
 
@@ -537,22 +536,24 @@ impl Store for PostgresStore {
         now: Timestamp,
         max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError> {
-        let flag = flag.build(app, now);
+        let planned = FlagWrite::create(app, flag, now);
         transact!(self, |tx| {
             live_app(&tx, app, true).await?;
-            let v = flag_values(&flag);
+            let mut write = planned.clone();
+            let v = flag_values(&write.flag);
             let stmt = tx.prepare_cached(INSERT_FLAG).await?;
             let row = tx
                 .query_one(&stmt, &v.params(&v.created_at))
                 .await
-                .map_err(taken(Resource::Flag, &flag.title))?;
-            let flag = flag.clone().with_id(FlagId::new(row.try_get(0)?));
+                .map_err(taken(Resource::Flag, &write.flag.title))?;
+            write.flag.id = FlagId::new(row.try_get(0)?);
             if let Some(limit) = max_ruleset_bytes {
                 ruleset::check_size(&flags_of(&tx, app).await?, limit)?;
             }
-            write_log(&tx, &flag, Action::Create, None, now).await?;
-            let revision = bump(&tx, app, Origin::Manual, now).await?;
-            Change { value: flag, revision: Some(revision) }
+            write_entry(&tx, &write, now).await?;
+            let revision = bump(&tx, app, write.origin, now).await?;
+            let action = write.action();
+            Change::written(write.flag, revision, action)
         })
     }
 
@@ -566,10 +567,11 @@ impl Store for PostgresStore {
     ) -> Result<Change<Flag>, StoreError> {
         transact!(self, |tx| {
             let current = lock_flag(&tx, id).await?;
-            match command.apply(&current, now) {
-                None => Change { value: current, revision: None },
-                Some((next, action)) => {
-                    let v = flag_values(&next);
+            match FlagWrite::change(&current, command, origin, now) {
+                None => Change::unchanged(current),
+                Some(write) => {
+                    let next = &write.flag;
+                    let v = flag_values(next);
                     let raw_id = id.get();
                     let stmt = tx.prepare_cached(UPDATE_FLAG).await?;
                     // Pipelined: the three statements are queued together by the first poll
@@ -580,16 +582,8 @@ impl Store for PostgresStore {
                     let params = v.params(&raw_id);
                     let (updated, logged, bumped) = tokio::join!(
                         tx.execute(&stmt, &params),
-                        async {
-                            match action {
-                                Some(action) => {
-                                    let detail = command.log_detail();
-                                    write_log(&tx, &next, action, detail.as_deref(), now).await
-                                }
-                                None => Ok(()),
-                            }
-                        },
-                        bump(&tx, next.app_id, origin, now),
+                        write_entry(&tx, &write, now),
+                        bump(&tx, next.app_id, write.origin, now),
                     );
                     updated.map_err(taken(Resource::Flag, &next.title))?;
                     logged?;
@@ -597,11 +591,12 @@ impl Store for PostgresStore {
                     // Only a change that lengthens the flag's JSON can push the ruleset over
                     // the limit; one that does not (most toggles, every trip) skips this read.
                     if let Some(limit) = max_ruleset_bytes
-                        && ruleset::grows(Some(&current), &next)
+                        && ruleset::grows(Some(&current), next)
                     {
                         ruleset::check_size(&flags_of(&tx, next.app_id).await?, limit)?;
                     }
-                    Change { value: next, revision: Some(revision) }
+                    let action = write.action();
+                    Change::written(write.flag, revision, action)
                 }
             }
         })
@@ -609,12 +604,13 @@ impl Store for PostgresStore {
 
     async fn delete_flag(&self, id: FlagId, now: Timestamp) -> Result<Change<Flag>, StoreError> {
         transact!(self, |tx| {
-            let flag = lock_flag(&tx, id).await?;
-            write_log(&tx, &flag, Action::Delete, None, now).await?;
+            let write = FlagWrite::delete(&lock_flag(&tx, id).await?);
+            write_entry(&tx, &write, now).await?;
             let stmt = tx.prepare_cached("DELETE FROM flags WHERE id = $1").await?;
             tx.execute(&stmt, &[&id.get()]).await?;
-            let revision = bump(&tx, flag.app_id, Origin::Manual, now).await?;
-            Change { value: flag, revision: Some(revision) }
+            let revision = bump(&tx, write.flag.app_id, write.origin, now).await?;
+            let action = write.action();
+            Change::written(write.flag, revision, action)
         })
     }
 

@@ -5,6 +5,7 @@ use flagtower_core::command::{FlagCommand, NewFlag};
 use flagtower_core::model::{
     Description, IntervalMs, Percent, RecoveryProfile, UserList, Webhooks,
 };
+use flagtower_core::plan::FlagWrite;
 use flagtower_core::ruleset;
 use flagtower_core::{
     Action, App, AppCursor, AppId, Change, Flag, FlagId, LogEntry, LogId, LogQuery, LogRecord,
@@ -113,6 +114,27 @@ fn logs_where(
         None => stmt.query_map([], log_from_row),
     };
     rows.and_then(Iterator::collect).map_err(map_err)
+}
+
+/// Writes what `write` says beside the flag row (which the caller wrote or deleted): its log
+/// entry, the revision bump and the outbox record.
+fn execute(
+    tx: &Transaction<'_>,
+    write: FlagWrite,
+    now: Timestamp,
+) -> Result<Change<Flag>, StoreError> {
+    write_entry(tx, &write, now)?;
+    let revision = bump(tx, write.flag.app_id, write.origin, now)?;
+    let action = write.action();
+    Ok(Change::written(write.flag, revision, action))
+}
+
+/// The log entry of `write`, if it has one.
+fn write_entry(tx: &Transaction<'_>, write: &FlagWrite, now: Timestamp) -> Result<(), StoreError> {
+    match &write.log {
+        Some(log) => write_log(tx, &write.flag, log.action, log.detail.as_deref(), now),
+        None => Ok(()),
+    }
 }
 
 fn write_log(
@@ -297,7 +319,7 @@ impl Store for SqliteStore {
                 .and_then(|mut s| s.query_map([id.get()], flag_from_row)?.collect())
                 .map_err(map_err)?;
             for flag in &flags {
-                write_log(tx, flag, Action::Delete, None, now)?;
+                write_entry(tx, &FlagWrite::delete(flag), now)?;
             }
             tx.execute("DELETE FROM flags WHERE app_id = ?1", [id.get()]).map_err(map_err)?;
             tx.execute(
@@ -306,7 +328,7 @@ impl Store for SqliteStore {
             )
             .map_err(map_err)?;
             let revision = bump(tx, id, Origin::Manual, now)?;
-            Ok(Change { value: app, revision: Some(revision) })
+            Ok(Change::written(app, revision, None))
         })
         .await
     }
@@ -343,19 +365,18 @@ impl Store for SqliteStore {
         now: Timestamp,
         max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError> {
-        let flag = flag.build(app, now);
+        let mut write = FlagWrite::create(app, flag, now);
         self.write(move |tx| {
             live_app(tx, app)?;
-            let id = exec_flag(tx, INSERT_FLAG, &flag, flag.created_at.as_millis())
-                .map_err(|e| taken(e, Resource::Flag, &flag.title))?
+            let f = &write.flag;
+            let id = exec_flag(tx, INSERT_FLAG, f, f.created_at.as_millis())
+                .map_err(|e| taken(e, Resource::Flag, &f.title))?
                 .ok_or_else(|| StoreError::Backend(corrupt("INSERT returned no id")))?;
-            let flag = flag.with_id(FlagId::new(id));
+            write.flag.id = FlagId::new(id);
             if let Some(limit) = max_ruleset_bytes {
                 ruleset::check_size(&app_flags(tx, app)?, limit)?;
             }
-            write_log(tx, &flag, Action::Create, None, now)?;
-            let revision = bump(tx, app, Origin::Manual, now)?;
-            Ok(Change { value: flag, revision: Some(revision) })
+            execute(tx, write, now)
         })
         .await
     }
@@ -371,32 +392,27 @@ impl Store for SqliteStore {
         let command = command.clone();
         self.write(move |tx| {
             let current = flag_by_id(tx, id)?;
-            let Some((next, action)) = command.apply(&current, now) else {
-                return Ok(Change { value: current, revision: None });
+            let Some(write) = FlagWrite::change(&current, &command, origin, now) else {
+                return Ok(Change::unchanged(current));
             };
-            exec_flag(tx, UPDATE_FLAG, &next, id.get())
+            let next = &write.flag;
+            exec_flag(tx, UPDATE_FLAG, next, id.get())
                 .map_err(|e| taken(e, Resource::Flag, &next.title))?;
             if let Some(limit) = max_ruleset_bytes
-                && ruleset::grows(Some(&current), &next)
+                && ruleset::grows(Some(&current), next)
             {
                 ruleset::check_size(&app_flags(tx, next.app_id)?, limit)?;
             }
-            if let Some(action) = action {
-                write_log(tx, &next, action, command.log_detail().as_deref(), now)?;
-            }
-            let revision = bump(tx, next.app_id, origin, now)?;
-            Ok(Change { value: next, revision: Some(revision) })
+            execute(tx, write, now)
         })
         .await
     }
 
     async fn delete_flag(&self, id: FlagId, now: Timestamp) -> Result<Change<Flag>, StoreError> {
         self.write(move |tx| {
-            let flag = flag_by_id(tx, id)?;
-            write_log(tx, &flag, Action::Delete, None, now)?;
+            let write = FlagWrite::delete(&flag_by_id(tx, id)?);
             tx.execute("DELETE FROM flags WHERE id = ?1", [id.get()]).map_err(map_err)?;
-            let revision = bump(tx, flag.app_id, Origin::Manual, now)?;
-            Ok(Change { value: flag, revision: Some(revision) })
+            execute(tx, write, now)
         })
         .await
     }

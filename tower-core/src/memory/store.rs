@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use super::lock;
 use crate::command::{FlagCommand, NewFlag};
 use crate::model::Title;
-use crate::model::{Action, App, AppId, Flag, FlagId, LogEntry, LogId, Origin, Revision, SdkKey};
+use crate::model::{App, AppId, Flag, FlagId, LogEntry, LogId, Origin, Revision, SdkKey};
+use crate::plan::FlagWrite;
 use crate::ports::{
     AppCursor, Change, LogQuery, LogRecord, MAX_LOG_PAGE, Pending, Resource, Store, StoreError,
 };
@@ -107,18 +108,20 @@ impl State {
         Ok(())
     }
 
-    fn log(&mut self, flag: &Flag, action: Action, detail: Option<String>, now: Timestamp) {
-        let id = LogId::new(self.logs.len() as i64 + 1);
-        self.logs.push(LogEntry {
-            id,
-            flag_id: flag.id,
-            app_id: flag.app_id,
-            action,
-            flag_title: flag.title.as_str().to_owned(),
-            flag_description: flag.description.as_str().to_owned(),
-            created_at: now,
-            detail,
-        });
+    /// Writes what `write` says: the flag (or its removal), its log entry, the revision bump
+    /// and the outbox record.
+    fn execute(&mut self, write: FlagWrite, remove: bool, now: Timestamp) -> Change<Flag> {
+        if let Some(entry) = write.log_entry(LogId::new(self.logs.len() as i64 + 1), now) {
+            self.logs.push(entry);
+        }
+        if remove {
+            self.flags.remove(&write.flag.id);
+        } else {
+            self.flags.insert(write.flag.id, write.flag.clone());
+        }
+        let revision = self.bump(write.flag.app_id, write.origin);
+        let action = write.action();
+        Change::written(write.flag, revision, action)
     }
 
     /// Bumps the app's revision and records it in the outbox.
@@ -183,12 +186,15 @@ impl Store for InMemoryStore {
         let app = s.live_app(id)?.clone();
         let flags: Vec<Flag> = s.app_flags(id).cloned().collect();
         for flag in &flags {
-            s.log(flag, Action::Delete, None, now);
+            let write = FlagWrite::delete(flag);
+            if let Some(entry) = write.log_entry(LogId::new(s.logs.len() as i64 + 1), now) {
+                s.logs.push(entry);
+            }
             s.flags.remove(&flag.id);
         }
         s.apps.get_mut(&id).expect("checked above").deleted = true;
         let revision = s.bump(id, Origin::Manual);
-        Ok(Change { value: app, revision: Some(revision) })
+        Ok(Change::written(app, revision, None))
     }
 
     async fn list_flags(&self, app: AppId) -> Result<Vec<Flag>, StoreError> {
@@ -217,18 +223,16 @@ impl Store for InMemoryStore {
     ) -> Result<Change<Flag>, StoreError> {
         let mut s = lock(&self.state);
         s.live_app(app)?;
-        let flag = flag.build(app, now).with_id(FlagId::new(s.last_flag + 1));
-        s.flag_title_free(&flag)?;
+        let mut write = FlagWrite::create(app, flag, now);
+        write.flag.id = FlagId::new(s.last_flag + 1);
+        s.flag_title_free(&write.flag)?;
         if let Some(limit) = max_ruleset_bytes {
             let mut flags: Vec<Flag> = s.app_flags(app).cloned().collect();
-            flags.push(flag.clone());
+            flags.push(write.flag.clone());
             ruleset::check_size(&flags, limit)?;
         }
         s.last_flag += 1;
-        s.flags.insert(flag.id, flag.clone());
-        s.log(&flag, Action::Create, None, now);
-        let revision = s.bump(app, Origin::Manual);
-        Ok(Change { value: flag, revision: Some(revision) })
+        Ok(s.execute(write, false, now))
     }
 
     async fn change_flag_within(
@@ -241,34 +245,26 @@ impl Store for InMemoryStore {
     ) -> Result<Change<Flag>, StoreError> {
         let mut s = lock(&self.state);
         let current = s.flag(id)?.clone();
-        let Some((next, action)) = command.apply(&current, now) else {
-            return Ok(Change { value: current, revision: None });
+        let Some(write) = FlagWrite::change(&current, command, origin, now) else {
+            return Ok(Change::unchanged(current));
         };
-        s.flag_title_free(&next)?;
+        s.flag_title_free(&write.flag)?;
         if let Some(limit) = max_ruleset_bytes
-            && ruleset::grows(Some(&current), &next)
+            && ruleset::grows(Some(&current), &write.flag)
         {
             let flags: Vec<Flag> = s
-                .app_flags(next.app_id)
-                .map(|f| if f.id == id { next.clone() } else { f.clone() })
+                .app_flags(write.flag.app_id)
+                .map(|f| if f.id == id { write.flag.clone() } else { f.clone() })
                 .collect();
             ruleset::check_size(&flags, limit)?;
         }
-        s.flags.insert(id, next.clone());
-        if let Some(action) = action {
-            s.log(&next, action, command.log_detail(), now);
-        }
-        let revision = s.bump(next.app_id, origin);
-        Ok(Change { value: next, revision: Some(revision) })
+        Ok(s.execute(write, false, now))
     }
 
     async fn delete_flag(&self, id: FlagId, now: Timestamp) -> Result<Change<Flag>, StoreError> {
         let mut s = lock(&self.state);
-        let flag = s.flag(id)?.clone();
-        s.log(&flag, Action::Delete, None, now);
-        s.flags.remove(&id);
-        let revision = s.bump(flag.app_id, Origin::Manual);
-        Ok(Change { value: flag, revision: Some(revision) })
+        let write = FlagWrite::delete(s.flag(id)?);
+        Ok(s.execute(write, true, now))
     }
 
     async fn list_logs(&self) -> Result<Vec<LogEntry>, StoreError> {
