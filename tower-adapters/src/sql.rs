@@ -1,19 +1,230 @@
-//! What the SQL stores share: the column lists their row readers depend on, the stored names of
-//! circuit states, and the error for a row the domain refuses.
+//! What the SQL stores share: the one list of a flag's columns that their statements, row
+//! readers and writers come from, the log's columns read by name, the stored names of circuit
+//! states, and the error for a row the domain refuses.
+//!
+//! Each adapter implements [`Columns`] (read a named column as a primitive) and binds
+//! [`Value`]s its own way; everything about which column holds what is here, so a new flag field
+//! is one line of [`FLAG_FIELDS`] plus its reading and writing below.
 
-use flagtower_core::CircuitState;
-use flagtower_core::LogQuery;
+use std::sync::LazyLock;
+
+use flagtower_core::breaker::BreakerClock;
+use flagtower_core::model::{
+    Action, App, AppId, Description, Flag, FlagId, IntervalMs, LogEntry, LogId, Percent,
+    RecoveryProfile, Title, UserList, Webhooks,
+};
 use flagtower_core::ports::MAX_LOG_PAGE;
+use flagtower_core::{CircuitState, LogQuery, Timestamp};
 
-/// The columns of an app, in the order `app_from_row` reads them.
+/// How a column is stored: SQLite keeps every kind as INTEGER or TEXT, PostgreSQL as the
+/// narrowest type that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// An id (`bigint`).
+    Id,
+    /// Tenths of a percent, 0–1000 (`smallint`).
+    Tenths,
+    /// Milliseconds of an interval (`integer`).
+    Millis,
+    /// Text.
+    Text,
+    /// A boolean.
+    Bool,
+    /// A point in time (`timestamptz`; milliseconds on SQLite).
+    Time,
+    /// A point in time or NULL.
+    OptTime,
+}
+
+/// A column's value, as the adapters bind it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    /// [`Kind::Id`], [`Kind::Tenths`] or [`Kind::Millis`].
+    Int(i64),
+    /// [`Kind::Text`].
+    Text(String),
+    /// [`Kind::Bool`].
+    Bool(bool),
+    /// [`Kind::Time`].
+    Time(Timestamp),
+    /// [`Kind::OptTime`].
+    OptTime(Option<Timestamp>),
+}
+
+/// The columns of a flag besides `id`, in the order of [`flag_values`]: the one list that
+/// [`FLAG_COLUMNS`], [`insert_flag`], [`update_flag`] and [`read_flag`] follow.
+pub(crate) const FLAG_FIELDS: &[(&str, Kind)] = &[
+    ("app_id", Kind::Id),
+    ("title", Kind::Text),
+    ("title_key", Kind::Text),
+    ("description", Kind::Text),
+    ("state", Kind::Text),
+    ("rollout_tenths", Kind::Tenths),
+    ("white_listed_users", Kind::Text),
+    ("error_threshold_tenths", Kind::Tenths),
+    ("is_recoverable", Kind::Bool),
+    ("recovery_tenths", Kind::Tenths),
+    ("recovery_delay_ms", Kind::Millis),
+    ("initial_recovery_tenths", Kind::Tenths),
+    ("recovery_rate_ms", Kind::Millis),
+    ("recovery_increment_tenths", Kind::Tenths),
+    ("recovery_profile", Kind::Text),
+    ("webhooks", Kind::Text),
+    ("created_at", Kind::Time),
+    ("updated_at", Kind::Time),
+    ("breaker_since", Kind::Time),
+    ("recovery_due_at", Kind::OptTime),
+    ("next_step_due_at", Kind::OptTime),
+];
+
+/// A flag's columns as [`FLAG_FIELDS`] lists them.
+pub(crate) fn flag_values(f: &Flag) -> Vec<Value> {
+    let text = |s: &str| Value::Text(s.to_owned());
+    let tenths = |p: Percent| Value::Int(i64::from(p.tenths()));
+    let ms = |i: IntervalMs| Value::Int(i64::from(i.get()));
+    vec![
+        Value::Int(f.app_id.get()),
+        text(f.title.as_str()),
+        Value::Text(f.title.key()),
+        text(f.description.as_str()),
+        text(state_name(f.state)),
+        tenths(f.rollout_percentage),
+        text(f.white_listed_users.as_str()),
+        tenths(f.error_threshold_percentage),
+        Value::Bool(f.is_recoverable),
+        tenths(f.circuit_recovery_percentage),
+        ms(f.circuit_recovery_delay),
+        tenths(f.circuit_initial_recovery_percentage),
+        ms(f.circuit_recovery_rate),
+        tenths(f.circuit_recovery_increment_percentage),
+        text(f.circuit_recovery_profile.as_str()),
+        text(f.webhooks.as_str()),
+        Value::Time(f.created_at),
+        Value::Time(f.updated_at),
+        Value::Time(f.breaker.since),
+        Value::OptTime(f.breaker.recovery_due),
+        Value::OptTime(f.breaker.next_step_due),
+    ]
+}
+
+/// A row of an adapter, read by column name.
+pub(crate) trait Columns {
+    /// The adapter's error.
+    type Error;
+    /// An integer column ([`Kind::Id`], [`Kind::Tenths`], [`Kind::Millis`]).
+    fn int(&self, name: &str) -> Result<i64, Self::Error>;
+    /// A text column.
+    fn text(&self, name: &str) -> Result<String, Self::Error>;
+    /// A boolean column.
+    fn bool(&self, name: &str) -> Result<bool, Self::Error>;
+    /// A time column.
+    fn time(&self, name: &str) -> Result<Timestamp, Self::Error>;
+    /// A time column that may be NULL.
+    fn opt_time(&self, name: &str) -> Result<Option<Timestamp>, Self::Error>;
+    /// A text column that may be NULL.
+    fn opt_text(&self, name: &str) -> Result<Option<String>, Self::Error>;
+    /// The error for a value the domain refuses.
+    fn corrupt(what: String) -> Self::Error;
+}
+
+/// A flag from a row holding `id` and [`FLAG_FIELDS`].
+pub(crate) fn read_flag<R: Columns>(r: &R) -> Result<Flag, R::Error> {
+    fn bad<R: Columns>(column: &str, e: impl std::fmt::Display) -> R::Error {
+        R::corrupt(format!("{column}: {e}"))
+    }
+    let pct = |c: &str| -> Result<Percent, R::Error> {
+        let v = r.int(c)?;
+        u16::try_from(v).ok().and_then(Percent::from_tenths).ok_or_else(|| bad::<R>(c, v))
+    };
+    let ms = |c: &str| -> Result<IntervalMs, R::Error> {
+        let v = r.int(c)?;
+        u32::try_from(v).ok().and_then(|v| IntervalMs::new(v).ok()).ok_or_else(|| bad::<R>(c, v))
+    };
+    let text = |c: &str| r.text(c);
+    Ok(Flag {
+        id: FlagId::new(r.int("id")?),
+        app_id: AppId::new(r.int("app_id")?),
+        title: Title::parse(&text("title")?).map_err(|e| bad::<R>("title", e))?,
+        description: Description::parse(&text("description")?)
+            .map_err(|e| bad::<R>("description", e))?,
+        state: parse_state(&text("state")?).map_err(|e| R::corrupt(e.0))?,
+        rollout_percentage: pct("rollout_tenths")?,
+        white_listed_users: UserList::parse(&text("white_listed_users")?)
+            .map_err(|e| bad::<R>("white_listed_users", e))?,
+        error_threshold_percentage: pct("error_threshold_tenths")?,
+        is_recoverable: r.bool("is_recoverable")?,
+        circuit_recovery_percentage: pct("recovery_tenths")?,
+        circuit_recovery_delay: ms("recovery_delay_ms")?,
+        circuit_initial_recovery_percentage: pct("initial_recovery_tenths")?,
+        circuit_recovery_rate: ms("recovery_rate_ms")?,
+        circuit_recovery_increment_percentage: pct("recovery_increment_tenths")?,
+        circuit_recovery_profile: RecoveryProfile::parse(&text("recovery_profile")?)
+            .map_err(|e| bad::<R>("recovery_profile", e))?,
+        webhooks: Webhooks::parse(&text("webhooks")?).map_err(|e| bad::<R>("webhooks", e))?,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+        breaker: BreakerClock {
+            since: r.time("breaker_since")?,
+            recovery_due: r.opt_time("recovery_due_at")?,
+            next_step_due: r.opt_time("next_step_due_at")?,
+        },
+    })
+}
+
+/// `id` and every column of [`FLAG_FIELDS`], comma-separated.
+pub(crate) static FLAG_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    std::iter::once("id").chain(FLAG_FIELDS.iter().map(|(c, _)| *c)).collect::<Vec<_>>().join(", ")
+});
+
+/// `INSERT` of [`FLAG_FIELDS`] as parameters 1…n, returning the new id; `sigil` is `?` (SQLite)
+/// or `$` (PostgreSQL).
+pub(crate) fn insert_flag(sigil: char) -> String {
+    let names: Vec<&str> = FLAG_FIELDS.iter().map(|(c, _)| *c).collect();
+    let params: Vec<String> = (1..=names.len()).map(|i| format!("{sigil}{i}")).collect();
+    format!("INSERT INTO flags ({}) VALUES ({}) RETURNING id", names.join(", "), params.join(", "))
+}
+
+/// `UPDATE` of [`FLAG_FIELDS`] as parameters 1…n of the flag whose id is parameter n + 1.
+pub(crate) fn update_flag(sigil: char) -> String {
+    let sets: Vec<String> = FLAG_FIELDS
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _))| format!("{c} = {sigil}{}", i + 1))
+        .collect();
+    format!("UPDATE flags SET {} WHERE id = {sigil}{}", sets.join(", "), FLAG_FIELDS.len() + 1)
+}
+
+/// An app from a row holding [`APP_COLUMNS`].
+pub(crate) fn read_app<R: Columns>(r: &R) -> Result<App, R::Error> {
+    Ok(App {
+        id: AppId::new(r.int("id")?),
+        title: Title::parse(&r.text("title")?)
+            .map_err(|e| R::corrupt(format!("app title: {e}")))?,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+    })
+}
+
+/// A log entry from a row holding [`LOG_COLUMNS`], each name after `prefix` (`""`, or the
+/// alias a join gives them).
+pub(crate) fn read_log<R: Columns>(r: &R, prefix: &str) -> Result<LogEntry, R::Error> {
+    let c = |name: &str| format!("{prefix}{name}");
+    let action = r.text(&c("action_type"))?;
+    Ok(LogEntry {
+        id: LogId::new(r.int(&c("id"))?),
+        flag_id: FlagId::new(r.int(&c("flag_id"))?),
+        app_id: AppId::new(r.int(&c("app_id"))?),
+        action: Action::parse(&action).ok_or_else(|| R::corrupt(format!("action {action:?}")))?,
+        flag_title: r.text(&c("flag_title"))?,
+        flag_description: r.text(&c("flag_description"))?,
+        created_at: r.time(&c("created_at"))?,
+        detail: r.opt_text(&c("detail"))?,
+    })
+}
+
+/// The columns of an app ([`read_app`] reads them by name).
 pub(crate) const APP_COLUMNS: &str = "id, title, created_at, updated_at";
-/// The columns of a flag, in the order `flag_from_row` reads them.
-pub(crate) const FLAG_COLUMNS: &str = "id, app_id, title, description, state, rollout_tenths, \
-    white_listed_users, error_threshold_tenths, is_recoverable, recovery_tenths, \
-    recovery_delay_ms, initial_recovery_tenths, recovery_rate_ms, recovery_increment_tenths, \
-    recovery_profile, webhooks, created_at, updated_at, breaker_since, recovery_due_at, \
-    next_step_due_at";
-/// The columns of a log entry, in the order `log_from_row` reads them.
+/// The columns of a log entry ([`read_log`] reads them by name).
 pub(crate) const LOG_COLUMNS: &str =
     "id, flag_id, app_id, action_type, flag_title, flag_description, created_at, detail";
 
@@ -44,8 +255,8 @@ pub(crate) struct Corrupt(pub(crate) String);
 /// Every app (`APP_COLUMNS`), whether it is deleted, its revision and its newest log entry, in
 /// one statement (so one snapshot).
 pub(crate) const CURSORS_SQL: &str = "SELECT a.id, a.title, a.created_at, a.updated_at, \
-    a.deleted_at IS NOT NULL, a.revision, (SELECT max(l.id) FROM logs l WHERE l.app_id = a.id) \
-    FROM apps a ORDER BY a.id";
+    a.deleted_at IS NOT NULL AS deleted, a.revision, \
+    (SELECT max(l.id) FROM logs l WHERE l.app_id = a.id) AS last_log FROM apps a ORDER BY a.id";
 
 /// A parameter of [`log_query`].
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +265,7 @@ pub(crate) enum LogParam {
     Text(&'static str),
 }
 
-/// The statement and parameters of a [`LogQuery`]: `LOG_COLUMNS` then `flag_deleted`.
+/// The statement and parameters of a [`LogQuery`]: `LOG_COLUMNS` and `flag_deleted`.
 /// Placeholders are `?n` (SQLite) or `$n` (PostgreSQL); only the clauses the query uses are
 /// written, so each shape is its own cached statement and can use the primary key's order.
 pub(crate) fn log_query(q: &LogQuery, sigil: char) -> (String, Vec<LogParam>) {
@@ -81,7 +292,7 @@ pub(crate) fn log_query(q: &LogQuery, sigil: char) -> (String, Vec<LogParam>) {
     let order = if q.after.is_some() { "ASC" } else { "DESC" };
     let sql = format!(
         "SELECT {LOG_COLUMNS}, NOT EXISTS (SELECT 1 FROM flags f WHERE f.id = logs.flag_id) \
-         FROM logs {filter} ORDER BY id {order} LIMIT {}",
+         AS flag_deleted FROM logs {filter} ORDER BY id {order} LIMIT {}",
         q.limit.min(MAX_LOG_PAGE)
     );
     (sql, params)

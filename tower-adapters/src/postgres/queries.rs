@@ -3,14 +3,11 @@
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use flagtower_core::command::{FlagCommand, NewFlag};
-use flagtower_core::model::{
-    Description, IntervalMs, Percent, RecoveryProfile, UserList, Webhooks,
-};
 use flagtower_core::plan::FlagWrite;
 use flagtower_core::ruleset;
 use flagtower_core::{
-    Action, App, AppCursor, AppId, Change, Flag, FlagId, LogEntry, LogId, LogQuery, LogRecord,
-    Origin, Pending, Resource, Revision, Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
+    App, AppCursor, AppId, Change, Flag, FlagId, LogEntry, LogId, LogQuery, LogRecord, Origin,
+    Pending, Resource, Revision, Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
 };
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -18,14 +15,18 @@ use tokio_postgres::types::ToSql;
 
 use super::{MAX_ATTEMPTS, PostgresStore, from_sql_time, is_retryable, map_pg, to_sql_time};
 
+use std::sync::LazyLock;
+
+use tokio_postgres::types::Type;
+
 use crate::sql::{
-    APP_COLUMNS, CURSORS_SQL, Corrupt, FLAG_COLUMNS, LOG_COLUMNS, LogParam, log_query, parse_state,
-    state_name,
+    APP_COLUMNS, CURSORS_SQL, Columns, Corrupt, FLAG_COLUMNS, LOG_COLUMNS, LogParam, Value,
+    flag_values, insert_flag, log_query, read_app, read_flag, read_log, update_flag,
 };
 
 /// A failure inside a transaction: either already a store error (not found, conflict), or a
 /// PostgreSQL error that may deserve a retry.
-enum Fail {
+pub(crate) enum Fail {
     Store(StoreError),
     Pg(tokio_postgres::Error),
 }
@@ -99,77 +100,85 @@ macro_rules! snapshot {
 }
 
 fn app_from_row(r: &Row) -> Result<App, Fail> {
-    Ok(App {
-        id: AppId::new(r.try_get(0)?),
-        title: Title::parse(r.try_get(1)?).map_err(|e| corrupt(format!("app title: {e}")))?,
-        created_at: from_sql_time(r.try_get(2)?),
-        updated_at: from_sql_time(r.try_get(3)?),
+    read_app(r)
+}
+
+impl Columns for Row {
+    type Error = Fail;
+
+    fn int(&self, name: &str) -> Result<i64, Fail> {
+        opt_int(self, name)?.ok_or_else(|| corrupt(format!("{name} is NULL")))
+    }
+
+    fn text(&self, name: &str) -> Result<String, Fail> {
+        Ok(self.try_get(name)?)
+    }
+
+    fn bool(&self, name: &str) -> Result<bool, Fail> {
+        Ok(self.try_get(name)?)
+    }
+
+    fn time(&self, name: &str) -> Result<Timestamp, Fail> {
+        Ok(from_sql_time(self.try_get(name)?))
+    }
+
+    fn opt_time(&self, name: &str) -> Result<Option<Timestamp>, Fail> {
+        Ok(self.try_get::<_, Option<std::time::SystemTime>>(name)?.map(from_sql_time))
+    }
+
+    fn opt_text(&self, name: &str) -> Result<Option<String>, Fail> {
+        Ok(self.try_get(name)?)
+    }
+
+    fn corrupt(what: String) -> Fail {
+        corrupt(what)
+    }
+}
+
+/// An integer column that may be NULL, read at its width: each is as narrow as its values allow.
+fn opt_int(r: &Row, name: &str) -> Result<Option<i64>, Fail> {
+    let ty = r.columns().iter().find(|c| c.name() == name).map(|c| c.type_().clone());
+    Ok(match ty {
+        Some(Type::INT2) => r.try_get::<_, Option<i16>>(name)?.map(i64::from),
+        Some(Type::INT4) => r.try_get::<_, Option<i32>>(name)?.map(i64::from),
+        _ => r.try_get::<_, Option<i64>>(name)?,
     })
+}
+
+/// Binds a column's value at the width of the parameter PostgreSQL expects.
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Int(v) => match *ty {
+                Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+                _ => v.to_sql(ty, out),
+            },
+            Value::Text(v) => v.to_sql(ty, out),
+            Value::Bool(v) => v.to_sql(ty, out),
+            Value::Time(t) => to_sql_time(*t).to_sql(ty, out),
+            Value::OptTime(t) => t.map(to_sql_time).to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        // Each value checks its own type as it converts.
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
 fn flag_from_row(r: &Row) -> Result<Flag, Fail> {
-    let pct = |i: usize| -> Result<Percent, Fail> {
-        let v: i16 = r.try_get(i)?;
-        u16::try_from(v)
-            .ok()
-            .and_then(Percent::from_tenths)
-            .ok_or_else(|| corrupt(format!("percent {v}")))
-    };
-    let ms = |i: usize| -> Result<IntervalMs, Fail> {
-        let v: i32 = r.try_get(i)?;
-        u32::try_from(v)
-            .map_err(|_| ())
-            .and_then(|v| IntervalMs::new(v).map_err(|_| ()))
-            .map_err(|()| corrupt(format!("interval {v}")))
-    };
-    let text = |i: usize| -> Result<&str, Fail> { Ok(r.try_get(i)?) };
-    let bad = |what: &str, e: flagtower_core::model::InvalidValue| corrupt(format!("{what}: {e}"));
-    let state = parse_state(text(4)?).map_err(|e| Fail::Store(StoreError::Backend(Box::new(e))))?;
-    Ok(Flag {
-        id: FlagId::new(r.try_get(0)?),
-        app_id: AppId::new(r.try_get(1)?),
-        title: Title::parse(text(2)?).map_err(|e| bad("title", e))?,
-        description: Description::parse(text(3)?).map_err(|e| bad("description", e))?,
-        state,
-        rollout_percentage: pct(5)?,
-        white_listed_users: UserList::parse(text(6)?).map_err(|e| bad("whitelist", e))?,
-        error_threshold_percentage: pct(7)?,
-        is_recoverable: r.try_get(8)?,
-        circuit_recovery_percentage: pct(9)?,
-        circuit_recovery_delay: ms(10)?,
-        circuit_initial_recovery_percentage: pct(11)?,
-        circuit_recovery_rate: ms(12)?,
-        circuit_recovery_increment_percentage: pct(13)?,
-        circuit_recovery_profile: RecoveryProfile::parse(text(14)?)
-            .map_err(|e| bad("profile", e))?,
-        webhooks: Webhooks::parse(text(15)?).map_err(|e| bad("webhooks", e))?,
-        created_at: from_sql_time(r.try_get(16)?),
-        updated_at: from_sql_time(r.try_get(17)?),
-        breaker: flagtower_core::breaker::BreakerClock {
-            since: from_sql_time(r.try_get(18)?),
-            recovery_due: r.try_get::<_, Option<std::time::SystemTime>>(19)?.map(from_sql_time),
-            next_step_due: r.try_get::<_, Option<std::time::SystemTime>>(20)?.map(from_sql_time),
-        },
-    })
+    read_flag(r)
 }
 
 fn log_from_row(r: &Row) -> Result<LogEntry, Fail> {
-    log_from_row_at(r, 0)
-}
-
-/// A log entry from the `LOG_COLUMNS` starting at column `at`.
-fn log_from_row_at(r: &Row, at: usize) -> Result<LogEntry, Fail> {
-    let action: &str = r.try_get(at + 3)?;
-    Ok(LogEntry {
-        id: LogId::new(r.try_get(at)?),
-        flag_id: FlagId::new(r.try_get(at + 1)?),
-        app_id: AppId::new(r.try_get(at + 2)?),
-        action: Action::parse(action).ok_or_else(|| corrupt(format!("action {action:?}")))?,
-        flag_title: r.try_get(at + 4)?,
-        flag_description: r.try_get(at + 5)?,
-        created_at: from_sql_time(r.try_get(at + 6)?),
-        detail: r.try_get(at + 7)?,
-    })
+    read_log(r, "")
 }
 
 fn key_from_row(r: &Row) -> Result<SdkKey, Fail> {
@@ -205,8 +214,12 @@ async fn live_app(tx: &Transaction<'_>, id: AppId, lock: bool) -> Result<App, Fa
 }
 
 async fn flag_by_id(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, Fail> {
-    let stmt =
-        tx.prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE id = $1")).await?;
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {fc} FROM flags WHERE id = $1",
+            fc = FLAG_COLUMNS.as_str()
+        ))
+        .await?;
     match tx.query_opt(&stmt, &[&id.get()]).await? {
         Some(row) => flag_from_row(&row),
         None => Err(StoreError::NotFound(Resource::Flag).into()),
@@ -274,108 +287,26 @@ async fn bump(
 
 /// The 17 columns of a flag after `id`, in `FLAG_COLUMNS` order with `title_key` after `title`
 /// (`created_at` last).
-fn flag_values(f: &Flag) -> FlagValues<'_> {
-    FlagValues {
-        app_id: f.app_id.get(),
-        title: f.title.as_str(),
-        title_key: f.title.key(),
-        description: f.description.as_str(),
-        state: state_name(f.state),
-        rollout: f.rollout_percentage.tenths() as i16,
-        users: f.white_listed_users.as_str(),
-        threshold: f.error_threshold_percentage.tenths() as i16,
-        recoverable: f.is_recoverable,
-        recovery: f.circuit_recovery_percentage.tenths() as i16,
-        delay: f.circuit_recovery_delay.get() as i32,
-        initial: f.circuit_initial_recovery_percentage.tenths() as i16,
-        rate: f.circuit_recovery_rate.get() as i32,
-        increment: f.circuit_recovery_increment_percentage.tenths() as i16,
-        profile: f.circuit_recovery_profile.as_str(),
-        webhooks: f.webhooks.as_str(),
-        updated_at: to_sql_time(f.updated_at),
-        created_at: to_sql_time(f.created_at),
-        since: to_sql_time(f.breaker.since),
-        recovery_due: f.breaker.recovery_due.map(to_sql_time),
-        next_step_due: f.breaker.next_step_due.map(to_sql_time),
-    }
+/// A flag's columns ([`flag_values`]) and `extra` after them, as statement parameters.
+fn flag_params(f: &Flag, extra: Option<i64>) -> Vec<Value> {
+    let mut values = flag_values(f);
+    values.extend(extra.map(Value::Int));
+    values
 }
 
-struct FlagValues<'a> {
-    app_id: i64,
-    title: &'a str,
-    title_key: String,
-    description: &'a str,
-    state: &'static str,
-    rollout: i16,
-    users: &'a str,
-    threshold: i16,
-    recoverable: bool,
-    recovery: i16,
-    delay: i32,
-    initial: i16,
-    rate: i32,
-    increment: i16,
-    profile: &'static str,
-    webhooks: &'a str,
-    updated_at: std::time::SystemTime,
-    created_at: std::time::SystemTime,
-    since: std::time::SystemTime,
-    recovery_due: Option<std::time::SystemTime>,
-    next_step_due: Option<std::time::SystemTime>,
+fn as_params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
 }
 
-impl FlagValues<'_> {
-    /// $1..$17, then `last` as $18.
-    fn params<'p>(&'p self, last: &'p (dyn ToSql + Sync)) -> [&'p (dyn ToSql + Sync); 21] {
-        [
-            &self.app_id,
-            &self.title,
-            &self.title_key,
-            &self.description,
-            &self.state,
-            &self.rollout,
-            &self.users,
-            &self.threshold,
-            &self.recoverable,
-            &self.recovery,
-            &self.delay,
-            &self.initial,
-            &self.rate,
-            &self.increment,
-            &self.profile,
-            &self.webhooks,
-            &self.updated_at,
-            last,
-            &self.since,
-            &self.recovery_due,
-            &self.next_step_due,
-        ]
-    }
-}
-
-/// Where the log columns start in the flag-with-logs query: after the flag's.
-const LOGS_AT: usize = 21;
-
-const INSERT_FLAG: &str = "INSERT INTO flags (app_id, title, title_key, description, state,
-        rollout_tenths, white_listed_users, error_threshold_tenths, is_recoverable,
-        recovery_tenths, recovery_delay_ms, initial_recovery_tenths, recovery_rate_ms,
-        recovery_increment_tenths, recovery_profile, webhooks, updated_at, created_at,
-        breaker_since, recovery_due_at, next_step_due_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $21)
-    RETURNING id";
-
-const UPDATE_FLAG: &str = "UPDATE flags SET app_id = $1, title = $2, title_key = $3,
-        description = $4, state = $5, rollout_tenths = $6, white_listed_users = $7,
-        error_threshold_tenths = $8, is_recoverable = $9, recovery_tenths = $10,
-        recovery_delay_ms = $11, initial_recovery_tenths = $12, recovery_rate_ms = $13,
-        recovery_increment_tenths = $14, recovery_profile = $15, webhooks = $16, updated_at = $17,
-        breaker_since = $19, recovery_due_at = $20, next_step_due_at = $21
-    WHERE id = $18";
+static INSERT_FLAG: LazyLock<String> = LazyLock::new(|| insert_flag('$'));
+static UPDATE_FLAG: LazyLock<String> = LazyLock::new(|| update_flag('$'));
 
 async fn flags_of(tx: &Transaction<'_>, app: AppId) -> Result<Vec<Flag>, Fail> {
     let stmt = tx
-        .prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = $1 ORDER BY id"))
+        .prepare_cached(&format!(
+            "SELECT {fc} FROM flags WHERE app_id = $1 ORDER BY id",
+            fc = FLAG_COLUMNS.as_str()
+        ))
         .await?;
     tx.query(&stmt, &[&app.get()]).await?.iter().map(flag_from_row).collect()
 }
@@ -486,7 +417,10 @@ impl Store for PostgresStore {
     async fn get_flag(&self, id: FlagId) -> Result<Flag, StoreError> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE id = $1"))
+            .prepare_cached(&format!(
+                "SELECT {fc} FROM flags WHERE id = $1",
+                fc = FLAG_COLUMNS.as_str()
+            ))
             .await
             .map_err(map_pg)?;
         match client.query_opt(&stmt, &[&id.get()]).await.map_err(map_pg)? {
@@ -500,15 +434,15 @@ impl Store for PostgresStore {
 
     async fn flag_with_logs(&self, id: FlagId) -> Result<(Flag, Vec<LogEntry>), StoreError> {
         // One statement: one snapshot and one round trip for the flag and its logs (the flag's
-        // columns repeat on each log row; the log's start at `LOGS_AT`).
-        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            let prefixed = |cols: &str, p: &str| {
-                cols.split(", ").map(|c| format!("{p}.{c}")).collect::<Vec<_>>().join(", ")
-            };
+        // columns repeat on each log row; the log's are named `log_…`).
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            let flag = FLAG_COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>();
+            let log =
+                LOG_COLUMNS.split(", ").map(|c| format!("l.{c} AS log_{c}")).collect::<Vec<_>>();
             format!(
                 "SELECT {}, {} FROM flags f LEFT JOIN logs l ON l.flag_id = f.id WHERE f.id = $1 ORDER BY l.id",
-                prefixed(FLAG_COLUMNS, "f"),
-                prefixed(LOG_COLUMNS, "l")
+                flag.join(", "),
+                log.join(", ")
             )
         });
         let client = self.client().await?;
@@ -522,8 +456,8 @@ impl Store for PostgresStore {
         let flag = flag_from_row(first).map_err(unfail)?;
         let mut logs = Vec::with_capacity(rows.len());
         for row in &rows {
-            if row.try_get::<_, Option<i64>>(LOGS_AT).map_err(map_pg)?.is_some() {
-                logs.push(log_from_row_at(row, LOGS_AT).map_err(unfail)?);
+            if opt_int(row, "log_id").map_err(unfail)?.is_some() {
+                logs.push(read_log(row, "log_").map_err(unfail)?);
             }
         }
         Ok((flag, logs))
@@ -540,10 +474,10 @@ impl Store for PostgresStore {
         transact!(self, |tx| {
             live_app(&tx, app, true).await?;
             let mut write = planned.clone();
-            let v = flag_values(&write.flag);
-            let stmt = tx.prepare_cached(INSERT_FLAG).await?;
+            let v = flag_params(&write.flag, None);
+            let stmt = tx.prepare_cached(&INSERT_FLAG).await?;
             let row = tx
-                .query_one(&stmt, &v.params(&v.created_at))
+                .query_one(&stmt, &as_params(&v))
                 .await
                 .map_err(taken(Resource::Flag, &write.flag.title))?;
             write.flag.id = FlagId::new(row.try_get(0)?);
@@ -571,15 +505,14 @@ impl Store for PostgresStore {
                 None => Change::unchanged(current),
                 Some(write) => {
                     let next = &write.flag;
-                    let v = flag_values(next);
-                    let raw_id = id.get();
-                    let stmt = tx.prepare_cached(UPDATE_FLAG).await?;
+                    let v = flag_params(next, Some(id.get()));
+                    let stmt = tx.prepare_cached(&UPDATE_FLAG).await?;
                     // Pipelined: the three statements are queued together by the first poll
                     // (tokio's join! polls its branches in order the first time) and answer in
                     // order. All three are awaited and checked in order, so when the update
                     // fails (a taken title), its error is the one reported, not the "transaction
                     // aborted" of the two behind it.
-                    let params = v.params(&raw_id);
+                    let params = as_params(&v);
                     let (updated, logged, bumped) = tokio::join!(
                         tx.execute(&stmt, &params),
                         write_entry(&tx, &write, now),
@@ -640,7 +573,7 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|r| {
                 let entry = log_from_row(r)?;
-                Ok(LogRecord { entry, flag_deleted: r.try_get(8)? })
+                Ok(LogRecord { entry, flag_deleted: r.bool("flag_deleted")? })
             })
             .collect::<Result<_, Fail>>()
             .map_err(|e| match e {
@@ -657,9 +590,9 @@ impl Store for PostgresStore {
             .map(|r| {
                 Ok(AppCursor {
                     app: app_from_row(r)?,
-                    deleted: r.try_get(4)?,
-                    revision: Revision::new(r.try_get::<_, i64>(5)? as u64),
-                    last_log: r.try_get::<_, Option<i64>>(6)?.map(LogId::new),
+                    deleted: r.bool("deleted")?,
+                    revision: Revision::new(r.int("revision")? as u64),
+                    last_log: opt_int(r, "last_log")?.map(LogId::new),
                 })
             })
             .collect::<Result<_, Fail>>()

@@ -2,9 +2,6 @@
 
 use async_trait::async_trait;
 use flagtower_core::command::{FlagCommand, NewFlag};
-use flagtower_core::model::{
-    Description, IntervalMs, Percent, RecoveryProfile, UserList, Webhooks,
-};
 use flagtower_core::plan::FlagWrite;
 use flagtower_core::ruleset;
 use flagtower_core::{
@@ -16,74 +13,71 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use super::{SqliteStore, corrupt, is_unique_violation, map_err};
 
 use crate::sql::{
-    APP_COLUMNS, CURSORS_SQL, FLAG_COLUMNS, LOG_COLUMNS, LogParam, log_query, parse_state,
-    state_name,
+    APP_COLUMNS, CURSORS_SQL, Columns, FLAG_COLUMNS, LOG_COLUMNS, LogParam, Value, flag_values,
+    insert_flag, log_query, read_app, read_flag, read_log, update_flag,
 };
+use std::sync::LazyLock;
 
 fn conversion(idx: usize, e: impl Into<flagtower_core::BoxError>) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
 }
 
 fn app_from_row(r: &Row<'_>) -> rusqlite::Result<App> {
-    Ok(App {
-        id: AppId::new(r.get(0)?),
-        title: Title::parse(&r.get::<_, String>(1)?).map_err(|e| conversion(1, e))?,
-        created_at: Timestamp::from_millis(r.get(2)?),
-        updated_at: Timestamp::from_millis(r.get(3)?),
-    })
+    read_app(r)
+}
+
+impl Columns for Row<'_> {
+    type Error = rusqlite::Error;
+
+    fn int(&self, name: &str) -> rusqlite::Result<i64> {
+        self.get(name)
+    }
+
+    fn text(&self, name: &str) -> rusqlite::Result<String> {
+        self.get(name)
+    }
+
+    fn bool(&self, name: &str) -> rusqlite::Result<bool> {
+        self.get(name)
+    }
+
+    fn time(&self, name: &str) -> rusqlite::Result<Timestamp> {
+        self.get(name).map(Timestamp::from_millis)
+    }
+
+    fn opt_time(&self, name: &str) -> rusqlite::Result<Option<Timestamp>> {
+        Ok(self.get::<_, Option<i64>>(name)?.map(Timestamp::from_millis))
+    }
+
+    fn opt_text(&self, name: &str) -> rusqlite::Result<Option<String>> {
+        self.get(name)
+    }
+
+    fn corrupt(what: String) -> rusqlite::Error {
+        conversion(0, corrupt(what))
+    }
+}
+
+/// SQLite stores every kind as INTEGER or TEXT: times as milliseconds since the epoch.
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, Value as Sql};
+        Ok(ToSqlOutput::Owned(match self {
+            Value::Int(v) => Sql::Integer(*v),
+            Value::Text(v) => Sql::Text(v.clone()),
+            Value::Bool(v) => Sql::Integer(i64::from(*v)),
+            Value::Time(t) => Sql::Integer(t.as_millis()),
+            Value::OptTime(t) => t.map_or(Sql::Null, |t| Sql::Integer(t.as_millis())),
+        }))
+    }
 }
 
 fn flag_from_row(r: &Row<'_>) -> rusqlite::Result<Flag> {
-    let pct = |i: usize| -> rusqlite::Result<Percent> {
-        let v: u16 = r.get(i)?;
-        Percent::from_tenths(v).ok_or_else(|| conversion(i, corrupt(format!("percent {v}"))))
-    };
-    let ms = |i: usize| -> rusqlite::Result<IntervalMs> {
-        IntervalMs::new(r.get(i)?).map_err(|e| conversion(i, e))
-    };
-    let text = |i: usize| r.get::<_, String>(i);
-    let state = parse_state(&text(4)?).map_err(|e| conversion(4, e))?;
-    Ok(Flag {
-        id: FlagId::new(r.get(0)?),
-        app_id: AppId::new(r.get(1)?),
-        title: Title::parse(&text(2)?).map_err(|e| conversion(2, e))?,
-        description: Description::parse(&text(3)?).map_err(|e| conversion(3, e))?,
-        state,
-        rollout_percentage: pct(5)?,
-        white_listed_users: UserList::parse(&text(6)?).map_err(|e| conversion(6, e))?,
-        error_threshold_percentage: pct(7)?,
-        is_recoverable: r.get(8)?,
-        circuit_recovery_percentage: pct(9)?,
-        circuit_recovery_delay: ms(10)?,
-        circuit_initial_recovery_percentage: pct(11)?,
-        circuit_recovery_rate: ms(12)?,
-        circuit_recovery_increment_percentage: pct(13)?,
-        circuit_recovery_profile: RecoveryProfile::parse(&text(14)?)
-            .map_err(|e| conversion(14, e))?,
-        webhooks: Webhooks::parse(&text(15)?).map_err(|e| conversion(15, e))?,
-        created_at: Timestamp::from_millis(r.get(16)?),
-        updated_at: Timestamp::from_millis(r.get(17)?),
-        breaker: flagtower_core::breaker::BreakerClock {
-            since: Timestamp::from_millis(r.get(18)?),
-            recovery_due: r.get::<_, Option<i64>>(19)?.map(Timestamp::from_millis),
-            next_step_due: r.get::<_, Option<i64>>(20)?.map(Timestamp::from_millis),
-        },
-    })
+    read_flag(r)
 }
 
 fn log_from_row(r: &Row<'_>) -> rusqlite::Result<LogEntry> {
-    let action: String = r.get(3)?;
-    Ok(LogEntry {
-        id: LogId::new(r.get(0)?),
-        flag_id: FlagId::new(r.get(1)?),
-        app_id: AppId::new(r.get(2)?),
-        action: Action::parse(&action)
-            .ok_or_else(|| conversion(3, corrupt(format!("action {action:?}"))))?,
-        flag_title: r.get(4)?,
-        flag_description: r.get(5)?,
-        created_at: Timestamp::from_millis(r.get(6)?),
-        detail: r.get(7)?,
-    })
+    read_log(r, "")
 }
 
 fn live_app(tx: &Transaction<'_>, id: AppId) -> Result<App, StoreError> {
@@ -96,7 +90,7 @@ fn live_app(tx: &Transaction<'_>, id: AppId) -> Result<App, StoreError> {
 }
 
 fn flag_by_id(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, StoreError> {
-    tx.prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE id = ?1"))
+    tx.prepare_cached(&format!("SELECT {fc} FROM flags WHERE id = ?1", fc = FLAG_COLUMNS.as_str()))
         .and_then(|mut s| s.query_row([id.get()], flag_from_row).optional())
         .map_err(map_err)?
         .ok_or(StoreError::NotFound(Resource::Flag))
@@ -165,9 +159,12 @@ fn write_log(
 
 /// An app's flags by id, in the caller's transaction.
 fn app_flags(tx: &Transaction<'_>, app: AppId) -> Result<Vec<Flag>, StoreError> {
-    tx.prepare_cached(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = ?1 ORDER BY id"))
-        .and_then(|mut s| s.query_map([app.get()], flag_from_row)?.collect())
-        .map_err(map_err)
+    tx.prepare_cached(&format!(
+        "SELECT {fc} FROM flags WHERE app_id = ?1 ORDER BY id",
+        fc = FLAG_COLUMNS.as_str()
+    ))
+    .and_then(|mut s| s.query_map([app.get()], flag_from_row)?.collect())
+    .map_err(map_err)
 }
 
 /// Bumps the app's revision and writes the outbox record, in the caller's transaction.
@@ -189,58 +186,23 @@ fn bump(
     Ok(Revision::new(rev as u64))
 }
 
-/// Binds a flag's columns as ?1..?17 (app_id .. updated_at, title_key after title), `last` as
-/// ?18 and the breaker's clock as ?19..?21, then runs `sql`, returning the first column of its
-/// first row if it has one.
+/// Runs `sql` with the flag's columns ([`flag_values`]) as ?1…?n and `extra` after them,
+/// returning the first column of its first row if it has one.
 fn exec_flag(
     tx: &Transaction<'_>,
     sql: &str,
     f: &Flag,
-    last: i64,
+    extra: Option<i64>,
 ) -> rusqlite::Result<Option<i64>> {
     let mut stmt = tx.prepare_cached(sql)?;
-    let mut rows = stmt.query(params![
-        f.app_id.get(),
-        f.title.as_str(),
-        f.title.key(),
-        f.description.as_str(),
-        state_name(f.state),
-        f.rollout_percentage.tenths(),
-        f.white_listed_users.as_str(),
-        f.error_threshold_percentage.tenths(),
-        f.is_recoverable,
-        f.circuit_recovery_percentage.tenths(),
-        f.circuit_recovery_delay.get(),
-        f.circuit_initial_recovery_percentage.tenths(),
-        f.circuit_recovery_rate.get(),
-        f.circuit_recovery_increment_percentage.tenths(),
-        f.circuit_recovery_profile.as_str(),
-        f.webhooks.as_str(),
-        f.updated_at.as_millis(),
-        last,
-        f.breaker.since.as_millis(),
-        f.breaker.recovery_due.map(Timestamp::as_millis),
-        f.breaker.next_step_due.map(Timestamp::as_millis),
-    ])?;
+    let mut values = flag_values(f);
+    values.extend(extra.map(Value::Int));
+    let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
     rows.next()?.map(|r| r.get(0)).transpose()
 }
 
-const INSERT_FLAG: &str = "INSERT INTO flags (app_id, title, title_key, description, state,
-        rollout_tenths, white_listed_users, error_threshold_tenths, is_recoverable,
-        recovery_tenths, recovery_delay_ms, initial_recovery_tenths, recovery_rate_ms,
-        recovery_increment_tenths, recovery_profile, webhooks, updated_at, created_at,
-        breaker_since, recovery_due_at, next_step_due_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-        ?20, ?21)
-    RETURNING id";
-
-const UPDATE_FLAG: &str = "UPDATE flags SET app_id = ?1, title = ?2, title_key = ?3,
-        description = ?4, state = ?5, rollout_tenths = ?6, white_listed_users = ?7,
-        error_threshold_tenths = ?8, is_recoverable = ?9, recovery_tenths = ?10,
-        recovery_delay_ms = ?11, initial_recovery_tenths = ?12, recovery_rate_ms = ?13,
-        recovery_increment_tenths = ?14, recovery_profile = ?15, webhooks = ?16, updated_at = ?17,
-        breaker_since = ?19, recovery_due_at = ?20, next_step_due_at = ?21
-    WHERE id = ?18";
+static INSERT_FLAG: LazyLock<String> = LazyLock::new(|| insert_flag('?'));
+static UPDATE_FLAG: LazyLock<String> = LazyLock::new(|| update_flag('?'));
 
 fn taken(e: rusqlite::Error, what: Resource, title: &Title) -> StoreError {
     if is_unique_violation(&e) {
@@ -314,7 +276,8 @@ impl Store for SqliteStore {
             let app = live_app(tx, id)?;
             let flags: Vec<Flag> = tx
                 .prepare_cached(&format!(
-                    "SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = ?1 ORDER BY id"
+                    "SELECT {fc} FROM flags WHERE app_id = ?1 ORDER BY id",
+                    fc = FLAG_COLUMNS.as_str()
                 ))
                 .and_then(|mut s| s.query_map([id.get()], flag_from_row)?.collect())
                 .map_err(map_err)?;
@@ -337,7 +300,8 @@ impl Store for SqliteStore {
         self.read(move |tx| {
             live_app(tx, app)?;
             tx.prepare_cached(&format!(
-                "SELECT {FLAG_COLUMNS} FROM flags WHERE app_id = ?1 ORDER BY id"
+                "SELECT {fc} FROM flags WHERE app_id = ?1 ORDER BY id",
+                fc = FLAG_COLUMNS.as_str()
             ))
             .and_then(|mut s| s.query_map([app.get()], flag_from_row)?.collect())
             .map_err(map_err)
@@ -369,7 +333,7 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             live_app(tx, app)?;
             let f = &write.flag;
-            let id = exec_flag(tx, INSERT_FLAG, f, f.created_at.as_millis())
+            let id = exec_flag(tx, &INSERT_FLAG, f, None)
                 .map_err(|e| taken(e, Resource::Flag, &f.title))?
                 .ok_or_else(|| StoreError::Backend(corrupt("INSERT returned no id")))?;
             write.flag.id = FlagId::new(id);
@@ -396,7 +360,7 @@ impl Store for SqliteStore {
                 return Ok(Change::unchanged(current));
             };
             let next = &write.flag;
-            exec_flag(tx, UPDATE_FLAG, next, id.get())
+            exec_flag(tx, &UPDATE_FLAG, next, Some(id.get()))
                 .map_err(|e| taken(e, Resource::Flag, &next.title))?;
             if let Some(limit) = max_ruleset_bytes
                 && ruleset::grows(Some(&current), next)
@@ -438,7 +402,7 @@ impl Store for SqliteStore {
                 LogParam::Text(t) => rusqlite::types::Value::Text((*t).to_owned()),
             });
             stmt.query_map(rusqlite::params_from_iter(params), |r| {
-                Ok(LogRecord { entry: log_from_row(r)?, flag_deleted: r.get(8)? })
+                Ok(LogRecord { entry: log_from_row(r)?, flag_deleted: r.get("flag_deleted")? })
             })
             .and_then(Iterator::collect)
             .map_err(map_err)
@@ -452,9 +416,9 @@ impl Store for SqliteStore {
             stmt.query_map([], |r| {
                 Ok(AppCursor {
                     app: app_from_row(r)?,
-                    deleted: r.get(4)?,
-                    revision: Revision::new(r.get::<_, i64>(5)? as u64),
-                    last_log: r.get::<_, Option<i64>>(6)?.map(LogId::new),
+                    deleted: r.get("deleted")?,
+                    revision: Revision::new(r.get::<_, i64>("revision")? as u64),
+                    last_log: r.get::<_, Option<i64>>("last_log")?.map(LogId::new),
                 })
             })
             .and_then(Iterator::collect)
