@@ -19,28 +19,8 @@ struct Asset {
     body: &'static [u8],
 }
 
-const ASSETS: &[Asset] = &[
-    Asset {
-        name: "index.html",
-        content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../dashboard/index.html"),
-    },
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../dashboard/app.js"),
-    },
-    Asset {
-        name: "app.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../dashboard/app.css"),
-    },
-    Asset {
-        name: "favicon.svg",
-        content_type: "image/svg+xml",
-        body: include_bytes!("../dashboard/favicon.svg"),
-    },
-];
+// Every file of `dashboard/`, listed by build.rs.
+include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 
 /// The policy every dashboard response carries: only this origin's scripts, styles and API.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -180,7 +160,7 @@ mod tests {
                 .unwrap()
                 .contains("script-src 'self'")
         );
-        let js = respond("/assets/app.js", None, false, None).unwrap();
+        let js = respond("/assets/main.js", None, false, None).unwrap();
         assert_eq!(js.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
         assert!(respond("/assets/nope.js", None, false, None).is_none());
         assert!(
@@ -203,8 +183,8 @@ mod tests {
     #[test]
     fn files_go_gzipped_to_clients_that_accept_it() {
         use std::io::Read;
-        let plain = respond("/assets/app.js", None, false, None).unwrap();
-        let packed = respond("/assets/app.js", None, true, None).unwrap();
+        let plain = respond("/assets/main.js", None, false, None).unwrap();
+        let packed = respond("/assets/main.js", None, true, None).unwrap();
         assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
         assert_eq!(packed.headers()[header::CONTENT_ENCODING], "gzip");
         assert_eq!(packed.headers()[header::VARY], "accept-encoding");
@@ -214,7 +194,7 @@ mod tests {
         assert_eq!(unpacked, plain.body().to_vec());
         assert_ne!(packed.headers()[header::ETAG], plain.headers()[header::ETAG]);
         let etag = packed.headers()[header::ETAG].clone();
-        assert_eq!(respond("/assets/app.js", Some(&etag), true, None).unwrap().status(), 304);
+        assert_eq!(respond("/assets/main.js", Some(&etag), true, None).unwrap().status(), 304);
 
         let h = |v: &'static str| Some(HeaderValue::from_static(v));
         assert!(accepts_gzip(h("gzip, deflate, br").as_ref()));

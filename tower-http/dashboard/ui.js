@@ -1,0 +1,204 @@
+// Tower dashboard: Toasts, dialogs and the shared components (page header, search box, badges, switches).
+
+import { ICONS, circuitOf, focusLost, h, icon, markReady, s, uid } from './dom.js';
+import { api, isAbort } from './api.js';
+// ===== toasts and dialogs =====
+
+export function toast(message, kind = 'success') {
+  const box = document.getElementById('toasts');
+  const el = h('div', { class: `toast toast-${kind}`, testid: 'toast', role: kind === 'error' ? 'alert' : 'status' },
+    icon(kind === 'error' ? 'alert' : 'check'),
+    h('span', { class: 'toast-text' }, message),
+    h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Dismiss', onclick: () => el.remove() }, icon('x')));
+  box.prepend(el);
+  while (box.children.length > 4) box.lastElementChild.remove();
+  setTimeout(() => el.remove(), kind === 'error' ? 10_000 : 5_000);
+}
+
+export const toastError = (e) => { if (!isAbort(e)) toast(e.message, 'error'); };
+
+export function restoreFocus(el) {
+  if (el && el.isConnected && typeof el.focus === 'function') el.focus();
+}
+
+/**
+ * A modal <dialog>, removed from the page when closed; resolves with what `done` is given.
+ * While it is busy (aria-busy="true", a request running), Esc and the backdrop do not close it,
+ * so the request's outcome still has a dialog to show in.
+ */
+export function openModal(props, build) {
+  return new Promise((resolve) => {
+    const opener = document.activeElement;
+    let result = null;
+    const done = (value) => {
+      result = value;
+      dlg.close();
+    };
+    const dlg = h('dialog', { class: 'modal', ...props });
+    const busy = () => dlg.getAttribute('aria-busy') === 'true';
+    dlg.append(build(done, dlg));
+    dlg.addEventListener('click', (e) => { if (e.target === dlg && !busy()) dlg.close(); });
+    // Esc: a cancelled keydown makes no close request. `cancel` alone is not enough: the browser
+    // lets a page refuse it only once per user activation. On the document, since focus may have
+    // left the dialog (a disabled button loses it).
+    const holdEsc = (e) => { if (e.key === 'Escape' && busy()) e.preventDefault(); };
+    document.addEventListener('keydown', holdEsc);
+    dlg.addEventListener('cancel', (e) => { if (busy()) e.preventDefault(); });
+    dlg.addEventListener('close', () => {
+      document.removeEventListener('keydown', holdEsc);
+      dlg.remove();
+      restoreFocus(opener);
+      resolve(result);
+    });
+    document.body.append(dlg);
+    dlg.showModal();
+  });
+}
+
+/** Asks before something destructive; resolves true when confirmed. */
+export async function confirmDialog({ title, message, confirmLabel, danger = true }) {
+  const titleId = uid('dlg-title');
+  const msgId = uid('dlg-msg');
+  const result = await openModal(
+    { testid: 'confirm-dialog', 'aria-labelledby': titleId, 'aria-describedby': msgId },
+    (done) => h('div', { class: 'modal-body' },
+      h('h2', { id: titleId }, title),
+      h('div', { id: msgId, class: 'modal-text' }, message),
+      h('div', { class: 'modal-actions' },
+        h('button', { type: 'button', class: 'btn', testid: 'confirm-no', autofocus: true, onclick: () => done(false) }, 'Cancel'),
+        h('button', { type: 'button', class: danger ? 'btn danger' : 'btn primary', testid: 'confirm-yes', onclick: () => done(true) }, confirmLabel))));
+  return result === true;
+}
+
+/** A promise and the function that resolves it: screens' actions wait for the first load. */
+export function deferred() {
+  let resolve;
+  const promise = new Promise((r) => { resolve = r; });
+  return { promise, resolve };
+}
+
+/**
+ * Disables a button while its action runs. Disabling a focused button drops focus to <body>,
+ * so when the action is over focus comes back to it, unless it went somewhere else meanwhile.
+ */
+export function setBusy(button, busy) {
+  button.setAttribute('aria-busy', String(busy));
+  if (busy) {
+    button.hadFocus = document.activeElement === button;
+    button.disabled = true;
+    return;
+  }
+  button.disabled = false;
+  if (button.hadFocus && button.isConnected && focusLost()) button.focus();
+  button.hadFocus = false;
+}
+
+// ===== shared components =====
+
+export function pageHeader(title, { crumbs = [], actions = [], testid, sub } = {}) {
+  const h1 = h('h1', { tabindex: '-1', testid, id: uid('heading') }, title);
+  return {
+    h1,
+    el: h('header', { class: 'page-head' },
+      crumbs.length ? h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' },
+        h('ol', null, crumbs.map((c) => h('li', null, c)))) : null,
+      h('div', { class: 'page-head-row' },
+        h('div', { class: 'page-head-title' }, h1, sub),
+        actions.length ? h('div', { class: 'page-actions' }, actions) : null)),
+  };
+}
+
+export function searchBox({ testid, label, value, onInput }) {
+  const id = uid('search');
+  const input = h('input', { id, type: 'search', testid, value, placeholder: label, autocomplete: 'off', spellcheck: 'false', oninput: () => onInput(input.value) });
+  return h('div', { class: 'search' }, h('label', { for: id, class: 'sr-only' }, label), icon('search'), input);
+}
+
+export function notFoundCard(title, text, linkHref = '/', linkText = 'Back to apps') {
+  markReady();
+  return h('section', { class: 'card empty-state', testid: 'not-found' },
+    h('div', { class: 'empty-icon' }, icon('alert')),
+    h('h1', { tabindex: '-1' }, title),
+    h('p', null, text),
+    h('a', { href: linkHref, class: 'btn' }, linkText));
+}
+
+/** An error with a retry button, in place of content that failed to load. */
+export function loadError(e, retry) {
+  return h('div', { class: 'load-error', role: 'alert' },
+    icon('alert'), h('span', null, `Could not load: ${e.message}`),
+    h('button', { type: 'button', class: 'btn small', onclick: retry }, 'Retry'));
+}
+
+/** A badge with an icon and a text; update() changes both in place (elements stay the same). */
+export function badge(testid) {
+  const path = s('path');
+  const text = h('span', { testid });
+  const el = h('span', { class: 'badge' },
+    s('svg', { class: 'icon', viewBox: '0 0 24 24', 'aria-hidden': 'true', focusable: 'false' }, path), text);
+  el.set = (iconName, label, tone) => {
+    el.className = `badge tone-${tone}`;
+    path.setAttribute('d', ICONS[iconName]);
+    text.textContent = label;
+  };
+  return el;
+}
+
+/** The circuit state as a badge; blank until a flag is given. */
+export function circuitBadge(flag) {
+  const el = badge('flag-circuit');
+  el.update = (f) => {
+    const c = circuitOf(f);
+    el.set(c.icon, c.label, c.tone);
+  };
+  if (flag) el.update(flag);
+  return el;
+}
+
+/**
+ * The on/off switch: a button with role="switch" and visible On/Off text. Its name is the
+ * flag's title, read from `titleEl` (a row's link, the page's heading), followed by that
+ * visible text, so what is seen is part of the name ("new-checkout On").
+ */
+export function flagSwitch(flag, titleEl) {
+  const text = h('span', { class: 'switch-text', id: uid('switch-text') });
+  const btn = h('button', { type: 'button', role: 'switch', class: 'switch', testid: 'flag-toggle', 'aria-labelledby': `${titleEl.id} ${text.id}` },
+    h('span', { class: 'switch-track', 'aria-hidden': 'true' }, h('span', { class: 'switch-thumb' })),
+    text);
+  let current = flag;
+  let pending = false;
+  btn.update = (f) => {
+    current = f;
+    btn.setAttribute('aria-checked', String(f.is_active));
+    text.textContent = f.is_active ? 'On' : 'Off';
+  };
+  btn.addEventListener('click', async () => {
+    if (pending) return;
+    pending = true;
+    btn.setAttribute('aria-busy', 'true');
+    const target = !current.is_active;
+    try {
+      const updated = await api('PATCH', `/api/flags/${current.id}/toggle`, { is_active: target });
+      btn.dispatchEvent(new CustomEvent('flagchange', { bubbles: true, detail: updated }));
+      toast(`“${updated.title}” turned ${updated.is_active ? 'on' : 'off'}`);
+    } catch (e) {
+      toastError(e);
+    } finally {
+      pending = false;
+      btn.setAttribute('aria-busy', 'false');
+    }
+  });
+  btn.update(flag);
+  return btn;
+}
+
+export function countFlags(flags) {
+  const c = { total: flags.length, active: 0, closed: 0, recovering: 0, open: 0 };
+  for (const f of flags) {
+    if (f.is_active) c.active++;
+    if (f.circuit_status === 'close') c.closed++;
+    else if (f.circuit_status === 'recovery') c.recovering++;
+    else c.open++;
+  }
+  return c;
+}
