@@ -3,7 +3,7 @@
 import { h, uid } from './dom.js';
 import { api } from './api.js';
 import { openModal, setBusy } from './ui.js';
-import { checkDescription, checkIncrement, checkInterval, checkPercent, checkTitle, checkUserList, checkWebhooks, fieldMessage } from './validate.js';
+import { asNumber, fieldMessage } from './values.js';
 // ===== app form =====
 
 export function appFormDialog(app) {
@@ -32,17 +32,12 @@ export function appFormDialog(app) {
       class: 'modal-body', novalidate: true,
       onsubmit: async (e) => {
         e.preventDefault();
-        const t = checkTitle(input.value);
-        if (t.error) {
-          showError(`title: ${t.error}`);
-          input.focus();
-          return;
-        }
         setSending(true);
         try {
+          // The API checks the title and says what is wrong with it.
           const saved = isNew
-            ? await api('POST', '/api/apps', { title: t.value })
-            : await api('PATCH', `/api/apps/${app.id}`, { title: t.value });
+            ? await api('POST', '/api/apps', { title: input.value })
+            : await api('PATCH', `/api/apps/${app.id}`, { title: input.value });
           done(saved);
         } catch (e2) {
           showError(e2.message);
@@ -73,18 +68,18 @@ export const FLAG_DEFAULTS = {
 
 /** The settings a person edits (circuit state and recovery percentage move by other means). */
 export const FLAG_FIELDS = [
-  { group: 'General', key: 'title', testid: 'flag-title', label: 'Title', kind: 'text', check: checkTitle, hint: 'Unique within the app, up to 255 characters.' },
-  { group: 'General', key: 'description', testid: 'flag-description', label: 'Description', kind: 'textarea', check: checkDescription, hint: 'Optional, up to 10 000 characters.' },
-  { group: 'Rollout', key: 'rollout_percentage', testid: 'flag-rollout', label: 'Rollout (%)', kind: 'number', check: checkPercent, hint: 'Share of users who get the flag: 0–100, one decimal.' },
-  { group: 'Rollout', key: 'white_listed_users', testid: 'flag-whitelist', label: 'Whitelisted users', kind: 'list', check: checkUserList, hint: 'Comma-separated user ids that get the flag whatever the rollout.' },
-  { group: 'Circuit breaker', key: 'error_threshold_percentage', testid: 'flag-threshold', label: 'Error threshold (%)', kind: 'number', check: checkPercent, hint: 'Error rate that trips the circuit: 0–100; 0 disables the breaker.' },
-  { group: 'Circuit breaker', key: 'webhooks', testid: 'flag-webhooks', label: 'Webhooks', kind: 'list', check: checkWebhooks, hint: 'Comma-separated http:// or https:// URLs told about trips and recoveries.' },
+  { group: 'General', key: 'title', testid: 'flag-title', label: 'Title', kind: 'text', hint: 'Unique within the app, up to 255 characters.' },
+  { group: 'General', key: 'description', testid: 'flag-description', label: 'Description', kind: 'textarea', hint: 'Optional, up to 10 000 characters.' },
+  { group: 'Rollout', key: 'rollout_percentage', testid: 'flag-rollout', label: 'Rollout (%)', kind: 'number', hint: 'Share of users who get the flag: 0–100, one decimal.' },
+  { group: 'Rollout', key: 'white_listed_users', testid: 'flag-whitelist', label: 'Whitelisted users', kind: 'list', hint: 'Comma-separated user ids that get the flag whatever the rollout.' },
+  { group: 'Circuit breaker', key: 'error_threshold_percentage', testid: 'flag-threshold', label: 'Error threshold (%)', kind: 'number', hint: 'Error rate that trips the circuit: 0–100; 0 disables the breaker.' },
+  { group: 'Circuit breaker', key: 'webhooks', testid: 'flag-webhooks', label: 'Webhooks', kind: 'list', hint: 'Comma-separated http:// or https:// URLs told about trips and recoveries.' },
   { group: 'Recovery', key: 'is_recoverable', testid: 'flag-recoverable', label: 'Recover automatically after a trip', kind: 'checkbox' },
   { group: 'Recovery', key: 'circuit_recovery_profile', testid: 'flag-profile', label: 'Recovery profile', kind: 'select', options: [['linear', 'Linear (+ increment per step)'], ['exponential', 'Exponential (× 1 + increment per step)']] },
-  { group: 'Recovery', key: 'circuit_recovery_delay', testid: 'flag-delay', label: 'Recovery delay (ms)', kind: 'integer', check: checkInterval, hint: 'Wait after a trip before recovery starts: 100 to 2147483647.' },
-  { group: 'Recovery', key: 'circuit_recovery_rate', testid: 'flag-rate', label: 'Step interval (ms)', kind: 'integer', check: checkInterval, hint: 'Time between recovery steps: 100 to 2147483647.' },
-  { group: 'Recovery', key: 'circuit_initial_recovery_percentage', testid: 'flag-initial', label: 'Initial recovery (%)', kind: 'number', check: checkPercent, hint: 'First step of recovery: 0–100.' },
-  { group: 'Recovery', key: 'circuit_recovery_increment_percentage', testid: 'flag-increment', label: 'Increment (%)', kind: 'number', check: checkIncrement, hint: 'Size of each step: 0.1–100.' },
+  { group: 'Recovery', key: 'circuit_recovery_delay', testid: 'flag-delay', label: 'Recovery delay (ms)', kind: 'integer', hint: 'Wait after a trip before recovery starts: 100 to 2147483647.' },
+  { group: 'Recovery', key: 'circuit_recovery_rate', testid: 'flag-rate', label: 'Step interval (ms)', kind: 'integer', hint: 'Time between recovery steps: 100 to 2147483647.' },
+  { group: 'Recovery', key: 'circuit_initial_recovery_percentage', testid: 'flag-initial', label: 'Initial recovery (%)', kind: 'number', hint: 'First step of recovery: 0–100.' },
+  { group: 'Recovery', key: 'circuit_recovery_increment_percentage', testid: 'flag-increment', label: 'Increment (%)', kind: 'number', hint: 'Size of each step: 0.1–100.' },
 ];
 
 export function fieldControl(f, value) {
@@ -111,14 +106,18 @@ export function fieldControl(f, value) {
     }
     wrap = h('div', { class: `field field-${f.kind}` }, h('label', { for: id }, f.label), input, err, hint);
   }
-  const read = () => (f.kind === 'checkbox' ? { value: input.checked } : f.check ? f.check(input.value) : { value: input.value });
+  const read = () => {
+    if (f.kind === 'checkbox') return input.checked;
+    if (f.kind === 'number' || f.kind === 'integer') return asNumber(input.value);
+    return input.value;
+  };
   const setError = (message) => {
     err.textContent = message ?? '';
     if (message) input.setAttribute('aria-invalid', 'true');
     else input.removeAttribute('aria-invalid');
   };
-  // Once a field shows an error, re-check it as it is edited.
-  input.addEventListener('input', () => { if (err.textContent) setError(read().error); });
+  // An error stays until the field is edited: the next save asks the API again.
+  input.addEventListener('input', () => { if (err.textContent) setError(''); });
   return { field: f, input, wrap, read, setError };
 }
 
@@ -130,8 +129,9 @@ export function fieldControl(f, value) {
 export const asShown = (v) => (typeof v === 'string' ? v.replace(/\r\n?/g, '\n') : v);
 
 /**
- * The flag form (create and edit). Checks every field with the API's rules and messages; an
- * edit sends only the fields that changed (PATCH is partial), never read-only ones.
+ * The flag form (create and edit). Sends the fields as the API reads them and shows the API's
+ * message on the field it names; an edit sends only the fields that changed (PATCH is partial),
+ * never read-only ones.
  */
 export function flagForm({ flag, appId, onSaved, onCancel }) {
   const isNew = !flag;
@@ -174,22 +174,7 @@ export function flagForm({ flag, appId, onSaved, onCancel }) {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     clearErrors();
-    const values = {};
-    const errors = [];
-    for (const c of controls) {
-      const r = c.read();
-      if (r.error) {
-        c.setError(r.error);
-        errors.push(`${c.field.key}: ${r.error}`);
-      } else {
-        values[c.field.key] = r.value;
-      }
-    }
-    if (errors.length) {
-      formError.textContent = errors.length === 1 ? errors[0] : `${errors[0]} (and ${errors.length - 1} more)`;
-      controls.find((c) => c.input.getAttribute('aria-invalid'))?.input.focus();
-      return;
-    }
+    const values = Object.fromEntries(controls.map((c) => [c.field.key, c.read()]));
     const body = isNew ? values : Object.fromEntries(Object.entries(values).filter(([k, v]) => v !== asShown(flag[k])));
     if (!isNew && Object.keys(body).length === 0) {
       onSaved(flag, false);
