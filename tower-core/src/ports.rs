@@ -253,9 +253,41 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn delete_flag(&self, id: FlagId, now: Timestamp) -> Result<Change<Flag>, StoreError>;
 
     /// Every log entry, newest first.
-    async fn list_logs(&self) -> Result<Vec<LogEntry>, StoreError>;
+    ///
+    /// Provided: [`Store::query_logs`] page after page.
+    async fn list_logs(&self) -> Result<Vec<LogEntry>, StoreError> {
+        let mut all = Vec::new();
+        let mut before = None;
+        loop {
+            let query = LogQuery { before, limit: MAX_LOG_PAGE, ..LogQuery::default() };
+            let page = self.query_logs(&query).await?;
+            let full = page.len() == MAX_LOG_PAGE as usize;
+            before = page.last().map(|r| r.entry.id);
+            all.extend(page.into_iter().map(|r| r.entry));
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
     /// The log entries of a live app, oldest first.
-    async fn app_logs(&self, app: AppId) -> Result<Vec<LogEntry>, StoreError>;
+    ///
+    /// Provided: [`Store::get_app`], then [`Store::query_logs`] page after page.
+    async fn app_logs(&self, app: AppId) -> Result<Vec<LogEntry>, StoreError> {
+        self.get_app(app).await?;
+        let mut all = Vec::new();
+        let mut after = Some(LogId::new(0));
+        loop {
+            let query =
+                LogQuery { app: Some(app), after, limit: MAX_LOG_PAGE, ..LogQuery::default() };
+            let page = self.query_logs(&query).await?;
+            let full = page.len() == MAX_LOG_PAGE as usize;
+            after = page.last().map(|r| r.entry.id).or(after);
+            all.extend(page.into_iter().map(|r| r.entry));
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
     /// A page of the log (deleted apps' and flags' entries included).
     async fn query_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError>;
     /// Every app's revision and newest log entry, deleted apps included, by app id.

@@ -311,19 +311,6 @@ async fn flags_of(tx: &Transaction<'_>, app: AppId) -> Result<Vec<Flag>, Fail> {
     tx.query(&stmt, &[&app.get()]).await?.iter().map(flag_from_row).collect()
 }
 
-async fn logs_where(
-    tx: &Transaction<'_>,
-    filter: &str,
-    id: Option<i64>,
-) -> Result<Vec<LogEntry>, Fail> {
-    let stmt = tx.prepare_cached(&format!("SELECT {LOG_COLUMNS} FROM logs {filter}")).await?;
-    let rows = match id {
-        Some(id) => tx.query(&stmt, &[&id]).await?,
-        None => tx.query(&stmt, &[]).await?,
-    };
-    rows.iter().map(log_from_row).collect()
-}
-
 #[async_trait]
 impl Store for PostgresStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -544,17 +531,6 @@ impl Store for PostgresStore {
             let revision = bump(&tx, write.flag.app_id, write.origin, now).await?;
             let action = write.action();
             Change::written(write.flag, revision, action)
-        })
-    }
-
-    async fn list_logs(&self) -> Result<Vec<LogEntry>, StoreError> {
-        snapshot!(self, |tx| { logs_where(&tx, "ORDER BY id DESC", None).await? })
-    }
-
-    async fn app_logs(&self, app: AppId) -> Result<Vec<LogEntry>, StoreError> {
-        snapshot!(self, |tx| {
-            live_app(&tx, app, false).await?;
-            logs_where(&tx, "WHERE app_id = $1 ORDER BY id", Some(app.get())).await?
         })
     }
 

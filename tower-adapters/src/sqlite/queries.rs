@@ -381,18 +381,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_logs(&self) -> Result<Vec<LogEntry>, StoreError> {
-        self.read(|tx| logs_where(tx, "ORDER BY id DESC", None)).await
-    }
-
-    async fn app_logs(&self, app: AppId) -> Result<Vec<LogEntry>, StoreError> {
-        self.read(move |tx| {
-            live_app(tx, app)?;
-            logs_where(tx, "WHERE app_id = ?1 ORDER BY id", Some(app.get()))
-        })
-        .await
-    }
-
     async fn query_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {
         let (sql, params) = log_query(query, '?');
         self.read(move |tx| {
