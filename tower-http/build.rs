@@ -1,6 +1,10 @@
 //! Lists the dashboard's files (`dashboard/`) for the binary to embed: every file of the folder,
 //! so adding one needs no hand-kept list. Each is served at `/assets/<name>` with the content type
 //! of its extension; a file of another kind stops the build, so nothing is served with a guess.
+//!
+//! The embedded `index.html` also gets a `<link rel="modulepreload">` for every module before its
+//! `<script type="module">`: the browser then fetches all of them at once instead of discovering
+//! them import by import (three round trips deep).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -29,12 +33,17 @@ fn main() {
         .filter(|n| !n.starts_with('.'))
         .collect();
     names.sort();
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let mut out = String::from("const ASSETS: &[Asset] = &[\n");
     for name in &names {
         let Some(ty) = content_type(name) else {
             panic!("dashboard/{name}: no content type for this kind of file; add it in build.rs")
         };
-        let path = dir.join(name);
+        let mut path = dir.join(name);
+        if name == "index.html" {
+            path = out_dir.join("index.html");
+            std::fs::write(&path, with_preloads(&dir.join(name), &names)).expect("write index.html");
+        }
         println!("cargo:rerun-if-changed={}", path.display());
         writeln!(
             out,
@@ -44,6 +53,18 @@ fn main() {
         .unwrap();
     }
     out.push_str("];\n");
-    let target = Path::new(&std::env::var("OUT_DIR").unwrap()).join("assets.rs");
-    std::fs::write(target, out).expect("write assets.rs");
+    std::fs::write(out_dir.join("assets.rs"), out).expect("write assets.rs");
+}
+
+/// `index.html` with a module preload for every `.js` file, before its module script.
+fn with_preloads(index: &Path, names: &[String]) -> String {
+    let html = std::fs::read_to_string(index).expect("dashboard/index.html");
+    let script = html.find("<script type=\"module\"").expect("index.html loads a module script");
+    let indent = html[..script].rsplit('\n').next().unwrap_or("");
+    let links: String = names
+        .iter()
+        .filter(|n| n.ends_with(".js"))
+        .map(|n| format!("<link rel=\"modulepreload\" href=\"/assets/{n}\">\n{indent}"))
+        .collect();
+    format!("{}{links}{}", &html[..script], &html[script..])
 }
