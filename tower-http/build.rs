@@ -42,7 +42,8 @@ fn main() {
         let mut path = dir.join(name);
         if name == "index.html" {
             path = out_dir.join("index.html");
-            std::fs::write(&path, with_preloads(&dir.join(name), &names)).expect("write index.html");
+            std::fs::write(&path, with_preloads(&dir.join(name), &names))
+                .expect("write index.html");
         }
         println!("cargo:rerun-if-changed={}", path.display());
         writeln!(

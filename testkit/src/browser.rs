@@ -177,6 +177,41 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
     }
 
+    /// What axe-core (the accessibility engine, `tests/browser/`) finds against WCAG 2 A and AA
+    /// on the page as it is: one line per violation, with the elements it concerns. `None`
+    /// (said loudly) when axe-core is not installed: `TOWER_TEST_AXE`, default
+    /// `tests/browser/node_modules/axe-core/axe.min.js`, which `./scripts/test` installs.
+    pub async fn accessibility_violations(&self) -> Option<Vec<String>> {
+        let path = std::env::var_os("TOWER_TEST_AXE").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/browser/node_modules/axe-core/axe.min.js")
+        });
+        let Ok(axe) = std::fs::read_to_string(&path) else {
+            crate::missing(&format!(
+                "axe-core not found at {}; run ./scripts/test, which installs it (npm ci --prefix tests/browser)",
+                path.display()
+            ));
+            return None;
+        };
+        // A script the driver runs is not subject to the page's CSP.
+        self.client.execute(&axe, vec![]).await.expect("load axe-core");
+        let found = self
+            .client
+            .execute(
+                "return axe.run(document, { runOnly: ['wcag2a', 'wcag2aa'] }).then((r) => \
+                 r.violations.map((v) => `${v.id} (${v.impact}): ${v.help}: ${v.nodes.map((n) => n.target.join(' ')).slice(0, 5).join(', ')}`));",
+                vec![],
+            )
+            .await
+            .expect("run axe-core");
+        Some(
+            found
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
+        )
+    }
+
     /// Errors the page logged to the browser console (`SEVERE` entries), if the driver keeps
     /// them.
     pub async fn console_errors(&self) -> Vec<String> {
