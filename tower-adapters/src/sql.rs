@@ -228,6 +228,77 @@ pub(crate) const APP_COLUMNS: &str = "id, title, created_at, updated_at";
 pub(crate) const LOG_COLUMNS: &str =
     "id, flag_id, app_id, action_type, flag_title, flag_description, created_at, detail";
 
+/// The statements both stores run as they are, written with PostgreSQL's `$n` placeholders;
+/// SQLite runs them through [`for_sqlite`] (`?n`, the same numbers). What differs between the
+/// two (locking, the revision bump, the outbox's newest record per app, advisory locks) stays
+/// with each adapter.
+pub(crate) mod stmt {
+    use std::sync::LazyLock;
+
+    use super::{APP_COLUMNS, FLAG_COLUMNS};
+
+    /// A live app by id ($1).
+    pub(crate) static LIVE_APP: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {APP_COLUMNS} FROM apps WHERE id = $1 AND deleted_at IS NULL")
+    });
+    /// Every live app, by id.
+    pub(crate) static LIVE_APPS: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {APP_COLUMNS} FROM apps WHERE deleted_at IS NULL ORDER BY id")
+    });
+    /// A flag by id ($1).
+    pub(crate) static FLAG_BY_ID: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {} FROM flags WHERE id = $1", FLAG_COLUMNS.as_str()));
+    /// An app's flags ($1), by id.
+    pub(crate) static FLAGS_OF_APP: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {} FROM flags WHERE app_id = $1 ORDER BY id", FLAG_COLUMNS.as_str())
+    });
+    /// A log entry: flag, app, action, title, description, time, detail ($1…$7).
+    pub(crate) const INSERT_LOG: &str = "INSERT INTO logs (flag_id, app_id, action_type, \
+        flag_title, flag_description, created_at, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    /// A new app: title, title key, time ($1…$3); returns its id.
+    pub(crate) const INSERT_APP: &str = "INSERT INTO apps (title, title_key, created_at, \
+        updated_at) VALUES ($1, $2, $3, $3) RETURNING id";
+    /// An app's new title: title, title key, time, app ($1…$4).
+    pub(crate) const RENAME_APP: &str =
+        "UPDATE apps SET title = $1, title_key = $2, updated_at = $3 WHERE id = $4";
+    /// Every flag of an app ($1).
+    pub(crate) const DELETE_APP_FLAGS: &str = "DELETE FROM flags WHERE app_id = $1";
+    /// An app ($1) deleted at a time ($2): its id, revision and logs stay.
+    pub(crate) const SOFT_DELETE_APP: &str = "UPDATE apps SET deleted_at = $2 WHERE id = $1";
+    /// A flag ($1).
+    pub(crate) const DELETE_FLAG: &str = "DELETE FROM flags WHERE id = $1";
+    /// The SDK key, if there is one.
+    pub(crate) const SDK_KEY: &str = "SELECT id, created_at, updated_at FROM sdk_key";
+    /// The SDK key when there is none yet: id, created, updated ($1…$3).
+    pub(crate) const ENSURE_SDK_KEY: &str = "INSERT INTO sdk_key (singleton, id, created_at, \
+        updated_at) VALUES (1, $1, $2, $3) ON CONFLICT (singleton) DO NOTHING";
+    /// A new SDK key in place of the old: id, created, updated ($1…$3).
+    pub(crate) const REPLACE_SDK_KEY: &str = "INSERT INTO sdk_key (singleton, id, created_at, \
+        updated_at) VALUES (1, $1, $2, $3) ON CONFLICT (singleton) DO UPDATE SET id = excluded.id, \
+        created_at = excluded.created_at, updated_at = excluded.updated_at";
+    /// An app's ($1) revision and whether it is deleted.
+    pub(crate) const APP_REVISION: &str =
+        "SELECT revision, deleted_at IS NOT NULL AS deleted FROM apps WHERE id = $1";
+    /// An app's ($1) outbox records up to a revision ($2).
+    pub(crate) const MARK_PUBLISHED: &str =
+        "DELETE FROM outbox WHERE app_id = $1 AND revision <= $2";
+}
+
+/// A statement written for PostgreSQL (`$n`) with SQLite's placeholders (`?n`).
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+pub(crate) fn for_sqlite(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The stored name of a circuit state (the `state` column).
 pub(crate) fn state_name(s: CircuitState) -> &'static str {
     match s {
@@ -302,7 +373,15 @@ pub(crate) fn log_query(q: &LogQuery, sigil: char) -> (String, Vec<LogParam>) {
 mod tests {
     use flagtower_core::{Action, AppId, LogId, LogQuery};
 
-    use super::log_query;
+    use super::{for_sqlite, log_query};
+
+    #[test]
+    fn statements_get_sqlite_placeholders() {
+        assert_eq!(
+            for_sqlite("UPDATE apps SET deleted_at = $2 WHERE id = $1 AND x = '$'"),
+            "UPDATE apps SET deleted_at = ?2 WHERE id = ?1 AND x = '$'"
+        );
+    }
 
     #[test]
     fn log_queries_write_only_the_clauses_they_use() {

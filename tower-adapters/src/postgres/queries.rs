@@ -20,8 +20,8 @@ use std::sync::LazyLock;
 use tokio_postgres::types::Type;
 
 use crate::sql::{
-    APP_COLUMNS, CURSORS_SQL, Columns, Corrupt, FLAG_COLUMNS, LOG_COLUMNS, LogParam, Value,
-    flag_values, insert_flag, log_query, read_app, read_flag, read_log, update_flag,
+    CURSORS_SQL, Columns, Corrupt, FLAG_COLUMNS, LOG_COLUMNS, LogParam, Value, flag_values,
+    insert_flag, log_query, read_app, read_flag, read_log, stmt, update_flag,
 };
 
 /// A failure inside a transaction: either already a store error (not found, conflict), or a
@@ -201,11 +201,8 @@ fn taken(what: Resource, title: &Title) -> impl FnOnce(tokio_postgres::Error) ->
 }
 
 async fn live_app(tx: &Transaction<'_>, id: AppId, lock: bool) -> Result<App, Fail> {
-    let sql = if lock {
-        "SELECT id, title, created_at, updated_at FROM apps WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
-    } else {
-        "SELECT id, title, created_at, updated_at FROM apps WHERE id = $1 AND deleted_at IS NULL"
-    };
+    static LOCKED: LazyLock<String> = LazyLock::new(|| format!("{} FOR UPDATE", *stmt::LIVE_APP));
+    let sql = if lock { LOCKED.as_str() } else { stmt::LIVE_APP.as_str() };
     let stmt = tx.prepare_cached(sql).await?;
     match tx.query_opt(&stmt, &[&id.get()]).await? {
         Some(row) => app_from_row(&row),
@@ -214,12 +211,7 @@ async fn live_app(tx: &Transaction<'_>, id: AppId, lock: bool) -> Result<App, Fa
 }
 
 async fn flag_by_id(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, Fail> {
-    let stmt = tx
-        .prepare_cached(&format!(
-            "SELECT {fc} FROM flags WHERE id = $1",
-            fc = FLAG_COLUMNS.as_str()
-        ))
-        .await?;
+    let stmt = tx.prepare_cached(&stmt::FLAG_BY_ID).await?;
     match tx.query_opt(&stmt, &[&id.get()]).await? {
         Some(row) => flag_from_row(&row),
         None => Err(StoreError::NotFound(Resource::Flag).into()),
@@ -245,12 +237,7 @@ async fn lock_flag(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, Fail> {
 async fn write_entry(tx: &Transaction<'_>, write: &FlagWrite, now: Timestamp) -> Result<(), Fail> {
     let Some(log) = &write.log else { return Ok(()) };
     let flag = &write.flag;
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .await?;
+    let stmt = tx.prepare_cached(stmt::INSERT_LOG).await?;
     tx.execute(
         &stmt,
         &[
@@ -302,12 +289,7 @@ static INSERT_FLAG: LazyLock<String> = LazyLock::new(|| insert_flag('$'));
 static UPDATE_FLAG: LazyLock<String> = LazyLock::new(|| update_flag('$'));
 
 async fn flags_of(tx: &Transaction<'_>, app: AppId) -> Result<Vec<Flag>, Fail> {
-    let stmt = tx
-        .prepare_cached(&format!(
-            "SELECT {fc} FROM flags WHERE app_id = $1 ORDER BY id",
-            fc = FLAG_COLUMNS.as_str()
-        ))
-        .await?;
+    let stmt = tx.prepare_cached(&stmt::FLAGS_OF_APP).await?;
     tx.query(&stmt, &[&app.get()]).await?.iter().map(flag_from_row).collect()
 }
 
@@ -321,11 +303,7 @@ impl Store for PostgresStore {
 
     async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
         snapshot!(self, |tx| {
-            let stmt = tx
-                .prepare_cached(&format!(
-                    "SELECT {APP_COLUMNS} FROM apps WHERE deleted_at IS NULL ORDER BY id"
-                ))
-                .await?;
+            let stmt = tx.prepare_cached(&stmt::LIVE_APPS).await?;
             tx.query(&stmt, &[]).await?.iter().map(app_from_row).collect::<Result<Vec<_>, _>>()?
         })
     }
@@ -336,11 +314,7 @@ impl Store for PostgresStore {
 
     async fn create_app(&self, title: &Title, now: Timestamp) -> Result<App, StoreError> {
         transact!(self, |tx| {
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO apps (title, title_key, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id",
-                )
-                .await?;
+            let stmt = tx.prepare_cached(stmt::INSERT_APP).await?;
             let row = tx
                 .query_one(&stmt, &[&title.as_str(), &title.key(), &to_sql_time(now)])
                 .await
@@ -362,11 +336,7 @@ impl Store for PostgresStore {
     ) -> Result<App, StoreError> {
         transact!(self, |tx| {
             let app = live_app(&tx, id, true).await?;
-            let stmt = tx
-                .prepare_cached(
-                    "UPDATE apps SET title = $1, title_key = $2, updated_at = $3 WHERE id = $4",
-                )
-                .await?;
+            let stmt = tx.prepare_cached(stmt::RENAME_APP).await?;
             tx.execute(&stmt, &[&title.as_str(), &title.key(), &to_sql_time(now), &id.get()])
                 .await
                 .map_err(taken(Resource::App, title))?;
@@ -385,9 +355,9 @@ impl Store for PostgresStore {
                 )
                 .await?;
             tx.execute(&stmt, &[&id.get(), &to_sql_time(now)]).await?;
-            let stmt = tx.prepare_cached("DELETE FROM flags WHERE app_id = $1").await?;
+            let stmt = tx.prepare_cached(stmt::DELETE_APP_FLAGS).await?;
             tx.execute(&stmt, &[&id.get()]).await?;
-            let stmt = tx.prepare_cached("UPDATE apps SET deleted_at = $2 WHERE id = $1").await?;
+            let stmt = tx.prepare_cached(stmt::SOFT_DELETE_APP).await?;
             tx.execute(&stmt, &[&id.get(), &to_sql_time(now)]).await?;
             let revision = bump(&tx, id, Origin::Manual, now).await?;
             Change::written(app, revision, None)
@@ -403,13 +373,7 @@ impl Store for PostgresStore {
 
     async fn get_flag(&self, id: FlagId) -> Result<Flag, StoreError> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {fc} FROM flags WHERE id = $1",
-                fc = FLAG_COLUMNS.as_str()
-            ))
-            .await
-            .map_err(map_pg)?;
+        let stmt = client.prepare_cached(&stmt::FLAG_BY_ID).await.map_err(map_pg)?;
         match client.query_opt(&stmt, &[&id.get()]).await.map_err(map_pg)? {
             Some(row) => flag_from_row(&row).map_err(|e| match e {
                 Fail::Store(e) => e,
@@ -526,7 +490,7 @@ impl Store for PostgresStore {
         transact!(self, |tx| {
             let write = FlagWrite::delete(&lock_flag(&tx, id).await?);
             write_entry(&tx, &write, now).await?;
-            let stmt = tx.prepare_cached("DELETE FROM flags WHERE id = $1").await?;
+            let stmt = tx.prepare_cached(stmt::DELETE_FLAG).await?;
             tx.execute(&stmt, &[&id.get()]).await?;
             let revision = bump(&tx, write.flag.app_id, write.origin, now).await?;
             let action = write.action();
@@ -580,7 +544,7 @@ impl Store for PostgresStore {
 
     async fn sdk_key(&self) -> Result<Option<SdkKey>, StoreError> {
         snapshot!(self, |tx| {
-            match tx.query_opt("SELECT id, created_at, updated_at FROM sdk_key", &[]).await? {
+            match tx.query_opt(stmt::SDK_KEY, &[]).await? {
                 Some(row) => Some(key_from_row(&row)?),
                 None => None,
             }
@@ -590,8 +554,7 @@ impl Store for PostgresStore {
     async fn ensure_sdk_key(&self, candidate: &SdkKey) -> Result<SdkKey, StoreError> {
         transact!(self, |tx| {
             tx.execute(
-                "INSERT INTO sdk_key (singleton, id, created_at, updated_at) VALUES (1, $1, $2, $3)
-                 ON CONFLICT (singleton) DO NOTHING",
+                stmt::ENSURE_SDK_KEY,
                 &[
                     &candidate.id,
                     &to_sql_time(candidate.created_at),
@@ -599,18 +562,14 @@ impl Store for PostgresStore {
                 ],
             )
             .await?;
-            key_from_row(
-                &tx.query_one("SELECT id, created_at, updated_at FROM sdk_key", &[]).await?,
-            )?
+            key_from_row(&tx.query_one(stmt::SDK_KEY, &[]).await?)?
         })
     }
 
     async fn replace_sdk_key(&self, key: &SdkKey) -> Result<SdkKey, StoreError> {
         transact!(self, |tx| {
             tx.execute(
-                "INSERT INTO sdk_key (singleton, id, created_at, updated_at) VALUES (1, $1, $2, $3)
-                 ON CONFLICT (singleton) DO UPDATE SET id = excluded.id,
-                    created_at = excluded.created_at, updated_at = excluded.updated_at",
+                stmt::REPLACE_SDK_KEY,
                 &[&key.id, &to_sql_time(key.created_at), &to_sql_time(key.updated_at)],
             )
             .await?;
@@ -620,9 +579,7 @@ impl Store for PostgresStore {
 
     async fn ruleset(&self, app: AppId) -> Result<Ruleset, StoreError> {
         snapshot!(self, |tx| {
-            let stmt = tx
-                .prepare_cached("SELECT revision, deleted_at IS NOT NULL FROM apps WHERE id = $1")
-                .await?;
+            let stmt = tx.prepare_cached(stmt::APP_REVISION).await?;
             let row = match tx.query_opt(&stmt, &[&app.get()]).await? {
                 Some(row) => row,
                 None => return Err(StoreError::NotFound(Resource::App).into()),
@@ -658,9 +615,7 @@ impl Store for PostgresStore {
 
     async fn mark_published(&self, app: AppId, revision: Revision) -> Result<(), StoreError> {
         transact!(self, |tx| {
-            let stmt = tx
-                .prepare_cached("DELETE FROM outbox WHERE app_id = $1 AND revision <= $2")
-                .await?;
+            let stmt = tx.prepare_cached(stmt::MARK_PUBLISHED).await?;
             tx.execute(&stmt, &[&app.get(), &(revision.get() as i64)]).await?;
         })
     }

@@ -13,8 +13,8 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use super::{SqliteStore, corrupt, is_unique_violation, map_err};
 
 use crate::sql::{
-    APP_COLUMNS, CURSORS_SQL, Columns, FLAG_COLUMNS, LOG_COLUMNS, LogParam, Value, flag_values,
-    insert_flag, log_query, read_app, read_flag, read_log, update_flag,
+    CURSORS_SQL, Columns, LOG_COLUMNS, LogParam, Value, flag_values, insert_flag, log_query,
+    read_app, read_flag, read_log, stmt, update_flag,
 };
 use std::sync::LazyLock;
 
@@ -24,6 +24,14 @@ fn conversion(idx: usize, e: impl Into<flagtower_core::BoxError>) -> rusqlite::E
 
 fn app_from_row(r: &Row<'_>) -> rusqlite::Result<App> {
     read_app(r)
+}
+
+/// A shared statement (`sql::stmt`) with SQLite's placeholders, rendered once per call site.
+macro_rules! sqlite {
+    ($sql:expr) => {{
+        static SQL: LazyLock<String> = LazyLock::new(|| crate::sql::for_sqlite(&$sql));
+        SQL.as_str()
+    }};
 }
 
 impl Columns for Row<'_> {
@@ -81,16 +89,14 @@ fn log_from_row(r: &Row<'_>) -> rusqlite::Result<LogEntry> {
 }
 
 fn live_app(tx: &Transaction<'_>, id: AppId) -> Result<App, StoreError> {
-    tx.prepare_cached(&format!(
-        "SELECT {APP_COLUMNS} FROM apps WHERE id = ?1 AND deleted_at IS NULL"
-    ))
-    .and_then(|mut s| s.query_row([id.get()], app_from_row).optional())
-    .map_err(map_err)?
-    .ok_or(StoreError::NotFound(Resource::App))
+    tx.prepare_cached(sqlite!(stmt::LIVE_APP))
+        .and_then(|mut s| s.query_row([id.get()], app_from_row).optional())
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound(Resource::App))
 }
 
 fn flag_by_id(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, StoreError> {
-    tx.prepare_cached(&format!("SELECT {fc} FROM flags WHERE id = ?1", fc = FLAG_COLUMNS.as_str()))
+    tx.prepare_cached(sqlite!(stmt::FLAG_BY_ID))
         .and_then(|mut s| s.query_row([id.get()], flag_from_row).optional())
         .map_err(map_err)?
         .ok_or(StoreError::NotFound(Resource::Flag))
@@ -138,33 +144,27 @@ fn write_log(
     detail: Option<&str>,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            flag.id.get(),
-            flag.app_id.get(),
-            action.as_str(),
-            flag.title.as_str(),
-            flag.description.as_str(),
-            now.as_millis(),
-            detail
-        ])
-    })
-    .map_err(map_err)?;
+    tx.prepare_cached(sqlite!(stmt::INSERT_LOG))
+        .and_then(|mut s| {
+            s.execute(params![
+                flag.id.get(),
+                flag.app_id.get(),
+                action.as_str(),
+                flag.title.as_str(),
+                flag.description.as_str(),
+                now.as_millis(),
+                detail
+            ])
+        })
+        .map_err(map_err)?;
     Ok(())
 }
 
 /// An app's flags by id, in the caller's transaction.
 fn app_flags(tx: &Transaction<'_>, app: AppId) -> Result<Vec<Flag>, StoreError> {
-    tx.prepare_cached(&format!(
-        "SELECT {fc} FROM flags WHERE app_id = ?1 ORDER BY id",
-        fc = FLAG_COLUMNS.as_str()
-    ))
-    .and_then(|mut s| s.query_map([app.get()], flag_from_row)?.collect())
-    .map_err(map_err)
+    tx.prepare_cached(sqlite!(stmt::FLAGS_OF_APP))
+        .and_then(|mut s| s.query_map([app.get()], flag_from_row)?.collect())
+        .map_err(map_err)
 }
 
 /// Bumps the app's revision and writes the outbox record, in the caller's transaction.
@@ -220,11 +220,9 @@ impl Store for SqliteStore {
 
     async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
         self.read(|tx| {
-            tx.prepare_cached(&format!(
-                "SELECT {APP_COLUMNS} FROM apps WHERE deleted_at IS NULL ORDER BY id"
-            ))
-            .and_then(|mut s| s.query_map([], app_from_row)?.collect())
-            .map_err(map_err)
+            tx.prepare_cached(sqlite!(stmt::LIVE_APPS))
+                .and_then(|mut s| s.query_map([], app_from_row)?.collect())
+                .map_err(map_err)
         })
         .await
     }
@@ -237,10 +235,7 @@ impl Store for SqliteStore {
         let title = title.clone();
         self.write(move |tx| {
             let id = tx
-                .prepare_cached(
-                    "INSERT INTO apps (title, title_key, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?3) RETURNING id",
-                )
+                .prepare_cached(sqlite!(stmt::INSERT_APP))
                 .and_then(|mut s| {
                     s.query_row(params![title.as_str(), title.key(), now.as_millis()], |r| r.get(0))
                 })
@@ -259,13 +254,11 @@ impl Store for SqliteStore {
         let title = title.clone();
         self.write(move |tx| {
             let app = live_app(tx, id)?;
-            tx.prepare_cached(
-                "UPDATE apps SET title = ?1, title_key = ?2, updated_at = ?3 WHERE id = ?4",
-            )
-            .and_then(|mut s| {
-                s.execute(params![title.as_str(), title.key(), now.as_millis(), id.get()])
-            })
-            .map_err(|e| taken(e, Resource::App, &title))?;
+            tx.prepare_cached(sqlite!(stmt::RENAME_APP))
+                .and_then(|mut s| {
+                    s.execute(params![title.as_str(), title.key(), now.as_millis(), id.get()])
+                })
+                .map_err(|e| taken(e, Resource::App, &title))?;
             Ok(App { title, updated_at: now, ..app })
         })
         .await
@@ -275,21 +268,15 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let app = live_app(tx, id)?;
             let flags: Vec<Flag> = tx
-                .prepare_cached(&format!(
-                    "SELECT {fc} FROM flags WHERE app_id = ?1 ORDER BY id",
-                    fc = FLAG_COLUMNS.as_str()
-                ))
+                .prepare_cached(sqlite!(stmt::FLAGS_OF_APP))
                 .and_then(|mut s| s.query_map([id.get()], flag_from_row)?.collect())
                 .map_err(map_err)?;
             for flag in &flags {
                 write_entry(tx, &FlagWrite::delete(flag), now)?;
             }
-            tx.execute("DELETE FROM flags WHERE app_id = ?1", [id.get()]).map_err(map_err)?;
-            tx.execute(
-                "UPDATE apps SET deleted_at = ?1 WHERE id = ?2",
-                params![now.as_millis(), id.get()],
-            )
-            .map_err(map_err)?;
+            tx.execute(sqlite!(stmt::DELETE_APP_FLAGS), [id.get()]).map_err(map_err)?;
+            tx.execute(sqlite!(stmt::SOFT_DELETE_APP), params![id.get(), now.as_millis()])
+                .map_err(map_err)?;
             let revision = bump(tx, id, Origin::Manual, now)?;
             Ok(Change::written(app, revision, None))
         })
@@ -299,12 +286,9 @@ impl Store for SqliteStore {
     async fn list_flags(&self, app: AppId) -> Result<Vec<Flag>, StoreError> {
         self.read(move |tx| {
             live_app(tx, app)?;
-            tx.prepare_cached(&format!(
-                "SELECT {fc} FROM flags WHERE app_id = ?1 ORDER BY id",
-                fc = FLAG_COLUMNS.as_str()
-            ))
-            .and_then(|mut s| s.query_map([app.get()], flag_from_row)?.collect())
-            .map_err(map_err)
+            tx.prepare_cached(sqlite!(stmt::FLAGS_OF_APP))
+                .and_then(|mut s| s.query_map([app.get()], flag_from_row)?.collect())
+                .map_err(map_err)
         })
         .await
     }
@@ -375,7 +359,7 @@ impl Store for SqliteStore {
     async fn delete_flag(&self, id: FlagId, now: Timestamp) -> Result<Change<Flag>, StoreError> {
         self.write(move |tx| {
             let write = FlagWrite::delete(&flag_by_id(tx, id)?);
-            tx.execute("DELETE FROM flags WHERE id = ?1", [id.get()]).map_err(map_err)?;
+            tx.execute(sqlite!(stmt::DELETE_FLAG), [id.get()]).map_err(map_err)?;
             execute(tx, write, now)
         })
         .await
@@ -417,7 +401,7 @@ impl Store for SqliteStore {
 
     async fn sdk_key(&self) -> Result<Option<SdkKey>, StoreError> {
         self.read(|tx| {
-            tx.query_row("SELECT id, created_at, updated_at FROM sdk_key", [], |r| {
+            tx.query_row(stmt::SDK_KEY, [], |r| {
                 Ok(SdkKey {
                     id: r.get(0)?,
                     created_at: Timestamp::from_millis(r.get(1)?),
@@ -434,12 +418,11 @@ impl Store for SqliteStore {
         let c = candidate.clone();
         self.write(move |tx| {
             tx.execute(
-                "INSERT INTO sdk_key (singleton, id, created_at, updated_at) VALUES (1, ?1, ?2, ?3)
-                 ON CONFLICT (singleton) DO NOTHING",
+                sqlite!(stmt::ENSURE_SDK_KEY),
                 params![c.id, c.created_at.as_millis(), c.updated_at.as_millis()],
             )
             .map_err(map_err)?;
-            tx.query_row("SELECT id, created_at, updated_at FROM sdk_key", [], |r| {
+            tx.query_row(stmt::SDK_KEY, [], |r| {
                 Ok(SdkKey {
                     id: r.get(0)?,
                     created_at: Timestamp::from_millis(r.get(1)?),
@@ -455,9 +438,7 @@ impl Store for SqliteStore {
         let k = key.clone();
         self.write(move |tx| {
             tx.execute(
-                "INSERT INTO sdk_key (singleton, id, created_at, updated_at) VALUES (1, ?1, ?2, ?3)
-                 ON CONFLICT (singleton) DO UPDATE SET id = excluded.id,
-                    created_at = excluded.created_at, updated_at = excluded.updated_at",
+                sqlite!(stmt::REPLACE_SDK_KEY),
                 params![k.id, k.created_at.as_millis(), k.updated_at.as_millis()],
             )
             .map_err(map_err)?;
@@ -469,7 +450,7 @@ impl Store for SqliteStore {
     async fn ruleset(&self, app: AppId) -> Result<Ruleset, StoreError> {
         self.read(move |tx| {
             let (revision, deleted): (i64, bool) = tx
-                .prepare_cached("SELECT revision, deleted_at IS NOT NULL FROM apps WHERE id = ?1")
+                .prepare_cached(sqlite!(stmt::APP_REVISION))
                 .and_then(|mut s| {
                     s.query_row([app.get()], |r| Ok((r.get(0)?, r.get(1)?))).optional()
                 })
@@ -507,7 +488,7 @@ impl Store for SqliteStore {
 
     async fn mark_published(&self, app: AppId, revision: Revision) -> Result<(), StoreError> {
         self.write(move |tx| {
-            tx.prepare_cached("DELETE FROM outbox WHERE app_id = ?1 AND revision <= ?2")
+            tx.prepare_cached(sqlite!(stmt::MARK_PUBLISHED))
                 .and_then(|mut s| s.execute(params![app.get(), revision.get() as i64]))
                 .map_err(map_err)?;
             Ok(())
