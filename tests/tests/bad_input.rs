@@ -345,10 +345,10 @@ async fn bad_requests_get_their_status_and_change_nothing(store: TestStore) {
     // A body over the limit is refused as soon as its Content-Length is read, before any of it
     // is sent…
     let addr = server.addr;
-    let req = format!("POST /api/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", 2 * 1024 * 1024).into_bytes();
+    let req = format!("POST /api/apps HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", 2 * 1024 * 1024).into_bytes();
     assert_eq!(tokio::task::spawn_blocking(move || raw_status(addr, &req)).await.unwrap(), 413);
     // …and so is one without Content-Length (chunked), once it passes the limit.
-    let mut req = b"POST /api/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    let mut req = b"POST /api/apps HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
     let chunk = vec![b' '; 64 * 1024];
     for _ in 0..20 {
         req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
@@ -443,7 +443,7 @@ async fn a_client_too_slow_to_send_its_headers_is_disconnected() {
     let outcome = tokio::task::spawn_blocking(move || {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
-        s.write_all(b"GET /api/apps HTTP/1.1\r\nHost: x\r\n").unwrap();
+        s.write_all(b"GET /api/apps HTTP/1.1\r\nHost: 127.0.0.1\r\n").unwrap();
         let started = std::time::Instant::now();
         let mut buf = Vec::new();
         let read = s.read_to_end(&mut buf);
@@ -468,7 +468,7 @@ async fn a_body_that_never_completes_gets_a_408() {
     })
     .await;
     // Promise 100 bytes, send 10.
-    let req = b"POST /api/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"title\": ".to_vec();
+    let req = b"POST /api/apps HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"title\": ".to_vec();
     let status = tokio::task::spawn_blocking(move || raw_status(addr, &req)).await.unwrap();
     assert_eq!(status, 408);
     let c = flagtower_tests::Client::new(&format!("http://{addr}"));

@@ -28,6 +28,9 @@ pub struct Config {
     /// `TOWER_DASHBOARD_DIR`: serve the dashboard's files from this directory instead of the
     /// binary (for working on the dashboard without rebuilding).
     pub dashboard_dir: Option<std::path::PathBuf>,
+    /// `TOWER_ALLOWED_HOSTS`: comma-separated `Host` names answered besides the loopback ones
+    /// (on a loopback address), or the only ones answered (on another, when set).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl fmt::Debug for Config {
@@ -41,6 +44,7 @@ impl fmt::Debug for Config {
             .field("breaker", &self.breaker)
             .field("bucketing", &self.bucketing)
             .field("dashboard_dir", &self.dashboard_dir)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }
@@ -159,7 +163,37 @@ impl Config {
                 message: format!("`{v}` is not `tower` or `tailslide`"),
             })?,
         };
-        Ok(Self { bind, port, store_url, nats, metrics, breaker, bucketing, dashboard_dir })
+        let allowed_hosts = match get("TOWER_ALLOWED_HOSTS") {
+            None => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(|h| {
+                    let plain =
+                        h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+                    if plain {
+                        Ok(h.to_ascii_lowercase())
+                    } else {
+                        Err(ConfigError {
+                            variable: "TOWER_ALLOWED_HOSTS",
+                            message: format!("`{h}` is not a host name (like flags.example.com)"),
+                        })
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Self {
+            bind,
+            port,
+            store_url,
+            nats,
+            metrics,
+            breaker,
+            bucketing,
+            dashboard_dir,
+            allowed_hosts,
+        })
     }
 
     fn breaker(
@@ -464,6 +498,16 @@ mod tests {
     }
 
     #[test]
+    fn allowed_hosts_are_names() {
+        let c =
+            cfg(&[("TOWER_ALLOWED_HOSTS", " Flags.Example.com, tower.internal:8080 ,")]).unwrap();
+        assert_eq!(c.allowed_hosts, ["flags.example.com", "tower.internal:8080"]);
+        assert!(cfg(&[]).unwrap().allowed_hosts.is_empty());
+        let e = cfg(&[("TOWER_ALLOWED_HOSTS", "https://flags.example.com/")]).unwrap_err();
+        assert_eq!(e.variable, "TOWER_ALLOWED_HOSTS");
+    }
+
+    #[test]
     fn secrets_never_show_in_debug() {
         let c = Config {
             bind: IpAddr::from([0, 0, 0, 0]),
@@ -478,6 +522,7 @@ mod tests {
             breaker: None,
             bucketing: flagtower_core::Bucketing::Tower,
             dashboard_dir: None,
+            allowed_hosts: Vec::new(),
         };
         let d = format!("{c:?}");
         assert!(!d.contains("hunter2") && d.contains("tower:***@db:5432/tower"), "{d}");

@@ -23,6 +23,8 @@ pub enum ApiError {
     RequestTimeout(std::time::Duration),
     /// A body that is not `application/json`.
     UnsupportedMediaType,
+    /// A `Host` this server does not answer (DNS rebinding).
+    MisdirectedRequest,
     /// A field failed validation or is unknown.
     Validation {
         /// The field.
@@ -70,6 +72,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
             Self::Validation { .. } | Self::RulesetTooLarge { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -87,6 +90,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::RequestTimeout(_) => "request_timeout",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::MisdirectedRequest => "misdirected_request",
             Self::Validation { .. } => "validation_failed",
             Self::RulesetTooLarge { .. } => "ruleset_too_large",
             Self::Unavailable(_) => "unavailable",
@@ -108,6 +112,10 @@ impl ApiError {
             ),
             Self::RequestTimeout(t) => format!("request body not received within {t:?}"),
             Self::UnsupportedMediaType => "request body must be application/json".to_owned(),
+            Self::MisdirectedRequest => {
+                "this server does not answer for that Host; list the name in TOWER_ALLOWED_HOSTS"
+                    .to_owned()
+            }
             Self::Unavailable(_) => "a backend is unavailable; retry shortly".to_owned(),
             Self::Internal(_) => "internal server error".to_owned(),
         }

@@ -18,6 +18,7 @@
 mod config;
 mod dashboard;
 mod error;
+mod hosts;
 mod ofrep;
 mod routes;
 mod stream;
@@ -78,6 +79,10 @@ pub struct ServerOptions {
     /// Serve the dashboard's files from this directory, read at each request, instead of the
     /// copies embedded in the binary (`TOWER_DASHBOARD_DIR`; for working on the dashboard).
     pub dashboard_dir: Option<PathBuf>,
+    /// `Host` names answered besides the loopback ones (`TOWER_ALLOWED_HOSTS`). On a loopback
+    /// address only loopback names and these are answered; on another address, when not empty,
+    /// only these. Others get 421, against DNS rebinding.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -87,6 +92,7 @@ impl Default for ServerOptions {
             body_read_timeout: BODY_READ_TIMEOUT,
             shutdown_grace: SHUTDOWN_GRACE,
             dashboard_dir: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -98,6 +104,8 @@ pub(crate) struct Ctx {
     pub(crate) options: Arc<ServerOptions>,
     /// Turns `true` when the server shuts down (live streams end then).
     pub(crate) closing: tokio::sync::watch::Receiver<bool>,
+    /// The `Host` names answered.
+    pub(crate) hosts: Arc<hosts::Hosts>,
 }
 
 /// Serves the REST API, the live stream and the dashboard on `listener` until `shutdown`
@@ -126,7 +134,8 @@ pub async fn run_with(
         .keep_alive(true);
     let grace = options.shutdown_grace;
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
-    let ctx = Ctx { tower, options: Arc::new(options), closing };
+    let hosts = Arc::new(hosts::Hosts::new(listener.local_addr()?.ip(), &options.allowed_hosts));
+    let ctx = Ctx { tower, options: Arc::new(options), closing, hosts };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

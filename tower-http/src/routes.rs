@@ -83,7 +83,14 @@ pub(crate) async fn handle(ctx: Ctx, req: Request<Incoming>) -> Response<Body> {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let mut res = match route(&ctx, req).await {
+    let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+    let routed = if ctx.hosts.admits(host) {
+        route(&ctx, req).await
+    } else {
+        tracing::debug!(host = ?host, "refused: a Host this server does not answer");
+        Err(ApiError::MisdirectedRequest)
+    };
+    let mut res = match routed {
         Ok(res) => res,
         Err(e) => whole(e.into_response()),
     };
@@ -92,6 +99,10 @@ pub(crate) async fn handle(ctx: Ctx, req: Request<Incoming>) -> Response<Body> {
     res.headers_mut()
         .entry(http::header::CACHE_CONTROL)
         .or_insert(http::HeaderValue::from_static("no-store"));
+    // Nothing Tower sends is to be read as another type than the one it says.
+    res.headers_mut()
+        .entry(http::header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(http::HeaderValue::from_static("nosniff"));
     tracing::debug!(
         method = %method,
         path = %path,

@@ -116,7 +116,7 @@ fn sigterm_lets_the_request_in_flight_finish_and_a_restart_keeps_it() {
     let body = r#"{"title": "in flight"}"#;
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "POST /api/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+    write!(s, "POST /api/apps HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
     s.write_all(&body.as_bytes()[..5]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     sigterm(&child);
@@ -138,7 +138,8 @@ fn sigterm_lets_the_request_in_flight_finish_and_a_restart_keeps_it() {
     assert!(status.success(), "clean exit after SIGTERM: {status}");
 
     let (mut child, addr) = start(&db);
-    let apps = request(addr, "GET /api/apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let apps =
+        request(addr, "GET /api/apps HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     assert!(apps.contains("\"title\":\"in flight\""), "{apps}");
     sigterm(&child);
     assert!(child.wait().unwrap().success());
@@ -169,7 +170,7 @@ fn the_libpq_variables_alone_select_postgresql() {
     let created = request(
         addr,
         &format!(
-            "POST /api/apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST /api/apps HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         ),
     );
@@ -269,7 +270,8 @@ fn nats_from_the_seeds_variables_and_a_wrong_token_refused_at_start() {
             .env("NATS_SERVER", &url)
             .env("SDK_KEY", "myToken"),
     );
-    let health = request(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let health =
+        request(addr, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     assert!(
         health.starts_with("HTTP/1.1 200") && health.contains("\"publisher\":\"ok\""),
         "{health}"
@@ -296,7 +298,7 @@ fn a_change_committed_before_a_sigkill_is_published_after_the_restart() {
         request(
             addr,
             &format!(
-                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             ),
         )
@@ -305,8 +307,10 @@ fn a_change_committed_before_a_sigkill_is_published_after_the_restart() {
     assert!(post("/api/apps/1/flags", r#"{"title": "f"}"#).starts_with("HTTP/1.1 201"));
     // NATS goes away; a change commits but cannot be published; Tower is killed outright.
     nats.stop();
-    let toggled =
-        request(addr, "PATCH /api/flags/1/toggle HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let toggled = request(
+        addr,
+        "PATCH /api/flags/1/toggle HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
     assert!(toggled.starts_with("HTTP/1.1 200"), "{toggled}");
     child.kill().unwrap();
     child.wait().unwrap();

@@ -101,6 +101,7 @@ async fn serve(config: Config) -> Result<(), flagtower_core::BoxError> {
     tracing::info!("listening on http://{}", listener.local_addr()?);
     let options = flagtower_http::ServerOptions {
         dashboard_dir: config.dashboard_dir.clone(),
+        allowed_hosts: config.allowed_hosts.clone(),
         ..Default::default()
     };
     flagtower_http::run_with(listener, tower.clone(), shutdown_signal(), options).await?;
