@@ -312,7 +312,16 @@ async fn bad_requests_get_their_status_and_change_nothing(store: TestStore) {
         (Method::GET, "/api/apps/99999999999999999999999".into(), None, "".into(), 400, None),
         (Method::PATCH, "/api/flags/-3/toggle".into(), None, "".into(), 400, None),
         (Method::GET, "/api/flags/9223372036854775807".into(), None, "".into(), 404, None),
-        (Method::GET, "/api/flags/0".into(), None, "".into(), 404, None),
+        (Method::GET, "/api/flags/0".into(), None, "".into(), 400, None),
+        (Method::GET, "/api/apps/0/flags".into(), None, "".into(), 400, None),
+        (
+            Method::GET,
+            "/api/flags/1/timeseries?timeRange=1000&timeBucket=1001".into(),
+            None,
+            "".into(),
+            400,
+            None,
+        ),
         // Content types.
         (Method::POST, apps.clone(), Some("text/plain"), "{\"title\": \"x\"}".into(), 415, None),
         (

@@ -48,7 +48,11 @@ macro_rules! id_type {
                 if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(invalid(format!("`{s}` is not a valid id: ids are positive integers")));
                 }
-                s.parse::<i64>().map(Self).map_err(|_| invalid(format!("id `{s}` is out of range")))
+                match s.parse::<i64>() {
+                    Ok(0) => Err(invalid(format!("`{s}` is not a valid id: ids are positive integers"))),
+                    Ok(n) => Ok(Self(n)),
+                    Err(_) => Err(invalid(format!("id `{s}` is out of range"))),
+                }
             }
         }
     };

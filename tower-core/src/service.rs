@@ -108,6 +108,12 @@ impl TimeWindow {
                 message: format!("must be from 1 to {YEAR_MS} milliseconds"),
             });
         }
+        if bucket_ms > range_ms {
+            return Err(Error::Invalid {
+                field: "timeBucket",
+                message: format!("must be at most timeRange ({range_ms})"),
+            });
+        }
         if bucket_ms == 0 || range_ms.div_ceil(bucket_ms) > MAX_BUCKETS {
             return Err(Error::Invalid {
                 field: "timeBucket",
@@ -699,6 +705,9 @@ mod tests {
         assert!(TimeWindow::new(10, 0).is_err());
         assert!(TimeWindow::new(100_001, 10).is_err());
         assert!(TimeWindow::new(100_000, 10).is_ok());
+        assert!(TimeWindow::new(10_000, 10_000).is_ok());
+        assert!(TimeWindow::new(10_000, 10_001).is_err(), "a bucket larger than the window");
+        assert!(TimeWindow::new(10_000, u64::MAX).is_err());
     }
 
     #[test]
