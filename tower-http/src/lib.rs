@@ -108,6 +108,38 @@ pub(crate) struct Ctx {
     pub(crate) hosts: Arc<hosts::Hosts>,
 }
 
+/// Failing `accept` calls (out of file descriptors, mostly): backed off from 10 ms to 1 s, and
+/// logged at most once a second with how many failed since.
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    streak: u32,
+    unlogged: u64,
+    logged_at: Option<std::time::Instant>,
+}
+
+impl AcceptFailures {
+    /// Records a failure; how long to wait before the next `accept`.
+    fn failed(&mut self, e: &std::io::Error) -> Duration {
+        self.streak = self.streak.saturating_add(1);
+        self.unlogged += 1;
+        if self.logged_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            tracing::warn!(error = %e, failures = self.unlogged, "accept failed; backing off");
+            self.unlogged = 0;
+            self.logged_at = Some(std::time::Instant::now());
+        }
+        Duration::from_millis(10u64 << self.streak.min(7)).min(Duration::from_secs(1))
+    }
+
+    /// An `accept` succeeded.
+    fn recovered(&mut self) {
+        if self.streak > 0 {
+            tracing::info!(failures = self.streak, "accepting connections again");
+            self.streak = 0;
+            self.unlogged = 0;
+        }
+    }
+}
+
 /// Serves the REST API, the live stream and the dashboard on `listener` until `shutdown`
 /// resolves, then ends live streams and waits (up to [`SHUTDOWN_GRACE`]) for in-flight requests
 /// to finish.
@@ -137,15 +169,19 @@ pub async fn run_with(
     let hosts = Arc::new(hosts::Hosts::new(listener.local_addr()?.ip(), &options.allowed_hosts));
     let ctx = Ctx { tower, options: Arc::new(options), closing, hosts };
     tokio::pin!(shutdown);
+    let mut accept_failures = AcceptFailures::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
-                    Ok(a) => a,
+                    Ok(a) => {
+                        accept_failures.recovered();
+                        a
+                    }
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        let wait = accept_failures.failed(&e);
+                        tokio::time::sleep(wait).await;
                         continue;
                     }
                 };
@@ -172,4 +208,22 @@ pub async fn run_with(
         tracing::warn!(grace = ?grace, "in-flight requests did not finish in time");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod accept_tests {
+    use super::*;
+
+    #[test]
+    fn accept_failures_back_off_to_a_second() {
+        let mut f = AcceptFailures::default();
+        let e = std::io::Error::other("too many open files");
+        let waits: Vec<_> = (0..10).map(|_| f.failed(&e)).collect();
+        assert_eq!(waits[0], Duration::from_millis(20));
+        assert!(waits.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(*waits.last().unwrap(), Duration::from_secs(1));
+        assert_eq!(f.unlogged, 9, "logged once for the first, the rest counted");
+        f.recovered();
+        assert_eq!(f.failed(&e), Duration::from_millis(20));
+    }
 }
