@@ -45,6 +45,7 @@ pub mod memory;
 pub mod model;
 pub mod plan;
 pub mod ports;
+pub mod redact;
 pub mod relay;
 pub mod ruleset;
 pub mod service;

@@ -72,8 +72,8 @@ async fn deliver(notifier: Arc<dyn Notifier>, url: String, text: String, backoff
             }
             Err(e) => {
                 // The URL may carry a secret (Slack's do): log only its host.
-                let host = url.split('/').nth(2).unwrap_or("?");
-                tracing::warn!(host, attempt, error = %crate::ErrorChain(&e), "webhook not delivered");
+                let host = crate::redact::host(&url);
+                tracing::warn!(host = %host, attempt, error = %crate::ErrorChain(&e), "webhook not delivered");
                 return;
             }
         }

@@ -337,22 +337,9 @@ impl fmt::Debug for NatsConfig {
     }
 }
 
-/// A URL with its password (and any token in the user part) replaced by `***`.
+/// What of a URL may be logged: scheme, host and port (`flagtower_core::redact::url`).
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            let masked =
-                if userinfo.contains(':') { format!("{user}:***") } else { "***".to_owned() };
-            format!("{scheme}://{masked}@{host}{tail}")
-        }
-        None => url.to_owned(),
-    }
+    flagtower_core::redact::url(url)
 }
 
 #[cfg(test)]
@@ -525,10 +512,11 @@ mod tests {
             allowed_hosts: Vec::new(),
         };
         let d = format!("{c:?}");
-        assert!(!d.contains("hunter2") && d.contains("tower:***@db:5432/tower"), "{d}");
+        assert!(!d.contains("hunter2") && d.contains("postgres://***@db:5432"), "{d}");
         assert!(!d.contains("s3cret") && !d.contains("pw@") && !d.contains("r3dispw"), "{d}");
-        assert_eq!(redact_url("redis://:tok@h:6379"), "redis://:***@h:6379");
+        assert_eq!(redact_url("redis://:tok@h:6379"), "redis://***@h:6379");
         assert_eq!(redact_url("nats://token@h"), "nats://***@h");
+        assert_eq!(redact_url("postgres://db/tower?password=hunter2"), "postgres://db");
         assert_eq!(redact_url("sqlite://tower.db"), "sqlite://tower.db");
     }
 }

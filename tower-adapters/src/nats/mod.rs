@@ -61,15 +61,9 @@ impl fmt::Debug for NatsOptions {
     }
 }
 
-/// `url` with any credentials in it replaced by `***`.
+/// What of the server URL may be shown (`flagtower_core::redact::url`).
 fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((_, host)) => format!("{scheme}://***@{host}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
+    flagtower_core::redact::url(url)
 }
 
 impl NatsOptions {

@@ -53,15 +53,9 @@ impl RedisOptions {
         self
     }
 
-    /// The URL without credentials.
+    /// What of the URL may be shown: scheme, host and port (`flagtower_core::redact::url`).
     pub fn target(&self) -> String {
-        match self.url.split_once("://") {
-            Some((scheme, rest)) => match rest.rsplit_once('@') {
-                Some((_, host)) => format!("{scheme}://***@{host}"),
-                None => self.url.clone(),
-            },
-            None => self.url.clone(),
-        }
+        flagtower_core::redact::url(&self.url)
     }
 }
 

@@ -146,7 +146,7 @@ fn the_seeds_json_form_is_understood() {
         r#"{"socket":{"host":"r","port":6380},"password":"pw","database":2}"#,
     )
     .unwrap();
-    assert_eq!(o.target(), "redis://***@r:6380/2");
+    assert_eq!(o.target(), "redis://***@r:6380");
     assert!(!format!("{o:?}").contains("pw"));
     assert!(RedisOptions::from_node_redis_json("nope").is_err());
     assert!(RedisOptions::from_node_redis_json(r#"{"socket":{"port":99999}}"#).is_err());
