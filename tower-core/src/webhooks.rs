@@ -16,7 +16,9 @@ pub const ATTEMPTS: u32 = 4;
 /// the breaker down.
 const QUEUE: usize = 1024;
 
-/// The text of a transition's message, or `None` for actions that send none.
+/// The text of a transition's message, or `None` for actions that send none. Titles are
+/// escaped as Slack's text format requires (`&`, `<`, `>`), so a title cannot mention
+/// `<!channel>` or hide a link.
 pub fn message(action: Action, flag: &Flag, app_title: &str, why: Option<&str>) -> Option<String> {
     let what = match action {
         Action::CircuitOpen => "has tripped open!",
@@ -24,10 +26,16 @@ pub fn message(action: Action, flag: &Flag, app_title: &str, why: Option<&str>) 
         Action::CircuitClose => "recovered successfully and closed!",
         _ => return None,
     };
+    let (flag, app) = (slack_escape(flag.title.as_str()), slack_escape(app_title));
     Some(match why {
-        Some(why) => format!("{} in {app_title} {what} {why}", flag.title),
-        None => format!("{} in {app_title} {what}", flag.title),
+        Some(why) => format!("{flag} in {app} {what} {}", slack_escape(why)),
+        None => format!("{flag} in {app} {what}"),
     })
+}
+
+/// `&`, `<` and `>` as Slack's message text wants them: the only three it interprets.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// The sending side of the queue.
@@ -108,5 +116,14 @@ mod tests {
             "new-cart in Checkout recovered successfully and closed!"
         );
         assert_eq!(message(Action::FlagOn, &f, "Checkout", None), None);
+        let sly = Flag::new(
+            AppId::new(1),
+            Title::parse("<!channel> & <https://evil.example|your bank>").unwrap(),
+            Timestamp::from_millis(0),
+        );
+        assert_eq!(
+            message(Action::CircuitOpen, &sly, "R&D <ops>", None).unwrap(),
+            "&lt;!channel&gt; &amp; &lt;https://evil.example|your bank&gt; in R&amp;D &lt;ops&gt; has tripped open!"
+        );
     }
 }
