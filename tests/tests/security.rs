@@ -65,3 +65,41 @@ async fn allowed_host_names_are_answered() {
     task.await.unwrap().unwrap();
     tower.shutdown().await;
 }
+
+/// A client that sends a whole oversized body before reading (as curl does) reads the 413:
+/// the server keeps reading what is left while the answer goes out, instead of closing under a
+/// client that is still writing (a reset, seen as a broken pipe).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_gets_its_413_read() {
+    use std::io::{Read, Write};
+    let store = TestStore::sqlite().await;
+    let server = Server::start(&store).await;
+    let addr = server.addr;
+    let statuses = tokio::task::spawn_blocking(move || {
+        (0..5)
+            .map(|_| {
+                let body = vec![b' '; 8 * 1024 * 1024];
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+                let head = format!(
+                    "POST /api/apps HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                // Write everything first, then read: no reader on another thread.
+                let written = s.write_all(head.as_bytes()).and_then(|()| s.write_all(&body));
+                let mut answer = Vec::new();
+                let _ = s.read_to_end(&mut answer);
+                let text = String::from_utf8_lossy(&answer).into_owned();
+                (written.is_ok(), text.split(' ').nth(1).unwrap_or("none").to_owned(), text)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (written, status, text) in statuses {
+        assert!(written, "the body could not be sent: the server closed under the client");
+        assert_eq!(status, "413", "{text:.300}");
+        assert!(text.to_lowercase().contains("connection: close"), "{text:.300}");
+    }
+    server.stop().await;
+}

@@ -154,6 +154,11 @@ impl ApiError {
                 res.headers_mut()
                     .insert(http::header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
+            // What is left of an oversized body is not read: the connection cannot be reused.
+            Self::PayloadTooLarge(_) => {
+                res.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
             _ => {}
         }
         res

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use flagtower_core::ports::MAX_LOG_PAGE;
 use flagtower_core::{Action, AppId, FlagId, LogQuery, TimeWindow, Tower, input};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 
 use crate::{Body, Ctx};
 use hyper::body::Incoming;
@@ -368,6 +368,28 @@ async fn read_json(
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
 }
 
+/// How much of an oversized body is read and dropped after the 413 is sent, and for how long at
+/// most: a client still sending when the server closes gets a reset instead of the answer, so
+/// the server keeps reading (within reason) while the 413 goes out, then closes.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and drops the rest of a body, up to [`DRAIN_BYTES`] and [`DRAIN_TIME`]; spawned beside
+/// the answer, which the connection sends meanwhile.
+async fn drain(mut body: Incoming) {
+    let mut left = DRAIN_BYTES;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len());
+            if n >= left {
+                break;
+            }
+            left -= n;
+        }
+    })
+    .await;
+}
+
 /// A request's JSON body, bounded in size and time: `None` when it is empty.
 pub(crate) async fn read_body(
     parts: &http::request::Parts,
@@ -379,21 +401,36 @@ pub(crate) async fn read_body(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut body = body;
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        tokio::spawn(drain(body));
         return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
     }
-    let collected = tokio::time::timeout(timeout, Limited::new(body, MAX_BODY_BYTES).collect())
-        .await
-        .map_err(|_| ApiError::RequestTimeout(timeout))?;
-    let bytes = collected
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::PayloadTooLarge(MAX_BODY_BYTES)
-            } else {
+    let mut buf = bytes::BytesMut::new();
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| {
                 ApiError::BadRequest("the request body could not be read".to_owned())
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > MAX_BODY_BYTES {
+                    return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+                }
+                buf.extend_from_slice(&data);
             }
-        })?
-        .to_bytes();
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => return Err(ApiError::RequestTimeout(timeout)),
+        Ok(Err(e @ ApiError::PayloadTooLarge(_))) => {
+            tokio::spawn(drain(body));
+            return Err(e);
+        }
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(())) => {}
+    }
+    let bytes = buf.freeze();
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
