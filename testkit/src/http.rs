@@ -129,7 +129,7 @@ impl Client {
 
     /// `DELETE path`.
     pub async fn delete(&self, path: &str) -> Reply {
-        self.send(Method::DELETE, path, None, Bytes::new()).await
+        self.send(Method::DELETE, path, Some("application/json"), Bytes::new()).await
     }
 
     /// `POST path` with a JSON body.
@@ -137,9 +137,9 @@ impl Client {
         self.send(Method::POST, path, Some("application/json"), body.to_string()).await
     }
 
-    /// `POST path` with no body.
+    /// `POST path` with no body (declared JSON, as the API wants every change to be).
     pub async fn post_empty(&self, path: &str) -> Reply {
-        self.send(Method::POST, path, None, Bytes::new()).await
+        self.send(Method::POST, path, Some("application/json"), Bytes::new()).await
     }
 
     /// `PATCH path` with a JSON body.
@@ -147,9 +147,9 @@ impl Client {
         self.send(Method::PATCH, path, Some("application/json"), body.to_string()).await
     }
 
-    /// `PATCH path` with no body.
+    /// `PATCH path` with no body (declared JSON, as the API wants every change to be).
     pub async fn patch_empty(&self, path: &str) -> Reply {
-        self.send(Method::PATCH, path, None, Bytes::new()).await
+        self.send(Method::PATCH, path, Some("application/json"), Bytes::new()).await
     }
 
     /// The successes and failures `GET /api/flags/:id/timeseries` counts over the last minute.

@@ -310,7 +310,7 @@ async fn bad_requests_get_their_status_and_change_nothing(store: TestStore) {
         (Method::GET, "/api/flags/1.5".into(), None, "".into(), 400, None),
         (Method::GET, "/api/flags/9223372036854775808".into(), None, "".into(), 400, None),
         (Method::GET, "/api/apps/99999999999999999999999".into(), None, "".into(), 400, None),
-        (Method::PATCH, "/api/flags/-3/toggle".into(), None, "".into(), 400, None),
+        (Method::PATCH, "/api/flags/-3/toggle".into(), json_ct, "".into(), 400, None),
         (Method::GET, "/api/flags/9223372036854775807".into(), None, "".into(), 404, None),
         (Method::GET, "/api/flags/0".into(), None, "".into(), 400, None),
         (Method::GET, "/api/apps/0/flags".into(), None, "".into(), 400, None),
@@ -333,6 +333,27 @@ async fn bad_requests_get_their_status_and_change_nothing(store: TestStore) {
             None,
         ),
         (Method::POST, apps.clone(), None, "{\"title\": \"x\"}".into(), 415, None),
+        // A change without a body must still say it is JSON: what a cross-site form sends (an
+        // empty text/plain or form POST) is refused.
+        (Method::POST, format!("/api/flags/circuit/{flag}/open"), None, "".into(), 415, None),
+        (
+            Method::POST,
+            format!("/api/flags/circuit/{flag}/open"),
+            Some("text/plain"),
+            "".into(),
+            415,
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/keys".into(),
+            Some("application/x-www-form-urlencoded"),
+            "".into(),
+            415,
+            None,
+        ),
+        (Method::PATCH, toggle.clone(), None, "".into(), 415, None),
+        (Method::DELETE, one.clone(), None, "".into(), 415, None),
         // Methods.
         (Method::PUT, apps.clone(), json_ct, "{\"title\": \"x\"}".into(), 405, None),
         (Method::from_bytes(b"PURGE").unwrap(), one.clone(), None, "".into(), 405, None),

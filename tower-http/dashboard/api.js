@@ -15,10 +15,10 @@ export async function api(method, path, body, signal) {
   // no-store: the API sends no Cache-Control, and a back/forward navigation would otherwise
   // answer GETs from the HTTP cache, showing what was true when the page was first loaded.
   const init = { method, headers: { Accept: 'application/json' }, signal, cache: 'no-store' };
-  if (body !== undefined) {
-    init.headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
-  }
+  // Every change says it is JSON, with a body or without: the API refuses one that does not
+  // (what a cross-site form would send).
+  if (method !== 'GET' && method !== 'HEAD') init.headers['Content-Type'] = 'application/json';
+  if (body !== undefined) init.body = JSON.stringify(body);
   let res, text;
   try {
     res = await fetch(path, init);

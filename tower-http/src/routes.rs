@@ -431,9 +431,6 @@ pub(crate) async fn read_body(
         Ok(Ok(())) => {}
     }
     let bytes = buf.freeze();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
     let is_json = parts
         .headers
         .get(http::header::CONTENT_TYPE)
@@ -443,8 +440,15 @@ pub(crate) async fn read_body(
             ct.eq_ignore_ascii_case("application/json")
                 || ct.to_ascii_lowercase().ends_with("+json")
         });
-    if !is_json {
+    // A request that changes something must say it is JSON, even with no body: an HTML form on
+    // another site can POST here (text/plain, form-urlencoded, multipart) but cannot send
+    // application/json without the browser asking this server first, which it never allows.
+    let changes_state = !matches!(parts.method, Method::GET | Method::HEAD);
+    if (changes_state || !bytes.iter().all(u8::is_ascii_whitespace)) && !is_json {
         return Err(ApiError::UnsupportedMediaType);
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
     }
     Ok(Some(bytes))
 }

@@ -309,7 +309,7 @@ fn a_change_committed_before_a_sigkill_is_published_after_the_restart() {
     nats.stop();
     let toggled = request(
         addr,
-        "PATCH /api/flags/1/toggle HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        "PATCH /api/flags/1/toggle HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
     );
     assert!(toggled.starts_with("HTTP/1.1 200"), "{toggled}");
     child.kill().unwrap();

@@ -236,11 +236,12 @@ impl Conn {
 
     fn request(&self, method: &str, path: &str, body: Option<Value>) -> Request<Full<Bytes>> {
         let mut b = Request::builder().method(method).uri(path).header("host", &self.authority);
+        // Every change is declared JSON, body or not, as the API requires.
+        if method != "GET" {
+            b = b.header("content-type", "application/json");
+        }
         let body = match body {
-            Some(v) => {
-                b = b.header("content-type", "application/json");
-                Full::new(Bytes::from(v.to_string()))
-            }
+            Some(v) => Full::new(Bytes::from(v.to_string())),
             None => Full::new(Bytes::new()),
         };
         b.body(body).expect("request")
