@@ -103,3 +103,90 @@ async fn an_oversized_body_gets_its_413_read() {
     }
     server.stop().await;
 }
+
+async fn serve(
+    options: flagtower_http::ServerOptions,
+) -> (
+    String,
+    flagtower_core::Tower,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    TestStore,
+) {
+    let store = TestStore::sqlite().await;
+    let tower = flagtower_core::Tower::builder(store.open().await).start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(flagtower_http::run_with(
+        listener,
+        tower.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+        options,
+    ));
+    (base, tower, stop, task, store)
+}
+
+/// The status of `GET /api/stream`, read without waiting for the (endless) body; the open
+/// connection, which holds the stream while it is kept.
+async fn stream_status(base: &str) -> (u16, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    s.write_all(b"GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
+    let mut head = vec![0u8; 64];
+    let n = s.read(&mut head).await.unwrap();
+    let status =
+        String::from_utf8_lossy(&head[..n]).split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+    (status, s)
+}
+
+/// Live streams are capped (each holds a connection and a file descriptor): beyond the cap a new
+/// one gets 503 with `Retry-After`, and a place frees when a stream ends. Connections beyond
+/// theirs wait and are served once one ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_and_connections_have_limits_and_recover() {
+    let options =
+        flagtower_http::ServerOptions { max_streams: 2, max_connections: 3, ..Default::default() };
+    let (base, tower, stop, task, _store) = serve(options).await;
+    let c = flagtower_tests::Client::new(&base);
+    let mut first = c.events("/api/stream").await;
+    let mut second = flagtower_tests::Client::new(&base).events("/api/stream").await;
+    assert_eq!(first.next().await.unwrap().name, "hello");
+    assert_eq!(second.next().await.unwrap().name, "hello");
+    let third = flagtower_tests::Client::new(&base).get("/api/stream").await;
+    let e = third.expect_error(503);
+    assert_eq!(e["code"], "busy");
+    assert_eq!(third.headers["retry-after"], "1");
+    drop(first);
+    // The dropped stream's place frees once the server sees the connection go.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let again = loop {
+        let (status, conn) = stream_status(&base).await;
+        if status == 200 {
+            break conn;
+        }
+        assert!(std::time::Instant::now() < deadline, "a place never freed ({status})");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    drop(again);
+    // Connections: `second` holds one of three; two more idle keep-alive ones fill them, and
+    // a fourth waits until one closes.
+    let a = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    let b = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    let waiting = tokio::spawn({
+        let base = base.clone();
+        async move { flagtower_tests::Client::new(&base).get("/healthz").await.status }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "a connection beyond the limit waits");
+    drop(a);
+    drop(b);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await;
+    assert_eq!(status.expect("served once a connection ended").unwrap(), 200);
+    drop(second);
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    tower.shutdown().await;
+}

@@ -28,6 +28,11 @@ pub struct Config {
     /// `TOWER_DASHBOARD_DIR`: serve the dashboard's files from this directory instead of the
     /// binary (for working on the dashboard without rebuilding).
     pub dashboard_dir: Option<std::path::PathBuf>,
+    /// `TOWER_MAX_CONNECTIONS` and `TOWER_MAX_STREAMS`: the most connections and live streams
+    /// served at once (defaults `flagtower_http::MAX_CONNECTIONS` and `MAX_STREAMS`).
+    pub max_connections: usize,
+    /// See `max_connections`.
+    pub max_streams: usize,
     /// `TOWER_ALLOWED_HOSTS`: comma-separated `Host` names answered besides the loopback ones
     /// (on a loopback address), or the only ones answered (on another, when set).
     pub allowed_hosts: Vec<String>,
@@ -44,6 +49,8 @@ impl fmt::Debug for Config {
             .field("breaker", &self.breaker)
             .field("bucketing", &self.bucketing)
             .field("dashboard_dir", &self.dashboard_dir)
+            .field("max_connections", &self.max_connections)
+            .field("max_streams", &self.max_streams)
             .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
@@ -183,6 +190,14 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let limit = |variable: &'static str, default: usize| match get(variable) {
+            None => Ok(default),
+            Some(v) => v.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                ConfigError { variable, message: format!("`{v}` is not a positive whole number") }
+            }),
+        };
+        let max_connections = limit("TOWER_MAX_CONNECTIONS", crate::MAX_CONNECTIONS)?;
+        let max_streams = limit("TOWER_MAX_STREAMS", crate::MAX_STREAMS)?;
         Ok(Self {
             bind,
             port,
@@ -192,6 +207,8 @@ impl Config {
             breaker,
             bucketing,
             dashboard_dir,
+            max_connections,
+            max_streams,
             allowed_hosts,
         })
     }
@@ -485,6 +502,19 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_positive_numbers() {
+        let c = cfg(&[("TOWER_MAX_CONNECTIONS", "100"), ("TOWER_MAX_STREAMS", " 20 ")]).unwrap();
+        assert_eq!((c.max_connections, c.max_streams), (100, 20));
+        assert_eq!(cfg(&[]).unwrap().max_streams, crate::MAX_STREAMS);
+        for bad in ["0", "-1", "many"] {
+            assert_eq!(
+                cfg(&[("TOWER_MAX_STREAMS", bad)]).unwrap_err().variable,
+                "TOWER_MAX_STREAMS"
+            );
+        }
+    }
+
+    #[test]
     fn allowed_hosts_are_names() {
         let c =
             cfg(&[("TOWER_ALLOWED_HOSTS", " Flags.Example.com, tower.internal:8080 ,")]).unwrap();
@@ -509,6 +539,8 @@ mod tests {
             breaker: None,
             bucketing: flagtower_core::Bucketing::Tower,
             dashboard_dir: None,
+            max_connections: 1,
+            max_streams: 1,
             allowed_hosts: Vec::new(),
         };
         let d = format!("{c:?}");

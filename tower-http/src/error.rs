@@ -41,6 +41,8 @@ pub enum ApiError {
     },
     /// A backend is down; the client should retry.
     Unavailable(BoxError),
+    /// The server is at one of its limits (open streams); the client should retry.
+    Busy(&'static str),
     /// Anything else.
     Internal(BoxError),
 }
@@ -76,7 +78,7 @@ impl ApiError {
             Self::Validation { .. } | Self::RulesetTooLarge { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,6 +96,7 @@ impl ApiError {
             Self::Validation { .. } => "validation_failed",
             Self::RulesetTooLarge { .. } => "ruleset_too_large",
             Self::Unavailable(_) => "unavailable",
+            Self::Busy(_) => "busy",
             Self::Internal(_) => "internal",
         }
     }
@@ -117,6 +120,7 @@ impl ApiError {
                     .to_owned()
             }
             Self::Unavailable(_) => "a backend is unavailable; retry shortly".to_owned(),
+            Self::Busy(what) => format!("{what}; retry shortly"),
             Self::Internal(_) => "internal server error".to_owned(),
         }
     }
@@ -150,7 +154,7 @@ impl ApiError {
                     res.headers_mut().insert(http::header::ALLOW, v);
                 }
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::Busy(_) => {
                 res.headers_mut()
                     .insert(http::header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }

@@ -57,6 +57,13 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for in-flight requests before dropping them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// The most connections served at once by default: well under the usual limit of 1 024 open
+/// files, which the store, NATS and Redis connections share.
+pub const MAX_CONNECTIONS: usize = 768;
+
+/// The most live streams open at once by default (each holds a connection).
+pub const MAX_STREAMS: usize = 512;
+
 pub(crate) fn json_response(status: http::StatusCode, body: Vec<u8>) -> http::Response<Bytes> {
     let mut res = http::Response::new(Bytes::from(body));
     *res.status_mut() = status;
@@ -79,6 +86,13 @@ pub struct ServerOptions {
     /// Serve the dashboard's files from this directory, read at each request, instead of the
     /// copies embedded in the binary (`TOWER_DASHBOARD_DIR`; for working on the dashboard).
     pub dashboard_dir: Option<PathBuf>,
+    /// The most connections served at once (`TOWER_MAX_CONNECTIONS`, default
+    /// [`MAX_CONNECTIONS`]); beyond it new connections wait in the listen backlog.
+    pub max_connections: usize,
+    /// The most live streams (`/api/stream`, OFREP's event streams) open at once
+    /// (`TOWER_MAX_STREAMS`, default [`MAX_STREAMS`]); beyond it a new one gets 503 with
+    /// `Retry-After`.
+    pub max_streams: usize,
     /// `Host` names answered besides the loopback ones (`TOWER_ALLOWED_HOSTS`). On a loopback
     /// address only loopback names and these are answered; on another address, when not empty,
     /// only these. Others get 421, against DNS rebinding.
@@ -92,6 +106,8 @@ impl Default for ServerOptions {
             body_read_timeout: BODY_READ_TIMEOUT,
             shutdown_grace: SHUTDOWN_GRACE,
             dashboard_dir: None,
+            max_connections: MAX_CONNECTIONS,
+            max_streams: MAX_STREAMS,
             allowed_hosts: Vec::new(),
         }
     }
@@ -106,6 +122,8 @@ pub(crate) struct Ctx {
     pub(crate) closing: tokio::sync::watch::Receiver<bool>,
     /// The `Host` names answered.
     pub(crate) hosts: Arc<hosts::Hosts>,
+    /// Places for live streams.
+    pub(crate) streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// Failing `accept` calls (out of file descriptors, mostly): backed off from 10 ms to 1 s, and
@@ -167,10 +185,17 @@ pub async fn run_with(
     let grace = options.shutdown_grace;
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let hosts = Arc::new(hosts::Hosts::new(listener.local_addr()?.ip(), &options.allowed_hosts));
-    let ctx = Ctx { tower, options: Arc::new(options), closing, hosts };
+    let streams = Arc::new(tokio::sync::Semaphore::new(options.max_streams));
+    let connections = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
+    let ctx = Ctx { tower, options: Arc::new(options), closing, hosts, streams };
     tokio::pin!(shutdown);
     let mut accept_failures = AcceptFailures::default();
     loop {
+        // At most `max_connections` at once: beyond it, new ones wait in the listen backlog.
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => permit.expect("never closed"),
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -193,6 +218,7 @@ pub async fn run_with(
                 });
                 let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
                 tokio::spawn(async move {
+                    let _permit = permit;
                     if let Err(e) = conn.await {
                         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                     }

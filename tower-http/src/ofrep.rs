@@ -196,8 +196,13 @@ async fn serve(
         Endpoint::Configuration => Ok(configuration()),
         Endpoint::Events => {
             ctx.tower.get_app(app).await.map_err(|e| Failure::of(e, None))?;
+            let permit = match crate::stream::admit(&ctx.streams) {
+                Ok(p) => p,
+                Err(busy) => return Ok(busy),
+            };
             let sub = ctx.tower.subscribe().await.map_err(|e| Failure::of(e, None))?;
             Ok(crate::stream::events(
+                permit,
                 sub,
                 ctx.closing.clone(),
                 Bytes::from_static(b"retry: 2000\n\n"),

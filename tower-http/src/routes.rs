@@ -121,8 +121,12 @@ pub(crate) fn whole(res: Response<Bytes>) -> Response<Body> {
 async fn route(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path();
     if matches!(Route::find(path), Some(Route::Stream)) && req.method() == Method::GET {
+        let permit = match crate::stream::admit(&ctx.streams) {
+            Ok(p) => p,
+            Err(busy) => return Ok(busy),
+        };
         let sub = ctx.tower.subscribe().await?;
-        return Ok(crate::stream::response(sub, ctx.closing.clone()));
+        return Ok(crate::stream::response(permit, sub, ctx.closing.clone()));
     }
     if path.starts_with("/ofrep/") || path.contains("/ofrep/v1") {
         let path = path.to_owned();

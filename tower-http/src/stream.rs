@@ -58,6 +58,8 @@ fn encode(event: &FeedEvent) -> Option<Bytes> {
 }
 
 struct State<E> {
+    /// This stream's place among the open ones, given back when the stream is dropped.
+    _permit: tokio::sync::OwnedSemaphorePermit,
     sub: FeedSubscription,
     closing: watch::Receiver<bool>,
     keepalive: tokio::time::Interval,
@@ -66,14 +68,31 @@ struct State<E> {
 }
 
 /// The streaming response for one dashboard.
-pub(crate) fn response(sub: FeedSubscription, closing: watch::Receiver<bool>) -> Response<Body> {
+pub(crate) fn response(
+    permit: tokio::sync::OwnedSemaphorePermit,
+    sub: FeedSubscription,
+    closing: watch::Receiver<bool>,
+) -> Response<Body> {
     let hello = format!("retry: {RETRY_MS}\nevent: hello\ndata: {{}}\n\n");
-    events(sub, closing, Bytes::from(hello), encode)
+    events(permit, sub, closing, Bytes::from(hello), encode)
+}
+
+/// A place among the open streams (`ServerOptions::max_streams`), or the 503 to answer with.
+pub(crate) fn admit(
+    streams: &std::sync::Arc<tokio::sync::Semaphore>,
+) -> Result<tokio::sync::OwnedSemaphorePermit, Response<Body>> {
+    std::sync::Arc::clone(streams).try_acquire_owned().map_err(|_| {
+        tracing::warn!("refused a live stream: the most the server keeps open are open");
+        crate::routes::whole(
+            crate::error::ApiError::Busy("too many open live streams").into_response(),
+        )
+    })
 }
 
 /// A streaming response of the feed's events as `encode` writes them (skipping those it turns
 /// into `None`), after `hello`, with keep-alive comments, ending when the server closes.
 pub(crate) fn events(
+    permit: tokio::sync::OwnedSemaphorePermit,
     sub: FeedSubscription,
     closing: watch::Receiver<bool>,
     hello: Bytes,
@@ -81,7 +100,7 @@ pub(crate) fn events(
 ) -> Response<Body> {
     let mut keepalive = tokio::time::interval(KEEPALIVE);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let state = State { sub, closing, keepalive, hello: Some(hello), encode };
+    let state = State { _permit: permit, sub, closing, keepalive, hello: Some(hello), encode };
     let frames = stream::unfold(state, |mut s| async move {
         if let Some(hello) = s.hello.take() {
             s.keepalive.reset();

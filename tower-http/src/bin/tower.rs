@@ -102,6 +102,8 @@ async fn serve(config: Config) -> Result<(), flagtower_core::BoxError> {
     let options = flagtower_http::ServerOptions {
         dashboard_dir: config.dashboard_dir.clone(),
         allowed_hosts: config.allowed_hosts.clone(),
+        max_connections: config.max_connections,
+        max_streams: config.max_streams,
         ..Default::default()
     };
     flagtower_http::run_with(listener, tower.clone(), shutdown_signal(), options).await?;
