@@ -197,8 +197,8 @@ async fn serve(
         Endpoint::Events => {
             ctx.tower.get_app(app).await.map_err(|e| Failure::of(e, None))?;
             let permit = match crate::stream::admit(&ctx.streams) {
-                Ok(p) => p,
-                Err(busy) => return Ok(busy),
+                Some(p) => p,
+                None => return Ok(crate::stream::busy()),
             };
             let sub = ctx.tower.subscribe().await.map_err(|e| Failure::of(e, None))?;
             Ok(crate::stream::events(

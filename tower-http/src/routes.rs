@@ -122,8 +122,8 @@ async fn route(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiE
     let path = req.uri().path();
     if matches!(Route::find(path), Some(Route::Stream)) && req.method() == Method::GET {
         let permit = match crate::stream::admit(&ctx.streams) {
-            Ok(p) => p,
-            Err(busy) => return Ok(busy),
+            Some(p) => p,
+            None => return Ok(crate::stream::busy()),
         };
         let sub = ctx.tower.subscribe().await?;
         return Ok(crate::stream::response(permit, sub, ctx.closing.clone()));

@@ -77,16 +77,17 @@ pub(crate) fn response(
     events(permit, sub, closing, Bytes::from(hello), encode)
 }
 
-/// A place among the open streams (`ServerOptions::max_streams`), or the 503 to answer with.
+/// A place among the open streams (`ServerOptions::max_streams`), or `None`: answer [`busy`].
 pub(crate) fn admit(
     streams: &std::sync::Arc<tokio::sync::Semaphore>,
-) -> Result<tokio::sync::OwnedSemaphorePermit, Response<Body>> {
-    std::sync::Arc::clone(streams).try_acquire_owned().map_err(|_| {
-        tracing::warn!("refused a live stream: the most the server keeps open are open");
-        crate::routes::whole(
-            crate::error::ApiError::Busy("too many open live streams").into_response(),
-        )
-    })
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    std::sync::Arc::clone(streams).try_acquire_owned().ok()
+}
+
+/// The 503 for a stream beyond the limit.
+pub(crate) fn busy() -> Response<Body> {
+    tracing::warn!("refused a live stream: the most the server keeps open are open");
+    crate::routes::whole(crate::error::ApiError::Busy("too many open live streams").into_response())
 }
 
 /// A streaming response of the feed's events as `encode` writes them (skipping those it turns
