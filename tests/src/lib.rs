@@ -183,14 +183,34 @@ impl Server {
         Self::serve(tower, "127.0.0.1:0".parse().expect("address")).await
     }
 
+    /// Starts a server on `store` with other server options (limits, allowed hosts).
+    pub async fn start_with_options(
+        store: &TestStore,
+        options: flagtower_http::ServerOptions,
+    ) -> Server {
+        let tower = Tower::builder(store.open().await).start().await.expect("start Tower");
+        Self::serve_with(tower, "127.0.0.1:0".parse().expect("address"), options).await
+    }
+
     /// Serves a started Tower on `addr` (a stopped server's address, to restart it).
     pub async fn serve(tower: Tower, addr: SocketAddr) -> Server {
+        Self::serve_with(tower, addr, flagtower_http::ServerOptions::default()).await
+    }
+
+    /// [`Server::serve`] with other server options.
+    pub async fn serve_with(
+        tower: Tower,
+        addr: SocketAddr,
+        options: flagtower_http::ServerOptions,
+    ) -> Server {
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(flagtower_http::run(listener, tower.clone(), async move {
+        let shutdown = async move {
             let _ = stopped.await;
-        }));
+        };
+        let task =
+            tokio::spawn(flagtower_http::run_with(listener, tower.clone(), shutdown, options));
         Server {
             base: format!("http://{addr}"),
             addr,

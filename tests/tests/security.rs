@@ -37,23 +37,12 @@ async fn a_loopback_tower_refuses_other_host_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowed_host_names_are_answered() {
     let store = TestStore::sqlite().await;
-    let tower = flagtower_core::Tower::builder(store.open().await).start().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let options = flagtower_http::ServerOptions {
         allowed_hosts: vec!["tower.internal".to_owned()],
         ..Default::default()
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(flagtower_http::run_with(
-        listener,
-        tower.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-        options,
-    ));
-    let c = flagtower_tests::Client::new(&format!("http://{addr}"));
+    let server = Server::start_with_options(&store, options).await;
+    let c = server.client();
     let ok = c
         .send_with(Method::GET, "/api/apps", &[("host", "Tower.Internal:8080")], json!(null))
         .await;
@@ -61,9 +50,7 @@ async fn allowed_host_names_are_answered() {
     let no =
         c.send_with(Method::GET, "/api/apps", &[("host", "other.internal")], json!(null)).await;
     assert_eq!(no.status, 421);
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
-    tower.shutdown().await;
+    server.stop().await;
 }
 
 /// A client that sends a whole oversized body before reading (as curl does) reads the 413:
@@ -104,31 +91,6 @@ async fn an_oversized_body_gets_its_413_read() {
     server.stop().await;
 }
 
-async fn serve(
-    options: flagtower_http::ServerOptions,
-) -> (
-    String,
-    flagtower_core::Tower,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-    TestStore,
-) {
-    let store = TestStore::sqlite().await;
-    let tower = flagtower_core::Tower::builder(store.open().await).start().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(flagtower_http::run_with(
-        listener,
-        tower.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-        options,
-    ));
-    (base, tower, stop, task, store)
-}
-
 /// The status of `GET /api/stream`, read without waiting for the (endless) body; the open
 /// connection, which holds the stream while it is kept.
 async fn stream_status(base: &str) -> (u16, tokio::net::TcpStream) {
@@ -149,7 +111,9 @@ async fn stream_status(base: &str) -> (u16, tokio::net::TcpStream) {
 async fn streams_and_connections_have_limits_and_recover() {
     let options =
         flagtower_http::ServerOptions { max_streams: 2, max_connections: 3, ..Default::default() };
-    let (base, tower, stop, task, _store) = serve(options).await;
+    let store = TestStore::sqlite().await;
+    let server = Server::start_with_options(&store, options).await;
+    let base = server.base.clone();
     let c = flagtower_tests::Client::new(&base);
     let mut first = c.events("/api/stream").await;
     let mut second = flagtower_tests::Client::new(&base).events("/api/stream").await;
@@ -186,7 +150,5 @@ async fn streams_and_connections_have_limits_and_recover() {
     let status = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await;
     assert_eq!(status.expect("served once a connection ended").unwrap(), 200);
     drop(second);
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
-    tower.shutdown().await;
+    server.stop().await;
 }

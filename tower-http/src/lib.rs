@@ -145,7 +145,7 @@ impl AcceptFailures {
             self.unlogged = 0;
             self.logged_at = Some(std::time::Instant::now());
         }
-        Duration::from_millis(10u64 << self.streak.min(7)).min(Duration::from_secs(1))
+        Duration::from_millis(10u64 << (self.streak - 1).min(7)).min(Duration::from_secs(1))
     }
 
     /// An `accept` succeeded.
@@ -245,11 +245,11 @@ mod accept_tests {
         let mut f = AcceptFailures::default();
         let e = std::io::Error::other("too many open files");
         let waits: Vec<_> = (0..10).map(|_| f.failed(&e)).collect();
-        assert_eq!(waits[0], Duration::from_millis(20));
+        assert_eq!(waits[0], Duration::from_millis(10));
         assert!(waits.windows(2).all(|w| w[1] >= w[0]));
         assert_eq!(*waits.last().unwrap(), Duration::from_secs(1));
         assert_eq!(f.unlogged, 9, "logged once for the first, the rest counted");
         f.recovered();
-        assert_eq!(f.failed(&e), Duration::from_millis(20));
+        assert_eq!(f.failed(&e), Duration::from_millis(10));
     }
 }
