@@ -36,6 +36,13 @@ pub struct Config {
     /// `TOWER_ALLOWED_HOSTS`: comma-separated `Host` names answered besides the loopback ones
     /// (on a loopback address), or the only ones answered (on another, when set).
     pub allowed_hosts: Vec<String>,
+    /// `TOWER_ADMIN_TOKENS` (comma-separated `name:secret`) or `TOWER_ADMIN_TOKENS_FILE` (a file
+    /// of them, one per line): when set, every `/api` route needs one.
+    pub admin_tokens: crate::AdminTokens,
+    /// `TOWER_SESSION_IDLE_MINUTES`: how long an unused dashboard session lasts (default 480).
+    pub session_idle: std::time::Duration,
+    /// `TOWER_PUBLIC_URL`: the URL browsers reach Tower at, when a proxy stands in front.
+    pub public_url: Option<String>,
 }
 
 impl fmt::Debug for Config {
@@ -52,6 +59,9 @@ impl fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("max_streams", &self.max_streams)
             .field("allowed_hosts", &self.allowed_hosts)
+            .field("admin_tokens", &self.admin_tokens)
+            .field("session_idle", &self.session_idle)
+            .field("public_url", &self.public_url.as_deref().map(redact_url))
             .finish()
     }
 }
@@ -198,6 +208,47 @@ impl Config {
         };
         let max_connections = limit("TOWER_MAX_CONNECTIONS", crate::MAX_CONNECTIONS)?;
         let max_streams = limit("TOWER_MAX_STREAMS", crate::MAX_STREAMS)?;
+        let admin_tokens = Self::admin_tokens(&get)?;
+        let unauthenticated_allowed =
+            match get("TOWER_ALLOW_UNAUTHENTICATED").as_deref().map(str::trim) {
+                None | Some("0" | "false") => false,
+                Some("1" | "true") => true,
+                Some(other) => {
+                    return Err(ConfigError {
+                        variable: "TOWER_ALLOW_UNAUTHENTICATED",
+                        message: format!("`{other}` is not 1 or 0"),
+                    });
+                }
+            };
+        if !bind.is_loopback() && !admin_tokens.enabled() && !unauthenticated_allowed {
+            return Err(ConfigError {
+                variable: "TOWER_BIND",
+                message: format!(
+                    "{bind} is reachable from other machines, and without admin tokens anyone who reaches it could change every flag: set TOWER_ADMIN_TOKENS (name:secret,…) or TOWER_ADMIN_TOKENS_FILE, or TOWER_ALLOW_UNAUTHENTICATED=1 to serve it open anyway"
+                ),
+            });
+        }
+        let session_minutes = limit("TOWER_SESSION_IDLE_MINUTES", 480)?;
+        let public_url = match get("TOWER_PUBLIC_URL") {
+            None => None,
+            Some(v) => {
+                let v = v.trim().to_owned();
+                match url::Url::parse(&v) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                        Some(v)
+                    }
+                    _ => {
+                        return Err(ConfigError {
+                            variable: "TOWER_PUBLIC_URL",
+                            message: format!(
+                                "`{}` is not an http(s) URL like https://flags.example.com",
+                                redact_url(&v)
+                            ),
+                        });
+                    }
+                }
+            }
+        };
         Ok(Self {
             bind,
             port,
@@ -210,7 +261,39 @@ impl Config {
             max_connections,
             max_streams,
             allowed_hosts,
+            admin_tokens,
+            session_idle: std::time::Duration::from_secs(session_minutes as u64 * 60),
+            public_url,
         })
+    }
+
+    fn admin_tokens(
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<crate::AdminTokens, ConfigError> {
+        let (variable, list) = match (get("TOWER_ADMIN_TOKENS"), get("TOWER_ADMIN_TOKENS_FILE")) {
+            (None, None) => return Ok(crate::AdminTokens::none()),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError {
+                    variable: "TOWER_ADMIN_TOKENS_FILE",
+                    message: "set TOWER_ADMIN_TOKENS or TOWER_ADMIN_TOKENS_FILE, not both"
+                        .to_owned(),
+                });
+            }
+            (Some(list), None) => ("TOWER_ADMIN_TOKENS", list),
+            (None, Some(path)) => {
+                let list = std::fs::read_to_string(path.trim()).map_err(|e| ConfigError {
+                    variable: "TOWER_ADMIN_TOKENS_FILE",
+                    message: format!("cannot read {}: {e}", path.trim()),
+                })?;
+                ("TOWER_ADMIN_TOKENS_FILE", list)
+            }
+        };
+        let tokens = crate::AdminTokens::parse(&list)
+            .map_err(|message| ConfigError { variable, message })?;
+        if tokens.is_empty() {
+            return Err(ConfigError { variable, message: "holds no name:secret entry".to_owned() });
+        }
+        Ok(tokens)
     }
 
     fn breaker(
@@ -515,6 +598,48 @@ mod tests {
     }
 
     #[test]
+    fn admin_tokens_come_from_the_variable_or_a_file() {
+        assert!(!cfg(&[]).unwrap().admin_tokens.enabled());
+        let c = cfg(&[("TOWER_ADMIN_TOKENS", "ops:0123456789abcdef,ci:fedcba9876543210")]).unwrap();
+        assert_eq!(c.admin_tokens.len(), 2);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "# who\nops:0123456789abcdef\n\n").unwrap();
+        let path = file.path().to_str().unwrap();
+        assert_eq!(cfg(&[("TOWER_ADMIN_TOKENS_FILE", path)]).unwrap().admin_tokens.len(), 1);
+        for (k, v) in [
+            ("TOWER_ADMIN_TOKENS", "ops:short"),
+            ("TOWER_ADMIN_TOKENS", ","),
+            ("TOWER_ADMIN_TOKENS_FILE", "/nonexistent/tokens"),
+        ] {
+            let e = cfg(&[(k, v)]).unwrap_err();
+            assert_eq!(e.variable, k);
+        }
+        let e =
+            cfg(&[("TOWER_ADMIN_TOKENS", "a:0123456789abcdef"), ("TOWER_ADMIN_TOKENS_FILE", path)])
+                .unwrap_err();
+        assert_eq!(e.variable, "TOWER_ADMIN_TOKENS_FILE");
+        assert_eq!(
+            cfg(&[("TOWER_SESSION_IDLE_MINUTES", "30")]).unwrap().session_idle.as_secs(),
+            1800
+        );
+        assert_eq!(cfg(&[("TOWER_PUBLIC_URL", "flags")]).unwrap_err().variable, "TOWER_PUBLIC_URL");
+    }
+
+    #[test]
+    fn other_machines_are_served_only_with_tokens_or_when_told() {
+        let e = cfg(&[("TOWER_BIND", "0.0.0.0")]).unwrap_err();
+        assert_eq!(e.variable, "TOWER_BIND");
+        let m = e.to_string();
+        assert!(
+            m.contains("TOWER_ADMIN_TOKENS") && m.contains("TOWER_ALLOW_UNAUTHENTICATED=1"),
+            "{m}"
+        );
+        assert!(cfg(&[("TOWER_BIND", "0.0.0.0"), ("TOWER_ALLOW_UNAUTHENTICATED", "1")]).is_ok());
+        assert!(cfg(&[("TOWER_BIND", "::"), ("TOWER_ADMIN_TOKENS", "a:0123456789abcdef")]).is_ok());
+        assert!(cfg(&[("TOWER_BIND", "::1")]).is_ok(), "loopback needs no token");
+    }
+
+    #[test]
     fn allowed_hosts_are_names() {
         let c =
             cfg(&[("TOWER_ALLOWED_HOSTS", " Flags.Example.com, tower.internal:8080 ,")]).unwrap();
@@ -542,10 +667,15 @@ mod tests {
             max_connections: 1,
             max_streams: 1,
             allowed_hosts: Vec::new(),
+            admin_tokens: crate::AdminTokens::parse("ops:a-long-admin-secret-42").unwrap(),
+            session_idle: std::time::Duration::from_secs(60),
+            public_url: Some("https://u:urlpw@flags.example.com/".into()),
         };
         let d = format!("{c:?}");
         assert!(!d.contains("hunter2") && d.contains("postgres://***@db:5432"), "{d}");
         assert!(!d.contains("s3cret") && !d.contains("pw@") && !d.contains("r3dispw"), "{d}");
+        assert!(!d.contains("a-long-admin-secret") && d.contains("\"ops\""), "{d}");
+        assert!(!d.contains("urlpw"), "{d}");
         assert_eq!(redact_url("redis://:tok@h:6379"), "redis://***@h:6379");
         assert_eq!(redact_url("nats://token@h"), "nats://***@h");
         assert_eq!(redact_url("postgres://db/tower?password=hunter2"), "postgres://db");

@@ -25,6 +25,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// A `Host` this server does not answer (DNS rebinding).
     MisdirectedRequest,
+    /// No credentials, or ones this server does not know (authentication is on).
+    Unauthorized(&'static str),
+    /// Credentials that do not open this route, or a cross-site request with a session cookie.
+    Forbidden(&'static str),
     /// A field failed validation or is unknown.
     Validation {
         /// The field.
@@ -75,6 +79,8 @@ impl ApiError {
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Validation { .. } | Self::RulesetTooLarge { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -93,6 +99,8 @@ impl ApiError {
             Self::RequestTimeout(_) => "request_timeout",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::MisdirectedRequest => "misdirected_request",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
             Self::Validation { .. } => "validation_failed",
             Self::RulesetTooLarge { .. } => "ruleset_too_large",
             Self::Unavailable(_) => "unavailable",
@@ -121,6 +129,7 @@ impl ApiError {
             }
             Self::Unavailable(_) => "a backend is unavailable; retry shortly".to_owned(),
             Self::Busy(what) => format!("{what}; retry shortly"),
+            Self::Unauthorized(why) | Self::Forbidden(why) => (*why).to_owned(),
             Self::Internal(_) => "internal server error".to_owned(),
         }
     }
@@ -153,6 +162,13 @@ impl ApiError {
                 if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
                     res.headers_mut().insert(http::header::ALLOW, v);
                 }
+            }
+            // RFC 6750: the scheme a client should authenticate with.
+            Self::Unauthorized(_) => {
+                res.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"tower\""),
+                );
             }
             Self::Unavailable(_) | Self::Busy(_) => {
                 res.headers_mut()

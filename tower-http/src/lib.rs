@@ -15,6 +15,7 @@
 //! ```
 #![warn(missing_docs, unreachable_pub)]
 
+mod auth;
 mod config;
 mod dashboard;
 mod error;
@@ -39,6 +40,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+pub use auth::{AdminToken, AdminTokens, MIN_SECRET_LEN, SESSION_COOKIE, SESSION_IDLE};
 pub use config::{Config, ConfigError, MetricsConfig, NatsConfig, redact_url};
 pub use dashboard::embedded_size as dashboard_size;
 pub use error::ApiError;
@@ -97,6 +99,16 @@ pub struct ServerOptions {
     /// address only loopback names and these are answered; on another address, when not empty,
     /// only these. Others get 421, against DNS rebinding.
     pub allowed_hosts: Vec<String>,
+    /// The admin tokens (`TOWER_ADMIN_TOKENS`, `TOWER_ADMIN_TOKENS_FILE`); none: every route is
+    /// open, and changes are logged as made by `anonymous`.
+    pub admin_tokens: AdminTokens,
+    /// How long an unused dashboard session lasts (`TOWER_SESSION_IDLE_MINUTES`, default
+    /// [`SESSION_IDLE`]).
+    pub session_idle: Duration,
+    /// The URL browsers reach this server at (`TOWER_PUBLIC_URL`), when a proxy stands in
+    /// front: its origin is accepted for changes made with a session cookie, and an `https`
+    /// one makes the cookie `Secure`.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -109,6 +121,9 @@ impl Default for ServerOptions {
             max_connections: MAX_CONNECTIONS,
             max_streams: MAX_STREAMS,
             allowed_hosts: Vec::new(),
+            admin_tokens: AdminTokens::none(),
+            session_idle: SESSION_IDLE,
+            public_url: None,
         }
     }
 }
@@ -124,6 +139,8 @@ pub(crate) struct Ctx {
     pub(crate) hosts: Arc<hosts::Hosts>,
     /// Places for live streams.
     pub(crate) streams: Arc<tokio::sync::Semaphore>,
+    /// Admin tokens and dashboard sessions.
+    pub(crate) sessions: Arc<auth::Sessions>,
 }
 
 /// Failing `accept` calls (out of file descriptors, mostly): backed off from 10 ms to 1 s, and
@@ -187,7 +204,12 @@ pub async fn run_with(
     let hosts = Arc::new(hosts::Hosts::new(listener.local_addr()?.ip(), &options.allowed_hosts));
     let streams = Arc::new(tokio::sync::Semaphore::new(options.max_streams));
     let connections = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
-    let ctx = Ctx { tower, options: Arc::new(options), closing, hosts, streams };
+    let sessions = Arc::new(auth::Sessions::new(
+        options.admin_tokens.clone(),
+        options.session_idle,
+        options.public_url.as_deref(),
+    ));
+    let ctx = Ctx { tower, options: Arc::new(options), closing, hosts, streams, sessions };
     tokio::pin!(shutdown);
     let mut accept_failures = AcceptFailures::default();
     loop {

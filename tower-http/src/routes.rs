@@ -8,6 +8,7 @@ use flagtower_core::{Action, AppId, FlagId, LogQuery, TimeWindow, Tower, input};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
+use crate::auth::Caller;
 use crate::{Body, Ctx};
 use hyper::body::Incoming;
 use serde::Serialize;
@@ -38,6 +39,7 @@ enum Route<'a> {
     Keys,
     Health,
     Stream,
+    Session,
 }
 
 impl<'a> Route<'a> {
@@ -59,6 +61,7 @@ impl<'a> Route<'a> {
             ["api", "logs", id] => Self::AppLogs(id),
             ["api", "keys"] => Self::Keys,
             ["api", "stream"] => Self::Stream,
+            ["api", "session"] => Self::Session,
             _ => return None,
         })
     }
@@ -67,6 +70,7 @@ impl<'a> Route<'a> {
         match self {
             Self::Apps | Self::AppFlags(_) | Self::Keys => &["GET", "POST"],
             Self::App(_) | Self::Flag(_) => &["GET", "PATCH", "DELETE"],
+            Self::Session => &["GET", "POST", "DELETE"],
             Self::FlagToggle(_) => &["PATCH"],
             Self::FlagEvents(_) | Self::CircuitOpen(_) | Self::CircuitClose(_) => &["POST"],
             Self::FlagTimeseries(_)
@@ -117,23 +121,11 @@ pub(crate) fn whole(res: Response<Bytes>) -> Response<Body> {
     res.map(|b| Full::new(b).map_err(|never| match never {}).boxed_unsync())
 }
 
-/// The live stream and the dashboard; everything else is the REST API.
+/// The dashboard's files and the health check are open (the sign-in screen is one of those
+/// files); the session route signs in and out; everything else needs a caller
+/// ([`crate::auth`]), and a session that is due gets renewed on the way out.
 async fn route(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path();
-    if matches!(Route::find(path), Some(Route::Stream)) && req.method() == Method::GET {
-        let permit = match crate::stream::admit(&ctx.streams) {
-            Some(p) => p,
-            None => return Ok(crate::stream::busy()),
-        };
-        let sub = ctx.tower.subscribe().await?;
-        return Ok(crate::stream::response(permit, sub, ctx.closing.clone()));
-    }
-    if path.starts_with("/ofrep/") || path.contains("/ofrep/v1") {
-        let path = path.to_owned();
-        if let Some((app, endpoint)) = crate::ofrep::find(&path) {
-            return Ok(crate::ofrep::respond(ctx, req, app, endpoint).await);
-        }
-    }
     if crate::dashboard::serves(path) {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return Err(ApiError::MethodNotAllowed(&["GET", "HEAD"]));
@@ -145,7 +137,124 @@ async fn route(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiE
             .map(whole)
             .ok_or_else(|| ApiError::NotFound(format!("no file {path}")));
     }
-    dispatch(&ctx.tower, req, &ctx.options).await.map(whole)
+    let found = Route::find(path);
+    match found {
+        Some(Route::Health) => return dispatch(&ctx.tower, req, &ctx.options).await.map(whole),
+        Some(Route::Session) => return session(ctx, req).await.map(whole),
+        _ => {}
+    }
+    let ofrep = (path.starts_with("/ofrep/") || path.contains("/ofrep/v1"))
+        .then(|| path.to_owned())
+        .filter(|p| crate::ofrep::find(p).is_some());
+    let sdk_route = ofrep.is_some() || matches!(found, Some(Route::FlagEvents(_)));
+    let caller = ctx
+        .sessions
+        .authenticate(req.method(), req.headers(), sdk_route, || async {
+            Ok(Some(ctx.tower.sdk_key().await?.id))
+        })
+        .await?;
+    let renewal = ctx.sessions.renewal(&caller, req.headers());
+    let mut res = if matches!(found, Some(Route::Stream)) && req.method() == Method::GET {
+        match crate::stream::admit(&ctx.streams) {
+            Some(permit) => {
+                let sub = ctx.tower.subscribe().await?;
+                crate::stream::response(permit, sub, ctx.closing.clone())
+            }
+            None => crate::stream::busy(),
+        }
+    } else if let Some((app, endpoint)) = ofrep.as_deref().and_then(crate::ofrep::find) {
+        crate::ofrep::respond(ctx, req, app, endpoint).await
+    } else {
+        dispatch(&ctx.tower, req, &ctx.options).await.map(whole)?
+    };
+    if let Some(cookie) = renewal.and_then(|c| http::HeaderValue::try_from(c).ok()) {
+        res.headers_mut().append(http::header::SET_COOKIE, cookie);
+    }
+    Ok(res)
+}
+
+/// `GET /api/session`: who the caller is; `POST` `{"token": "…"}`: signs in with an admin token
+/// (a session cookie); `DELETE`: signs out.
+async fn session(ctx: &Ctx, req: Request<Incoming>) -> Reply {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Who<'a> {
+        name: &'a str,
+        authentication: bool,
+        idle_seconds: u64,
+    }
+    let sessions = &ctx.sessions;
+    let who = |name: &str| {
+        payload(
+            StatusCode::OK,
+            &Who {
+                name,
+                authentication: sessions.tokens.enabled(),
+                idle_seconds: sessions.idle().as_secs(),
+            },
+        )
+    };
+    let (parts, body) = req.into_parts();
+    let allowed = Route::Session.allowed();
+    if !allowed.contains(&parts.method.as_str()) {
+        return Err(ApiError::MethodNotAllowed(allowed));
+    }
+    let body = read_json(&parts, body, ctx.options.body_read_timeout).await?;
+    let no_sdk_key = || async { Ok(None) };
+    match parts.method {
+        Method::GET => {
+            let caller =
+                sessions.authenticate(&parts.method, &parts.headers, false, no_sdk_key).await?;
+            who(caller.actor())
+        }
+        Method::POST => {
+            if !sessions.tokens.enabled() {
+                return Err(ApiError::BadRequest(
+                    "this server has no admin tokens (TOWER_ADMIN_TOKENS): there is nothing to sign in to"
+                        .to_owned(),
+                ));
+            }
+            let secret = match body.as_ref().and_then(|b| b.get("token")) {
+                Some(Value::String(s)) if !s.is_empty() => s,
+                _ => {
+                    return Err(ApiError::Validation {
+                        field: Some("token".to_owned()),
+                        message: "an admin token is required".to_owned(),
+                    });
+                }
+            };
+            let signed = sessions
+                .sign_in(secret, &parts.headers)
+                .map_err(|e| ApiError::Internal(Box::new(std::io::Error::other(e.to_string()))))?;
+            let Some((cookie, name)) = signed else {
+                tracing::info!("sign-in refused: not an admin token");
+                return Err(ApiError::Unauthorized("that is not an admin token"));
+            };
+            tracing::info!(name = %name, "signed in");
+            let mut res = who(&name)?;
+            let cookie =
+                http::HeaderValue::try_from(cookie).map_err(|e| ApiError::Internal(Box::new(e)))?;
+            res.headers_mut().append(http::header::SET_COOKIE, cookie);
+            Ok(res)
+        }
+        _ => {
+            let caller =
+                match sessions.authenticate(&parts.method, &parts.headers, false, no_sdk_key).await
+                {
+                    Ok(caller) => Some(caller),
+                    // Signing out of a session that already ended is no error.
+                    Err(ApiError::Unauthorized(_)) => None,
+                    Err(e) => return Err(e),
+                };
+            let cleared =
+                sessions.sign_out(caller.as_ref().unwrap_or(&Caller::Anonymous), &parts.headers);
+            let mut res = payload(StatusCode::OK, &serde_json::json!({ "signedOut": true }))?;
+            let cookie = http::HeaderValue::try_from(cleared)
+                .map_err(|e| ApiError::Internal(Box::new(e)))?;
+            res.headers_mut().append(http::header::SET_COOKIE, cookie);
+            Ok(res)
+        }
+    }
 }
 
 fn id<T: FromStr<Err = flagtower_core::model::InvalidValue>>(raw: &str) -> Result<T, ApiError> {
@@ -183,6 +292,8 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>, options: &crate::Server
         }
         // Never reached: `route` answers GET, and other methods are refused above.
         Route::Stream => Err(ApiError::MethodNotAllowed(&["GET"])),
+        // Answered by `session`.
+        Route::Session => Err(ApiError::NotFound("no route".to_owned())),
         Route::Apps if m == Method::GET => {
             if query_flag(parts.uri.query(), "counts")? {
                 let apps = tower.app_summaries().await?;

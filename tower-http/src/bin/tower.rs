@@ -28,6 +28,15 @@ Configuration (environment):
   TOWER_BREAKER_MIN_REQUESTS  fewest requests a trip can rest on   (default 10)
   TOWER_BREAKER_ALPHA         how sure a trip must be: 1 - alpha   (default 0.01)
   TOWER_ROLLOUT_HASH  tower or tailslide: how rollouts assign users (default tower)
+  TOWER_ADMIN_TOKENS  name:secret,… admin tokens; when set every /api route needs one
+                    (Authorization: Bearer SECRET, or the dashboard's sign-in)
+  TOWER_ADMIN_TOKENS_FILE  a file of name:secret lines, instead of TOWER_ADMIN_TOKENS
+  TOWER_ALLOW_UNAUTHENTICATED  1: serve a non-loopback TOWER_BIND without admin tokens
+  TOWER_SESSION_IDLE_MINUTES  how long an unused dashboard session lasts (default 480)
+  TOWER_PUBLIC_URL  the URL browsers use, when a proxy stands in front (https: Secure cookies)
+  TOWER_ALLOWED_HOSTS  Host names answered besides the loopback ones (comma-separated)
+  TOWER_MAX_CONNECTIONS  connections served at once                (default 768)
+  TOWER_MAX_STREAMS  live streams open at once                    (default 512)
   TOWER_DASHBOARD_DIR  serve the dashboard's files from this directory (for editing them)
   TOWER_LOG         log filter, e.g. info or flagtower_http=debug (default info; RUST_LOG too)
 "#;
@@ -104,6 +113,9 @@ async fn serve(config: Config) -> Result<(), flagtower_core::BoxError> {
         allowed_hosts: config.allowed_hosts.clone(),
         max_connections: config.max_connections,
         max_streams: config.max_streams,
+        admin_tokens: config.admin_tokens.clone(),
+        session_idle: config.session_idle,
+        public_url: config.public_url.clone(),
         ..Default::default()
     };
     flagtower_http::run_with(listener, tower.clone(), shutdown_signal(), options).await?;
