@@ -52,6 +52,8 @@ impl Reply {
 pub struct Client {
     base: String,
     inner: HyperClient<HttpConnector, Full<Bytes>>,
+    /// Sent with every request (a bearer token).
+    defaults: Vec<(String, String)>,
 }
 
 impl Client {
@@ -60,7 +62,15 @@ impl Client {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             inner: HyperClient::builder(TokioExecutor::new()).build_http(),
+            defaults: Vec::new(),
         }
+    }
+
+    /// This client, sending `Authorization: Bearer <token>` with every request.
+    pub fn with_bearer(mut self, token: &str) -> Self {
+        self.defaults.retain(|(k, _)| k != "authorization");
+        self.defaults.push(("authorization".to_owned(), format!("Bearer {token}")));
+        self
     }
 
     /// Sends a request with an arbitrary body and content type.
@@ -97,6 +107,11 @@ impl Client {
         body: Bytes,
     ) -> Reply {
         let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base));
+        for (k, v) in &self.defaults {
+            if !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)) {
+                req = req.header(k, v);
+            }
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -111,11 +126,13 @@ impl Client {
 
     /// Opens `GET path` as a server-sent-events stream.
     pub async fn events(&self, path: &str) -> EventStream {
-        let req = Request::builder()
+        let mut req = Request::builder()
             .uri(format!("{}{path}", self.base))
-            .header("accept", "text/event-stream")
-            .body(Full::new(Bytes::new()))
-            .expect("request");
+            .header("accept", "text/event-stream");
+        for (k, v) in &self.defaults {
+            req = req.header(k, v);
+        }
+        let req = req.body(Full::new(Bytes::new())).expect("request");
         let res = self.inner.request(req).await.expect("HTTP request");
         assert_eq!(res.status(), 200, "event stream status");
         assert_eq!(res.headers()["content-type"], "text/event-stream");

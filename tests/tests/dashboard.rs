@@ -637,3 +637,77 @@ async fn the_dashboard_works_on_a_phone() {
     b.close().await;
     server.stop().await;
 }
+
+/// On a Tower with admin tokens the dashboard asks for one, refuses a wrong one with the
+/// server's message, shows who is signed in, works with its session (changes included: they
+/// come from its own pages), keeps the session across a reload without letting the page read
+/// the cookie, and signs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_sign_in_and_out_of_the_dashboard() {
+    const SECRET: &str = "alice-admin-secret-0123456789";
+    let store = TestStore::sqlite().await;
+    let options = flagtower_http::ServerOptions {
+        admin_tokens: flagtower_http::AdminTokens::parse(&format!("alice:{SECRET}")).unwrap(),
+        ..Default::default()
+    };
+    let server = Server::start_with_options(&store, options).await;
+    let api = server.client().with_bearer(SECRET);
+    let app = api.create("/api/apps", &json!({"title": "shop"})).await;
+    let flag = api.create(&format!("/api/apps/{app}/flags"), &json!({"title": "checkout"})).await;
+    let Some(b) = Browser::start().await else { return };
+    let base = server.base.clone();
+
+    b.open(&format!("{base}/apps/{app}")).await;
+    b.find("sign-in-screen").await;
+    let nav = attr(&b, "body", "data-session").await;
+    assert_eq!(nav.as_deref(), Some("signed-out"));
+    if let Some(violations) = b.accessibility_violations().await {
+        assert!(
+            violations.is_empty(),
+            "sign-in: WCAG 2 A/AA violations:\n{}",
+            violations.join("\n")
+        );
+    }
+    b.screenshot("sign-in").await;
+    b.fill("token-input", "not-the-secret").await;
+    b.click("sign-in").await;
+    b.wait_text("[data-testid=\"sign-in-error\"]", "the refusal", |t| {
+        t.contains("not an admin token")
+    })
+    .await;
+    b.fill("token-input", SECRET).await;
+    b.click("sign-in").await;
+    // Straight to the page asked for, signed in, live.
+    b.find_css(&format!("[data-testid=\"flag-row\"][data-flag-id=\"{flag}\"]")).await;
+    b.wait_text("[data-testid=\"signed-in-as\"]", "the signed-in name", |t| t == "alice").await;
+    b.wait_text("[data-testid=\"live-status\"]", "live status", |t| t == "Live").await;
+    let cookies = b.client.execute("return document.cookie;", vec![]).await.unwrap();
+    assert!(!cookies.as_str().unwrap_or("").contains("tower_session"), "HttpOnly: {cookies}");
+
+    // A change through the session: the flag goes on.
+    b.find_css(&format!(
+        "[data-testid=\"flag-row\"][data-flag-id=\"{flag}\"] [data-testid=\"flag-toggle\"]"
+    ))
+    .await
+    .click()
+    .await
+    .expect("toggle");
+    let deadline = std::time::Instant::now() + flagtower_tests::browser::WAIT;
+    while api.get(&format!("/api/flags/{flag}")).await.payload()["is_active"] != true {
+        assert!(std::time::Instant::now() < deadline, "the toggle did not turn the flag on");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // A reload keeps the session.
+    b.open(&format!("{base}/logs")).await;
+    b.find("log-row").await;
+    b.wait_text("[data-testid=\"signed-in-as\"]", "still signed in", |t| t == "alice").await;
+
+    b.click("sign-out").await;
+    b.find("sign-in-screen").await;
+    b.open(&format!("{base}/")).await;
+    b.find("sign-in-screen").await;
+    assert!(b.console_errors().await.is_empty(), "{:?}", b.console_errors().await);
+    b.close().await;
+    server.stop().await;
+}

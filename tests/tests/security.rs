@@ -152,3 +152,243 @@ async fn streams_and_connections_have_limits_and_recover() {
     drop(second);
     server.stop().await;
 }
+
+const ALICE: &str = "alice-admin-secret-0123456789";
+
+/// A server that requires admin tokens (`alice`), sessions lasting `idle`.
+async fn guarded(store: &TestStore, idle: std::time::Duration) -> Server {
+    let options = flagtower_http::ServerOptions {
+        admin_tokens: flagtower_http::AdminTokens::parse(&format!(
+            "alice:{ALICE},ci:ci-admin-secret-0123456789"
+        ))
+        .unwrap(),
+        session_idle: idle,
+        ..Default::default()
+    };
+    Server::start_with_options(store, options).await
+}
+
+/// Every route, with no token, a wrong one, the SDK key, a rotated-out SDK key and an admin
+/// token: the SDK key opens the SDK routes (flag events, OFREP) and nothing else; `/healthz` and
+/// the dashboard's files are open; everything else needs an admin token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_needs_the_right_token() {
+    let store = TestStore::sqlite().await;
+    let server = guarded(&store, flagtower_http::SESSION_IDLE).await;
+    let anon = server.client();
+    let admin = server.client().with_bearer(ALICE);
+    let app = admin.create("/api/apps", &json!({"title": "shop"})).await;
+    let flag = admin.create(&format!("/api/apps/{app}/flags"), &json!({"title": "checkout"})).await;
+    let old_key = admin.get("/api/keys").await.payload()["id"].as_str().unwrap().to_owned();
+    let key = admin.post_empty("/api/keys").await.payload()["id"].as_str().unwrap().to_owned();
+    assert_ne!(key, old_key);
+
+    let ofrep = format!("/api/apps/{app}/ofrep/v1");
+    let user = json!({"context": {"targetingKey": "u1"}});
+    // (method, path, body, an SDK route)
+    let routes: Vec<(Method, String, serde_json::Value, bool)> = vec![
+        (Method::GET, "/api/apps".into(), json!(null), false),
+        (Method::GET, "/api/apps?counts=true".into(), json!(null), false),
+        (Method::POST, "/api/apps".into(), json!({"title": "other"}), false),
+        (Method::GET, format!("/api/apps/{app}"), json!(null), false),
+        (Method::PATCH, format!("/api/apps/{app}"), json!({"title": "shop"}), false),
+        (Method::GET, format!("/api/apps/{app}/flags"), json!(null), false),
+        (Method::POST, format!("/api/apps/{app}/flags"), json!({"title": "f2"}), false),
+        (Method::GET, format!("/api/flags/{flag}"), json!(null), false),
+        (Method::PATCH, format!("/api/flags/{flag}"), json!({"description": "d"}), false),
+        (Method::PATCH, format!("/api/flags/{flag}/toggle"), json!({"is_active": true}), false),
+        (Method::POST, format!("/api/flags/{flag}/events"), json!({"success": 1}), true),
+        (Method::GET, format!("/api/flags/{flag}/timeseries"), json!(null), false),
+        (Method::POST, format!("/api/flags/circuit/{flag}/open"), json!(null), false),
+        (Method::POST, format!("/api/flags/circuit/{flag}/close"), json!(null), false),
+        (Method::GET, "/api/logs".into(), json!(null), false),
+        (Method::GET, "/api/logs?limit=5".into(), json!(null), false),
+        (Method::GET, format!("/api/logs/{app}"), json!(null), false),
+        (Method::GET, "/api/keys".into(), json!(null), false),
+        (Method::POST, format!("{ofrep}/evaluate/flags/checkout"), user.clone(), true),
+        (Method::POST, format!("{ofrep}/evaluate/flags"), user.clone(), true),
+        (Method::GET, format!("{ofrep}/configuration"), json!(null), true),
+        (Method::GET, "/api/nope".into(), json!(null), false),
+        (Method::DELETE, "/api/flags/999".into(), json!(null), false),
+        (Method::DELETE, "/api/apps/999".into(), json!(null), false),
+    ];
+    let wrong = format!("Bearer {ALICE}x");
+    let sdk = format!("Bearer {key}");
+    let old_sdk = format!("Bearer {old_key}");
+    for (method, path, body, sdk_route) in &routes {
+        let send = |auth: Option<String>| {
+            let headers: Vec<(&str, String)> =
+                auth.into_iter().map(|a| ("authorization", a)).collect();
+            let (method, path, body) = (method.clone(), path.clone(), body.clone());
+            let anon = anon.clone();
+            async move {
+                let headers: Vec<(&str, &str)> =
+                    headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                anon.send_with(method, &path, &headers, body).await
+            }
+        };
+        for (who, auth) in [
+            ("no token", None),
+            ("a wrong token", Some(wrong.clone())),
+            ("a rotated-out SDK key", Some(old_sdk.clone())),
+        ] {
+            let r = send(auth).await;
+            let e = r.expect_error(401);
+            assert_eq!(e["code"], "unauthorized", "{method} {path} with {who}");
+            assert!(
+                r.headers["www-authenticate"].to_str().unwrap().starts_with("Bearer"),
+                "{method} {path} with {who}"
+            );
+        }
+        let r = send(Some(sdk.clone())).await;
+        if *sdk_route {
+            assert!(r.status < 300, "{method} {path} with the SDK key: {}", r.status);
+        } else {
+            assert_eq!(
+                r.expect_error(403)["code"],
+                "forbidden",
+                "{method} {path} with the SDK key"
+            );
+        }
+        let r = send(Some(format!("Bearer {ALICE}"))).await;
+        assert!(
+            ![401, 403].contains(&r.status),
+            "{method} {path} with an admin token: {} {}",
+            r.status,
+            r.json
+        );
+    }
+    // Streams: refused without a token, opened with one.
+    let r = anon.send_with(Method::GET, "/api/stream", &[], json!(null)).await;
+    r.expect_error(401);
+    let mut live = admin.events("/api/stream").await;
+    live.until("hello").await;
+    let r = anon.send_with(Method::GET, &format!("{ofrep}/events"), &[], json!(null)).await;
+    r.expect_error(401);
+    // Opened (200, text/event-stream) with the SDK key.
+    let sdk_stream = server.client().with_bearer(&key).events(&format!("{ofrep}/events")).await;
+    drop(sdk_stream);
+    // Open without a token: the health check and the dashboard (its sign-in screen is there).
+    assert_eq!(anon.get("/healthz").await.status, 200);
+    assert_eq!(anon.get("/").await.status, 200);
+    assert_eq!(anon.get("/assets/main.js").await.status, 200);
+    // The root OFREP routes name the app in a header and take the key the same way.
+    let r = anon
+        .send_with(
+            Method::POST,
+            "/ofrep/v1/evaluate/flags/checkout",
+            &[("tower-app", &app.to_string()), ("authorization", &sdk)],
+            user.clone(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let r = anon
+        .send_with(
+            Method::POST,
+            "/ofrep/v1/evaluate/flags",
+            &[("tower-app", &app.to_string())],
+            user,
+        )
+        .await;
+    r.expect_error(401);
+    server.stop().await;
+}
+
+fn session_cookie(r: &flagtower_tests::Reply) -> String {
+    let set = r.headers["set-cookie"].to_str().unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"),
+        "{set}"
+    );
+    set.split(';').next().unwrap().to_owned()
+}
+
+/// Signing in sets a session cookie that opens the API; a change with it must come from the
+/// server's own pages (a cross-site form's empty POST is refused); signing out ends it, and an
+/// idle one expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_sign_in_refuse_cross_site_changes_sign_out_and_expire() {
+    let store = TestStore::sqlite().await;
+    let server = guarded(&store, std::time::Duration::from_secs(2)).await;
+    let c = server.client();
+    let admin = server.client().with_bearer(ALICE);
+    let app = admin.create("/api/apps", &json!({"title": "shop"})).await;
+    let flag = admin.create(&format!("/api/apps/{app}/flags"), &json!({"title": "checkout"})).await;
+
+    c.get("/api/session").await.expect_error(401);
+    let r = c.post("/api/session", &json!({"token": "not-a-token"})).await;
+    assert_eq!(r.expect_error(401)["code"], "unauthorized");
+    assert!(r.headers.get("set-cookie").is_none());
+    c.post("/api/session", &json!({})).await.expect_error(422);
+    let r = c.post("/api/session", &json!({"token": ALICE})).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.payload()["name"], "alice");
+    assert_eq!(r.payload()["authentication"], true);
+    assert!(!r.headers["set-cookie"].to_str().unwrap().contains("Secure"), "plain http here");
+    let cookie = session_cookie(&r);
+    let with = |extra: &[(&'static str, String)]| {
+        let mut h = vec![("cookie", cookie.clone())];
+        h.extend_from_slice(extra);
+        h
+    };
+    let send = |method: Method, path: String, headers: Vec<(&'static str, String)>| {
+        let c = c.clone();
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            c.send_with(method, &path, &headers, json!(null)).await
+        }
+    };
+    let me = send(Method::GET, "/api/session".into(), with(&[])).await;
+    assert_eq!(me.payload()["name"], "alice");
+    assert_eq!(send(Method::GET, "/api/apps".into(), with(&[])).await.status, 200);
+
+    // CSRF: a cross-site page's POST carries the cookie but another Origin, or none. (A new,
+    // inactive flag's circuit reads `open`: closing it is the change an attacker would make.)
+    let status = || async {
+        admin.get(&format!("/api/flags/{flag}")).await.payload()["circuit_status"].clone()
+    };
+    assert_eq!(status().await, "open");
+    let open = format!("/api/flags/circuit/{flag}/close");
+    let evil = with(&[("origin", "http://evil.example".into())]);
+    let r = send(Method::POST, open.clone(), evil).await;
+    assert_eq!(r.expect_error(403)["code"], "forbidden");
+    let r =
+        send(Method::POST, open.clone(), with(&[("sec-fetch-site", "cross-site".into())])).await;
+    r.expect_error(403);
+    let r = c.send(Method::POST, &open, Some("text/plain"), "").await;
+    r.expect_error(401);
+    assert_eq!(status().await, "open", "nothing changed");
+    let own = with(&[("origin", server.base.clone())]);
+    assert_eq!(send(Method::POST, open.clone(), own).await.status, 200);
+    assert_eq!(status().await, "close");
+    let fetch = with(&[("sec-fetch-site", "same-origin".into())]);
+    let reopen = format!("/api/flags/circuit/{flag}/open");
+    assert_eq!(send(Method::POST, reopen, fetch).await.status, 200);
+    assert_eq!(status().await, "open");
+
+    // Renewed in the second half of its life; an idle one expires.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let r = send(Method::GET, "/api/apps".into(), with(&[])).await;
+    assert_eq!(r.status, 200);
+    let renewed = session_cookie(&r);
+    assert_ne!(renewed, cookie);
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let r = send(Method::GET, "/api/apps".into(), with(&[])).await;
+    assert_eq!(r.expect_error(401)["code"], "unauthorized", "the first cookie expired");
+    let r = send(Method::GET, "/api/apps".into(), vec![("cookie", renewed.clone())]).await;
+    assert_eq!(r.status, 200, "the renewed one lives on");
+
+    // Signing out clears the cookie and ends the session.
+    let out = send(
+        Method::DELETE,
+        "/api/session".into(),
+        vec![("cookie", renewed.clone()), ("origin", server.base.clone())],
+    )
+    .await;
+    assert_eq!(out.status, 200);
+    assert!(out.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    let r = send(Method::GET, "/api/apps".into(), vec![("cookie", renewed)]).await;
+    r.expect_error(401);
+    server.stop().await;
+}

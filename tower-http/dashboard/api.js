@@ -34,6 +34,8 @@ export async function api(method, path, body, signal) {
     // Not JSON (a proxy's error page): fall through to the status line.
   }
   if (!res.ok) {
+    // No session (it expired, or the server's tokens changed): the dashboard shows its sign-in.
+    if (res.status === 401 && path !== '/api/session') window.dispatchEvent(new Event('tower:unauthorized'));
     const err = data?.error;
     if (err && typeof err === 'object') {
       throw new ApiError(res.status, err.code, err.message || `HTTP ${res.status}`, err.field);

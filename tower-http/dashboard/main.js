@@ -9,6 +9,7 @@ import { appScreen } from './screen-app.js';
 import { flagScreen } from './screen-flag.js';
 import { logsScreen } from './screen-logs.js';
 import { sdkKeyScreen } from './screen-sdk-key.js';
+import { showUser, signInScreen } from './session.js';
 // ===== page errors =====
 // Uncaught errors, unhandled rejections and CSP violations are kept in window.__towerErrors for
 // browser tests to read (failed API calls are handled and shown, so they are not errors).
@@ -105,7 +106,7 @@ export function navigate(href, { replace = false, state = null } = {}) {
   const url = new URL(href, location.href);
   if (url.href === location.href && !state) return;
   history[replace ? 'replaceState' : 'pushState'](state, '', url);
-  render({ focus: true });
+  if (!signedOut) render({ focus: true });
 }
 
 /** Same-origin link clicks become client-side navigations. */
@@ -122,25 +123,62 @@ export function interceptLinks(e) {
 
 // ===== start =====
 
-export function start() {
+export async function start() {
   history.scrollRestoration = 'manual';
   document.addEventListener('click', interceptLinks);
-  window.addEventListener('popstate', () => render({ focus: true }));
+  window.addEventListener('popstate', () => { if (!signedOut) render({ focus: true }); });
   live.handlers.add((type, data) => {
     if (type === 'hello' || type === 'resync') refreshScreen();
     else current?.screen.onEvent?.(type, data);
   });
-  render();
-  live.start();
+  // A request refused for want of a session (it expired, or the tokens changed): sign in again.
+  window.addEventListener('tower:unauthorized', () => { if (!signedOut) signIn({ expired: true }); });
   // Give the stream's connection (and the lead) back when the page goes away: an abandoned
   // stream would hold one of the browser's six connections to the server. A page restored from
   // the back/forward cache starts again, and re-reads what it shows: it heard nothing while away.
   window.addEventListener('pagehide', () => live.stop());
   window.addEventListener('pageshow', (e) => {
-    if (!e.persisted) return;
+    if (!e.persisted || signedOut) return;
     live.start();
     refreshScreen();
   });
+  let who = { authentication: false };
+  try {
+    who = await api('GET', '/api/session');
+  } catch (e) {
+    if (e.status === 401) {
+      signIn({ expired: false });
+      return;
+    }
+    // Unreachable or failing: the screen says so when its own reads fail.
+  }
+  enter(who, { focus: false });
+}
+
+// ===== signing in =====
+
+let signedOut = false;
+
+/** Shows the signed-in name and starts the dashboard. */
+function enter(who, { focus = true } = {}) {
+  signedOut = false;
+  showUser(who, () => signIn({ expired: false }));
+  render({ focus });
+  live.start();
+}
+
+/** Stops everything that needs a session and shows the sign-in screen. */
+function signIn({ expired }) {
+  signedOut = true;
+  live.stop();
+  if (current) {
+    current.ctx.dispose();
+    current.screen.destroy?.();
+    current = null;
+  }
+  for (const dlg of document.querySelectorAll('dialog[open]')) dlg.close();
+  showUser(null);
+  signInScreen(document.getElementById('main'), { expired, onSignedIn: enter });
 }
 
 /** Changes may have been missed: re-read, after what is loading now (not alongside it). */

@@ -17,6 +17,9 @@ fn tower() -> Command {
         "TOWER_METRICS_URL",
         "REDIS_SERVER",
         "RUST_LOG",
+        "TOWER_ADMIN_TOKENS",
+        "TOWER_ADMIN_TOKENS_FILE",
+        "TOWER_ALLOW_UNAUTHENTICATED",
     ] {
         cmd.env_remove(var);
     }
@@ -92,6 +95,62 @@ fn configuration_errors_name_the_variable_and_exit_2() {
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("TOWER_STORE_URL")
     );
+}
+
+/// On an address other machines reach, the binary refuses to serve without admin tokens, and
+/// says which settings fix it; with tokens from a file it serves, asks for them, and never
+/// prints a secret.
+#[test]
+fn other_machines_are_served_only_with_admin_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("t.db").display());
+    let out = tower().env("TOWER_BIND", "0.0.0.0").env("TOWER_STORE_URL", &db).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("TOWER_ADMIN_TOKENS") && stderr.contains("TOWER_ALLOW_UNAUTHENTICATED=1"),
+        "{stderr}"
+    );
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "# operators\nops:ops-secret-0123456789abcdef\n").unwrap();
+    let mut cmd = tower();
+    cmd.env("TOWER_BIND", "0.0.0.0")
+        .env("TOWER_STORE_URL", &db)
+        .env("TOWER_ADMIN_TOKENS_FILE", &tokens);
+    let mut child = cmd
+        .env("PORT", "0")
+        .env("TOWER_LOG", "debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tower");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    let port: u16 = loop {
+        let line = lines.next().expect("tower exited before listening").unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().rsplit(':').next().unwrap().parse().expect("port");
+        }
+    };
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let refused =
+        request(addr, "GET /api/apps HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(refused.to_ascii_lowercase().contains("www-authenticate: bearer"), "{refused}");
+    let ok = request(
+        addr,
+        "GET /api/apps HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ops-secret-0123456789abcdef\r\nConnection: close\r\n\r\n",
+    );
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    sigterm(&child);
+    for line in lines.map_while(Result::ok) {
+        log.push_str(&line);
+        log.push('\n');
+    }
+    child.wait().unwrap();
+    assert!(log.contains("\"ops\""), "the token's name is in the config line: {log}");
+    assert!(!log.contains("ops-secret"), "the secret never is: {log}");
 }
 
 #[test]
