@@ -119,6 +119,9 @@ async fn failures_trip_a_flag_and_recovery_closes_it(store: TestStore) {
     let actions: Vec<&str> =
         logs.as_array().unwrap().iter().map(|l| l["action_type"].as_str().unwrap()).collect();
     assert_eq!(actions, ["create", "circuit_open", "circuit_recovery", "circuit_close"]);
+    let actors: Vec<&str> =
+        logs.as_array().unwrap().iter().map(|l| l["actor"].as_str().unwrap()).collect();
+    assert_eq!(actors, ["anonymous", "breaker", "breaker", "breaker"], "who made each change");
     // The trip says why, in numbers, beside the original description.
     assert_eq!(logs[1]["log_description"], "Circuit Tripped Open");
     assert_eq!(

@@ -326,13 +326,15 @@ async fn a_change_committed_by_a_tower_that_died_before_publishing_is_published_
         title: flagtower_core::Title::parse("f").unwrap(),
         settings: Default::default(),
     };
-    let flag = s.create_flag(app.id, &nf, t).await.unwrap().value;
+    let flag =
+        s.create_flag(app.id, &nf, t, &flagtower_core::Actor::anonymous()).await.unwrap().value;
     let committed = s
         .change_flag(
             flag.id,
             &flagtower_core::FlagCommand::Toggle(None),
             flagtower_core::Origin::Manual,
             t,
+            &flagtower_core::Actor::anonymous(),
         )
         .await
         .unwrap()

@@ -392,3 +392,68 @@ async fn sessions_sign_in_refuse_cross_site_changes_sign_out_and_expire() {
     r.expect_error(401);
     server.stop().await;
 }
+
+/// Every log route and the live stream say who made each change and what an edit changed:
+/// the admin token's name, `anonymous` without authentication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_says_who_changed_what() {
+    let store = TestStore::sqlite().await;
+    let server = guarded(&store, flagtower_http::SESSION_IDLE).await;
+    let alice = server.client().with_bearer(ALICE);
+    let ci = server.client().with_bearer("ci-admin-secret-0123456789");
+    let app = alice.create("/api/apps", &json!({"title": "shop"})).await;
+    let flag = alice
+        .create(
+            &format!("/api/apps/{app}/flags"),
+            &json!({"title": "checkout", "rollout_percentage": 25}),
+        )
+        .await;
+    let mut live = alice.events("/api/stream").await;
+    live.until("hello").await;
+    let r = ci.patch(&format!("/api/flags/{flag}"), &json!({"rollout_percentage": 50})).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let event = live.until("log").await;
+    let streamed = event.data;
+    assert_eq!(streamed["actor"], "ci");
+    assert_eq!(streamed["changes"], json!({"rollout_percentage": [25, 50]}));
+
+    let page = alice.get("/api/logs?limit=10").await;
+    let rows = page.payload().as_array().unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r["action_type"].as_str().unwrap(), r["actor"].as_str().unwrap()))
+            .collect::<Vec<_>>(),
+        [("update", "ci"), ("create", "alice")]
+    );
+    assert_eq!(rows[1]["changes"], serde_json::Value::Null);
+    for path in ["/api/logs".to_owned(), format!("/api/logs/{app}")] {
+        let all = alice.get(&path).await;
+        let update = all
+            .payload()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["action_type"] == "update")
+            .cloned();
+        let update = update.unwrap_or_else(|| panic!("{path}: {}", all.json));
+        assert_eq!(
+            (update["actor"].clone(), update["changes"].clone()),
+            (json!("ci"), json!({"rollout_percentage": [25, 50]})),
+            "{path}"
+        );
+    }
+    let own = alice.get(&format!("/api/flags/{flag}")).await;
+    let logs = own.payload()["logs"].as_array().unwrap().clone();
+    assert_eq!(logs.last().unwrap()["actor"], "ci");
+    server.stop().await;
+
+    // Without tokens: anonymous.
+    let store = TestStore::sqlite().await;
+    let server = Server::start(&store).await;
+    let c = server.client();
+    let app = c.create("/api/apps", &json!({"title": "open"})).await;
+    c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
+    let page = c.get("/api/logs?limit=1").await;
+    assert_eq!(page.payload()[0]["actor"], "anonymous");
+    server.stop().await;
+}

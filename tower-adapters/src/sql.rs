@@ -10,8 +10,8 @@ use std::sync::LazyLock;
 
 use flagtower_core::breaker::BreakerClock;
 use flagtower_core::model::{
-    Action, App, AppId, Description, Flag, FlagId, IntervalMs, LogEntry, LogId, Percent,
-    RecoveryProfile, Title, UserList, Webhooks,
+    Action, Actor, App, AppId, Changes, Description, Flag, FlagId, IntervalMs, LogEntry, LogId,
+    Percent, RecoveryProfile, Title, UserList, Webhooks,
 };
 use flagtower_core::ports::MAX_LOG_PAGE;
 use flagtower_core::{CircuitState, LogQuery, Timestamp};
@@ -219,14 +219,27 @@ pub(crate) fn read_log<R: Columns>(r: &R, prefix: &str) -> Result<LogEntry, R::E
         flag_description: r.text(&c("flag_description"))?,
         created_at: r.time(&c("created_at"))?,
         detail: r.opt_text(&c("detail"))?,
+        actor: r.opt_text(&c("actor"))?.map(|a| Actor::named(&a)),
+        changes: match r.opt_text(&c("changes"))? {
+            None => None,
+            Some(text) => Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| R::corrupt(format!("log changes {text:?}: {e}")))?,
+            ),
+        },
     })
+}
+
+/// What a log entry's `changes` column holds: the JSON object, or NULL.
+pub(crate) fn changes_text(changes: Option<&Changes>) -> Option<String> {
+    changes.map(|c| serde_json::Value::Object(c.clone()).to_string())
 }
 
 /// The columns of an app ([`read_app`] reads them by name).
 pub(crate) const APP_COLUMNS: &str = "id, title, created_at, updated_at";
 /// The columns of a log entry ([`read_log`] reads them by name).
-pub(crate) const LOG_COLUMNS: &str =
-    "id, flag_id, app_id, action_type, flag_title, flag_description, created_at, detail";
+pub(crate) const LOG_COLUMNS: &str = "id, flag_id, app_id, action_type, flag_title, \
+    flag_description, created_at, detail, actor, changes";
 
 /// The statements both stores run as they are, written with PostgreSQL's `$n` placeholders;
 /// SQLite runs them through [`for_sqlite`] (`?n`, the same numbers). What differs between the
@@ -252,9 +265,11 @@ pub(crate) mod stmt {
     pub(crate) static FLAGS_OF_APP: LazyLock<String> = LazyLock::new(|| {
         format!("SELECT {} FROM flags WHERE app_id = $1 ORDER BY id", FLAG_COLUMNS.as_str())
     });
-    /// A log entry: flag, app, action, title, description, time, detail ($1…$7).
+    /// A log entry: flag, app, action, title, description, time, detail, actor, changes
+    /// ($1…$9).
     pub(crate) const INSERT_LOG: &str = "INSERT INTO logs (flag_id, app_id, action_type, \
-        flag_title, flag_description, created_at, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        flag_title, flag_description, created_at, detail, actor, changes) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
     /// A new app: title, title key, time ($1…$3); returns its id.
     pub(crate) const INSERT_APP: &str = "INSERT INTO apps (title, title_key, created_at, \
         updated_at) VALUES ($1, $2, $3, $3) RETURNING id";

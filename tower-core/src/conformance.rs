@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::command::{FlagCommand, FlagPatch, NewFlag};
 use crate::model::{
-    Action, AppId, CircuitState, FlagId, LogId, Origin, Percent, Revision, SdkKey, Title,
+    Action, Actor, AppId, CircuitState, FlagId, LogId, Origin, Percent, Revision, SdkKey, Title,
 };
 use crate::ports::{AppCursor, LogQuery, Resource, Store, StoreError};
 use crate::time::Timestamp;
@@ -57,6 +57,7 @@ const CHECKS: &[Check] = checks![
     the_breakers_clock_is_stored_and_its_moves_are_checked,
     strange_strings_round_trip,
     concurrent_toggles_are_serialized,
+    log_entries_record_who_and_what,
 ];
 
 /// Runs every check, each on a fresh store from `fresh`.
@@ -77,6 +78,11 @@ where
 
 fn t(ms: i64) -> Timestamp {
     Timestamp::from_millis(1_700_000_000_000 + ms)
+}
+
+/// The actor of the checks' changes.
+fn me() -> Actor {
+    Actor::named("conformance")
 }
 
 fn title(s: &str) -> Title {
@@ -124,17 +130,20 @@ async fn app_titles_are_unique_case_insensitively(s: Arc<dyn Store>) {
 
 async fn deleted_apps_are_gone_but_their_logs_stay(s: Arc<dyn Store>) {
     let a = s.create_app(&title("Doomed"), t(1)).await.unwrap();
-    let f1 = s.create_flag(a.id, &new_flag("one"), t(2)).await.unwrap().value;
-    let f2 = s.create_flag(a.id, &new_flag("two"), t(3)).await.unwrap().value;
+    let f1 = s.create_flag(a.id, &new_flag("one"), t(2), &me()).await.unwrap().value;
+    let f2 = s.create_flag(a.id, &new_flag("two"), t(3), &me()).await.unwrap().value;
     let before = s.ruleset(a.id).await.unwrap();
-    let deleted = s.delete_app(a.id, t(4)).await.unwrap();
+    let deleted = s.delete_app(a.id, t(4), &me()).await.unwrap();
     assert_eq!(deleted.value, a);
     assert_eq!(deleted.revision, Some(Revision::new(before.revision.get() + 1)));
     assert!(matches!(s.get_app(a.id).await, Err(StoreError::NotFound(Resource::App))));
     assert!(matches!(s.list_flags(a.id).await, Err(StoreError::NotFound(Resource::App))));
     assert!(matches!(s.get_flag(f1.id).await, Err(StoreError::NotFound(Resource::Flag))));
     assert!(matches!(s.app_logs(a.id).await, Err(StoreError::NotFound(Resource::App))));
-    assert!(matches!(s.delete_app(a.id, t(5)).await, Err(StoreError::NotFound(Resource::App))));
+    assert!(matches!(
+        s.delete_app(a.id, t(5), &me()).await,
+        Err(StoreError::NotFound(Resource::App))
+    ));
     assert!(s.list_apps().await.unwrap().is_empty());
     let rs = s.ruleset(a.id).await.unwrap();
     assert!(rs.flags.is_empty());
@@ -148,13 +157,13 @@ async fn deleted_apps_are_gone_but_their_logs_stay(s: Arc<dyn Store>) {
     // The title is free again, and ids are not reused.
     let again = s.create_app(&title("doomed"), t(6)).await.unwrap();
     assert!(again.id > a.id);
-    let f3 = s.create_flag(again.id, &new_flag("one"), t(7)).await.unwrap().value;
+    let f3 = s.create_flag(again.id, &new_flag("one"), t(7), &me()).await.unwrap().value;
     assert!(f3.id > f2.id);
 }
 
 async fn flags_round_trip_with_defaults(s: Arc<dyn Store>) {
     let a = s.create_app(&title("App"), t(0)).await.unwrap();
-    let change = s.create_flag(a.id, &new_flag("App 1 Flag 1"), t(1)).await.unwrap();
+    let change = s.create_flag(a.id, &new_flag("App 1 Flag 1"), t(1), &me()).await.unwrap();
     assert_eq!(change.action, Some(Action::Create));
     let f = change.value;
     assert!(change.revision.is_some());
@@ -181,7 +190,7 @@ async fn flags_round_trip_with_defaults(s: Arc<dyn Store>) {
         ..FlagPatch::default()
     };
     let full = NewFlag { title: title("App 1 Flag 2"), settings };
-    let g = s.create_flag(a.id, &full, t(2)).await.unwrap().value;
+    let g = s.create_flag(a.id, &full, t(2), &me()).await.unwrap().value;
     assert_eq!(g, full.build(a.id, t(2)).with_id(g.id));
     assert_eq!(s.get_flag(g.id).await.unwrap(), g);
     assert_eq!(s.list_flags(a.id).await.unwrap(), vec![f.clone(), g.clone()]);
@@ -197,16 +206,16 @@ async fn flags_round_trip_with_defaults(s: Arc<dyn Store>) {
 async fn flag_titles_are_unique_within_their_app(s: Arc<dyn Store>) {
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
     let b = s.create_app(&title("B"), t(0)).await.unwrap();
-    s.create_flag(a.id, &new_flag("dark-mode"), t(1)).await.unwrap();
+    s.create_flag(a.id, &new_flag("dark-mode"), t(1), &me()).await.unwrap();
     assert!(matches!(
-        s.create_flag(a.id, &new_flag("Dark-Mode"), t(2)).await,
+        s.create_flag(a.id, &new_flag("Dark-Mode"), t(2), &me()).await,
         Err(StoreError::AlreadyExists { what: Resource::Flag, .. })
     ));
-    let other = s.create_flag(b.id, &new_flag("dark-mode"), t(3)).await.unwrap().value;
-    let second = s.create_flag(a.id, &new_flag("beta"), t(4)).await.unwrap().value;
+    let other = s.create_flag(b.id, &new_flag("dark-mode"), t(3), &me()).await.unwrap().value;
+    let second = s.create_flag(a.id, &new_flag("beta"), t(4), &me()).await.unwrap().value;
     let rename =
         FlagCommand::Update(FlagPatch { title: Some(title("DARK-MODE")), ..FlagPatch::default() });
-    let renamed = s.change_flag(second.id, &rename, Origin::Manual, t(5)).await;
+    let renamed = s.change_flag(second.id, &rename, Origin::Manual, t(5), &me()).await;
     assert!(
         matches!(renamed, Err(StoreError::AlreadyExists { what: Resource::Flag, .. })),
         "renaming onto a taken title: {renamed:?}"
@@ -218,6 +227,7 @@ async fn flag_titles_are_unique_within_their_app(s: Arc<dyn Store>) {
         &FlagCommand::Update(FlagPatch { title: Some(title("beta")), ..FlagPatch::default() }),
         Origin::Manual,
         t(6),
+        &me(),
     )
     .await
     .unwrap();
@@ -230,17 +240,17 @@ async fn unknown_parents_and_ids_are_not_found(s: Arc<dyn Store>) {
     let flag = |r: Result<_, StoreError>| matches!(r, Err(StoreError::NotFound(Resource::Flag)));
     assert!(app(s.get_app(nope).await.map(drop)));
     assert!(app(s.rename_app(nope, &title("x"), t(0)).await.map(drop)));
-    assert!(app(s.delete_app(nope, t(0)).await.map(drop)));
+    assert!(app(s.delete_app(nope, t(0), &me()).await.map(drop)));
     assert!(app(s.list_flags(nope).await.map(drop)));
-    assert!(app(s.create_flag(nope, &new_flag("x"), t(0)).await.map(drop)));
+    assert!(app(s.create_flag(nope, &new_flag("x"), t(0), &me()).await.map(drop)));
     assert!(app(s.app_logs(nope).await.map(drop)));
     assert!(app(s.ruleset(nope).await.map(drop)));
     assert!(flag(s.get_flag(nof).await.map(drop)));
     assert!(flag(s.flag_with_logs(nof).await.map(drop)));
     assert!(flag(
-        s.change_flag(nof, &FlagCommand::Toggle(None), Origin::Manual, t(0)).await.map(drop)
+        s.change_flag(nof, &FlagCommand::Toggle(None), Origin::Manual, t(0), &me()).await.map(drop)
     ));
-    assert!(flag(s.delete_flag(nof, t(0)).await.map(drop)));
+    assert!(flag(s.delete_flag(nof, t(0), &me()).await.map(drop)));
     assert!(flag(s.get_flag(FlagId::new(i64::MAX)).await.map(drop)));
     assert!(flag(s.get_flag(FlagId::new(0)).await.map(drop)));
     assert!(s.list_logs().await.unwrap().is_empty());
@@ -248,7 +258,7 @@ async fn unknown_parents_and_ids_are_not_found(s: Arc<dyn Store>) {
 
 async fn commands_write_a_log_entry_and_a_revision(s: Arc<dyn Store>) {
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
-    let f = s.create_flag(a.id, &new_flag("f"), t(1)).await.unwrap();
+    let f = s.create_flag(a.id, &new_flag("f"), t(1), &me()).await.unwrap();
     let mut rev = f.revision.unwrap();
     let id = f.value.id;
     let steps = [
@@ -267,7 +277,7 @@ async fn commands_write_a_log_entry_and_a_revision(s: Arc<dyn Store>) {
     ];
     for (i, (cmd, action, state)) in steps.iter().enumerate() {
         let now = t(10 + i as i64);
-        let c = s.change_flag(id, cmd, Origin::Manual, now).await.unwrap();
+        let c = s.change_flag(id, cmd, Origin::Manual, now, &me()).await.unwrap();
         assert_eq!(c.value.state, *state, "{cmd:?}");
         assert_eq!(c.value.updated_at, now);
         assert_eq!(c.action, Some(*action), "{cmd:?} says what it logged");
@@ -290,10 +300,12 @@ async fn commands_write_a_log_entry_and_a_revision(s: Arc<dyn Store>) {
 
 async fn a_no_op_writes_nothing(s: Arc<dyn Store>) {
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
-    let f = s.create_flag(a.id, &new_flag("f"), t(1)).await.unwrap().value;
+    let f = s.create_flag(a.id, &new_flag("f"), t(1), &me()).await.unwrap().value;
     let before = s.ruleset(a.id).await.unwrap().revision;
-    let c =
-        s.change_flag(f.id, &FlagCommand::Toggle(Some(false)), Origin::Manual, t(2)).await.unwrap();
+    let c = s
+        .change_flag(f.id, &FlagCommand::Toggle(Some(false)), Origin::Manual, t(2), &me())
+        .await
+        .unwrap();
     assert_eq!((c.revision, c.action), (None, None));
     assert_eq!(c.value, f, "unchanged, updated_at included");
     assert_eq!(s.ruleset(a.id).await.unwrap().revision, before);
@@ -302,8 +314,8 @@ async fn a_no_op_writes_nothing(s: Arc<dyn Store>) {
 
 async fn a_failed_change_writes_nothing(s: Arc<dyn Store>) {
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
-    s.create_flag(a.id, &new_flag("taken"), t(1)).await.unwrap();
-    let f = s.create_flag(a.id, &new_flag("f"), t(2)).await.unwrap().value;
+    s.create_flag(a.id, &new_flag("taken"), t(1), &me()).await.unwrap();
+    let f = s.create_flag(a.id, &new_flag("f"), t(2), &me()).await.unwrap().value;
     let before = s.ruleset(a.id).await.unwrap();
     let logs_before = s.list_logs().await.unwrap().len();
     let bad = FlagCommand::Update(FlagPatch {
@@ -311,39 +323,42 @@ async fn a_failed_change_writes_nothing(s: Arc<dyn Store>) {
         is_active: Some(true),
         ..FlagPatch::default()
     });
-    assert!(s.change_flag(f.id, &bad, Origin::Manual, t(3)).await.is_err());
+    assert!(s.change_flag(f.id, &bad, Origin::Manual, t(3), &me()).await.is_err());
     assert_eq!(s.ruleset(a.id).await.unwrap(), before);
     assert_eq!(s.list_logs().await.unwrap().len(), logs_before);
-    assert!(s.create_flag(a.id, &new_flag("taken"), t(4)).await.is_err());
+    assert!(s.create_flag(a.id, &new_flag("taken"), t(4), &me()).await.is_err());
     assert_eq!(s.ruleset(a.id).await.unwrap(), before);
     assert_eq!(s.list_logs().await.unwrap().len(), logs_before);
 }
 
 async fn deleting_a_flag_keeps_its_logs(s: Arc<dyn Store>) {
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
-    let f = s.create_flag(a.id, &new_flag("f"), t(1)).await.unwrap().value;
-    s.change_flag(f.id, &FlagCommand::Toggle(None), Origin::Manual, t(2)).await.unwrap();
+    let f = s.create_flag(a.id, &new_flag("f"), t(1), &me()).await.unwrap().value;
+    s.change_flag(f.id, &FlagCommand::Toggle(None), Origin::Manual, t(2), &me()).await.unwrap();
     let rev = s.ruleset(a.id).await.unwrap().revision;
-    let d = s.delete_flag(f.id, t(3)).await.unwrap();
+    let d = s.delete_flag(f.id, t(3), &me()).await.unwrap();
     assert_eq!((d.value.id, d.action), (f.id, Some(Action::Delete)));
     assert_eq!(d.revision, Some(Revision::new(rev.get() + 1)));
     assert!(matches!(s.get_flag(f.id).await, Err(StoreError::NotFound(Resource::Flag))));
-    assert!(matches!(s.delete_flag(f.id, t(4)).await, Err(StoreError::NotFound(Resource::Flag))));
+    assert!(matches!(
+        s.delete_flag(f.id, t(4), &me()).await,
+        Err(StoreError::NotFound(Resource::Flag))
+    ));
     let logs = s.app_logs(a.id).await.unwrap();
     let actions: Vec<_> = logs.iter().map(|l| l.action).collect();
     assert_eq!(actions, [Action::Create, Action::FlagOn, Action::Delete]);
     assert!(logs.iter().all(|l| l.flag_title == "f" && l.flag_id == f.id));
     assert!(s.ruleset(a.id).await.unwrap().flags.is_empty());
     // The title can be used again.
-    s.create_flag(a.id, &new_flag("f"), t(5)).await.unwrap();
+    s.create_flag(a.id, &new_flag("f"), t(5), &me()).await.unwrap();
 }
 
 async fn logs_are_ordered(s: Arc<dyn Store>) {
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
     let b = s.create_app(&title("B"), t(0)).await.unwrap();
-    let fa = s.create_flag(a.id, &new_flag("fa"), t(1)).await.unwrap().value;
-    let fb = s.create_flag(b.id, &new_flag("fb"), t(2)).await.unwrap().value;
-    s.change_flag(fa.id, &FlagCommand::TripOpen, Origin::Manual, t(3)).await.unwrap();
+    let fa = s.create_flag(a.id, &new_flag("fa"), t(1), &me()).await.unwrap().value;
+    let fb = s.create_flag(b.id, &new_flag("fb"), t(2), &me()).await.unwrap().value;
+    s.change_flag(fa.id, &FlagCommand::TripOpen, Origin::Manual, t(3), &me()).await.unwrap();
     let all = s.list_logs().await.unwrap();
     assert_eq!(all.len(), 3);
     assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
@@ -359,7 +374,7 @@ async fn logs_are_ordered(s: Arc<dyn Store>) {
     // The snapshot keeps the title of the time.
     let rename =
         FlagCommand::Update(FlagPatch { title: Some(title("renamed")), ..FlagPatch::default() });
-    s.change_flag(fa.id, &rename, Origin::Manual, t(4)).await.unwrap();
+    s.change_flag(fa.id, &rename, Origin::Manual, t(4), &me()).await.unwrap();
     let of_a = s.app_logs(a.id).await.unwrap();
     assert_eq!(of_a[0].flag_title, "fa");
     assert_eq!(of_a.last().unwrap().flag_title, "renamed");
@@ -368,12 +383,14 @@ async fn logs_are_ordered(s: Arc<dyn Store>) {
 async fn log_pages_filter_and_page(s: Arc<dyn Store>) {
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
     let b = s.create_app(&title("B"), t(0)).await.unwrap();
-    let fa = s.create_flag(a.id, &new_flag("fa"), t(1)).await.unwrap().value;
-    let fb = s.create_flag(b.id, &new_flag("fb"), t(2)).await.unwrap().value;
+    let fa = s.create_flag(a.id, &new_flag("fa"), t(1), &me()).await.unwrap().value;
+    let fb = s.create_flag(b.id, &new_flag("fb"), t(2), &me()).await.unwrap().value;
     for i in 0..5 {
-        s.change_flag(fa.id, &FlagCommand::Toggle(None), Origin::Manual, t(3 + i)).await.unwrap();
+        s.change_flag(fa.id, &FlagCommand::Toggle(None), Origin::Manual, t(3 + i), &me())
+            .await
+            .unwrap();
     }
-    s.delete_flag(fb.id, t(10)).await.unwrap();
+    s.delete_flag(fb.id, t(10), &me()).await.unwrap();
     let all = s.query_logs(&LogQuery::default()).await.unwrap();
     assert_eq!(all.len(), 8);
     assert!(all.windows(2).all(|w| w[0].entry.id > w[1].entry.id), "newest first");
@@ -433,14 +450,14 @@ async fn cursors_follow_revisions_and_logs(s: Arc<dyn Store>) {
         s.cursors().await.unwrap(),
         [cursor(&a, false, 0, None), cursor(&b, false, 0, None)]
     );
-    s.create_flag(a.id, &new_flag("f"), t(1)).await.unwrap();
+    s.create_flag(a.id, &new_flag("f"), t(1), &me()).await.unwrap();
     let q = LogQuery { app: Some(a.id), limit: 1, ..LogQuery::default() };
     let last = s.query_logs(&q).await.unwrap().first().map(|r| r.entry.id);
     assert!(last.is_some());
     assert_eq!(s.cursors().await.unwrap()[0], cursor(&a, false, 1, last));
     // A rename shows in the app; a deleted app keeps its cursor, moved by the delete.
     let renamed = s.rename_app(b.id, &title("B2"), t(2)).await.unwrap();
-    s.delete_app(a.id, t(3)).await.unwrap();
+    s.delete_app(a.id, t(3), &me()).await.unwrap();
     let after = s.cursors().await.unwrap();
     assert_eq!(after.len(), 2, "deleted apps keep their cursor");
     assert!(after[0].deleted);
@@ -455,10 +472,12 @@ async fn revisions_and_the_outbox(s: Arc<dyn Store>) {
     let b = s.create_app(&title("B"), t(0)).await.unwrap();
     assert_eq!(s.ruleset(a.id).await.unwrap().revision, Revision::new(0));
     assert!(s.pending().await.unwrap().is_empty(), "creating an app changes no ruleset");
-    let fa = s.create_flag(a.id, &new_flag("fa"), t(1)).await.unwrap();
+    let fa = s.create_flag(a.id, &new_flag("fa"), t(1), &me()).await.unwrap();
     assert_eq!(fa.revision, Some(Revision::new(1)));
-    s.change_flag(fa.value.id, &FlagCommand::Toggle(None), Origin::Circuit, t(2)).await.unwrap();
-    let fb = s.create_flag(b.id, &new_flag("fb"), t(3)).await.unwrap();
+    s.change_flag(fa.value.id, &FlagCommand::Toggle(None), Origin::Circuit, t(2), &me())
+        .await
+        .unwrap();
+    let fb = s.create_flag(b.id, &new_flag("fb"), t(3), &me()).await.unwrap();
     assert_eq!(fb.revision, Some(Revision::new(1)), "revisions are per app");
     let mut pending = s.pending().await.unwrap();
     pending.sort_by_key(|p| p.app_id);
@@ -508,10 +527,13 @@ async fn the_breakers_clock_is_stored_and_its_moves_are_checked(s: Arc<dyn Store
         circuit_recovery_increment_percentage: Percent::from_tenths(300),
         ..FlagPatch::default()
     };
-    let f =
-        s.create_flag(a.id, &NewFlag { title: title("f"), settings }, t(1)).await.unwrap().value;
+    let f = s
+        .create_flag(a.id, &NewFlag { title: title("f"), settings }, t(1), &me())
+        .await
+        .unwrap()
+        .value;
     let on = s
-        .change_flag(f.id, &FlagCommand::Toggle(Some(true)), Origin::Manual, t(10))
+        .change_flag(f.id, &FlagCommand::Toggle(Some(true)), Origin::Manual, t(10), &me())
         .await
         .unwrap()
         .value;
@@ -530,7 +552,7 @@ async fn the_breakers_clock_is_stored_and_its_moves_are_checked(s: Arc<dyn Store
     };
     let trip =
         FlagCommand::Breaker { transition: Transition::Trip(why), seen: Box::new(on.clone()) };
-    let c = s.change_flag(f.id, &trip, Origin::Circuit, t(20)).await.unwrap();
+    let c = s.change_flag(f.id, &trip, Origin::Circuit, t(20), &me()).await.unwrap();
     assert!(c.revision.is_some());
     let stored = s.get_flag(f.id).await.unwrap();
     assert_eq!(stored, c.value);
@@ -551,7 +573,7 @@ async fn the_breakers_clock_is_stored_and_its_moves_are_checked(s: Arc<dyn Store
     assert_eq!(s.app_logs(a.id).await.unwrap().last().unwrap().detail, last.detail);
     // The same move decided on the flag before the trip is stale: nothing is written.
     let before = logs(Arc::clone(&s)).await;
-    let again = s.change_flag(f.id, &trip, Origin::Circuit, t(21)).await.unwrap();
+    let again = s.change_flag(f.id, &trip, Origin::Circuit, t(21), &me()).await.unwrap();
     assert_eq!(again.revision, None);
     assert_eq!(logs(Arc::clone(&s)).await, before);
 
@@ -559,7 +581,7 @@ async fn the_breakers_clock_is_stored_and_its_moves_are_checked(s: Arc<dyn Store
         transition: Transition::StartRecovery,
         seen: Box::new(stored.clone()),
     };
-    let rec = s.change_flag(f.id, &start, Origin::Circuit, t(5_020)).await.unwrap().value;
+    let rec = s.change_flag(f.id, &start, Origin::Circuit, t(5_020), &me()).await.unwrap().value;
     assert_eq!(
         (rec.state, rec.circuit_recovery_percentage.tenths()),
         (CircuitState::Recovering, 100)
@@ -567,7 +589,7 @@ async fn the_breakers_clock_is_stored_and_its_moves_are_checked(s: Arc<dyn Store
     assert_eq!(s.get_flag(f.id).await.unwrap().breaker.next_step_due, Some(t(6_020)));
     let before = logs(Arc::clone(&s)).await;
     let step = FlagCommand::Breaker { transition: Transition::Step, seen: Box::new(rec.clone()) };
-    let stepped = s.change_flag(f.id, &step, Origin::Circuit, t(6_020)).await.unwrap();
+    let stepped = s.change_flag(f.id, &step, Origin::Circuit, t(6_020), &me()).await.unwrap();
     assert!(stepped.revision.is_some(), "a step is published");
     assert_eq!(stepped.action, None, "and says it wrote no log entry");
     assert_eq!(stepped.value.circuit_recovery_percentage.tenths(), 400);
@@ -575,7 +597,7 @@ async fn the_breakers_clock_is_stored_and_its_moves_are_checked(s: Arc<dyn Store
 
     // An operator turning it off stops the recovery for good.
     let off = s
-        .change_flag(f.id, &FlagCommand::Toggle(Some(false)), Origin::Manual, t(6_100))
+        .change_flag(f.id, &FlagCommand::Toggle(Some(false)), Origin::Manual, t(6_100), &me())
         .await
         .unwrap()
         .value;
@@ -589,7 +611,7 @@ async fn strange_strings_round_trip(s: Arc<dyn Store>) {
     {
         let a = s.create_app(&title(raw), t(0)).await.unwrap();
         assert_eq!(s.get_app(a.id).await.unwrap().title.as_str(), raw);
-        let f = s.create_flag(a.id, &new_flag(raw), t(1)).await.unwrap().value;
+        let f = s.create_flag(a.id, &new_flag(raw), t(1), &me()).await.unwrap().value;
         assert_eq!(s.get_flag(f.id).await.unwrap().title.as_str(), raw);
     }
     assert_eq!(s.list_apps().await.unwrap().len(), 4);
@@ -601,12 +623,13 @@ async fn strange_strings_round_trip(s: Arc<dyn Store>) {
 async fn concurrent_toggles_are_serialized(s: Arc<dyn Store>) {
     const N: usize = 40;
     let a = s.create_app(&title("A"), t(0)).await.unwrap();
-    let f = s.create_flag(a.id, &new_flag("f"), t(1)).await.unwrap().value;
+    let f = s.create_flag(a.id, &new_flag("f"), t(1), &me()).await.unwrap().value;
     let mut tasks = Vec::new();
     for i in 0..N {
         let s = Arc::clone(&s);
         tasks.push(tokio::spawn(async move {
-            s.change_flag(f.id, &FlagCommand::Toggle(None), Origin::Manual, t(2 + i as i64)).await
+            s.change_flag(f.id, &FlagCommand::Toggle(None), Origin::Manual, t(2 + i as i64), &me())
+                .await
         }));
     }
     let mut revisions = Vec::new();
@@ -831,4 +854,53 @@ pub mod metrics {
             "a flag never written reads as empty"
         );
     }
+}
+
+/// MUST: every log entry keeps its actor; an edit's entry keeps what it changed
+/// ([`crate::plan::changes`]); creation and deletion record no changes; deleting an app logs
+/// each flag's deletion by the app's deleter.
+async fn log_entries_record_who_and_what(s: Arc<dyn Store>) {
+    let app = s.create_app(&title("Audit"), t(1)).await.unwrap();
+    let ops = Actor::named("ops@example.com");
+    let flag = s.create_flag(app.id, &new_flag("audited"), t(2), &ops).await.unwrap().value;
+    let patch = FlagPatch {
+        rollout_percentage: Some(Percent::from_tenths(250).unwrap()),
+        ..FlagPatch::default()
+    };
+    s.change_flag(flag.id, &FlagCommand::Update(patch), Origin::Manual, t(3), &Actor::named("ci"))
+        .await
+        .unwrap();
+    s.change_flag(flag.id, &FlagCommand::Toggle(Some(true)), Origin::Manual, t(4), &ops)
+        .await
+        .unwrap();
+    let second = s.create_flag(app.id, &new_flag("second"), t(5), &ops).await.unwrap().value;
+    s.delete_flag(second.id, t(6), &Actor::breaker()).await.unwrap();
+    let (_, own) = s.flag_with_logs(flag.id).await.unwrap();
+    s.delete_app(app.id, t(7), &Actor::anonymous()).await.unwrap();
+    let mut logs = s.list_logs().await.unwrap();
+    logs.reverse();
+    let seen: Vec<_> = logs
+        .iter()
+        .map(|l| (l.action, l.actor.as_ref().map(Actor::as_str).unwrap_or("?")))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Action::Create, "ops@example.com"),
+            (Action::Update, "ci"),
+            (Action::FlagOn, "ops@example.com"),
+            (Action::Create, "ops@example.com"),
+            (Action::Delete, "breaker"),
+            (Action::Delete, "anonymous"),
+        ]
+    );
+    let update = logs[1].changes.as_ref().expect("an update records its changes");
+    assert_eq!(update.len(), 1, "{update:?}");
+    assert_eq!(update["rollout_percentage"], serde_json::json!([100, 25]));
+    let toggle = logs[2].changes.as_ref().expect("a toggle records its changes");
+    assert_eq!(toggle["is_active"], serde_json::json!([false, true]));
+    assert!(logs[0].changes.is_none() && logs[4].changes.is_none() && logs[5].changes.is_none());
+    // The flag's own log reads the same.
+    assert_eq!(own[1].actor, logs[1].actor);
+    assert_eq!(own[1].changes, logs[1].changes);
 }

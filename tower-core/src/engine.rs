@@ -104,8 +104,9 @@ impl Engine {
                     continue;
                 };
                 let command = FlagCommand::Breaker { transition, seen: Box::new(flag.clone()) };
+                let by = crate::model::Actor::breaker();
                 let change =
-                    self.store.change_flag(flag.id, &command, Origin::Circuit, now).await?;
+                    self.store.change_flag(flag.id, &command, Origin::Circuit, now, &by).await?;
                 if let Some(revision) = change.revision {
                     moves += 1;
                     self.indexes.forget(flag.app_id, revision);

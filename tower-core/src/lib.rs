@@ -58,8 +58,8 @@ pub use feed::{FeedEvent, FeedSubscription};
 pub use input::InputError;
 pub use memory::{InMemoryMetrics, InMemoryStore, InProcessPublisher, Subscription};
 pub use model::{
-    Action, App, AppId, CircuitState, Counts, Flag, FlagId, LogEntry, LogId, Origin, Percent,
-    Revision, SdkKey, Title,
+    Action, Actor, App, AppId, Changes, CircuitState, Counts, Flag, FlagId, LogEntry, LogId,
+    Origin, Percent, Revision, SdkKey, Title,
 };
 pub use ports::{
     AppCursor, BoxError, Bucket, Change, Coordination, LeaderLease, LocalCoordination, LogQuery,

@@ -674,6 +674,66 @@ pub struct LogEntry {
     pub created_at: Timestamp,
     /// Why, beyond the action, when there is more to say: the breaker's evidence for a trip.
     pub detail: Option<String>,
+    /// Who made the change; `None` for entries written before Tower recorded it.
+    pub actor: Option<Actor>,
+    /// What an edit changed, by the flag's JSON field names: `{field: [old, new]}`. `None`
+    /// for creation, deletion, and entries written before Tower recorded it.
+    pub changes: Option<Changes>,
+}
+
+/// What a change did to a flag's fields: each changed field's JSON name (as in the REST API)
+/// with its old and new value.
+pub type Changes = serde_json::Map<String, serde_json::Value>;
+
+/// Who made a change, as its log entry records it: an admin token's name, [`Actor::breaker`],
+/// or [`Actor::anonymous`] when authentication is off. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Actor(std::sync::Arc<str>);
+
+impl Serialize for Actor {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl Actor {
+    /// Changes made while authentication is off.
+    pub fn anonymous() -> Self {
+        Self::named("anonymous")
+    }
+
+    /// Changes the circuit breaker made.
+    pub fn breaker() -> Self {
+        Self::named("breaker")
+    }
+
+    /// A named actor (an admin token's name).
+    pub fn named(name: &str) -> Self {
+        Self(name.into())
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<std::sync::Arc<str>> for Actor {
+    fn from(name: std::sync::Arc<str>) -> Self {
+        Self(name)
+    }
+}
+
+impl fmt::Debug for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// The SDK key; there is one current key, and creating one replaces it.

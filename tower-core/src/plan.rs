@@ -8,7 +8,7 @@
 //! to write rows.
 
 use crate::command::{FlagCommand, NewFlag};
-use crate::model::{Action, AppId, Flag, LogEntry, LogId, Origin};
+use crate::model::{Action, Actor, AppId, Changes, Flag, LogEntry, LogId, Origin};
 use crate::time::Timestamp;
 
 /// One flag change to write, with its app's revision bump and outbox record.
@@ -31,14 +31,45 @@ pub struct LogWrite {
     pub action: Action,
     /// Why, in numbers, when there is more to say (a trip's evidence).
     pub detail: Option<String>,
+    /// Who made the change.
+    pub actor: Actor,
+    /// The fields a change of an existing flag changed, old and new ([`changes`]).
+    pub changes: Option<Changes>,
+}
+
+/// The fields of `before` that `after` changes, by their JSON names (as the REST API shows a
+/// flag), each with its old and new value; the timestamps are left out (they change every time).
+pub fn changes(before: &Flag, after: &Flag) -> Changes {
+    let (serde_json::Value::Object(old), serde_json::Value::Object(new)) = (
+        serde_json::to_value(before).unwrap_or_default(),
+        serde_json::to_value(after).unwrap_or_default(),
+    ) else {
+        return Changes::new();
+    };
+    let mut changed = Changes::new();
+    for (field, value) in new {
+        if field == "updated_at" || field == "created_at" {
+            continue;
+        }
+        let was = old.get(&field).cloned().unwrap_or(serde_json::Value::Null);
+        if was != value {
+            changed.insert(field, serde_json::Value::Array(vec![was, value]));
+        }
+    }
+    changed
 }
 
 impl FlagWrite {
     /// Creating a flag in `app`: logged as `create`, published as a manual change.
-    pub fn create(app: AppId, new: &NewFlag, now: Timestamp) -> Self {
+    pub fn create(app: AppId, new: &NewFlag, now: Timestamp, actor: &Actor) -> Self {
         Self {
             flag: new.build(app, now),
-            log: Some(LogWrite { action: Action::Create, detail: None }),
+            log: Some(LogWrite {
+                action: Action::Create,
+                detail: None,
+                actor: actor.clone(),
+                changes: None,
+            }),
             origin: Origin::Manual,
         }
     }
@@ -50,17 +81,28 @@ impl FlagWrite {
         command: &FlagCommand,
         origin: Origin,
         now: Timestamp,
+        actor: &Actor,
     ) -> Option<Self> {
         let (flag, action) = command.apply(current, now)?;
-        let log = action.map(|action| LogWrite { action, detail: command.log_detail() });
+        let log = action.map(|action| LogWrite {
+            action,
+            detail: command.log_detail(),
+            actor: actor.clone(),
+            changes: Some(changes(current, &flag)),
+        });
         Some(Self { flag, log, origin })
     }
 
     /// Deleting `flag`: logged as `delete` with the flag's last title and description.
-    pub fn delete(flag: &Flag) -> Self {
+    pub fn delete(flag: &Flag, actor: &Actor) -> Self {
         Self {
             flag: flag.clone(),
-            log: Some(LogWrite { action: Action::Delete, detail: None }),
+            log: Some(LogWrite {
+                action: Action::Delete,
+                detail: None,
+                actor: actor.clone(),
+                changes: None,
+            }),
             origin: Origin::Manual,
         }
     }
@@ -81,6 +123,8 @@ impl FlagWrite {
             flag_description: self.flag.description.as_str().to_owned(),
             created_at: now,
             detail: log.detail.clone(),
+            actor: Some(log.actor.clone()),
+            changes: log.changes.clone(),
         })
     }
 }
@@ -99,15 +143,28 @@ mod tests {
     #[test]
     fn each_change_says_what_it_writes() {
         let now = Timestamp::from_millis(10);
-        let on = FlagWrite::change(&flag(), &FlagCommand::Toggle(None), Origin::Manual, now)
+        let ops = Actor::named("ops");
+        let on = FlagWrite::change(&flag(), &FlagCommand::Toggle(None), Origin::Manual, now, &ops)
             .expect("a toggle changes the flag");
+        let entry = on.log_entry(LogId::new(8), now).unwrap();
+        assert_eq!(entry.actor, Some(ops.clone()));
+        assert_eq!(
+            serde_json::Value::Object(entry.changes.unwrap()),
+            serde_json::json!({"is_active": [false, true], "circuit_status": ["open", "close"]})
+        );
         assert_eq!(
             (on.flag.state, on.action(), on.origin),
             (CircuitState::On, Some(Action::FlagOn), Origin::Manual)
         );
         assert!(
-            FlagWrite::change(&on.flag, &FlagCommand::Toggle(Some(true)), Origin::Manual, now)
-                .is_none()
+            FlagWrite::change(
+                &on.flag,
+                &FlagCommand::Toggle(Some(true)),
+                Origin::Manual,
+                now,
+                &ops
+            )
+            .is_none()
         );
 
         let why = TripReason {
@@ -120,7 +177,8 @@ mod tests {
             transition: Transition::Trip(why),
             seen: Box::new(on.flag.clone()),
         };
-        let tripped = FlagWrite::change(&on.flag, &trip, Origin::Circuit, now).unwrap();
+        let tripped =
+            FlagWrite::change(&on.flag, &trip, Origin::Circuit, now, &Actor::breaker()).unwrap();
         let entry = tripped.log_entry(LogId::new(9), now).unwrap();
         assert_eq!(
             (entry.action, entry.flag_id, entry.detail),
@@ -128,7 +186,7 @@ mod tests {
         );
         assert_eq!(tripped.origin, Origin::Circuit);
 
-        let gone = FlagWrite::delete(&tripped.flag);
+        let gone = FlagWrite::delete(&tripped.flag, &ops);
         assert_eq!(
             (gone.action(), gone.log_entry(LogId::new(10), now).unwrap().flag_title.as_str()),
             (Some(Action::Delete), "f")

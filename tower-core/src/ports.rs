@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use crate::command::{FlagCommand, NewFlag};
 use crate::model::Counts;
 use crate::model::{
-    Action, App, AppId, Flag, FlagId, LogEntry, LogId, Origin, Revision, SdkKey, Title,
+    Action, Actor, App, AppId, Flag, FlagId, LogEntry, LogId, Origin, Revision, SdkKey, Title,
 };
 use crate::ruleset::{EncodedRuleset, Ruleset};
 use crate::time::Timestamp;
@@ -198,7 +198,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     -> Result<App, StoreError>;
     /// Deletes an app and its flags (a `delete` log entry each); its ruleset becomes `[]` at a
     /// new revision with an outbox record.
-    async fn delete_app(&self, id: AppId, now: Timestamp) -> Result<Change<App>, StoreError>;
+    async fn delete_app(
+        &self,
+        id: AppId,
+        now: Timestamp,
+        by: &Actor,
+    ) -> Result<Change<App>, StoreError>;
 
     /// The flags of a live app, by id.
     async fn list_flags(&self, app: AppId) -> Result<Vec<Flag>, StoreError>;
@@ -206,14 +211,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn get_flag(&self, id: FlagId) -> Result<Flag, StoreError>;
     /// One flag and its log entries, oldest first, read together.
     async fn flag_with_logs(&self, id: FlagId) -> Result<(Flag, Vec<LogEntry>), StoreError>;
-    /// Creates a flag in a live app with a `create` log entry.
+    /// Creates a flag in a live app with a `create` log entry made `by` an actor.
     async fn create_flag(
         &self,
         app: AppId,
         flag: &NewFlag,
         now: Timestamp,
+        by: &Actor,
     ) -> Result<Change<Flag>, StoreError> {
-        self.create_flag_within(app, flag, now, None).await
+        self.create_flag_within(app, flag, now, by, None).await
     }
     /// [`Store::create_flag`], which MUST return [`StoreError::TooLarge`] and write nothing when
     /// `max_ruleset_bytes` is set and the app's ruleset would encode to more bytes than that
@@ -223,18 +229,21 @@ pub trait Store: Send + Sync + fmt::Debug {
         app: AppId,
         flag: &NewFlag,
         now: Timestamp,
+        by: &Actor,
         max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError>;
     /// Reads the flag, applies `command` ([`FlagCommand::apply`]) and writes the result with its
-    /// log entry, all in one transaction; nothing is written when the command changes nothing.
+    /// log entry (made `by` an actor, with what it changed), all in one transaction; nothing is
+    /// written when the command changes nothing.
     async fn change_flag(
         &self,
         id: FlagId,
         command: &FlagCommand,
         origin: Origin,
         now: Timestamp,
+        by: &Actor,
     ) -> Result<Change<Flag>, StoreError> {
-        self.change_flag_within(id, command, origin, now, None).await
+        self.change_flag_within(id, command, origin, now, by, None).await
     }
     /// [`Store::change_flag`], which MUST return [`StoreError::TooLarge`] and write nothing when
     /// `max_ruleset_bytes` is set, the change grows the flag's encoded form
@@ -247,10 +256,16 @@ pub trait Store: Send + Sync + fmt::Debug {
         command: &FlagCommand,
         origin: Origin,
         now: Timestamp,
+        by: &Actor,
         max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError>;
     /// Deletes a flag with a `delete` log entry; returns the flag as it was.
-    async fn delete_flag(&self, id: FlagId, now: Timestamp) -> Result<Change<Flag>, StoreError>;
+    async fn delete_flag(
+        &self,
+        id: FlagId,
+        now: Timestamp,
+        by: &Actor,
+    ) -> Result<Change<Flag>, StoreError>;
 
     /// Every log entry, newest first.
     ///

@@ -207,10 +207,12 @@ pub struct Health {
 
 /// Tower: the service behind the API, embeddable in any tokio program.
 ///
-/// Cloning is cheap; all clones share one relay task.
+/// Cloning is cheap; all clones share one relay task. Changes are logged as made by
+/// `anonymous` unless made through [`Tower::acting_as`].
 #[derive(Debug, Clone)]
 pub struct Tower {
     inner: Arc<Inner>,
+    actor: crate::model::Actor,
 }
 
 #[derive(Debug)]
@@ -356,6 +358,7 @@ impl TowerBuilder {
                 stop,
                 relay: std::sync::Mutex::new(Some(handle)),
             }),
+            actor: crate::model::Actor::anonymous(),
         })
     }
 }
@@ -379,6 +382,17 @@ impl Tower {
 
     fn now(&self) -> crate::Timestamp {
         self.inner.clock.now()
+    }
+
+    /// This Tower, logging the changes made through it as made by `actor` (the admin token's
+    /// name the request came with). Cheap: it shares everything with `self`.
+    pub fn acting_as(&self, actor: crate::model::Actor) -> Tower {
+        Tower { inner: Arc::clone(&self.inner), actor }
+    }
+
+    /// Who the changes made through this handle are logged as made by.
+    pub fn actor(&self) -> &crate::model::Actor {
+        &self.actor
     }
 
     fn store(&self) -> &dyn Store {
@@ -436,7 +450,7 @@ impl Tower {
 
     /// Deletes an app with its flags; its ruleset becomes `[]`.
     pub async fn delete_app(&self, id: AppId) -> Result<App, Error> {
-        let change = self.store().delete_app(id, self.now()).await?;
+        let change = self.store().delete_app(id, self.now(), &self.actor).await?;
         Ok(self.committed(id, change))
     }
 
@@ -458,7 +472,8 @@ impl Tower {
     /// Creates a flag (off unless `is_active` says otherwise), and its metrics series.
     pub async fn create_flag(&self, app: AppId, flag: &NewFlag) -> Result<Flag, Error> {
         let limit = self.inner.publisher.max_ruleset_bytes();
-        let change = self.store().create_flag_within(app, flag, self.now(), limit).await?;
+        let change =
+            self.store().create_flag_within(app, flag, self.now(), &self.actor, limit).await?;
         let flag = self.committed(app, change);
         // The flag exists either way; an unprepared series is prepared at the next start, and
         // Tower's own writes create it right.
@@ -473,8 +488,11 @@ impl Tower {
     /// ([`Error::TooLarge`]) and nothing is written.
     pub async fn change_flag(&self, id: FlagId, command: &FlagCommand) -> Result<Flag, Error> {
         let limit = self.inner.publisher.max_ruleset_bytes();
-        let change =
-            self.store().change_flag_within(id, command, Origin::Manual, self.now(), limit).await?;
+        let now = self.now();
+        let change = self
+            .store()
+            .change_flag_within(id, command, Origin::Manual, now, &self.actor, limit)
+            .await?;
         let app = change.value.app_id;
         Ok(self.committed(app, change))
     }
@@ -501,7 +519,7 @@ impl Tower {
 
     /// Deletes a flag; returns it as it was.
     pub async fn delete_flag(&self, id: FlagId) -> Result<Flag, Error> {
-        let change = self.store().delete_flag(id, self.now()).await?;
+        let change = self.store().delete_flag(id, self.now(), &self.actor).await?;
         let app = change.value.app_id;
         Ok(self.committed(app, change))
     }

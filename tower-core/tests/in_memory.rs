@@ -252,7 +252,10 @@ async fn the_relay_and_the_feed_pick_up_what_another_process_committed() {
     let mut feed = tower.subscribe().await.unwrap();
     let now = Timestamp::from_millis(START);
     let app = store.create_app(&title("Elsewhere"), now).await.unwrap();
-    let f = store.create_flag(app.id, &flag("f"), now).await.unwrap();
+    let f = store
+        .create_flag(app.id, &flag("f"), now, &flagtower_core::Actor::anonymous())
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     while seen.len() < 3 {
         let event = feed.next().await.unwrap();

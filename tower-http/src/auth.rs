@@ -165,6 +165,15 @@ pub(crate) enum Caller {
 }
 
 impl Caller {
+    /// The Tower to act through: one that logs this caller as the actor of its changes.
+    pub(crate) fn tower(&self, tower: &flagtower_core::Tower) -> flagtower_core::Tower {
+        match self {
+            Self::Anonymous => tower.clone(),
+            Self::Admin { name, .. } => tower.acting_as(name.clone().into()),
+            Self::Sdk => tower.acting_as(flagtower_core::Actor::named("sdk")),
+        }
+    }
+
     /// The name recorded as the actor of the changes it makes.
     pub(crate) fn actor(&self) -> &str {
         match self {

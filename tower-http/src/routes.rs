@@ -165,7 +165,7 @@ async fn route(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiE
     } else if let Some((app, endpoint)) = ofrep.as_deref().and_then(crate::ofrep::find) {
         crate::ofrep::respond(ctx, req, app, endpoint).await
     } else {
-        dispatch(&ctx.tower, req, &ctx.options).await.map(whole)?
+        dispatch(&caller.tower(&ctx.tower), req, &ctx.options).await.map(whole)?
     };
     if let Some(cookie) = renewal.and_then(|c| http::HeaderValue::try_from(c).ok()) {
         res.headers_mut().append(http::header::SET_COOKIE, cookie);

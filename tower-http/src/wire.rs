@@ -21,6 +21,11 @@ pub(crate) struct FlagLog<'a> {
     /// so entries keep the original Tower's shape.
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
+    /// Who made the change (`null` for entries from before Tower recorded it).
+    actor: Option<&'a str>,
+    /// What an edit changed, `{field: [old, new]}`; `null` for creation, deletion and entries
+    /// from before Tower recorded it.
+    changes: Option<&'a flagtower_core::Changes>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -33,6 +38,8 @@ impl<'a> From<&'a LogEntry> for FlagLog<'a> {
             log_description: l.action.description(),
             action_type: l.action.as_str(),
             detail: l.detail.as_deref(),
+            actor: l.actor.as_ref().map(flagtower_core::Actor::as_str),
+            changes: l.changes.as_ref(),
             created_at: l.created_at,
             updated_at: l.created_at,
         }
@@ -59,6 +66,11 @@ pub(crate) struct GlobalLog<'a> {
     /// so entries keep the original Tower's shape.
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
+    /// Who made the change (`null` for entries from before Tower recorded it).
+    actor: Option<&'a str>,
+    /// What an edit changed, `{field: [old, new]}`; `null` for creation, deletion and entries
+    /// from before Tower recorded it.
+    changes: Option<&'a flagtower_core::Changes>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -72,6 +84,8 @@ impl<'a> From<&'a LogEntry> for GlobalLog<'a> {
             log_description: l.action.description(),
             action_type: l.action.as_str(),
             detail: l.detail.as_deref(),
+            actor: l.actor.as_ref().map(flagtower_core::Actor::as_str),
+            changes: l.changes.as_ref(),
             created_at: l.created_at,
             updated_at: l.created_at,
         }
@@ -92,6 +106,11 @@ pub(crate) struct AppLog<'a> {
     /// so entries keep the original Tower's shape.
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
+    /// Who made the change (`null` for entries from before Tower recorded it).
+    actor: Option<&'a str>,
+    /// What an edit changed, `{field: [old, new]}`; `null` for creation, deletion and entries
+    /// from before Tower recorded it.
+    changes: Option<&'a flagtower_core::Changes>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -107,6 +126,8 @@ impl<'a> From<&'a LogEntry> for AppLog<'a> {
             flag_title: &l.flag_title,
             flag_description: &l.flag_description,
             detail: l.detail.as_deref(),
+            actor: l.actor.as_ref().map(flagtower_core::Actor::as_str),
+            changes: l.changes.as_ref(),
             created_at: l.created_at,
             updated_at: l.created_at,
         }
@@ -218,6 +239,11 @@ pub(crate) struct LogRow<'a> {
     /// so entries keep the original Tower's shape.
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
+    /// Who made the change (`null` for entries from before Tower recorded it).
+    actor: Option<&'a str>,
+    /// What an edit changed, `{field: [old, new]}`; `null` for creation, deletion and entries
+    /// from before Tower recorded it.
+    changes: Option<&'a flagtower_core::Changes>,
     flag_deleted: bool,
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -234,6 +260,8 @@ impl<'a> From<&'a flagtower_core::LogRecord> for LogRow<'a> {
             log_description: l.action.description(),
             action_type: l.action.as_str(),
             detail: l.detail.as_deref(),
+            actor: l.actor.as_ref().map(flagtower_core::Actor::as_str),
+            changes: l.changes.as_ref(),
             flag_deleted: r.flag_deleted,
             created_at: l.created_at,
             updated_at: l.created_at,

@@ -28,8 +28,12 @@ use flagtower_core::{StoreError, Timestamp};
 use tokio_postgres::error::SqlState;
 
 /// Migrations, in order; `tower_schema_migrations` records which are applied.
-const MIGRATIONS: &[&str] =
-    &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql"), include_str!("schema_v3.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema_v1.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+    include_str!("schema_v4.sql"),
+];
 
 /// The advisory lock key that serializes migrations ("tower" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0074_6f77_6572;

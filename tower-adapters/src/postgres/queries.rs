@@ -6,12 +6,14 @@ use flagtower_core::command::{FlagCommand, NewFlag};
 use flagtower_core::plan::FlagWrite;
 use flagtower_core::ruleset;
 use flagtower_core::{
-    App, AppCursor, AppId, Change, Flag, FlagId, LogEntry, LogId, LogQuery, LogRecord, Origin,
-    Pending, Resource, Revision, Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
+    Actor, App, AppCursor, AppId, Change, Flag, FlagId, LogEntry, LogId, LogQuery, LogRecord,
+    Origin, Pending, Resource, Revision, Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
 };
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
+
+use crate::sql;
 
 use super::{MAX_ATTEMPTS, PostgresStore, from_sql_time, is_retryable, map_pg, to_sql_time};
 
@@ -248,6 +250,8 @@ async fn write_entry(tx: &Transaction<'_>, write: &FlagWrite, now: Timestamp) ->
             &flag.description.as_str(),
             &to_sql_time(now),
             &log.detail.as_deref(),
+            &log.actor.as_str(),
+            &sql::changes_text(log.changes.as_ref()),
         ],
     )
     .await?;
@@ -344,17 +348,22 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn delete_app(&self, id: AppId, now: Timestamp) -> Result<Change<App>, StoreError> {
+    async fn delete_app(
+        &self,
+        id: AppId,
+        now: Timestamp,
+        by: &Actor,
+    ) -> Result<Change<App>, StoreError> {
         transact!(self, |tx| {
             let app = live_app(&tx, id, true).await?;
             // Every flag's `FlagWrite::delete` entry, in one statement.
             let stmt = tx
                 .prepare_cached(
-                    "INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at)
-                     SELECT id, app_id, 'delete', title, description, $2 FROM flags WHERE app_id = $1 ORDER BY id",
+                    "INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, created_at, actor)
+                     SELECT id, app_id, 'delete', title, description, $2, $3 FROM flags WHERE app_id = $1 ORDER BY id",
                 )
                 .await?;
-            tx.execute(&stmt, &[&id.get(), &to_sql_time(now)]).await?;
+            tx.execute(&stmt, &[&id.get(), &to_sql_time(now), &by.as_str()]).await?;
             let stmt = tx.prepare_cached(stmt::DELETE_APP_FLAGS).await?;
             tx.execute(&stmt, &[&id.get()]).await?;
             let stmt = tx.prepare_cached(stmt::SOFT_DELETE_APP).await?;
@@ -419,9 +428,10 @@ impl Store for PostgresStore {
         app: AppId,
         flag: &NewFlag,
         now: Timestamp,
+        by: &Actor,
         max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError> {
-        let planned = FlagWrite::create(app, flag, now);
+        let planned = FlagWrite::create(app, flag, now, by);
         transact!(self, |tx| {
             live_app(&tx, app, true).await?;
             let mut write = planned.clone();
@@ -448,11 +458,12 @@ impl Store for PostgresStore {
         command: &FlagCommand,
         origin: Origin,
         now: Timestamp,
+        by: &Actor,
         max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError> {
         transact!(self, |tx| {
             let current = lock_flag(&tx, id).await?;
-            match FlagWrite::change(&current, command, origin, now) {
+            match FlagWrite::change(&current, command, origin, now, by) {
                 None => Change::unchanged(current),
                 Some(write) => {
                     let next = &write.flag;
@@ -486,9 +497,14 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn delete_flag(&self, id: FlagId, now: Timestamp) -> Result<Change<Flag>, StoreError> {
+    async fn delete_flag(
+        &self,
+        id: FlagId,
+        now: Timestamp,
+        by: &Actor,
+    ) -> Result<Change<Flag>, StoreError> {
         transact!(self, |tx| {
-            let write = FlagWrite::delete(&lock_flag(&tx, id).await?);
+            let write = FlagWrite::delete(&lock_flag(&tx, id).await?, by);
             write_entry(&tx, &write, now).await?;
             let stmt = tx.prepare_cached(stmt::DELETE_FLAG).await?;
             tx.execute(&stmt, &[&id.get()]).await?;

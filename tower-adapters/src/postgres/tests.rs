@@ -118,7 +118,8 @@ async fn two_stores_on_one_database_behave_as_one() {
     let t = Timestamp::from_millis(1_700_000_000_000);
     let app = a.create_app(&Title::parse("shared").unwrap(), t).await.unwrap();
     let nf = NewFlag { title: Title::parse("f").unwrap(), settings: Default::default() };
-    let flag = b.create_flag(app.id, &nf, t).await.unwrap().value;
+    let flag =
+        b.create_flag(app.id, &nf, t, &flagtower_core::Actor::anonymous()).await.unwrap().value;
     let mut tasks = Vec::new();
     for i in 0..N {
         let s: Arc<dyn Store> = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -128,6 +129,7 @@ async fn two_stores_on_one_database_behave_as_one() {
                 &FlagCommand::Toggle(None),
                 Origin::Manual,
                 t.plus_millis(i as i64),
+                &flagtower_core::Actor::anonymous(),
             )
             .await
         }));

@@ -18,8 +18,12 @@ use flagtower_core::{BoxError, StoreError};
 use rusqlite::{Connection, OpenFlags};
 
 /// The migrations, in order; `user_version` is the number applied.
-const MIGRATIONS: &[&str] =
-    &[include_str!("schema.sql"), include_str!("schema_v2.sql"), include_str!("schema_v3.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+    include_str!("schema_v4.sql"),
+];
 
 /// The most read connections (and concurrent reads): more than a few per core only adds
 /// contention.
@@ -340,6 +344,36 @@ mod tests {
         assert_eq!(mode, "wal");
     }
 
+    /// A file from before version 4 with a logged change: upgraded in place, its entry reads
+    /// back with no actor and no changes, and new entries record both.
+    #[tokio::test]
+    async fn entries_from_before_the_audit_columns_read_back_as_unrecorded() {
+        use flagtower_core::{Actor, FlagCommand, NewFlag, Origin, Store, Timestamp, Title};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let s = SqliteStore::open(&path).await.unwrap();
+        let t = Timestamp::from_millis(1);
+        let app = s.create_app(&Title::parse("old").unwrap(), t).await.unwrap();
+        let nf = NewFlag { title: Title::parse("f").unwrap(), settings: Default::default() };
+        let flag = s.create_flag(app.id, &nf, t, &Actor::anonymous()).await.unwrap().value;
+        drop(s);
+        // Back to version 3, as a Tower from before wrote it.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE logs DROP COLUMN actor; ALTER TABLE logs DROP COLUMN changes; PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        drop(conn);
+        let s = SqliteStore::open(&path).await.unwrap();
+        let by = Actor::named("ops");
+        s.change_flag(flag.id, &FlagCommand::Toggle(None), Origin::Manual, t, &by).await.unwrap();
+        let logs = s.list_logs().await.unwrap();
+        assert_eq!(logs.len(), 2);
+        assert_eq!((logs[1].actor.as_ref(), logs[1].changes.as_ref()), (None, None));
+        assert_eq!(logs[0].actor, Some(by));
+        assert!(logs[0].changes.as_ref().is_some_and(|c| c.contains_key("is_active")));
+    }
+
     #[tokio::test]
     async fn the_writer_is_durable_and_enforces_foreign_keys() {
         let dir = tempfile::tempdir().unwrap();
@@ -381,7 +415,16 @@ mod tests {
         let app =
             s.create_app(&Title::parse("a").unwrap(), Timestamp::from_millis(1)).await.unwrap();
         let nf = NewFlag { title: Title::parse("f").unwrap(), settings: Default::default() };
-        let f = s.create_flag(app.id, &nf, Timestamp::from_millis(1)).await.unwrap().value;
+        let f = s
+            .create_flag(
+                app.id,
+                &nf,
+                Timestamp::from_millis(1),
+                &flagtower_core::Actor::anonymous(),
+            )
+            .await
+            .unwrap()
+            .value;
         Connection::open(&path).unwrap().execute("UPDATE flags SET title = '   '", []).unwrap();
         assert!(matches!(s.get_flag(FlagId::new(f.id.get())).await, Err(StoreError::Backend(_))));
     }

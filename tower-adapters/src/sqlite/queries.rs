@@ -2,10 +2,10 @@
 
 use async_trait::async_trait;
 use flagtower_core::command::{FlagCommand, NewFlag};
-use flagtower_core::plan::FlagWrite;
+use flagtower_core::plan::{FlagWrite, LogWrite};
 use flagtower_core::ruleset;
 use flagtower_core::{
-    Action, App, AppCursor, AppId, Change, Flag, FlagId, LogEntry, LogId, LogQuery, LogRecord,
+    Actor, App, AppCursor, AppId, Change, Flag, FlagId, LogEntry, LogId, LogQuery, LogRecord,
     Origin, Pending, Resource, Revision, Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
 };
 use rusqlite::{OptionalExtension, Row, Transaction, params};
@@ -13,7 +13,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use super::{SqliteStore, corrupt, is_unique_violation, map_err};
 
 use crate::sql::{
-    CURSORS_SQL, Columns, LOG_COLUMNS, LogParam, Value, flag_values, insert_flag, log_query,
+    self, CURSORS_SQL, Columns, LOG_COLUMNS, LogParam, Value, flag_values, insert_flag, log_query,
     read_app, read_flag, read_log, stmt, update_flag,
 };
 use std::sync::LazyLock;
@@ -132,7 +132,7 @@ fn execute(
 /// The log entry of `write`, if it has one.
 fn write_entry(tx: &Transaction<'_>, write: &FlagWrite, now: Timestamp) -> Result<(), StoreError> {
     match &write.log {
-        Some(log) => write_log(tx, &write.flag, log.action, log.detail.as_deref(), now),
+        Some(log) => write_log(tx, &write.flag, log, now),
         None => Ok(()),
     }
 }
@@ -140,8 +140,7 @@ fn write_entry(tx: &Transaction<'_>, write: &FlagWrite, now: Timestamp) -> Resul
 fn write_log(
     tx: &Transaction<'_>,
     flag: &Flag,
-    action: Action,
-    detail: Option<&str>,
+    log: &LogWrite,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     tx.prepare_cached(sqlite!(stmt::INSERT_LOG))
@@ -149,11 +148,13 @@ fn write_log(
             s.execute(params![
                 flag.id.get(),
                 flag.app_id.get(),
-                action.as_str(),
+                log.action.as_str(),
                 flag.title.as_str(),
                 flag.description.as_str(),
                 now.as_millis(),
-                detail
+                log.detail.as_deref(),
+                log.actor.as_str(),
+                sql::changes_text(log.changes.as_ref()),
             ])
         })
         .map_err(map_err)?;
@@ -264,7 +265,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_app(&self, id: AppId, now: Timestamp) -> Result<Change<App>, StoreError> {
+    async fn delete_app(
+        &self,
+        id: AppId,
+        now: Timestamp,
+        by: &Actor,
+    ) -> Result<Change<App>, StoreError> {
+        let by = by.clone();
         self.write(move |tx| {
             let app = live_app(tx, id)?;
             let flags: Vec<Flag> = tx
@@ -272,7 +279,7 @@ impl Store for SqliteStore {
                 .and_then(|mut s| s.query_map([id.get()], flag_from_row)?.collect())
                 .map_err(map_err)?;
             for flag in &flags {
-                write_entry(tx, &FlagWrite::delete(flag), now)?;
+                write_entry(tx, &FlagWrite::delete(flag, &by), now)?;
             }
             tx.execute(sqlite!(stmt::DELETE_APP_FLAGS), [id.get()]).map_err(map_err)?;
             tx.execute(sqlite!(stmt::SOFT_DELETE_APP), params![id.get(), now.as_millis()])
@@ -311,9 +318,10 @@ impl Store for SqliteStore {
         app: AppId,
         flag: &NewFlag,
         now: Timestamp,
+        by: &Actor,
         max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError> {
-        let mut write = FlagWrite::create(app, flag, now);
+        let mut write = FlagWrite::create(app, flag, now, by);
         self.write(move |tx| {
             live_app(tx, app)?;
             let f = &write.flag;
@@ -335,12 +343,14 @@ impl Store for SqliteStore {
         command: &FlagCommand,
         origin: Origin,
         now: Timestamp,
+        by: &Actor,
         max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError> {
         let command = command.clone();
+        let by = by.clone();
         self.write(move |tx| {
             let current = flag_by_id(tx, id)?;
-            let Some(write) = FlagWrite::change(&current, &command, origin, now) else {
+            let Some(write) = FlagWrite::change(&current, &command, origin, now, &by) else {
                 return Ok(Change::unchanged(current));
             };
             let next = &write.flag;
@@ -356,9 +366,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_flag(&self, id: FlagId, now: Timestamp) -> Result<Change<Flag>, StoreError> {
+    async fn delete_flag(
+        &self,
+        id: FlagId,
+        now: Timestamp,
+        by: &Actor,
+    ) -> Result<Change<Flag>, StoreError> {
+        let by = by.clone();
         self.write(move |tx| {
-            let write = FlagWrite::delete(&flag_by_id(tx, id)?);
+            let write = FlagWrite::delete(&flag_by_id(tx, id)?, &by);
             tx.execute(sqlite!(stmt::DELETE_FLAG), [id.get()]).map_err(map_err)?;
             execute(tx, write, now)
         })

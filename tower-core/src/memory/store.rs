@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::lock;
 use crate::command::{FlagCommand, NewFlag};
 use crate::model::Title;
-use crate::model::{App, AppId, Flag, FlagId, LogEntry, LogId, Origin, Revision, SdkKey};
+use crate::model::{Actor, App, AppId, Flag, FlagId, LogEntry, LogId, Origin, Revision, SdkKey};
 use crate::plan::FlagWrite;
 use crate::ports::{
     AppCursor, Change, LogQuery, LogRecord, MAX_LOG_PAGE, Pending, Resource, Store, StoreError,
@@ -181,12 +181,17 @@ impl Store for InMemoryStore {
         Ok(row.app.clone())
     }
 
-    async fn delete_app(&self, id: AppId, now: Timestamp) -> Result<Change<App>, StoreError> {
+    async fn delete_app(
+        &self,
+        id: AppId,
+        now: Timestamp,
+        by: &Actor,
+    ) -> Result<Change<App>, StoreError> {
         let mut s = lock(&self.state);
         let app = s.live_app(id)?.clone();
         let flags: Vec<Flag> = s.app_flags(id).cloned().collect();
         for flag in &flags {
-            let write = FlagWrite::delete(flag);
+            let write = FlagWrite::delete(flag, by);
             if let Some(entry) = write.log_entry(LogId::new(s.logs.len() as i64 + 1), now) {
                 s.logs.push(entry);
             }
@@ -219,11 +224,12 @@ impl Store for InMemoryStore {
         app: AppId,
         flag: &NewFlag,
         now: Timestamp,
+        by: &Actor,
         max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError> {
         let mut s = lock(&self.state);
         s.live_app(app)?;
-        let mut write = FlagWrite::create(app, flag, now);
+        let mut write = FlagWrite::create(app, flag, now, by);
         write.flag.id = FlagId::new(s.last_flag + 1);
         s.flag_title_free(&write.flag)?;
         if let Some(limit) = max_ruleset_bytes {
@@ -241,11 +247,12 @@ impl Store for InMemoryStore {
         command: &FlagCommand,
         origin: Origin,
         now: Timestamp,
+        by: &Actor,
         max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError> {
         let mut s = lock(&self.state);
         let current = s.flag(id)?.clone();
-        let Some(write) = FlagWrite::change(&current, command, origin, now) else {
+        let Some(write) = FlagWrite::change(&current, command, origin, now, by) else {
             return Ok(Change::unchanged(current));
         };
         s.flag_title_free(&write.flag)?;
@@ -261,9 +268,14 @@ impl Store for InMemoryStore {
         Ok(s.execute(write, false, now))
     }
 
-    async fn delete_flag(&self, id: FlagId, now: Timestamp) -> Result<Change<Flag>, StoreError> {
+    async fn delete_flag(
+        &self,
+        id: FlagId,
+        now: Timestamp,
+        by: &Actor,
+    ) -> Result<Change<Flag>, StoreError> {
         let mut s = lock(&self.state);
-        let write = FlagWrite::delete(s.flag(id)?);
+        let write = FlagWrite::delete(s.flag(id)?, by);
         Ok(s.execute(write, true, now))
     }
 
@@ -364,11 +376,23 @@ mod tests {
         let other = s.create_app(&Title::parse("b").unwrap(), t).await.unwrap();
         let new =
             |n: &str| NewFlag { title: Title::parse(n).unwrap(), settings: FlagPatch::default() };
-        let f = s.create_flag(a.id, &new("f"), t).await.unwrap().value;
-        s.create_flag(other.id, &new("g"), t).await.unwrap();
+        let f = s
+            .create_flag(a.id, &new("f"), t, &crate::model::Actor::anonymous())
+            .await
+            .unwrap()
+            .value;
+        s.create_flag(other.id, &new("g"), t, &crate::model::Actor::anonymous()).await.unwrap();
         let n = 2 * MAX_LOG_PAGE as usize + 7;
         for _ in 1..n {
-            s.change_flag(f.id, &FlagCommand::Toggle(None), Origin::Manual, t).await.unwrap();
+            s.change_flag(
+                f.id,
+                &FlagCommand::Toggle(None),
+                Origin::Manual,
+                t,
+                &crate::model::Actor::anonymous(),
+            )
+            .await
+            .unwrap();
         }
         let of_a = s.app_logs(a.id).await.unwrap();
         assert_eq!(of_a.len(), n);
