@@ -698,10 +698,23 @@ async fn operators_sign_in_and_out_of_the_dashboard() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
-    // A reload keeps the session.
+    // A reload keeps the session; the log says who made each change and what an edit changed.
+    let r = api.patch(&format!("/api/flags/{flag}"), &json!({"rollout_percentage": 50})).await;
+    assert_eq!(r.status, 200);
     b.open(&format!("{base}/logs")).await;
     b.find("log-row").await;
     b.wait_text("[data-testid=\"signed-in-as\"]", "still signed in", |t| t == "alice").await;
+    b.wait_text("[data-testid=\"log-by\"]", "who", |t| {
+        t.lines().filter(|l| l.contains("alice")).count() == 3
+    })
+    .await;
+    b.wait_text("[data-testid=\"log-changes\"]", "what", |t| t.contains("rollout 100 % → 50 %"))
+        .await;
+    b.open(&format!("{base}/flags/{flag}")).await;
+    b.wait_text("[data-testid=\"flag-logs\"]", "the timeline", |t| {
+        t.contains("rollout 100 % → 50 %") && t.contains("by alice")
+    })
+    .await;
 
     b.click("sign-out").await;
     b.find("sign-in-screen").await;

@@ -2,7 +2,7 @@
 
 import { ACTIONS, circuitOf, h, icon, markReady, pct, reconcile, setTimeAgo, setTitle, timeAgo } from './dom.js';
 import { api, freshReads } from './api.js';
-import { badge, circuitBadge, confirmDialog, deferred, flagSwitch, loadError, notFoundCard, pageHeader, setBusy, toast, toastError } from './ui.js';
+import { actorText, badge, changeList, circuitBadge, confirmDialog, deferred, flagSwitch, loadError, notFoundCard, pageHeader, setBusy, toast, toastError } from './ui.js';
 import { flagForm } from './forms.js';
 import { healthPanel } from './charts.js';
 import { navigate } from './main.js';
@@ -350,7 +350,8 @@ export function logItem(entry) {
       h('span', { class: 'timeline-title' }, entry.log_description || a.label),
       // Why, in numbers, when the entry says more than its action (the breaker's evidence).
       entry.detail ? h('span', { class: 'timeline-detail', testid: 'log-detail' }, entry.detail) : null,
-      timeAgo(entry.created_at)));
+      changeList(entry.changes),
+      h('span', { class: 'timeline-meta' }, timeAgo(entry.created_at), actorText(entry) ? ' · ' : null, actorText(entry))));
   li.update = () => {}; // entries never change
   return li;
 }

@@ -2,7 +2,7 @@
 
 import { ACTIONS, absoluteTime, h, icon, markReady, reconcile, setTitle, timeAgo, uid } from './dom.js';
 import { api, freshReads } from './api.js';
-import { deferred, loadError, pageHeader, toastError } from './ui.js';
+import { changeList, deferred, loadError, pageHeader, toastError } from './ui.js';
 import { navigate } from './main.js';
 // ===== logs screen =====
 
@@ -77,7 +77,8 @@ export function logsScreen(main, _params, url, ctx) {
       h('th', { scope: 'col', role: 'columnheader' }, 'When'),
       h('th', { scope: 'col', role: 'columnheader' }, 'Action'),
       h('th', { scope: 'col', role: 'columnheader' }, 'Flag'),
-      h('th', { scope: 'col', role: 'columnheader' }, 'App'))),
+      h('th', { scope: 'col', role: 'columnheader' }, 'App'),
+      h('th', { scope: 'col', role: 'columnheader' }, 'By'))),
     tbody);
   const status = h('div', { class: 'list-status' }, h('p', { class: 'muted' }, 'Loading logs…'));
   const head = pageHeader('Logs', { sub: h('p', { class: 'page-sub' }, 'Every change to every flag, newest first. Entries outlive their flags and apps.') });
@@ -135,9 +136,11 @@ export function logsScreen(main, _params, url, ctx) {
     const tr = h('tr', { testid: 'log-row', 'data-action': entry.action_type, role: 'row' },
       h('td', { class: 'nowrap', role: 'cell' }, h('span', { class: 'when' }, timeAgo(entry.created_at)), h('span', { class: 'abs' }, absoluteTime(entry.created_at))),
       h('td', { role: 'cell' }, h('span', { class: `badge tone-${a.tone}` }, icon(a.icon), h('span', null, entry.log_description || a.label)),
-        entry.detail ? h('div', { class: 'log-detail', testid: 'log-detail' }, entry.detail) : null),
+        entry.detail ? h('div', { class: 'log-detail', testid: 'log-detail' }, entry.detail) : null,
+        changeList(entry.changes)),
       flagCell,
-      appTd);
+      appTd,
+      h('td', { role: 'cell', 'data-label': 'By', testid: 'log-by' }, entry.actor ?? h('span', { class: 'muted' }, '—')));
     let shown = '';
     tr.update = (e) => {
       const app = apps.get(e.app_id);

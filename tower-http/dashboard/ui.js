@@ -1,6 +1,6 @@
 // Tower dashboard: Toasts, dialogs and the shared components (page header, search box, badges, switches).
 
-import { ICONS, circuitOf, focusLost, h, icon, markReady, s, uid } from './dom.js';
+import { ICONS, circuitOf, focusLost, h, icon, markReady, numberFmt, s, uid } from './dom.js';
 import { api, isAbort } from './api.js';
 // ===== toasts and dialogs =====
 
@@ -201,4 +201,50 @@ export function countFlags(flags) {
     else c.open++;
   }
   return c;
+}
+
+// ===== audit =====
+
+/** How the timeline and the log page name a flag's fields, and the unit after their values. */
+const FIELD_NAMES = {
+  title: ['title'],
+  description: ['description'],
+  is_active: ['state', '', (v) => (v ? 'on' : 'off')],
+  rollout_percentage: ['rollout', ' %'],
+  white_listed_users: ['whitelist'],
+  error_threshold_percentage: ['error threshold', ' %'],
+  webhooks: ['webhooks'],
+  circuit_status: ['circuit', '', (v) => ({ open: 'open', close: 'closed' }[v] ?? String(v))],
+  is_recoverable: ['automatic recovery'],
+  circuit_recovery_percentage: ['recovery', ' %'],
+  circuit_recovery_profile: ['recovery profile', '', String],
+  circuit_recovery_delay: ['recovery delay', ' ms'],
+  circuit_recovery_rate: ['step interval', ' ms'],
+  circuit_initial_recovery_percentage: ['initial recovery', ' %'],
+  circuit_recovery_increment_percentage: ['increment', ' %'],
+};
+
+function changeValue(value, unit = '') {
+  if (value === true) return 'yes';
+  if (value === false) return 'no';
+  if (typeof value === 'number') return `${numberFmt.format(value)}${unit}`;
+  if (value == null || value === '') return '(none)';
+  const text = String(value);
+  return text.length > 60 ? `“${text.slice(0, 59)}…”` : `“${text}”`;
+}
+
+/** What an edit changed ("rollout 25 % → 50 %"), one line per field; null when nothing is known. */
+export function changeList(changes) {
+  if (!changes || typeof changes !== 'object') return null;
+  const items = Object.entries(changes).map(([field, [was, now]]) => {
+    const [name, unit, plain] = FIELD_NAMES[field] ?? [field.replaceAll('_', ' ')];
+    const show = plain ?? ((v) => changeValue(v, unit));
+    return h('li', null, `${name} ${show(was)} → ${show(now)}`);
+  });
+  return items.length ? h('ul', { class: 'changes', testid: 'log-changes' }, items) : null;
+}
+
+/** Who made a change ("by alice"); null for entries from before Tower recorded it. */
+export function actorText(entry) {
+  return entry.actor ? h('span', { class: 'actor', testid: 'log-actor' }, `by ${entry.actor}`) : null;
 }
