@@ -155,6 +155,22 @@ pub struct Server {
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
+/// Where the tests' webhooks go: receivers on this machine, which Tower refuses unless told
+/// (`TOWER_WEBHOOK_ALLOW=127.0.0.1`).
+pub fn local_webhooks() -> flagtower_core::destinations::Destinations {
+    flagtower_core::destinations::Destinations::parse("127.0.0.1").expect("a valid list")
+}
+
+/// A notifier and server options that let webhooks reach receivers on this machine.
+pub fn local_webhook_setup()
+-> (flagtower_adapters::webhook::HttpNotifier, flagtower_http::ServerOptions) {
+    let notifier = flagtower_adapters::webhook::HttpNotifier::with_destinations(local_webhooks())
+        .expect("webhook client");
+    let options =
+        flagtower_http::ServerOptions { webhook_allow: local_webhooks(), ..Default::default() };
+    (notifier, options)
+}
+
 impl Server {
     /// Starts a server on `store` on a free port.
     pub async fn start(store: &TestStore) -> Server {
@@ -179,8 +195,16 @@ impl Server {
 
     /// Starts a server on a configured builder on a free port.
     pub async fn start_built(builder: flagtower_core::TowerBuilder) -> Server {
+        Self::start_built_with(builder, flagtower_http::ServerOptions::default()).await
+    }
+
+    /// [`Server::start_built`] with other server options.
+    pub async fn start_built_with(
+        builder: flagtower_core::TowerBuilder,
+        options: flagtower_http::ServerOptions,
+    ) -> Server {
         let tower = builder.start().await.expect("start Tower");
-        Self::serve(tower, "127.0.0.1:0".parse().expect("address")).await
+        Self::serve_with(tower, "127.0.0.1:0".parse().expect("address"), options).await
     }
 
     /// Starts a server on `store` with other server options (limits, allowed hosts).

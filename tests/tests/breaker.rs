@@ -194,12 +194,12 @@ async fn a_restart_during_recovery_resumes_it() {
 async fn webhooks_tell_each_transition_and_retry_a_flaky_receiver() {
     let receiver = flagtower_tests::WebhookReceiver::start().await;
     let store = TestStore::sqlite().await;
-    let notifier = flagtower_adapters::webhook::HttpNotifier::new().unwrap();
+    let (notifier, options) = flagtower_tests::local_webhook_setup();
     let builder = Tower::builder(store.open().await)
         .breaker(SETTINGS)
         .notifier(std::sync::Arc::new(notifier))
         .webhook_backoff(Duration::from_millis(50));
-    let server = Server::start_built(builder).await;
+    let server = Server::start_built_with(builder, options).await;
     let c = server.client();
     let app = c.create("/api/apps", &json!({"title": "Checkout"})).await;
     let hooks = format!("{0}/ok/T0/B0/secret,{0}/flaky/x,{0}/gone/x", receiver.base);
@@ -278,6 +278,7 @@ async fn on_postgres_nats_and_redis_timeseries_sdk_failures_trip_a_flag() {
         return;
     };
     let receiver = flagtower_tests::WebhookReceiver::start().await;
+    let (notifier, options) = flagtower_tests::local_webhook_setup();
     let metrics = flagtower_adapters::redis::RedisMetrics::connect(
         &flagtower_adapters::redis::RedisOptions::new(redis.url()),
     )
@@ -287,8 +288,8 @@ async fn on_postgres_nats_and_redis_timeseries_sdk_failures_trip_a_flag() {
         .publisher(flagtower_tests::nats_publisher(&nats).await)
         .metrics(std::sync::Arc::new(metrics))
         .breaker(SETTINGS)
-        .notifier(std::sync::Arc::new(flagtower_adapters::webhook::HttpNotifier::new().unwrap()));
-    let server = Server::start_built(builder).await;
+        .notifier(std::sync::Arc::new(notifier));
+    let server = Server::start_built_with(builder, options).await;
     let c = server.client();
     let app = c.create("/api/apps", &json!({"title": "Checkout"})).await;
     let flag = c

@@ -73,7 +73,7 @@ async fn operators_manage_apps_flags_circuits_and_logs_and_see_each_other_live()
     .await;
     a.fill("flag-rollout", "25").await;
     a.fill("flag-whitelist", "alice,bob").await;
-    a.fill("flag-webhooks", "http://127.0.0.1:9/hooks/tower").await;
+    a.fill("flag-webhooks", "https://hooks.example.invalid/tower").await;
     a.click("flag-submit").await;
     a.wait_text("[data-testid=\"flag-row\"]", "flag listed", |t| t.contains("new-checkout")).await;
     let flags = api.get(&format!("/api/apps/{app}/flags")).await;
@@ -81,7 +81,7 @@ async fn operators_manage_apps_flags_circuits_and_logs_and_see_each_other_live()
     let id = flag["id"].as_i64().unwrap();
     assert_eq!(flag["rollout_percentage"], 25);
     assert_eq!(flag["white_listed_users"], "alice,bob");
-    assert_eq!(flag["webhooks"], "http://127.0.0.1:9/hooks/tower");
+    assert_eq!(flag["webhooks"], "https://hooks.example.invalid/tower");
     assert_eq!(flag["is_active"], false);
     b.wait_text("[data-testid=\"app-counts\"]", "counts follow", |t| t.contains("0/1")).await;
     a.screenshot("app-flags").await;

@@ -457,3 +457,80 @@ async fn the_log_says_who_changed_what() {
     assert_eq!(page.payload()[0]["actor"], "anonymous");
     server.stop().await;
 }
+
+/// Webhooks go to public addresses only: a list naming a loopback, private or link-local
+/// address (or a name resolving to one) is refused when saved (422, `webhooks`), and a
+/// notifier refuses such a destination at the connection too, so a list written before, or a
+/// name that resolves elsewhere later, gets nowhere. `TOWER_WEBHOOK_ALLOW` opens what it lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_reach_only_public_or_listed_destinations() {
+    let store = TestStore::sqlite().await;
+    let server = Server::start(&store).await;
+    let c = server.client();
+    let app = c.create("/api/apps", &json!({"title": "shop"})).await;
+    for hook in [
+        "http://127.0.0.1:9/x",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/x",
+        "http://[::1]:8080/x",
+        "http://[fd00::1]/x",
+        "http://localhost:9/x",
+        "https://u:hunter2@192.168.1.1/x",
+    ] {
+        let r = c
+            .post(&format!("/api/apps/{app}/flags"), &json!({"title": "f", "webhooks": hook}))
+            .await;
+        let e = r.expect_error(422);
+        assert_eq!(e["field"], "webhooks", "{hook}");
+        assert!(e["message"].as_str().unwrap().contains("TOWER_WEBHOOK_ALLOW"), "{hook}: {e}");
+        assert!(!e["message"].as_str().unwrap().contains("hunter2"), "{e}");
+    }
+    // A name that does not resolve here is accepted, and checked when it is used.
+    let flag = c
+        .create(
+            &format!("/api/apps/{app}/flags"),
+            &json!({"title": "f", "webhooks": "https://hooks.example.invalid/T0"}),
+        )
+        .await;
+    let r =
+        c.patch(&format!("/api/flags/{flag}"), &json!({"webhooks": "http://127.0.0.1/x"})).await;
+    assert_eq!(r.expect_error(422)["field"], "webhooks");
+    server.stop().await;
+
+    // Allowed by TOWER_WEBHOOK_ALLOW: saved, and delivered.
+    let receiver = flagtower_tests::WebhookReceiver::start().await;
+    let (notifier, options) = flagtower_tests::local_webhook_setup();
+    let store = TestStore::sqlite().await;
+    let tower =
+        flagtower_core::Tower::builder(store.open().await).notifier(std::sync::Arc::new(notifier));
+    let server = Server::start_built_with(tower, options).await;
+    let c = server.client();
+    let app = c.create("/api/apps", &json!({"title": "shop"})).await;
+    let r = c
+        .post(
+            &format!("/api/apps/{app}/flags"),
+            &json!({"title": "f", "webhooks": format!("{}/ok", receiver.base)}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    server.stop().await;
+
+    // At the connection: a notifier with the default rule refuses a loopback receiver, by
+    // address and by name, for good (no retry), and never reaches it.
+    use flagtower_core::Notifier;
+    let public_only = flagtower_adapters::webhook::HttpNotifier::new().unwrap();
+    let port = receiver.base.rsplit(':').next().unwrap().to_owned();
+    for url in [format!("{}/ok", receiver.base), format!("http://localhost:{port}/ok")] {
+        match public_only.notify(&url, "tripped").await {
+            Err(flagtower_core::NotifyError::Rejected(e)) => {
+                assert!(e.to_string().contains("loopback"), "{url}: {e}")
+            }
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+    let allowed = flagtower_adapters::webhook::HttpNotifier::with_destinations(
+        flagtower_tests::local_webhooks(),
+    )
+    .unwrap();
+    allowed.notify(&format!("{}/ok", receiver.base), "tripped").await.expect("delivered");
+}

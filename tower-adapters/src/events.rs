@@ -66,7 +66,11 @@ impl TowerEvents {
             return Err(EventsError::InvalidUrl);
         }
         let base = base.trim_end_matches('/').to_owned();
-        Ok(Self { http: HttpClient::new(TIMEOUT)?, base, authorization: None })
+        Ok(Self {
+            http: HttpClient::new(TIMEOUT, flagtower_core::destinations::Destinations::any())?,
+            base,
+            authorization: None,
+        })
     }
 
     /// Sends `Authorization: Bearer <token>` with every report (an SDK key or an admin token).

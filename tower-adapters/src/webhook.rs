@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use flagtower_core::destinations::Destinations;
 use flagtower_core::{Notifier, NotifyError};
 
 use crate::http_client::{HttpClient, PostError};
@@ -25,9 +26,15 @@ impl std::fmt::Debug for HttpNotifier {
 }
 
 impl HttpNotifier {
-    /// A client with the default [`TIMEOUT`].
+    /// A client with the default [`TIMEOUT`] that delivers to public addresses only.
     pub fn new() -> Result<Self, rustls::Error> {
-        Ok(Self { http: HttpClient::new(TIMEOUT)? })
+        Self::with_destinations(Destinations::public())
+    }
+
+    /// A client that delivers to public addresses and what `destinations` lists
+    /// (`TOWER_WEBHOOK_ALLOW`). Checked at every connection, after resolving the name.
+    pub fn with_destinations(destinations: Destinations) -> Result<Self, rustls::Error> {
+        Ok(Self { http: HttpClient::new(TIMEOUT, destinations)? })
     }
 
     /// Another attempt timeout.

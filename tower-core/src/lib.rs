@@ -37,6 +37,7 @@ pub mod client;
 pub mod command;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod destinations;
 mod engine;
 pub mod eval;
 pub mod feed;

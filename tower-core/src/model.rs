@@ -359,18 +359,22 @@ impl From<UserList> for String {
 pub struct Webhooks(String);
 
 impl Webhooks {
-    /// Validates and normalizes a webhook list.
+    /// Validates and normalizes a webhook list: each entry an absolute `http://` or `https://`
+    /// URL with a host, as the `url` crate (WHATWG URL) parses it.
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let joined = normalize_list(raw)?;
-        for url in joined.split(',').filter(|u| !u.is_empty()) {
-            let lower = url.to_ascii_lowercase();
-            let rest = lower
-                .strip_prefix("https://")
-                .or_else(|| lower.strip_prefix("http://"))
-                .ok_or_else(|| invalid(format!("`{url}` is not an http:// or https:// URL")))?;
-            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-            if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(invalid(format!("`{url}` is not a valid URL")));
+        for entry in joined.split(',').filter(|u| !u.is_empty()) {
+            let shown = crate::redact::url(entry);
+            if entry.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(invalid(format!("`{shown}` is not a valid URL")));
+            }
+            let url = url::Url::parse(entry)
+                .map_err(|e| invalid(format!("`{shown}` is not a valid URL: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(invalid(format!("`{shown}` is not an http:// or https:// URL")));
+            }
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(invalid(format!("`{shown}` has no host")));
             }
         }
         Ok(Self(joined))

@@ -43,6 +43,9 @@ pub struct Config {
     pub session_idle: std::time::Duration,
     /// `TOWER_PUBLIC_URL`: the URL browsers reach Tower at, when a proxy stands in front.
     pub public_url: Option<String>,
+    /// `TOWER_WEBHOOK_ALLOW`: comma-separated CIDRs, addresses or host names webhooks may go to
+    /// besides public addresses.
+    pub webhook_allow: flagtower_core::destinations::Destinations,
 }
 
 impl fmt::Debug for Config {
@@ -62,6 +65,7 @@ impl fmt::Debug for Config {
             .field("admin_tokens", &self.admin_tokens)
             .field("session_idle", &self.session_idle)
             .field("public_url", &self.public_url.as_deref().map(redact_url))
+            .field("webhook_allow", &self.webhook_allow)
             .finish()
     }
 }
@@ -249,6 +253,11 @@ impl Config {
                 }
             }
         };
+        let webhook_allow = match get("TOWER_WEBHOOK_ALLOW") {
+            None => flagtower_core::destinations::Destinations::public(),
+            Some(v) => flagtower_core::destinations::Destinations::parse(&v)
+                .map_err(|message| ConfigError { variable: "TOWER_WEBHOOK_ALLOW", message })?,
+        };
         Ok(Self {
             bind,
             port,
@@ -264,6 +273,7 @@ impl Config {
             admin_tokens,
             session_idle: std::time::Duration::from_secs(session_minutes as u64 * 60),
             public_url,
+            webhook_allow,
         })
     }
 
@@ -623,6 +633,12 @@ mod tests {
             1800
         );
         assert_eq!(cfg(&[("TOWER_PUBLIC_URL", "flags")]).unwrap_err().variable, "TOWER_PUBLIC_URL");
+        let c = cfg(&[("TOWER_WEBHOOK_ALLOW", "10.0.0.0/8, hooks.internal")]).unwrap();
+        assert!(c.webhook_allow.host_listed("hooks.internal"));
+        assert_eq!(
+            cfg(&[("TOWER_WEBHOOK_ALLOW", "10.0.0.0/99")]).unwrap_err().variable,
+            "TOWER_WEBHOOK_ALLOW"
+        );
     }
 
     #[test]
@@ -670,6 +686,7 @@ mod tests {
             admin_tokens: crate::AdminTokens::parse("ops:a-long-admin-secret-42").unwrap(),
             session_idle: std::time::Duration::from_secs(60),
             public_url: Some("https://u:urlpw@flags.example.com/".into()),
+            webhook_allow: flagtower_core::destinations::Destinations::public(),
         };
         let d = format!("{c:?}");
         assert!(!d.contains("hunter2") && d.contains("postgres://***@db:5432"), "{d}");

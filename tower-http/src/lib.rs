@@ -109,6 +109,9 @@ pub struct ServerOptions {
     /// front: its origin is accepted for changes made with a session cookie, and an `https`
     /// one makes the cookie `Secure`.
     pub public_url: Option<String>,
+    /// Where webhook lists may point besides public addresses (`TOWER_WEBHOOK_ALLOW`); a list
+    /// with another destination is refused (422) when saved.
+    pub webhook_allow: flagtower_core::destinations::Destinations,
 }
 
 impl Default for ServerOptions {
@@ -124,6 +127,7 @@ impl Default for ServerOptions {
             admin_tokens: AdminTokens::none(),
             session_idle: SESSION_IDLE,
             public_url: None,
+            webhook_allow: flagtower_core::destinations::Destinations::public(),
         }
     }
 }

@@ -327,6 +327,7 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>, options: &crate::Server
                 payload(StatusCode::OK, &tower.list_flags(app).await?)
             } else {
                 let new = input::parse_new_flag(&need(body)?)?;
+                check_webhooks(new.settings.webhooks.as_ref(), &options.webhook_allow).await?;
                 payload(StatusCode::CREATED, &tower.create_flag(app, &new).await?)
             }
         }
@@ -340,6 +341,7 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>, options: &crate::Server
                 }
                 Method::PATCH => {
                     let patch = input::parse_flag_patch(&need(body)?)?;
+                    check_webhooks(patch.webhooks.as_ref(), &options.webhook_allow).await?;
                     payload(StatusCode::OK, &tower.update_flag(flag, patch).await?)
                 }
                 _ => payload(StatusCode::OK, &tower.delete_flag(flag).await?.id),
@@ -392,6 +394,51 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>, options: &crate::Server
         Route::Keys if m == Method::GET => payload(StatusCode::OK, &tower.sdk_key().await?),
         Route::Keys => payload(StatusCode::CREATED, &tower.rotate_sdk_key().await?),
     }
+}
+
+/// How long saving a webhook list waits for a name to resolve before accepting it unchecked
+/// (the webhook client checks it again at every connection either way).
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Refuses (422, naming `webhooks`) a webhook list with a destination Tower may not POST to:
+/// an address that is not public, or a name resolving to one, unless `TOWER_WEBHOOK_ALLOW`
+/// lists it. A name that does not resolve now is accepted; it is checked when it is used.
+async fn check_webhooks(
+    webhooks: Option<&flagtower_core::model::Webhooks>,
+    allow: &flagtower_core::destinations::Destinations,
+) -> Result<(), ApiError> {
+    let refuse = |url: &str, why: String| ApiError::Validation {
+        field: Some("webhooks".to_owned()),
+        message: format!("{}: {why}", flagtower_core::redact::url(url)),
+    };
+    for raw in webhooks.into_iter().flat_map(|w| w.urls()) {
+        let Ok(url) = url::Url::parse(raw) else { continue };
+        let port = url.port_or_known_default().unwrap_or(443);
+        let checked = match url.host() {
+            Some(url::Host::Ipv4(ip)) => allow.check(ip.into()),
+            Some(url::Host::Ipv6(ip)) => allow.check(ip.into()),
+            Some(url::Host::Domain(name)) if !allow.host_listed(name) => {
+                let found =
+                    tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, port)))
+                        .await;
+                match found {
+                    Ok(Ok(addrs)) => addrs
+                        .map(|a| allow.check(a.ip()))
+                        .find(Result::is_err)
+                        .unwrap_or(Ok(()))
+                        .map_err(|e| flagtower_core::destinations::Refused {
+                            what: format!("{name} (resolving to {})", e.what),
+                            kind: e.kind,
+                        }),
+                    // Not resolvable now: the connection-time check decides later.
+                    _ => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        };
+        checked.map_err(|e| refuse(raw, e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// The `key=value` pairs of a query string (values are not percent-decoded: every value Tower

@@ -34,6 +34,8 @@ Configuration (environment):
   TOWER_ALLOW_UNAUTHENTICATED  1: serve a non-loopback TOWER_BIND without admin tokens
   TOWER_SESSION_IDLE_MINUTES  how long an unused dashboard session lasts (default 480)
   TOWER_PUBLIC_URL  the URL browsers use, when a proxy stands in front (https: Secure cookies)
+  TOWER_WEBHOOK_ALLOW  CIDRs, addresses or host names webhooks may go to besides public
+                    addresses (e.g. 10.0.0.0/8,hooks.internal)
   TOWER_ALLOWED_HOSTS  Host names answered besides the loopback ones (comma-separated)
   TOWER_MAX_CONNECTIONS  connections served at once                (default 768)
   TOWER_MAX_STREAMS  live streams open at once                    (default 512)
@@ -98,8 +100,11 @@ async fn serve(config: Config) -> Result<(), flagtower_core::BoxError> {
         builder = builder.breaker(settings);
         #[cfg(feature = "webhook")]
         {
-            builder = builder
-                .notifier(std::sync::Arc::new(flagtower_adapters::webhook::HttpNotifier::new()?));
+            builder = builder.notifier(std::sync::Arc::new(
+                flagtower_adapters::webhook::HttpNotifier::with_destinations(
+                    config.webhook_allow.clone(),
+                )?,
+            ));
         }
     }
     let tower = builder.start().await?;
@@ -116,6 +121,7 @@ async fn serve(config: Config) -> Result<(), flagtower_core::BoxError> {
         admin_tokens: config.admin_tokens.clone(),
         session_idle: config.session_idle,
         public_url: config.public_url.clone(),
+        webhook_allow: config.webhook_allow.clone(),
         ..Default::default()
     };
     flagtower_http::run_with(listener, tower.clone(), shutdown_signal(), options).await?;
