@@ -534,3 +534,39 @@ async fn webhooks_reach_only_public_or_listed_destinations() {
     .unwrap();
     allowed.notify(&format!("{}/ok", receiver.base), "tripped").await.expect("delivered");
 }
+
+/// A client making changes faster than its limit gets 429 with `Retry-After`, and can go on
+/// once it has waited; reads, SDK events and other clients are not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_have_a_per_client_rate_limit() {
+    let store = TestStore::sqlite().await;
+    let options = flagtower_http::ServerOptions {
+        rate_limit: Some(flagtower_http::RateLimit::per_second(2)),
+        ..Default::default()
+    };
+    let server = Server::start_with_options(&store, options).await;
+    let c = server.client();
+    let app = c.create("/api/apps", &json!({"title": "shop"})).await;
+    let flag = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
+    let toggle = format!("/api/flags/{flag}/toggle");
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(c.patch_empty(&toggle).await.status);
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        (18..=22).contains(&ok),
+        "a burst of 20 (less the 2 creations), then refusals: {statuses:?}"
+    );
+    let refused = c.patch_empty(&toggle).await;
+    assert_eq!(refused.expect_error(429)["code"], "rate_limited");
+    let wait: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    // Reads and the SDKs' events are not changes an operator makes.
+    assert_eq!(c.get(&format!("/api/flags/{flag}")).await.status, 200);
+    let events = c.post(&format!("/api/flags/{flag}/events"), &json!({"success": 1})).await;
+    assert_eq!(events.status, 202);
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    assert_eq!(c.patch_empty(&toggle).await.status, 200, "recovered after Retry-After");
+    server.stop().await;
+}

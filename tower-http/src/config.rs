@@ -46,6 +46,9 @@ pub struct Config {
     /// `TOWER_WEBHOOK_ALLOW`: comma-separated CIDRs, addresses or host names webhooks may go to
     /// besides public addresses.
     pub webhook_allow: flagtower_core::destinations::Destinations,
+    /// `TOWER_RATE_LIMIT`: changes a second each client may make (a burst of ten times that),
+    /// or `off` (default 50).
+    pub rate_limit: Option<crate::RateLimit>,
 }
 
 impl fmt::Debug for Config {
@@ -66,6 +69,7 @@ impl fmt::Debug for Config {
             .field("session_idle", &self.session_idle)
             .field("public_url", &self.public_url.as_deref().map(redact_url))
             .field("webhook_allow", &self.webhook_allow)
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }
@@ -258,6 +262,20 @@ impl Config {
             Some(v) => flagtower_core::destinations::Destinations::parse(&v)
                 .map_err(|message| ConfigError { variable: "TOWER_WEBHOOK_ALLOW", message })?,
         };
+        let rate_limit = match get("TOWER_RATE_LIMIT").as_deref().map(str::trim) {
+            None => Some(crate::RateLimit::DEFAULT),
+            Some("off") => None,
+            Some(v) => Some(crate::RateLimit::per_second(
+                v.parse::<u32>().ok().filter(|n| (1..=1_000_000).contains(n)).ok_or_else(|| {
+                    ConfigError {
+                        variable: "TOWER_RATE_LIMIT",
+                        message: format!(
+                            "`{v}` is not `off` or a number of changes a second (1 to 1000000)"
+                        ),
+                    }
+                })?,
+            )),
+        };
         Ok(Self {
             bind,
             port,
@@ -274,6 +292,7 @@ impl Config {
             session_idle: std::time::Duration::from_secs(session_minutes as u64 * 60),
             public_url,
             webhook_allow,
+            rate_limit,
         })
     }
 
@@ -633,6 +652,13 @@ mod tests {
             1800
         );
         assert_eq!(cfg(&[("TOWER_PUBLIC_URL", "flags")]).unwrap_err().variable, "TOWER_PUBLIC_URL");
+        assert_eq!(cfg(&[]).unwrap().rate_limit, Some(crate::RateLimit::DEFAULT));
+        assert_eq!(cfg(&[("TOWER_RATE_LIMIT", "off")]).unwrap().rate_limit, None);
+        assert_eq!(
+            cfg(&[("TOWER_RATE_LIMIT", "7")]).unwrap().rate_limit,
+            Some(crate::RateLimit::per_second(7))
+        );
+        assert_eq!(cfg(&[("TOWER_RATE_LIMIT", "0")]).unwrap_err().variable, "TOWER_RATE_LIMIT");
         let c = cfg(&[("TOWER_WEBHOOK_ALLOW", "10.0.0.0/8, hooks.internal")]).unwrap();
         assert!(c.webhook_allow.host_listed("hooks.internal"));
         assert_eq!(
@@ -687,6 +713,7 @@ mod tests {
             session_idle: std::time::Duration::from_secs(60),
             public_url: Some("https://u:urlpw@flags.example.com/".into()),
             webhook_allow: flagtower_core::destinations::Destinations::public(),
+            rate_limit: None,
         };
         let d = format!("{c:?}");
         assert!(!d.contains("hunter2") && d.contains("postgres://***@db:5432"), "{d}");

@@ -29,6 +29,8 @@ pub enum ApiError {
     Unauthorized(&'static str),
     /// Credentials that do not open this route, or a cross-site request with a session cookie.
     Forbidden(&'static str),
+    /// The client made more changes than its rate limit allows; it may retry after this long.
+    TooManyRequests(std::time::Duration),
     /// A field failed validation or is unknown.
     Validation {
         /// The field.
@@ -81,6 +83,7 @@ impl ApiError {
             Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Validation { .. } | Self::RulesetTooLarge { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -101,6 +104,7 @@ impl ApiError {
             Self::MisdirectedRequest => "misdirected_request",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::TooManyRequests(_) => "rate_limited",
             Self::Validation { .. } => "validation_failed",
             Self::RulesetTooLarge { .. } => "ruleset_too_large",
             Self::Unavailable(_) => "unavailable",
@@ -130,6 +134,10 @@ impl ApiError {
             Self::Unavailable(_) => "a backend is unavailable; retry shortly".to_owned(),
             Self::Busy(what) => format!("{what}; retry shortly"),
             Self::Unauthorized(why) | Self::Forbidden(why) => (*why).to_owned(),
+            Self::TooManyRequests(wait) => format!(
+                "too many changes from this client; retry in {} ms (TOWER_RATE_LIMIT)",
+                wait.as_millis().max(1)
+            ),
             Self::Internal(_) => "internal server error".to_owned(),
         }
     }
@@ -162,6 +170,11 @@ impl ApiError {
                 if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
                     res.headers_mut().insert(http::header::ALLOW, v);
                 }
+            }
+            Self::TooManyRequests(wait) => {
+                // Whole seconds, rounded up: a client waiting that long finds a token.
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
             }
             // RFC 6750: the scheme a client should authenticate with.
             Self::Unauthorized(_) => {

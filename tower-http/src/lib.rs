@@ -21,6 +21,7 @@ mod dashboard;
 mod error;
 mod hosts;
 mod ofrep;
+mod ratelimit;
 mod routes;
 mod stream;
 mod wire;
@@ -44,6 +45,7 @@ pub use auth::{AdminToken, AdminTokens, MIN_SECRET_LEN, SESSION_COOKIE, SESSION_
 pub use config::{Config, ConfigError, MetricsConfig, NatsConfig, redact_url};
 pub use dashboard::embedded_size as dashboard_size;
 pub use error::ApiError;
+pub use ratelimit::RateLimit;
 pub use routes::MAX_BODY_BYTES;
 
 /// The body of every response: whole for the API and the dashboard, streaming for
@@ -112,6 +114,9 @@ pub struct ServerOptions {
     /// Where webhook lists may point besides public addresses (`TOWER_WEBHOOK_ALLOW`); a list
     /// with another destination is refused (422) when saved.
     pub webhook_allow: flagtower_core::destinations::Destinations,
+    /// How many changes (POST, PATCH, DELETE but the SDK routes) each client address may make
+    /// (`TOWER_RATE_LIMIT`, default [`RateLimit::DEFAULT`]); `None`: no limit. Beyond it: 429.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for ServerOptions {
@@ -128,6 +133,7 @@ impl Default for ServerOptions {
             session_idle: SESSION_IDLE,
             public_url: None,
             webhook_allow: flagtower_core::destinations::Destinations::public(),
+            rate_limit: Some(RateLimit::DEFAULT),
         }
     }
 }
@@ -145,6 +151,8 @@ pub(crate) struct Ctx {
     pub(crate) streams: Arc<tokio::sync::Semaphore>,
     /// Admin tokens and dashboard sessions.
     pub(crate) sessions: Arc<auth::Sessions>,
+    /// The per-client limit on changes, when there is one.
+    pub(crate) limiter: Option<Arc<ratelimit::Limiter>>,
 }
 
 /// Failing `accept` calls (out of file descriptors, mostly): backed off from 10 ms to 1 s, and
@@ -213,7 +221,24 @@ pub async fn run_with(
         options.session_idle,
         options.public_url.as_deref(),
     ));
-    let ctx = Ctx { tower, options: Arc::new(options), closing, hosts, streams, sessions };
+    let limiter = options.rate_limit.map(|l| Arc::new(ratelimit::Limiter::new(l)));
+    if let Some(limiter) = &limiter {
+        // Idle clients are forgotten once a minute, until the server stops.
+        let (limiter, mut closed) = (Arc::downgrade(limiter), closing.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => match limiter.upgrade() {
+                        Some(l) => l.forget_idle(),
+                        None => return,
+                    },
+                    _ = closed.changed() => return,
+                }
+            }
+        });
+    }
+    let ctx = Ctx { tower, options: Arc::new(options), closing, hosts, streams, sessions, limiter };
     tokio::pin!(shutdown);
     let mut accept_failures = AcceptFailures::default();
     loop {
@@ -238,9 +263,10 @@ pub async fn run_with(
                 };
                 let _ = stream.set_nodelay(true);
                 let ctx = ctx.clone();
+                let client = peer.ip();
                 let svc = service_fn(move |req| {
                     let ctx = ctx.clone();
-                    async move { Ok::<_, Infallible>(routes::handle(ctx, req).await) }
+                    async move { Ok::<_, Infallible>(routes::handle(ctx, req, client).await) }
                 });
                 let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
                 tokio::spawn(async move {

@@ -83,13 +83,17 @@ impl<'a> Route<'a> {
 }
 
 /// Handles one request; never fails (errors become JSON error responses).
-pub(crate) async fn handle(ctx: Ctx, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle(
+    ctx: Ctx,
+    req: Request<Incoming>,
+    client: std::net::IpAddr,
+) -> Response<Body> {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
     let routed = if ctx.hosts.admits(host) {
-        route(&ctx, req).await
+        route(&ctx, req, client).await
     } else {
         tracing::debug!(host = ?host, "refused: a Host this server does not answer");
         Err(ApiError::MisdirectedRequest)
@@ -124,7 +128,11 @@ pub(crate) fn whole(res: Response<Bytes>) -> Response<Body> {
 /// The dashboard's files and the health check are open (the sign-in screen is one of those
 /// files); the session route signs in and out; everything else needs a caller
 /// ([`crate::auth`]), and a session that is due gets renewed on the way out.
-async fn route(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn route(
+    ctx: &Ctx,
+    req: Request<Incoming>,
+    client: std::net::IpAddr,
+) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path();
     if crate::dashboard::serves(path) {
         if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -140,13 +148,27 @@ async fn route(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiE
     let found = Route::find(path);
     match found {
         Some(Route::Health) => return dispatch(&ctx.tower, req, &ctx.options).await.map(whole),
-        Some(Route::Session) => return session(ctx, req).await.map(whole),
+        Some(Route::Session) => {
+            if req.method() == Method::POST
+                && let Some(limiter) = &ctx.limiter
+            {
+                limiter.check(client).map_err(ApiError::TooManyRequests)?;
+            }
+            return session(ctx, req).await.map(whole);
+        }
         _ => {}
     }
     let ofrep = (path.starts_with("/ofrep/") || path.contains("/ofrep/v1"))
         .then(|| path.to_owned())
         .filter(|p| crate::ofrep::find(p).is_some());
     let sdk_route = ofrep.is_some() || matches!(found, Some(Route::FlagEvents(_)));
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
+    if changes
+        && !sdk_route
+        && let Some(limiter) = &ctx.limiter
+    {
+        limiter.check(client).map_err(ApiError::TooManyRequests)?;
+    }
     let caller = ctx
         .sessions
         .authenticate(req.method(), req.headers(), sdk_route, || async {

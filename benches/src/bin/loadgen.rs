@@ -105,7 +105,15 @@ fn main() {
                 let tower = builder.start().await.expect("start");
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
                 let addr = listener.local_addr().expect("addr");
-                tokio::spawn(flagtower_http::run(listener, tower, std::future::pending()));
+                // No per-client limit: the bench is one client making changes as fast as it can.
+                let options =
+                    flagtower_http::ServerOptions { rate_limit: None, ..Default::default() };
+                tokio::spawn(flagtower_http::run_with(
+                    listener,
+                    tower,
+                    std::future::pending(),
+                    options,
+                ));
                 addr
             });
             eprintln!(

@@ -45,7 +45,10 @@ fn main() {
         let tower = flagtower_core::Tower::builder(store).publisher(Arc::new(publisher)).start().await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(flagtower_http::run(listener, tower, std::future::pending()));
+        // No per-client limit: the bench is one client making changes as fast as it can.
+                let options =
+                    flagtower_http::ServerOptions { rate_limit: None, ..Default::default() };
+                tokio::spawn(flagtower_http::run_with(listener, tower, std::future::pending(), options));
 
         let api = flagtower_tests::Client::new(&format!("http://{addr}"));
         let app = api.create("/api/apps", &serde_json::json!({"title": "propagation"})).await;

@@ -36,6 +36,8 @@ Configuration (environment):
   TOWER_PUBLIC_URL  the URL browsers use, when a proxy stands in front (https: Secure cookies)
   TOWER_WEBHOOK_ALLOW  CIDRs, addresses or host names webhooks may go to besides public
                     addresses (e.g. 10.0.0.0/8,hooks.internal)
+  TOWER_RATE_LIMIT  changes a second per client address (burst ten times that), or off
+                    (default 50)
   TOWER_ALLOWED_HOSTS  Host names answered besides the loopback ones (comma-separated)
   TOWER_MAX_CONNECTIONS  connections served at once                (default 768)
   TOWER_MAX_STREAMS  live streams open at once                    (default 512)
@@ -122,6 +124,7 @@ async fn serve(config: Config) -> Result<(), flagtower_core::BoxError> {
         session_idle: config.session_idle,
         public_url: config.public_url.clone(),
         webhook_allow: config.webhook_allow.clone(),
+        rate_limit: config.rate_limit,
         ..Default::default()
     };
     flagtower_http::run_with(listener, tower.clone(), shutdown_signal(), options).await?;
