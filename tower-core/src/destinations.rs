@@ -81,7 +81,7 @@ impl Destinations {
     pub fn host_listed(&self, host: &str) -> bool {
         self.any || {
             let host = host.trim_end_matches('.').to_ascii_lowercase();
-            self.hosts.iter().any(|h| *h == host)
+            self.hosts.contains(&host)
         }
     }
 
