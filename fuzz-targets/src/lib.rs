@@ -13,12 +13,19 @@ use flagtower_core::{AppId, CircuitState, Flag, Percent, Timestamp, Title, input
 pub type Target = fn(&[u8]);
 
 /// Every target, by the name of its corpus directory.
-pub const TARGETS: &[(&str, Target)] = &[("input", input), ("ruleset", ruleset)];
+pub const TARGETS: &[(&str, Target)] = &[
+    ("input", input),
+    ("ruleset", ruleset),
+    ("request_target", request_target),
+    ("credentials", credentials),
+];
 
 /// Any bytes as a request body: parsing and validation never panic, and what validates applies
 /// to a flag without breaking its invariants (an active flag is at 100 % recovery; the result
 /// survives the ruleset codec, all but the breaker's clock, which is not on the wire).
 pub fn input(data: &[u8]) {
+    // The session's and OFREP's bodies are read by the server crate.
+    flagtower_http::fuzzing::bodies(data);
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(data) else { return };
     let _ = input::parse_app(&body);
     let _ = input::parse_toggle(Some(&body));
@@ -49,4 +56,16 @@ pub fn ruleset(data: &[u8]) {
         let again = decode_flags(&encode_flags(&flags)).expect("re-encoded ruleset decodes");
         assert_eq!(again, flags);
     }
+}
+
+/// Any bytes as a request target (`/path?query`): routing (REST and OFREP) and every query
+/// parser never panic, and what they accept is in range.
+pub fn request_target(data: &[u8]) {
+    flagtower_http::fuzzing::request_target(&String::from_utf8_lossy(data));
+}
+
+/// Any bytes as an `Authorization` and a `Cookie` header: only the admin secret, the SDK key on
+/// an SDK route, or a session the server signed ever authenticate.
+pub fn credentials(data: &[u8]) {
+    flagtower_http::fuzzing::credentials(data);
 }

@@ -68,6 +68,91 @@ pub const MAX_CONNECTIONS: usize = 768;
 /// The most live streams open at once by default (each holds a connection).
 pub const MAX_STREAMS: usize = 512;
 
+/// What the fuzz targets drive: the server's parsers of untrusted input, without a socket.
+/// Each function takes anything and panics only when an invariant breaks. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::time::Duration;
+
+    use futures_util::FutureExt;
+
+    /// A request target (`/path?query`): routing, OFREP routing and every query parser.
+    pub fn request_target(target: &str) {
+        let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
+        if let Some(route) = crate::routes::Route::find(path) {
+            let _ = route.allowed();
+        }
+        if let Some((_, endpoint)) = crate::ofrep::find(path) {
+            let _ = format!("{endpoint:?}");
+        }
+        let _ = crate::routes::query_flag(query, "counts");
+        if let Ok(Some(q)) = crate::routes::log_query(query) {
+            assert!((1..=flagtower_core::ports::MAX_LOG_PAGE).contains(&q.limit));
+        }
+        if let Ok(w) = crate::routes::time_window(query) {
+            assert!(w.bucket_ms() <= w.range_ms() && w.bucket_ms() > 0);
+        }
+    }
+
+    /// A JSON body of the session and OFREP routes: parsing never panics, and a context that
+    /// parses is an object.
+    pub fn bodies(data: &[u8]) {
+        if let Ok(body) = serde_json::from_slice::<serde_json::Value>(data) {
+            let _ = crate::routes::session_token(Some(&body));
+        }
+        if let Ok(context) = crate::ofrep::parse_context(data) {
+            assert!(context.is_object());
+            let _ = crate::ofrep::targeting_key(&context);
+        }
+    }
+
+    /// An `Authorization` header and a `Cookie` header (the bytes split at the first newline),
+    /// against a server with one admin token and an SDK key: only the token's secret, the key
+    /// on an SDK route, or a session the server signed get in.
+    pub fn credentials(data: &[u8]) {
+        const SECRET: &str = "fuzz-admin-secret-0123456789";
+        const KEY: &str = "fuzz-sdk-key";
+        let text = String::from_utf8_lossy(data);
+        let (auth, cookie) = text.split_once('\n').unwrap_or((&text, ""));
+        let tokens = crate::AdminTokens::parse(&format!("ops:{SECRET}")).expect("token");
+        let sessions = crate::auth::Sessions::new(tokens, Duration::from_secs(60), None);
+        let mut headers = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(auth) {
+            headers.insert(http::header::AUTHORIZATION, v);
+        }
+        if let Ok(v) = http::HeaderValue::from_str(cookie) {
+            headers.insert(http::header::COOKIE, v);
+        }
+        for method in [http::Method::GET, http::Method::POST] {
+            for sdk_route in [false, true] {
+                let caller = sessions
+                    .authenticate(&method, &headers, sdk_route, || async { Ok(Some(KEY.to_owned())) })
+                    .now_or_never()
+                    .expect("authentication does not wait here");
+                let presented = auth
+                    .trim()
+                    .split_once(' ')
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, s)| s.trim());
+                match caller {
+                    Ok(crate::auth::Caller::Admin { session: None, .. }) => {
+                        assert_eq!(presented, Some(SECRET))
+                    }
+                    Ok(crate::auth::Caller::Sdk) => {
+                        assert!(sdk_route && presented == Some(KEY))
+                    }
+                    // A session from random bytes means a forged signature.
+                    Ok(crate::auth::Caller::Admin { session: Some(_), .. }) => {
+                        panic!("a cookie the server did not sign got in: {cookie:?}")
+                    }
+                    Ok(crate::auth::Caller::Anonymous) => panic!("authentication is on"),
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+}
+
 pub(crate) fn json_response(status: http::StatusCode, body: Vec<u8>) -> http::Response<Bytes> {
     let mut res = http::Response::new(Bytes::from(body));
     *res.status_mut() = status;

@@ -83,7 +83,7 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// A failed evaluation, in the protocol's shape.
 #[derive(Debug)]
-struct Failure {
+pub(crate) struct Failure {
     status: StatusCode,
     key: Option<String>,
     code: Option<&'static str>,
@@ -331,8 +331,15 @@ async fn read_context(
             };
             Failure { status, key: None, code: Some("PARSE_ERROR"), details }
         })?;
-    let Some(bytes) = bytes else { return Ok(Value::Object(Default::default())) };
-    let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
+    match bytes {
+        None => Ok(Value::Object(Default::default())),
+        Some(bytes) => parse_context(&bytes),
+    }
+}
+
+/// The `context` of an evaluation request's body (an empty one when the body has none).
+pub(crate) fn parse_context(bytes: &[u8]) -> Result<Value, Failure> {
+    let body: Value = serde_json::from_slice(bytes).map_err(|e| {
         Failure::new(StatusCode::BAD_REQUEST, None, "PARSE_ERROR", format!("malformed JSON: {e}"))
     })?;
     let Value::Object(mut body) = body else {
@@ -356,7 +363,7 @@ async fn read_context(
 }
 
 /// `context.targetingKey`: the user.
-fn targeting_key(context: &Value) -> Result<Option<&str>, Failure> {
+pub(crate) fn targeting_key(context: &Value) -> Result<Option<&str>, Failure> {
     match context.get("targetingKey") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),

@@ -24,7 +24,7 @@ type Reply = Result<Response<Bytes>, ApiError>;
 
 /// A matched route, with its path parameters still raw (parsed by the handler, so a bad id is
 /// a 400 and not a 404).
-enum Route<'a> {
+pub(crate) enum Route<'a> {
     Apps,
     App(&'a str),
     AppFlags(&'a str),
@@ -43,7 +43,7 @@ enum Route<'a> {
 }
 
 impl<'a> Route<'a> {
-    fn find(path: &'a str) -> Option<Self> {
+    pub(crate) fn find(path: &'a str) -> Option<Self> {
         let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
         let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
         Some(match segs.as_slice() {
@@ -66,7 +66,7 @@ impl<'a> Route<'a> {
         })
     }
 
-    fn allowed(&self) -> &'static [&'static str] {
+    pub(crate) fn allowed(&self) -> &'static [&'static str] {
         match self {
             Self::Apps | Self::AppFlags(_) | Self::Keys => &["GET", "POST"],
             Self::App(_) | Self::Flag(_) => &["GET", "PATCH", "DELETE"],
@@ -236,15 +236,7 @@ async fn session(ctx: &Ctx, req: Request<Incoming>) -> Reply {
                         .to_owned(),
                 ));
             }
-            let secret = match body.as_ref().and_then(|b| b.get("token")) {
-                Some(Value::String(s)) if !s.is_empty() => s,
-                _ => {
-                    return Err(ApiError::Validation {
-                        field: Some("token".to_owned()),
-                        message: "an admin token is required".to_owned(),
-                    });
-                }
-            };
+            let secret = session_token(body.as_ref())?;
             let signed = sessions
                 .sign_in(secret, &parts.headers)
                 .map_err(|e| ApiError::Internal(Box::new(std::io::Error::other(e.to_string()))))?;
@@ -276,6 +268,17 @@ async fn session(ctx: &Ctx, req: Request<Incoming>) -> Reply {
             res.headers_mut().append(http::header::SET_COOKIE, cookie);
             Ok(res)
         }
+    }
+}
+
+/// The admin token of a `POST /api/session` body.
+pub(crate) fn session_token(body: Option<&Value>) -> Result<&str, ApiError> {
+    match body.and_then(|b| b.get("token")) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        _ => Err(ApiError::Validation {
+            field: Some("token".to_owned()),
+            message: "an admin token is required".to_owned(),
+        }),
     }
 }
 
@@ -474,7 +477,7 @@ fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// Whether a boolean query parameter is set (`key`, `key=true` or `key=1`).
-fn query_flag(query: Option<&str>, key: &str) -> Result<bool, ApiError> {
+pub(crate) fn query_flag(query: Option<&str>, key: &str) -> Result<bool, ApiError> {
     let mut set = false;
     for (k, v) in query_pairs(query).filter(|(k, _)| *k == key) {
         set = match v {
@@ -490,7 +493,7 @@ fn query_flag(query: Option<&str>, key: &str) -> Result<bool, ApiError> {
 
 /// A page of the log from `limit`, `before`, `after`, `action` and `app`; `None` when none is given
 /// (the whole log, in the original Tower's shape).
-fn log_query(query: Option<&str>) -> Result<Option<LogQuery>, ApiError> {
+pub(crate) fn log_query(query: Option<&str>) -> Result<Option<LogQuery>, ApiError> {
     let mut q = LogQuery { limit: DEFAULT_LOG_PAGE, ..LogQuery::default() };
     let mut paged = false;
     for (k, v) in query_pairs(query) {
@@ -522,7 +525,7 @@ fn log_query(query: Option<&str>) -> Result<Option<LogQuery>, ApiError> {
 const DEFAULT_LOG_PAGE: u32 = 50;
 
 /// `timeRange` and `timeBucket` from the query string (defaults 600000 and 60000).
-fn time_window(query: Option<&str>) -> Result<TimeWindow, ApiError> {
+pub(crate) fn time_window(query: Option<&str>) -> Result<TimeWindow, ApiError> {
     let (mut range, mut bucket) = (None, None);
     for (k, v) in query_pairs(query) {
         let slot = match k {
