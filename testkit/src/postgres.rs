@@ -18,20 +18,13 @@ pub fn server_url() -> String {
     std::env::var(URL_VAR).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_URL.to_owned())
 }
 
-/// `url` with its database replaced by `db`.
+/// `url` with its database replaced by `db` (parsed by the `url` crate; a URL it cannot
+/// parse is a test setup error).
 pub fn url_with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[after_scheme..].find('/').map_or(base.len(), |i| after_scheme + i);
-    let mut out = format!("{}/{db}", &base[..path_start]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
+    let mut parsed = url::Url::parse(url)
+        .unwrap_or_else(|e| panic!("{}: {e}", flagtower_core::redact::url(url)));
+    parsed.set_path(&format!("/{db}"));
+    parsed.to_string()
 }
 
 /// A database created for one test; dropped (with its connections) when this is dropped.
@@ -70,7 +63,7 @@ impl TestDatabase {
             Ok(()) => {}
             Err(e) if e.as_db_error().is_none() => {
                 // Userinfo is never printed: only where the server was looked for.
-                let at = server.rsplit_once('@').map_or(server.as_str(), |(_, host)| host);
+                let at = flagtower_core::redact::url(&server);
                 crate::missing(&format!(
                     "PostgreSQL is not reachable at {at} ({e}); set {URL_VAR} or run ./scripts/test, which starts one"
                 ));

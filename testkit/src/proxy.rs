@@ -63,8 +63,9 @@ impl TcpProxy {
 
 /// `url` (`scheme://user@host:port/db?…`) pointing at `addr` instead.
 pub fn url_with_addr(url: &str, addr: SocketAddr) -> String {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
-    let host_start = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
-    format!("{}{addr}{}", &url[..host_start], &url[end..])
+    let mut parsed = url::Url::parse(url)
+        .unwrap_or_else(|e| panic!("{}: {e}", flagtower_core::redact::url(url)));
+    parsed.set_ip_host(addr.ip()).expect("a URL with a host");
+    parsed.set_port(Some(addr.port())).expect("a URL with a host");
+    parsed.to_string()
 }

@@ -126,7 +126,9 @@ pub mod fuzzing {
         for method in [http::Method::GET, http::Method::POST] {
             for sdk_route in [false, true] {
                 let caller = sessions
-                    .authenticate(&method, &headers, sdk_route, || async { Ok(Some(KEY.to_owned())) })
+                    .authenticate(&method, &headers, sdk_route, || async {
+                        Ok(Some(KEY.to_owned()))
+                    })
                     .now_or_never()
                     .expect("authentication does not wait here");
                 let presented = auth

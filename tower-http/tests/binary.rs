@@ -153,6 +153,43 @@ fn other_machines_are_served_only_with_admin_tokens() {
     assert!(!log.contains("ops-secret"), "the secret never is: {log}");
 }
 
+/// Secrets in every URL form Tower is configured with (userinfo with `/`, `?` or `#`, and
+/// `?password=` parameters) never reach its output: the start-up line, the connection errors,
+/// at debug level.
+#[test]
+fn no_url_form_prints_its_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("t.db").display());
+    let cases: [(&str, String); 6] = [
+        (
+            "TOWER_STORE_URL",
+            "postgres://tower:pg/s3cret@127.0.0.1:1/tower?connect_timeout=1".into(),
+        ),
+        ("TOWER_STORE_URL", "postgres://tower:pg#s3cret@127.0.0.1:1/tower".into()),
+        (
+            "TOWER_STORE_URL",
+            "postgres://127.0.0.1:1/tower?password=s3cret&connect_timeout=1".into(),
+        ),
+        ("TOWER_METRICS_URL", "redis://:r3d?s3cret@127.0.0.1:1/0".into()),
+        ("TOWER_METRICS_URL", "redis://127.0.0.1:1/0?password=s3cret".into()),
+        ("TOWER_NATS_URL", "nats://u:n4ts/s3cret@127.0.0.1:1".into()),
+    ];
+    for (var, url) in cases {
+        let mut cmd = tower();
+        if var != "TOWER_STORE_URL" {
+            cmd.env("TOWER_STORE_URL", &db);
+        }
+        let out = cmd.env(var, &url).env("TOWER_LOG", "debug").env("PORT", "0").output().unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{var}={url}: nothing listens there: {all}");
+        assert!(!all.contains("s3cret"), "{var}={url} printed its secret:\n{all}");
+    }
+}
+
 #[test]
 fn an_unusable_database_path_is_a_clear_error() {
     let out = tower()

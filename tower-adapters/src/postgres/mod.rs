@@ -116,10 +116,14 @@ impl PostgresOptions {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, OpenError> {
         let env = |k: &str| env(k).filter(|v| !v.is_empty());
-        // tokio-postgres fills in port 5432 for a URL without one and takes an empty host
-        // literally; libpq would use PGHOST and PGPORT. Fill them into the URL first.
-        let url =
-            url.map(|u| fill_authority(u, env("PGHOST").as_deref(), env("PGPORT").as_deref()));
+        let pg_port = match env("PGPORT") {
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| OpenError::Config(format!("PGPORT `{p}` is not a port number")))?,
+            ),
+            None => None,
+        };
+        let url = url.map(|u| fill_port(u, pg_port));
         let mut config = match &url {
             // tokio-postgres's own messages never include the password.
             Some(u) => {
@@ -138,13 +142,7 @@ impl PostgresOptions {
             }
         }
         if config.get_ports().is_empty() {
-            let port = match env("PGPORT") {
-                Some(p) => p
-                    .parse::<u16>()
-                    .map_err(|_| OpenError::Config(format!("PGPORT `{p}` is not a port number")))?,
-                None => 5432,
-            };
-            config.port(port);
+            config.port(pg_port.unwrap_or(5432));
         }
         if config.get_user().is_none() {
             config.user(env("PGUSER").unwrap_or_else(|| "postgres".to_owned()));
@@ -233,36 +231,21 @@ impl PostgresOptions {
     }
 }
 
-/// The `user@host:port` part of a URL.
-fn authority(url: &str) -> (usize, usize) {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
-    let host_start = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
-    (host_start, end)
-}
-
-fn url_has_port(host: &str) -> bool {
-    let after_brackets = host.rfind(']').map_or(host, |i| &host[i..]);
-    after_brackets.contains(':')
-}
-
-/// `url` with an empty host replaced by `pg_host` (or `localhost`) and a missing port by
-/// `pg_port`.
-fn fill_authority(url: &str, pg_host: Option<&str>, pg_port: Option<&str>) -> String {
-    let (start, end) = authority(url);
-    let mut host = url[start..end].to_owned();
-    if host.is_empty() || host.starts_with(':') {
-        // A socket directory goes in percent-encoded, as libpq's URLs allow.
-        let h = pg_host.unwrap_or("localhost").replace('/', "%2F");
-        host.insert_str(0, &h);
+/// `url` with the port `pg_port` when it names a host but no port: tokio-postgres would take
+/// 5432 there, libpq takes `PGPORT`. Parsed by the `url` crate; a URL without a host (the
+/// libpq form `postgres://user@/db`, which the `url` crate does not take) is left as it is,
+/// since tokio-postgres then reads no host and no port, and `PGHOST` and `PGPORT` fill both.
+fn fill_port(raw: &str, pg_port: Option<u16>) -> String {
+    let Some(port) = pg_port else { return raw.to_owned() };
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.host_str().is_some_and(|h| !h.is_empty()) && url.port().is_none() => {
+            match url.set_port(Some(port)) {
+                Ok(()) => url.to_string(),
+                Err(()) => raw.to_owned(),
+            }
+        }
+        _ => raw.to_owned(),
     }
-    if !url_has_port(&host)
-        && let Some(port) = pg_port
-    {
-        host.push(':');
-        host.push_str(port);
-    }
-    format!("{}{host}{}", &url[..start], &url[end..])
 }
 
 /// A Tower [`flagtower_core::Store`] on PostgreSQL.

@@ -236,11 +236,29 @@ fn libpq_variables_fill_what_the_url_leaves_out() {
 
 #[test]
 fn empty_hosts_and_missing_ports_come_from_the_variables() {
-    assert_eq!(fill_authority("postgres://", Some("db"), Some("6543")), "postgres://db:6543");
-    assert_eq!(fill_authority("postgres://", None, None), "postgres://localhost");
-    assert_eq!(fill_authority("postgres://u:p@/x?a=b", Some("h"), None), "postgres://u:p@h/x?a=b");
-    assert_eq!(fill_authority("postgres://u@h:1/x", Some("o"), Some("2")), "postgres://u@h:1/x");
-    assert_eq!(fill_authority("postgres://[::1]/x", None, Some("2")), "postgres://[::1]:2/x");
+    let target = |url: &str, vars: &[(&str, &str)]| {
+        let vars: Vec<(String, String)> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        PostgresOptions::from_url_and_env(Some(url), |k| {
+            vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+        .unwrap()
+        .target()
+    };
+    let both = [("PGHOST", "db"), ("PGPORT", "6543")];
+    assert_eq!(target("postgres://", &both), "db:6543/postgres (user postgres)");
+    assert_eq!(target("postgres://", &[]), "localhost:5432/postgres (user postgres)");
+    assert_eq!(
+        target("postgres://u:p@/x?connect_timeout=3", &[("PGHOST", "h")]),
+        "h:5432/x (user u)"
+    );
+    assert_eq!(target("postgres://u@h:1/x", &[("PGHOST", "o"), ("PGPORT", "2")]), "h:1/x (user u)");
+    assert_eq!(target("postgres://u@h/x", &[("PGPORT", "2")]), "h:2/x (user u)");
+    assert_eq!(target("postgres://[::1]/x", &[("PGPORT", "2")]), "::1:2/x (user postgres)");
+    assert_eq!(
+        fill_port("postgres://tower:p%2Fw@db/tower", Some(7)),
+        "postgres://tower:p%2Fw@db:7/tower"
+    );
     let o = PostgresOptions::from_url_and_env(Some("postgres://"), |k| {
         (k == "PGHOST").then(|| "db.internal".to_owned())
     })
