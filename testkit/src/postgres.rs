@@ -21,8 +21,8 @@ pub fn server_url() -> String {
 /// `url` with its database replaced by `db` (parsed by the `url` crate; a URL it cannot
 /// parse is a test setup error).
 pub fn url_with_database(url: &str, db: &str) -> String {
-    let mut parsed = url::Url::parse(url)
-        .unwrap_or_else(|e| panic!("{}: {e}", flagtower_core::redact::url(url)));
+    let mut parsed =
+        url::Url::parse(url).unwrap_or_else(|e| panic!("{URL_VAR} is not a URL ({e})"));
     parsed.set_path(&format!("/{db}"));
     parsed.to_string()
 }
@@ -63,7 +63,10 @@ impl TestDatabase {
             Ok(()) => {}
             Err(e) if e.as_db_error().is_none() => {
                 // Userinfo is never printed: only where the server was looked for.
-                let at = flagtower_core::redact::url(&server);
+                // Where it was looked for, never the userinfo.
+                let at = url::Url::parse(&server).map_or("?".to_owned(), |u| {
+                    format!("{}:{}", u.host_str().unwrap_or("?"), u.port().unwrap_or(5432))
+                });
                 crate::missing(&format!(
                     "PostgreSQL is not reachable at {at} ({e}); set {URL_VAR} or run ./scripts/test, which starts one"
                 ));

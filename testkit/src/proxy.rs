@@ -63,8 +63,7 @@ impl TcpProxy {
 
 /// `url` (`scheme://user@host:port/db?…`) pointing at `addr` instead.
 pub fn url_with_addr(url: &str, addr: SocketAddr) -> String {
-    let mut parsed = url::Url::parse(url)
-        .unwrap_or_else(|e| panic!("{}: {e}", flagtower_core::redact::url(url)));
+    let mut parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("not a URL ({e})"));
     parsed.set_ip_host(addr.ip()).expect("a URL with a host");
     parsed.set_port(Some(addr.port())).expect("a URL with a host");
     parsed.to_string()
