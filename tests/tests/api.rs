@@ -11,6 +11,7 @@ for_each_store!(
     patch_is_partial_and_state_moves_only_through_is_active,
     every_change_reaches_the_in_process_publisher,
     timeseries_buckets_count_the_reported_events,
+    answers_are_bounded_pages_of_a_long_history,
 );
 
 async fn the_seed_walkthrough_has_the_seed_shapes(store: TestStore) {
@@ -162,11 +163,13 @@ async fn every_mutation_writes_its_log_entry(store: TestStore) {
         assert_eq!(r.status, 200, "{action}: {}", r.json);
         expected.push(action);
         let logs = c.get(&format!("/api/logs/{app}")).await;
+        // Newest first.
         let actions: Vec<&str> = logs
             .payload()
             .as_array()
             .unwrap()
             .iter()
+            .rev()
             .map(|l| l["action_type"].as_str().unwrap())
             .collect();
         assert_eq!(actions, expected, "after {action}");
@@ -467,4 +470,63 @@ async fn next(sub: &mut flagtower_core::Subscription) -> flagtower_core::Encoded
         .await
         .expect("a ruleset within 5 s")
         .expect("publisher alive")
+}
+
+/// However long the history, an answer is a page: a flag comes with its newest 100 entries
+/// (`?logs=N` up to 1 000), and the log routes answer pages (500 by default, `limit` up to
+/// 1 000) with a `Link` to the next, which reads on to the end.
+async fn answers_are_bounded_pages_of_a_long_history(store: TestStore) {
+    let server = Server::start(&store).await;
+    let c = server.client();
+    let app = c.create("/api/apps", &json!({"title": "busy"})).await;
+    let flag = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
+    // 1 200 entries (1 creation and 1 199 toggles), written through the server's Tower: the
+    // same rows as through the API, without its rate limit.
+    let tower = server.tower.acting_as(flagtower_core::Actor::named("loop"));
+    for _ in 0..1199 {
+        tower.toggle_flag(flagtower_core::FlagId::new(flag), None).await.unwrap();
+    }
+    let one = c.get(&format!("/api/flags/{flag}")).await;
+    let logs = one.payload()["logs"].as_array().unwrap().clone();
+    assert_eq!(logs.len(), 100, "the newest 100");
+    assert!(
+        logs.windows(2).all(|w| w[0]["log_id"].as_i64() < w[1]["log_id"].as_i64()),
+        "oldest first"
+    );
+    assert_eq!(logs.last().unwrap()["log_id"], 1200);
+    let more = c.get(&format!("/api/flags/{flag}?logs=1000")).await;
+    assert_eq!(more.payload()["logs"].as_array().unwrap().len(), 1000);
+    c.get(&format!("/api/flags/{flag}?logs=1001")).await.expect_error(400);
+    c.get(&format!("/api/flags/{flag}?logs=0")).await.expect_error(400);
+
+    for (path, shape_key) in
+        [("/api/logs".to_owned(), "log_id"), (format!("/api/logs/{app}"), "id")]
+    {
+        let mut next = Some(path.clone());
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            let page = c.get(&url).await;
+            assert_eq!(page.status, 200, "{url}: {}", page.json);
+            let entries = page.payload().as_array().unwrap().clone();
+            assert!(entries.len() <= 500, "{url}");
+            seen.extend(entries.iter().map(|e| e[shape_key].as_i64().unwrap()));
+            pages += 1;
+            next = page.headers.get("link").map(|l| {
+                let l = l.to_str().unwrap();
+                assert!(l.ends_with("rel=\"next\""), "{l}");
+                l.trim_start_matches('<').split('>').next().unwrap().to_owned()
+            });
+        }
+        assert_eq!(pages, 3, "{path}: 500 + 500 + 200");
+        assert_eq!(
+            seen,
+            (1..=1200).rev().collect::<Vec<i64>>(),
+            "{path}: every entry once, newest first"
+        );
+    }
+    let big = c.get("/api/logs?limit=1000").await;
+    assert_eq!(big.payload().as_array().unwrap().len(), 1000);
+    c.get("/api/logs?limit=1001").await.expect_error(400);
+    server.stop().await;
 }

@@ -29,7 +29,7 @@ async fn two_servers_on_one_database_behave_as_one() {
     let logs = ca.get(&format!("/api/logs/{app}")).await;
     let logs = logs.payload().as_array().unwrap().clone();
     assert_eq!(logs.len(), N + 1, "exactly one log entry per toggle");
-    let last = logs.last().unwrap()["action_type"].as_str().unwrap().to_owned();
+    let last = logs[0]["action_type"].as_str().unwrap().to_owned();
     for c in [&ca, &cb] {
         let f = c.get(&format!("/api/flags/{flag}")).await;
         assert_eq!(

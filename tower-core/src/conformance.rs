@@ -17,7 +17,7 @@ use crate::command::{FlagCommand, FlagPatch, NewFlag};
 use crate::model::{
     Action, Actor, AppId, CircuitState, FlagId, LogId, Origin, Percent, Revision, SdkKey, Title,
 };
-use crate::ports::{AppCursor, LogQuery, Resource, Store, StoreError};
+use crate::ports::{AppCursor, LogQuery, MAX_LOG_PAGE, Resource, Store, StoreError};
 use crate::time::Timestamp;
 
 type Check = (&'static str, fn(Arc<dyn Store>) -> futures_like::BoxFuture);
@@ -58,6 +58,7 @@ const CHECKS: &[Check] = checks![
     strange_strings_round_trip,
     concurrent_toggles_are_serialized,
     log_entries_record_who_and_what,
+    a_flag_reads_its_newest_logs,
 ];
 
 /// Runs every check, each on a fresh store from `fresh`.
@@ -194,7 +195,7 @@ async fn flags_round_trip_with_defaults(s: Arc<dyn Store>) {
     assert_eq!(g, full.build(a.id, t(2)).with_id(g.id));
     assert_eq!(s.get_flag(g.id).await.unwrap(), g);
     assert_eq!(s.list_flags(a.id).await.unwrap(), vec![f.clone(), g.clone()]);
-    let (flag, logs) = s.flag_with_logs(g.id).await.unwrap();
+    let (flag, logs) = s.flag_with_logs(g.id, MAX_LOG_PAGE).await.unwrap();
     assert_eq!(flag, g);
     assert_eq!(logs.len(), 1);
     assert_eq!((logs[0].action, logs[0].flag_id, logs[0].app_id), (Action::Create, g.id, a.id));
@@ -246,7 +247,7 @@ async fn unknown_parents_and_ids_are_not_found(s: Arc<dyn Store>) {
     assert!(app(s.app_logs(nope).await.map(drop)));
     assert!(app(s.ruleset(nope).await.map(drop)));
     assert!(flag(s.get_flag(nof).await.map(drop)));
-    assert!(flag(s.flag_with_logs(nof).await.map(drop)));
+    assert!(flag(s.flag_with_logs(nof, MAX_LOG_PAGE).await.map(drop)));
     assert!(flag(
         s.change_flag(nof, &FlagCommand::Toggle(None), Origin::Manual, t(0), &me()).await.map(drop)
     ));
@@ -288,7 +289,7 @@ async fn commands_write_a_log_entry_and_a_revision(s: Arc<dyn Store>) {
         );
         rev = c.revision.unwrap();
         assert_eq!(s.get_flag(id).await.unwrap(), c.value, "{cmd:?} is stored");
-        let (_, logs) = s.flag_with_logs(id).await.unwrap();
+        let (_, logs) = s.flag_with_logs(id, MAX_LOG_PAGE).await.unwrap();
         assert_eq!(logs.last().unwrap().action, *action);
         assert_eq!(logs.len(), i + 2);
     }
@@ -309,7 +310,7 @@ async fn a_no_op_writes_nothing(s: Arc<dyn Store>) {
     assert_eq!((c.revision, c.action), (None, None));
     assert_eq!(c.value, f, "unchanged, updated_at included");
     assert_eq!(s.ruleset(a.id).await.unwrap().revision, before);
-    assert_eq!(s.flag_with_logs(f.id).await.unwrap().1.len(), 1);
+    assert_eq!(s.flag_with_logs(f.id, MAX_LOG_PAGE).await.unwrap().1.len(), 1);
 }
 
 async fn a_failed_change_writes_nothing(s: Arc<dyn Store>) {
@@ -542,7 +543,9 @@ async fn the_breakers_clock_is_stored_and_its_moves_are_checked(s: Arc<dyn Store
         t(10),
         "the window starts when it goes on"
     );
-    let logs = |s: Arc<dyn Store>| async move { s.flag_with_logs(f.id).await.unwrap().1.len() };
+    let logs = |s: Arc<dyn Store>| async move {
+        s.flag_with_logs(f.id, MAX_LOG_PAGE).await.unwrap().1.len()
+    };
 
     let why = crate::breaker::TripReason {
         requests: 412,
@@ -561,7 +564,7 @@ async fn the_breakers_clock_is_stored_and_its_moves_are_checked(s: Arc<dyn Store
         s.pending().await.unwrap().iter().find(|p| p.app_id == a.id).unwrap().origin,
         Origin::Circuit
     );
-    let (_, entries) = s.flag_with_logs(f.id).await.unwrap();
+    let (_, entries) = s.flag_with_logs(f.id, MAX_LOG_PAGE).await.unwrap();
     let last = entries.last().unwrap();
     assert_eq!(last.action, Action::CircuitOpen);
     // The trip's log entry keeps why, in numbers; the others have nothing more to say.
@@ -638,7 +641,7 @@ async fn concurrent_toggles_are_serialized(s: Arc<dyn Store>) {
     }
     revisions.sort_unstable();
     assert_eq!(revisions, (2..2 + N as u64).collect::<Vec<_>>(), "no gaps, no duplicates");
-    let (flag, logs) = s.flag_with_logs(f.id).await.unwrap();
+    let (flag, logs) = s.flag_with_logs(f.id, MAX_LOG_PAGE).await.unwrap();
     assert_eq!(logs.len(), N + 1);
     // An even number of flips from off ends off; on/off alternate in commit order.
     assert_eq!(flag.state, CircuitState::Off);
@@ -875,7 +878,7 @@ async fn log_entries_record_who_and_what(s: Arc<dyn Store>) {
         .unwrap();
     let second = s.create_flag(app.id, &new_flag("second"), t(5), &ops).await.unwrap().value;
     s.delete_flag(second.id, t(6), &Actor::breaker()).await.unwrap();
-    let (_, own) = s.flag_with_logs(flag.id).await.unwrap();
+    let (_, own) = s.flag_with_logs(flag.id, MAX_LOG_PAGE).await.unwrap();
     s.delete_app(app.id, t(7), &Actor::anonymous()).await.unwrap();
     let mut logs = s.list_logs().await.unwrap();
     logs.reverse();
@@ -903,4 +906,25 @@ async fn log_entries_record_who_and_what(s: Arc<dyn Store>) {
     // The flag's own log reads the same.
     assert_eq!(own[1].actor, logs[1].actor);
     assert_eq!(own[1].changes, logs[1].changes);
+}
+
+/// MUST: `flag_with_logs(id, n)` returns the flag's newest `n` entries, oldest first.
+async fn a_flag_reads_its_newest_logs(s: Arc<dyn Store>) {
+    let app = s.create_app(&title("Busy"), t(1)).await.unwrap();
+    let flag = s.create_flag(app.id, &new_flag("busy"), t(2), &me()).await.unwrap().value;
+    let other = s.create_flag(app.id, &new_flag("other"), t(2), &me()).await.unwrap().value;
+    for i in 0..9 {
+        for f in [flag.id, other.id] {
+            s.change_flag(f, &FlagCommand::Toggle(None), Origin::Manual, t(3 + i), &me())
+                .await
+                .unwrap();
+        }
+    }
+    let (_, all) = s.flag_with_logs(flag.id, MAX_LOG_PAGE).await.unwrap();
+    assert_eq!(all.len(), 10);
+    let (_, newest) = s.flag_with_logs(flag.id, 3).await.unwrap();
+    assert_eq!(newest, all[7..].to_vec());
+    assert!(newest.iter().all(|l| l.flag_id == flag.id));
+    let (_, one) = s.flag_with_logs(flag.id, 1).await.unwrap();
+    assert_eq!(one, all[9..].to_vec());
 }

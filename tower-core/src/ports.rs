@@ -121,7 +121,7 @@ pub struct Pending {
 }
 
 /// The most entries one [`LogQuery`] returns.
-pub const MAX_LOG_PAGE: u32 = 500;
+pub const MAX_LOG_PAGE: u32 = 1000;
 
 /// A page of the audit log.
 ///
@@ -209,8 +209,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn list_flags(&self, app: AppId) -> Result<Vec<Flag>, StoreError>;
     /// One flag.
     async fn get_flag(&self, id: FlagId) -> Result<Flag, StoreError>;
-    /// One flag and its log entries, oldest first, read together.
-    async fn flag_with_logs(&self, id: FlagId) -> Result<(Flag, Vec<LogEntry>), StoreError>;
+    /// One flag and its newest `limit` log entries, oldest first, read together.
+    async fn flag_with_logs(
+        &self,
+        id: FlagId,
+        limit: u32,
+    ) -> Result<(Flag, Vec<LogEntry>), StoreError>;
     /// Creates a flag in a live app with a `create` log entry made `by` an actor.
     async fn create_flag(
         &self,

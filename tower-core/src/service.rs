@@ -465,8 +465,12 @@ impl Tower {
     }
 
     /// One flag with its log entries, oldest first.
-    pub async fn flag_with_logs(&self, id: FlagId) -> Result<(Flag, Vec<LogEntry>), Error> {
-        Ok(self.store().flag_with_logs(id).await?)
+    pub async fn flag_with_logs(
+        &self,
+        id: FlagId,
+        limit: u32,
+    ) -> Result<(Flag, Vec<LogEntry>), Error> {
+        Ok(self.store().flag_with_logs(id, limit.min(crate::ports::MAX_LOG_PAGE)).await?)
     }
 
     /// Creates a flag (off unless `is_active` says otherwise), and its metrics series.

@@ -86,7 +86,7 @@ pub mod fuzzing {
             let _ = format!("{endpoint:?}");
         }
         let _ = crate::routes::query_flag(query, "counts");
-        if let Ok(Some(q)) = crate::routes::log_query(query) {
+        if let Ok((q, _)) = crate::routes::log_query(query) {
             assert!((1..=flagtower_core::ports::MAX_LOG_PAGE).contains(&q.limit));
         }
         if let Ok(w) = crate::routes::time_window(query) {

@@ -360,7 +360,8 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>, options: &crate::Server
             let flag: FlagId = id(raw)?;
             match *m {
                 Method::GET => {
-                    let (flag, logs) = tower.flag_with_logs(flag).await?;
+                    let limit = flag_logs(parts.uri.query())?;
+                    let (flag, logs) = tower.flag_with_logs(flag, limit).await?;
                     let logs = logs.iter().map(FlagLog::from).collect();
                     payload(StatusCode::OK, &FlagWithLogs { flag: &flag, logs })
                 }
@@ -396,25 +397,30 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>, options: &crate::Server
             let window = time_window(parts.uri.query())?;
             payload(StatusCode::OK, &tower.timeseries(flag, window).await?)
         }
-        Route::Logs => match log_query(parts.uri.query())? {
-            None => {
-                let logs = tower.logs().await?;
-                payload(StatusCode::OK, &logs.iter().map(GlobalLog::from).collect::<Vec<_>>())
-            }
-            Some(query) => {
-                let mut page = tower.query_logs(&query).await?;
-                // `after` reads the entries just after an id (oldest first, so the page is
-                // the next one); a page is shown newest first either way.
-                if query.after.is_some() {
-                    page.reverse();
-                }
-                payload(StatusCode::OK, &page.iter().map(LogRow::from).collect::<Vec<_>>())
-            }
-        },
+        Route::Logs => {
+            let (query, paged) = log_query(parts.uri.query())?;
+            let page = log_page(tower, &query).await?;
+            let mut res = if paged {
+                payload(StatusCode::OK, &page.iter().map(LogRow::from).collect::<Vec<_>>())?
+            } else {
+                // Without parameters, the original Tower's shape (the newest page of it).
+                let entries = page.iter().map(|r| GlobalLog::from(&r.entry)).collect::<Vec<_>>();
+                payload(StatusCode::OK, &entries)?
+            };
+            next_link(&mut res, "/api/logs", &query, &page);
+            Ok(res)
+        }
         Route::AppLogs(raw) => {
             let app: AppId = id(raw)?;
-            let logs = tower.app_logs(app).await?;
-            payload(StatusCode::OK, &logs.iter().map(AppLog::from).collect::<Vec<_>>())
+            tower.get_app(app).await?;
+            let (mut query, _) = log_query(parts.uri.query())?;
+            query.app = Some(app);
+            let page = log_page(tower, &query).await?;
+            let entries = page.iter().map(|r| AppLog::from(&r.entry)).collect::<Vec<_>>();
+            let mut res = payload(StatusCode::OK, &entries)?;
+            query.app = None;
+            next_link(&mut res, &format!("/api/logs/{app}"), &query, &page);
+            Ok(res)
         }
         Route::Keys if m == Method::GET => payload(StatusCode::OK, &tower.sdk_key().await?),
         Route::Keys => payload(StatusCode::CREATED, &tower.rotate_sdk_key().await?),
@@ -491,9 +497,61 @@ pub(crate) fn query_flag(query: Option<&str>, key: &str) -> Result<bool, ApiErro
     Ok(set)
 }
 
-/// A page of the log from `limit`, `before`, `after`, `action` and `app`; `None` when none is given
-/// (the whole log, in the original Tower's shape).
-pub(crate) fn log_query(query: Option<&str>) -> Result<Option<LogQuery>, ApiError> {
+/// A page of the log, newest first (an `after` query reads oldest first from its cursor; the
+/// page is shown newest first either way).
+async fn log_page(
+    tower: &Tower,
+    query: &LogQuery,
+) -> Result<Vec<flagtower_core::LogRecord>, ApiError> {
+    let mut page = tower.query_logs(query).await?;
+    if query.after.is_some() {
+        page.reverse();
+    }
+    Ok(page)
+}
+
+/// `Link: <path?before=…>; rel="next"` when older entries may follow the page: it was full, or
+/// it was read `after` a cursor (the cursor's entry itself is older).
+fn next_link(
+    res: &mut Response<Bytes>,
+    path: &str,
+    query: &LogQuery,
+    page: &[flagtower_core::LogRecord],
+) {
+    let Some(oldest) = page.last() else { return };
+    if page.len() < query.limit as usize && query.after.is_none() {
+        return;
+    }
+    let mut next = format!("{path}?before={}&limit={}", oldest.entry.id.get(), query.limit);
+    if let Some(action) = query.action {
+        next.push_str(&format!("&action={}", action.as_str()));
+    }
+    if let Some(app) = query.app {
+        next.push_str(&format!("&app={app}"));
+    }
+    if let Ok(v) = http::HeaderValue::try_from(format!("<{next}>; rel=\"next\"")) {
+        res.headers_mut().insert(http::header::LINK, v);
+    }
+}
+
+/// `?logs=N` of `GET /api/flags/:id`: how many of the newest log entries come with the flag
+/// (default [`FLAG_LOGS`], at most [`MAX_LOG_PAGE`]).
+fn flag_logs(query: Option<&str>) -> Result<u32, ApiError> {
+    let mut n = FLAG_LOGS;
+    for (k, v) in query_pairs(query).filter(|(k, _)| *k == "logs") {
+        n = v.parse().ok().filter(|n| (1..=MAX_LOG_PAGE).contains(n)).ok_or_else(|| {
+            ApiError::BadRequest(format!("{k}: `{v}` is not a number from 1 to {MAX_LOG_PAGE}"))
+        })?;
+    }
+    Ok(n)
+}
+
+/// How many log entries `GET /api/flags/:id` returns by default: the newest 100.
+pub(crate) const FLAG_LOGS: u32 = 100;
+
+/// A page of the log from `limit`, `before`, `after`, `action` and `app`, and whether any was
+/// given (without any, the route answers in the original Tower's shape).
+pub(crate) fn log_query(query: Option<&str>) -> Result<(LogQuery, bool), ApiError> {
     let mut q = LogQuery { limit: DEFAULT_LOG_PAGE, ..LogQuery::default() };
     let mut paged = false;
     for (k, v) in query_pairs(query) {
@@ -518,11 +576,11 @@ pub(crate) fn log_query(query: Option<&str>) -> Result<Option<LogQuery>, ApiErro
         }
         paged = true;
     }
-    Ok(paged.then_some(q))
+    Ok((q, paged))
 }
 
-/// The page size of `GET /api/logs?…` without a `limit`.
-const DEFAULT_LOG_PAGE: u32 = 50;
+/// The page size of the log routes without a `limit`.
+const DEFAULT_LOG_PAGE: u32 = 500;
 
 /// `timeRange` and `timeBucket` from the query string (defaults 600000 and 60000).
 pub(crate) fn time_window(query: Option<&str>) -> Result<TimeWindow, ApiError> {

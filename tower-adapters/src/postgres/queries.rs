@@ -392,22 +392,26 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn flag_with_logs(&self, id: FlagId) -> Result<(Flag, Vec<LogEntry>), StoreError> {
-        // One statement: one snapshot and one round trip for the flag and its logs (the flag's
-        // columns repeat on each log row; the log's are named `log_…`).
+    async fn flag_with_logs(
+        &self,
+        id: FlagId,
+        limit: u32,
+    ) -> Result<(Flag, Vec<LogEntry>), StoreError> {
+        // One statement: one snapshot and one round trip for the flag and its newest logs (the
+        // flag's columns repeat on each log row; the log's are named `log_…`).
         static SQL: LazyLock<String> = LazyLock::new(|| {
             let flag = FLAG_COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>();
             let log =
                 LOG_COLUMNS.split(", ").map(|c| format!("l.{c} AS log_{c}")).collect::<Vec<_>>();
             format!(
-                "SELECT {}, {} FROM flags f LEFT JOIN logs l ON l.flag_id = f.id WHERE f.id = $1 ORDER BY l.id",
+                "SELECT {}, {} FROM flags f LEFT JOIN LATERAL (SELECT * FROM logs WHERE flag_id = f.id ORDER BY id DESC LIMIT $2) l ON true WHERE f.id = $1 ORDER BY l.id",
                 flag.join(", "),
                 log.join(", ")
             )
         });
         let client = self.client().await?;
         let stmt = client.prepare_cached(&SQL).await.map_err(map_pg)?;
-        let rows = client.query(&stmt, &[&id.get()]).await.map_err(map_pg)?;
+        let rows = client.query(&stmt, &[&id.get(), &i64::from(limit)]).await.map_err(map_pg)?;
         let unfail = |e| match e {
             Fail::Store(e) => e,
             Fail::Pg(e) => map_pg(e),

@@ -144,7 +144,8 @@ async fn two_stores_on_one_database_behave_as_one() {
         (2..2 + N as u64).collect::<Vec<_>>(),
         "strictly increasing, no gaps, no duplicates"
     );
-    let (final_flag, logs) = a.flag_with_logs(flag.id).await.unwrap();
+    let (final_flag, logs) =
+        a.flag_with_logs(flag.id, flagtower_core::ports::MAX_LOG_PAGE).await.unwrap();
     assert_eq!(logs.len(), N + 1);
     let last = logs.last().unwrap().action;
     assert_eq!(

@@ -102,20 +102,6 @@ fn flag_by_id(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, StoreError> {
         .ok_or(StoreError::NotFound(Resource::Flag))
 }
 
-fn logs_where(
-    tx: &Transaction<'_>,
-    filter: &str,
-    id: Option<i64>,
-) -> Result<Vec<LogEntry>, StoreError> {
-    let mut stmt =
-        tx.prepare_cached(&format!("SELECT {LOG_COLUMNS} FROM logs {filter}")).map_err(map_err)?;
-    let rows = match id {
-        Some(id) => stmt.query_map([id], log_from_row),
-        None => stmt.query_map([], log_from_row),
-    };
-    rows.and_then(Iterator::collect).map_err(map_err)
-}
-
 /// Writes what `write` says beside the flag row (which the caller wrote or deleted): its log
 /// entry, the revision bump and the outbox record.
 fn execute(
@@ -304,10 +290,22 @@ impl Store for SqliteStore {
         self.read(move |tx| flag_by_id(tx, id)).await
     }
 
-    async fn flag_with_logs(&self, id: FlagId) -> Result<(Flag, Vec<LogEntry>), StoreError> {
+    async fn flag_with_logs(
+        &self,
+        id: FlagId,
+        limit: u32,
+    ) -> Result<(Flag, Vec<LogEntry>), StoreError> {
         self.read(move |tx| {
             let flag = flag_by_id(tx, id)?;
-            let logs = logs_where(tx, "WHERE flag_id = ?1 ORDER BY id", Some(id.get()))?;
+            let mut logs: Vec<LogEntry> = tx
+                .prepare_cached(&format!(
+                    "SELECT {LOG_COLUMNS} FROM logs WHERE flag_id = ?1 ORDER BY id DESC LIMIT ?2"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(params![id.get(), i64::from(limit)], log_from_row)?.collect()
+                })
+                .map_err(map_err)?;
+            logs.reverse();
             Ok((flag, logs))
         })
         .await

@@ -212,10 +212,16 @@ impl Store for InMemoryStore {
         lock(&self.state).flag(id).cloned()
     }
 
-    async fn flag_with_logs(&self, id: FlagId) -> Result<(Flag, Vec<LogEntry>), StoreError> {
+    async fn flag_with_logs(
+        &self,
+        id: FlagId,
+        limit: u32,
+    ) -> Result<(Flag, Vec<LogEntry>), StoreError> {
         let s = lock(&self.state);
         let flag = s.flag(id)?.clone();
-        let logs = s.logs.iter().filter(|l| l.flag_id == id).cloned().collect();
+        let mut logs: Vec<LogEntry> =
+            s.logs.iter().rev().filter(|l| l.flag_id == id).take(limit as usize).cloned().collect();
+        logs.reverse();
         Ok((flag, logs))
     }
 
