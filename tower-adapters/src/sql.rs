@@ -413,7 +413,7 @@ mod tests {
         let (sql, params) = log_query(&q, '$');
         assert!(
             sql.ends_with(
-                "WHERE app_id = $1 AND action_type = $2 AND id > $3 ORDER BY id ASC LIMIT 500"
+                "WHERE app_id = $1 AND action_type = $2 AND id > $3 ORDER BY id ASC LIMIT 1000"
             ),
             "{sql}"
         );

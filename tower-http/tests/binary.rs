@@ -20,6 +20,7 @@ fn tower() -> Command {
         "TOWER_ADMIN_TOKENS",
         "TOWER_ADMIN_TOKENS_FILE",
         "TOWER_ALLOW_UNAUTHENTICATED",
+        "TOWER_LOG_FORMAT",
     ] {
         cmd.env_remove(var);
     }
@@ -188,6 +189,52 @@ fn no_url_form_prints_its_secret() {
         assert!(!out.status.success(), "{var}={url}: nothing listens there: {all}");
         assert!(!all.contains("s3cret"), "{var}={url} printed its secret:\n{all}");
     }
+}
+
+/// `TOWER_LOG_FORMAT=json`: every line the binary logs is one JSON object with its level and
+/// message; the request lines at debug level carry their fields.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tower()
+        .env("TOWER_STORE_URL", format!("sqlite://{}", dir.path().join("t.db").display()))
+        .env("TOWER_LOG_FORMAT", "json")
+        .env("TOWER_LOG", "info,flagtower_http=debug")
+        .env("PORT", "0")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let port: u16 = loop {
+        let line = lines.next().expect("tower exited before listening").unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let message = v["fields"]["message"].as_str().unwrap_or_default().to_owned();
+        seen.push(v);
+        if let Some(rest) = message.split("listening on http://").nth(1) {
+            break rest.rsplit(':').next().unwrap().parse().unwrap();
+        }
+    };
+    let res = request(
+        ([127, 0, 0, 1], port).into(),
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    let request_line = loop {
+        let line = lines.next().expect("the request line").unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if v["fields"]["message"] == "request" {
+            break v;
+        }
+    };
+    assert_eq!(request_line["level"], "DEBUG");
+    assert_eq!(request_line["fields"]["path"], "/healthz");
+    assert_eq!(request_line["fields"]["status"], 200);
+    assert!(seen.iter().all(|v| v["level"].is_string() && v["timestamp"].is_string()));
+    sigterm(&child);
+    child.wait().unwrap();
 }
 
 #[test]

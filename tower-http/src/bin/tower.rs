@@ -42,6 +42,7 @@ Configuration (environment):
   TOWER_MAX_CONNECTIONS  connections served at once                (default 768)
   TOWER_MAX_STREAMS  live streams open at once                    (default 512)
   TOWER_DASHBOARD_DIR  serve the dashboard's files from this directory (for editing them)
+  TOWER_LOG_FORMAT  text or json: one JSON object per log line  (default text)
   TOWER_LOG         log filter, e.g. info or flagtower_http=debug (default info; RUST_LOG too)
 "#;
 
@@ -197,12 +198,23 @@ fn init_logging() {
         eprintln!("tower: ignoring invalid TOWER_LOG `{spec}`: {e}");
         Targets::new().with_default(tracing::Level::INFO)
     });
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_filter(filter),
-        )
-        .init();
+    let format = std::env::var("TOWER_LOG_FORMAT").unwrap_or_default();
+    let json = match format.trim() {
+        "" | "text" => false,
+        "json" => true,
+        other => {
+            eprintln!("tower: ignoring invalid TOWER_LOG_FORMAT `{other}` (text or json)");
+            false
+        }
+    };
+    let layer = if json {
+        // One JSON object per line: time, level, target, message and fields.
+        tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed()
+    };
+    tracing_subscriber::registry().with(layer.with_filter(filter)).init();
 }
