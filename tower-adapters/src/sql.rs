@@ -10,8 +10,8 @@ use std::sync::LazyLock;
 
 use flagtower_core::breaker::BreakerClock;
 use flagtower_core::model::{
-    Action, Actor, App, AppId, Changes, Description, Flag, FlagId, IntervalMs, LogEntry, LogId,
-    Percent, RecoveryProfile, Title, UserList, Webhooks,
+    Action, Actor, App, AppId, Changes, Description, Flag, FlagCounts, FlagId, IntervalMs,
+    LogEntry, LogId, Percent, RecoveryProfile, Title, UserList, Webhooks,
 };
 use flagtower_core::ports::MAX_LOG_PAGE;
 use flagtower_core::{CircuitState, LogQuery, Timestamp};
@@ -230,6 +230,17 @@ pub(crate) fn read_log<R: Columns>(r: &R, prefix: &str) -> Result<LogEntry, R::E
     })
 }
 
+/// An app and its flag counts from a row of [`stmt::APP_SUMMARIES`].
+pub(crate) fn read_app_summary<R: Columns>(r: &R) -> Result<(App, FlagCounts), R::Error> {
+    let n = |name: &str| -> Result<usize, R::Error> {
+        usize::try_from(r.int(name)?).map_err(|_| R::corrupt(format!("{name} count")))
+    };
+    let (closed, recovering, open) = (n("closed")?, n("recovering")?, n("open")?);
+    let counts =
+        FlagCounts { total: n("total")?, active: closed + recovering, closed, recovering, open };
+    Ok((read_app(r)?, counts))
+}
+
 /// What a log entry's `changes` column holds: the JSON object, or NULL.
 pub(crate) fn changes_text(changes: Option<&Changes>) -> Option<String> {
     changes.map(|c| serde_json::Value::Object(c.clone()).to_string())
@@ -258,6 +269,15 @@ pub(crate) mod stmt {
     pub(crate) static LIVE_APPS: LazyLock<String> = LazyLock::new(|| {
         format!("SELECT {APP_COLUMNS} FROM apps WHERE deleted_at IS NULL ORDER BY id")
     });
+    /// Every live app, by id, with how many of its flags are in each state (`total`,
+    /// `closed`, `recovering`, `open`): one query, whatever the number of apps.
+    pub(crate) const APP_SUMMARIES: &str = "SELECT a.id, a.title, a.created_at, a.updated_at, \
+        COUNT(f.id) AS total, \
+        COUNT(CASE WHEN f.state = 'on' THEN 1 END) AS closed, \
+        COUNT(CASE WHEN f.state = 'recovering' THEN 1 END) AS recovering, \
+        COUNT(CASE WHEN f.state = 'off' THEN 1 END) AS open \
+        FROM apps a LEFT JOIN flags f ON f.app_id = a.id WHERE a.deleted_at IS NULL \
+        GROUP BY a.id, a.title, a.created_at, a.updated_at ORDER BY a.id";
     /// A flag by id ($1).
     pub(crate) static FLAG_BY_ID: LazyLock<String> =
         LazyLock::new(|| format!("SELECT {} FROM flags WHERE id = $1", FLAG_COLUMNS.as_str()));

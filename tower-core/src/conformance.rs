@@ -59,6 +59,7 @@ const CHECKS: &[Check] = checks![
     concurrent_toggles_are_serialized,
     log_entries_record_who_and_what,
     a_flag_reads_its_newest_logs,
+    app_summaries_count_every_live_apps_flags,
 ];
 
 /// Runs every check, each on a fresh store from `fresh`.
@@ -927,4 +928,30 @@ async fn a_flag_reads_its_newest_logs(s: Arc<dyn Store>) {
     assert!(newest.iter().all(|l| l.flag_id == flag.id));
     let (_, one) = s.flag_with_logs(flag.id, 1).await.unwrap();
     assert_eq!(one, all[9..].to_vec());
+}
+
+/// MUST: `app_summaries` lists the live apps by id with the counts of their flags' states, the
+/// same as counting `list_flags`; deleted apps are left out, apps without flags count zeros.
+async fn app_summaries_count_every_live_apps_flags(s: Arc<dyn Store>) {
+    let a = s.create_app(&title("A"), t(1)).await.unwrap();
+    let empty = s.create_app(&title("Empty"), t(1)).await.unwrap();
+    let gone = s.create_app(&title("Gone"), t(1)).await.unwrap();
+    for (i, on) in [true, false, true].into_iter().enumerate() {
+        let f = s.create_flag(a.id, &new_flag(&format!("f{i}")), t(2), &me()).await.unwrap().value;
+        if on {
+            s.change_flag(f.id, &FlagCommand::Toggle(Some(true)), Origin::Manual, t(3), &me())
+                .await
+                .unwrap();
+        }
+    }
+    s.create_flag(gone.id, &new_flag("g"), t(2), &me()).await.unwrap();
+    s.delete_app(gone.id, t(4), &me()).await.unwrap();
+    let summaries = s.app_summaries().await.unwrap();
+    let ids: Vec<AppId> = summaries.iter().map(|(app, _)| app.id).collect();
+    assert_eq!(ids, [a.id, empty.id]);
+    let counts = summaries[0].1;
+    assert_eq!(counts, crate::model::FlagCounts::of(&s.list_flags(a.id).await.unwrap()));
+    assert_eq!((counts.total, counts.active, counts.closed, counts.open), (3, 2, 2, 1));
+    assert_eq!(summaries[1].1, crate::model::FlagCounts::default());
+    assert_eq!(summaries[0].0, s.get_app(a.id).await.unwrap());
 }

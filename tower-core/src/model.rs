@@ -659,6 +659,37 @@ impl Action {
     }
 }
 
+/// How many of an app's flags are on, and in each circuit state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FlagCounts {
+    /// All flags.
+    pub total: usize,
+    /// Flags that are on (closed or recovering).
+    pub active: usize,
+    /// Closed circuits: on, normal evaluation.
+    pub closed: usize,
+    /// Circuits ramping back in.
+    pub recovering: usize,
+    /// Open circuits: off or tripped.
+    pub open: usize,
+}
+
+impl FlagCounts {
+    /// Counts `flags`.
+    pub fn of(flags: &[Flag]) -> Self {
+        let mut c = Self { total: flags.len(), ..Self::default() };
+        for f in flags {
+            match f.state {
+                CircuitState::On => c.closed += 1,
+                CircuitState::Recovering => c.recovering += 1,
+                CircuitState::Off => c.open += 1,
+            }
+        }
+        c.active = c.closed + c.recovering;
+        c
+    }
+}
+
 /// An append-only audit record; kept when its flag or app is deleted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {

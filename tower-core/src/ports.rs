@@ -207,6 +207,21 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The flags of a live app, by id.
     async fn list_flags(&self, app: AppId) -> Result<Vec<Flag>, StoreError>;
+    /// Every live app, by id, with how many of its flags are in each state.
+    ///
+    /// Provided: [`Store::list_apps`], then [`Store::list_flags`] per app (an app deleted in
+    /// between is left out); a store that can answers it in one query.
+    async fn app_summaries(&self) -> Result<Vec<(App, crate::model::FlagCounts)>, StoreError> {
+        let mut out = Vec::new();
+        for app in self.list_apps().await? {
+            match self.list_flags(app.id).await {
+                Ok(flags) => out.push((app, crate::model::FlagCounts::of(&flags))),
+                Err(StoreError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
     /// One flag.
     async fn get_flag(&self, id: FlagId) -> Result<Flag, StoreError>;
     /// One flag and its newest `limit` log entries, oldest first, read together.

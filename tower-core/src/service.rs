@@ -165,36 +165,7 @@ impl TimeWindow {
     }
 }
 
-/// How many of an app's flags are on, and in each circuit state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct FlagCounts {
-    /// All flags.
-    pub total: usize,
-    /// Flags that are on (closed or recovering).
-    pub active: usize,
-    /// Closed circuits: on, normal evaluation.
-    pub closed: usize,
-    /// Circuits ramping back in.
-    pub recovering: usize,
-    /// Open circuits: off or tripped.
-    pub open: usize,
-}
-
-impl FlagCounts {
-    /// Counts `flags`.
-    pub fn of(flags: &[Flag]) -> Self {
-        let mut c = Self { total: flags.len(), ..Self::default() };
-        for f in flags {
-            match f.state {
-                crate::CircuitState::On => c.closed += 1,
-                crate::CircuitState::Recovering => c.recovering += 1,
-                crate::CircuitState::Off => c.open += 1,
-            }
-        }
-        c.active = c.closed + c.recovering;
-        c
-    }
-}
+pub use crate::model::FlagCounts;
 
 /// How the backends are doing, for `/healthz`.
 #[derive(Debug)]
@@ -420,17 +391,7 @@ impl Tower {
 
     /// Live apps, by id, each with how many of its flags are on and in which circuit state.
     pub async fn app_summaries(&self) -> Result<Vec<(App, FlagCounts)>, Error> {
-        let mut out = Vec::new();
-        for app in self.store().list_apps().await? {
-            let flags = match self.store().list_flags(app.id).await {
-                Ok(flags) => flags,
-                // Deleted since the list was read.
-                Err(StoreError::NotFound(_)) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            out.push((app, FlagCounts::of(&flags)));
-        }
-        Ok(out)
+        Ok(self.store().app_summaries().await?)
     }
 
     /// Creates an app, and publishes its empty ruleset so that SDKs can start on it at once.

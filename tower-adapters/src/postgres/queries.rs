@@ -316,6 +316,19 @@ impl Store for PostgresStore {
         snapshot!(self, |tx| { live_app(&tx, id, false).await? })
     }
 
+    async fn app_summaries(
+        &self,
+    ) -> Result<Vec<(App, flagtower_core::model::FlagCounts)>, StoreError> {
+        snapshot!(self, |tx| {
+            let stmt = tx.prepare_cached(stmt::APP_SUMMARIES).await?;
+            tx.query(&stmt, &[])
+                .await?
+                .iter()
+                .map(sql::read_app_summary)
+                .collect::<Result<Vec<_>, _>>()?
+        })
+    }
+
     async fn create_app(&self, title: &Title, now: Timestamp) -> Result<App, StoreError> {
         transact!(self, |tx| {
             let stmt = tx.prepare_cached(stmt::INSERT_APP).await?;

@@ -218,6 +218,17 @@ impl Store for SqliteStore {
         self.read(move |tx| live_app(tx, id)).await
     }
 
+    async fn app_summaries(
+        &self,
+    ) -> Result<Vec<(App, flagtower_core::model::FlagCounts)>, StoreError> {
+        self.read(|tx| {
+            tx.prepare_cached(sqlite!(stmt::APP_SUMMARIES))
+                .and_then(|mut s| s.query_map([], |r| sql::read_app_summary(r))?.collect())
+                .map_err(map_err)
+        })
+        .await
+    }
+
     async fn create_app(&self, title: &Title, now: Timestamp) -> Result<App, StoreError> {
         let title = title.clone();
         self.write(move |tx| {
