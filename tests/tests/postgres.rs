@@ -124,3 +124,68 @@ async fn a_database_outage_is_a_503_that_heals_without_a_restart() {
     assert_eq!(e.data["app"]["title"], "after");
     server.stop().await;
 }
+
+/// Another process's change reaches this process's live stream when it commits: PostgreSQL's
+/// NOTIFY wakes the feed, not its poll (set to an hour here, so only the notification can bring
+/// the event within the test's wait). Also after the listening connection is cut and back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_process_s_change_reaches_the_stream_at_once() {
+    let Some(store) = TestStore::postgres().await else { return };
+    let a = Server::start(&store).await;
+    let b = Server::start_built(
+        flagtower_core::Tower::builder(store.open().await).feed_poll(Duration::from_secs(3600)),
+    )
+    .await;
+    let (ca, cb) = (a.client(), b.client());
+    let app = ca.create("/api/apps", &json!({"title": "shared"})).await;
+    let mut stream = cb.events("/api/stream").await;
+    stream.until("hello").await;
+    let flag = ca.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
+    let started = Instant::now();
+    let toggled = ca.patch_empty(&format!("/api/flags/{flag}/toggle")).await;
+    assert_eq!(toggled.status, 200);
+    loop {
+        let event = stream
+            .next_within(Duration::from_secs(20))
+            .await
+            .expect("the change arrives long before the feed's hourly poll");
+        if event.name == "log" && event.data["action_type"] == "flag_on" {
+            break;
+        }
+    }
+    eprintln!("a change on A reached B's stream {:?} after the request", started.elapsed());
+
+    // The listening connection cut by the server (a failover, an idle-connection killer):
+    // it comes back by itself, and changes reach the stream again.
+    let flagtower_tests::TestStore::Postgres(db) = &store else { unreachable!() };
+    let (admin, connection) =
+        tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let cut = admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(cut >= 2, "both Towers listen ({cut} connections cut)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut arrived = false;
+    while !arrived {
+        assert!(Instant::now() < deadline, "no change reached the stream after the cut");
+        // Toggle until one arrives: the first may commit before the listener is back.
+        assert_eq!(ca.patch_empty(&format!("/api/flags/{flag}/toggle")).await.status, 200);
+        let wait = Duration::from_millis(500);
+        while let Ok(Some(event)) =
+            tokio::time::timeout(wait, stream.next_within(Duration::from_secs(60))).await
+        {
+            if event.name == "log" {
+                arrived = true;
+                break;
+            }
+        }
+    }
+    a.stop().await;
+    b.stop().await;
+}

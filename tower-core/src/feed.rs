@@ -20,7 +20,8 @@ use crate::model::{App, AppId, LogId};
 use crate::ports::{AppCursor, LogQuery, LogRecord, MAX_LOG_PAGE, Store, StoreError};
 use crate::ruleset::Ruleset;
 
-/// How often the feed looks for changes made by other processes.
+/// How often the feed looks for changes made by other processes (by default; and at once when
+/// the store tells of them: PostgreSQL's LISTEN/NOTIFY).
 pub const FEED_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How many events a slow subscriber may fall behind before it is told to resync.
@@ -50,13 +51,17 @@ pub enum FeedEvent {
 #[derive(Debug)]
 pub(crate) struct Feed {
     tx: broadcast::Sender<Arc<FeedEvent>>,
-    pub(crate) wake: Notify,
+    pub(crate) wake: Arc<Notify>,
     seen: Mutex<Option<HashMap<AppId, AppCursor>>>,
 }
 
 impl Default for Feed {
     fn default() -> Self {
-        Self { tx: broadcast::channel(BACKLOG).0, wake: Notify::new(), seen: Mutex::new(None) }
+        Self {
+            tx: broadcast::channel(BACKLOG).0,
+            wake: Arc::new(Notify::new()),
+            seen: Mutex::new(None),
+        }
     }
 }
 
@@ -159,17 +164,22 @@ impl Feed {
         Ok(())
     }
 
-    /// Polls on every wake-up and every [`FEED_POLL_INTERVAL`] until `stop`.
+    /// Polls on every wake-up (this process's commits, and other processes' where the store
+    /// tells of them) and every `interval` until `stop`.
     pub(crate) async fn run(
         self: Arc<Self>,
         store: Arc<dyn Store>,
+        interval: Duration,
         mut stop: watch::Receiver<bool>,
     ) {
+        if store.notify_changes(Arc::downgrade(&self.wake), stop.clone()) {
+            tracing::debug!("live feed: the store tells of other processes' changes");
+        }
         let mut failures: u32 = 0;
         loop {
             tokio::select! {
                 () = self.wake.notified() => {}
-                () = tokio::time::sleep(FEED_POLL_INTERVAL) => {}
+                () = tokio::time::sleep(interval) => {}
                 _ = stop.changed() => return,
             }
             match self.poll(&*store).await {

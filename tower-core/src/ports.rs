@@ -326,6 +326,21 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn query_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError>;
     /// Every app's revision and newest log entry, deleted apps included, by app id.
     async fn cursors(&self) -> Result<Vec<AppCursor>, StoreError>;
+    /// Starts telling `wake` (with `notify_one`) whenever a change commits, in any process
+    /// sharing the store, until `stop` turns `true` or its sender is gone; returns whether it
+    /// will. The live feed then reads changes at once instead of at its next poll (it polls
+    /// either way, so a notification lost in a reconnect costs only that delay).
+    ///
+    /// Provided: `false` (a store only one process writes needs none: that process wakes its
+    /// feed itself).
+    fn notify_changes(
+        &self,
+        wake: std::sync::Weak<tokio::sync::Notify>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> bool {
+        let _ = (wake, stop);
+        false
+    }
 
     /// The current SDK key, if one was ever made.
     async fn sdk_key(&self) -> Result<Option<SdkKey>, StoreError>;

@@ -214,9 +214,17 @@ pub struct TowerBuilder {
     notifier: Option<Arc<dyn crate::ports::Notifier>>,
     webhook_backoff: std::time::Duration,
     bucketing: crate::eval::Bucketing,
+    feed_poll: std::time::Duration,
 }
 
 impl TowerBuilder {
+    /// How often the live feed looks for other processes' changes when the store does not tell
+    /// of them (default [`crate::feed::FEED_POLL_INTERVAL`]).
+    pub fn feed_poll(mut self, interval: std::time::Duration) -> Self {
+        self.feed_poll = interval;
+        self
+    }
+
     /// How rollouts assign users (default [`crate::eval::Bucketing::Tower`]; `Tailslide` gives
     /// the answers of the Tailslide SDKs).
     pub fn bucketing(mut self, bucketing: crate::eval::Bucketing) -> Self {
@@ -314,7 +322,11 @@ impl TowerBuilder {
             tokio::spawn(engine.run(stop.subscribe()));
         }
         let feed = Arc::new(Feed::default());
-        tokio::spawn(Arc::clone(&feed).run(Arc::clone(&self.store), stop.subscribe()));
+        tokio::spawn(Arc::clone(&feed).run(
+            Arc::clone(&self.store),
+            self.feed_poll,
+            stop.subscribe(),
+        ));
         Ok(Tower {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -348,6 +360,7 @@ impl Tower {
             notifier: None,
             webhook_backoff: std::time::Duration::from_millis(500),
             bucketing: crate::eval::Bucketing::Tower,
+            feed_poll: crate::feed::FEED_POLL_INTERVAL,
         }
     }
 

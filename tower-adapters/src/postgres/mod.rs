@@ -248,11 +248,96 @@ fn fill_port(raw: &str, pg_port: Option<u16>) -> String {
     }
 }
 
+/// The channel every committed change notifies (`NOTIFY tower_changes`), so that every Tower
+/// process on the database reads it at once.
+pub(crate) const CHANGES_CHANNEL: &str = "tower_changes";
+
+/// Listens on [`CHANGES_CHANNEL`] with a connection of its own and wakes `wake` at each
+/// notification, until `stop` (Tower shuts down or is dropped); a lost connection is opened
+/// again (with backoff), and `wake` woken then, since changes may have been missed meanwhile.
+pub(crate) async fn listen(
+    options: PostgresOptions,
+    wake: std::sync::Weak<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let started = std::time::Instant::now();
+        let once = listen_once(&options, &wake);
+        let stopped = async {
+            while !*stop.borrow_and_update() {
+                if stop.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let result = tokio::select! {
+            r = once => r,
+            () = stopped => return,
+        };
+        match result {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(
+                target_db = %options.target(),
+                error = %flagtower_core::ErrorChain(&*e),
+                "cannot listen for other processes' changes; the live feed polls meanwhile"
+            ),
+        }
+        match wake.upgrade() {
+            Some(w) => w.notify_one(),
+            None => return,
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_millis(100);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// One listening connection, until it fails (`Err`) or `wake` is gone (`Ok`).
+async fn listen_once(
+    options: &PostgresOptions,
+    wake: &std::sync::Weak<tokio::sync::Notify>,
+) -> Result<(), flagtower_core::BoxError> {
+    use futures_util::StreamExt;
+    let tls = tls::connector(options.root_cert.as_deref())?;
+    let (client, mut connection) = options.config.connect(tls).await?;
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    let statement = format!("LISTEN {CHANGES_CHANNEL}");
+    let listen = client.batch_execute(&statement);
+    tokio::pin!(listen);
+    let mut listening = false;
+    loop {
+        tokio::select! {
+            done = &mut listen, if !listening => {
+                done?;
+                listening = true;
+                tracing::debug!(target_db = %options.target(), "listening for other processes' changes");
+            }
+            message = messages.next() => match message {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => match wake.upgrade() {
+                    Some(w) => w.notify_one(),
+                    None => return Ok(()),
+                },
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err("the connection closed".into()),
+            },
+        }
+    }
+}
+
 /// A Tower [`flagtower_core::Store`] on PostgreSQL.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
     target: String,
+    /// For the connection that listens for other processes' changes.
+    options: PostgresOptions,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -264,7 +349,8 @@ impl fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// Connects, and brings the schema up to date.
     pub async fn open(options: &PostgresOptions) -> Result<Self, OpenError> {
-        let store = Self { pool: options.pool()?, target: options.target() };
+        let store =
+            Self { pool: options.pool()?, target: options.target(), options: options.clone() };
         store.migrate().await.map_err(|e| match e {
             MigrateError::Open(e) => e,
             MigrateError::Store(source) => {

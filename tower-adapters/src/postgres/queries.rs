@@ -258,7 +258,8 @@ async fn write_entry(tx: &Transaction<'_>, write: &FlagWrite, now: Timestamp) ->
     Ok(())
 }
 
-/// Bumps the app's revision and writes the outbox record, in one statement.
+/// Bumps the app's revision, writes the outbox record and notifies [`super::CHANGES_CHANNEL`]
+/// (delivered when the transaction commits), in one statement.
 async fn bump(
     tx: &Transaction<'_>,
     app: AppId,
@@ -269,11 +270,20 @@ async fn bump(
         .prepare_cached(
             "WITH r AS (UPDATE apps SET revision = revision + 1 WHERE id = $1 RETURNING id, revision)
              INSERT INTO outbox (app_id, revision, origin, created_at)
-             SELECT id, revision, $2, $3 FROM r RETURNING revision",
+             SELECT id, revision, $2, $3 FROM r, (SELECT pg_notify('tower_changes', '')) n
+             RETURNING revision",
         )
         .await?;
     let row = tx.query_one(&stmt, &[&app.get(), &origin.as_str(), &to_sql_time(now)]).await?;
     Ok(Revision::new(row.try_get::<_, i64>(0)? as u64))
+}
+
+/// Tells every process listening on [`super::CHANGES_CHANNEL`] that this transaction changed
+/// something, when it commits (the changes that bump a revision do it in [`bump`]).
+async fn notify(tx: &Transaction<'_>) -> Result<(), Fail> {
+    let stmt = tx.prepare_cached("SELECT pg_notify('tower_changes', '')").await?;
+    tx.execute(&stmt, &[]).await?;
+    Ok(())
 }
 
 /// The 17 columns of a flag after `id`, in `FLAG_COLUMNS` order with `title_key` after `title`
@@ -316,6 +326,15 @@ impl Store for PostgresStore {
         snapshot!(self, |tx| { live_app(&tx, id, false).await? })
     }
 
+    fn notify_changes(
+        &self,
+        wake: std::sync::Weak<tokio::sync::Notify>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> bool {
+        tokio::spawn(super::listen(self.options.clone(), wake, stop));
+        true
+    }
+
     async fn app_summaries(
         &self,
     ) -> Result<Vec<(App, flagtower_core::model::FlagCounts)>, StoreError> {
@@ -331,6 +350,7 @@ impl Store for PostgresStore {
 
     async fn create_app(&self, title: &Title, now: Timestamp) -> Result<App, StoreError> {
         transact!(self, |tx| {
+            notify(&tx).await?;
             let stmt = tx.prepare_cached(stmt::INSERT_APP).await?;
             let row = tx
                 .query_one(&stmt, &[&title.as_str(), &title.key(), &to_sql_time(now)])
@@ -353,6 +373,7 @@ impl Store for PostgresStore {
     ) -> Result<App, StoreError> {
         transact!(self, |tx| {
             let app = live_app(&tx, id, true).await?;
+            notify(&tx).await?;
             let stmt = tx.prepare_cached(stmt::RENAME_APP).await?;
             tx.execute(&stmt, &[&title.as_str(), &title.key(), &to_sql_time(now), &id.get()])
                 .await
