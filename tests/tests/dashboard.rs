@@ -716,6 +716,19 @@ async fn operators_sign_in_and_out_of_the_dashboard() {
     })
     .await;
 
+    // On a phone the top bar holds the name and Sign out too, without scrolling sideways.
+    for width in [375, 360] {
+        b.client.set_window_size(width, 740).await.expect("window size");
+        b.open(&format!("{base}/apps/{app}")).await;
+        b.find("flag-row").await;
+        b.wait_text("[data-testid=\"signed-in-as\"]", "the name", |t| t == "alice").await;
+        assert_fits(&format!("signed in at {width} px"), &phone_layout(&b).await);
+        if width == 375 {
+            b.screenshot("phone-signed-in").await;
+        }
+    }
+    b.client.set_window_size(1280, 900).await.expect("window size");
+
     b.click("sign-out").await;
     b.find("sign-in-screen").await;
     b.open(&format!("{base}/")).await;
