@@ -725,6 +725,9 @@ async fn operators_sign_in_and_out_of_the_dashboard() {
         assert_fits(&format!("signed in at {width} px"), &phone_layout(&b).await);
         if width == 375 {
             b.screenshot("phone-signed-in").await;
+            if let Some(violations) = b.accessibility_violations().await {
+                assert!(violations.is_empty(), "signed in: {}", violations.join("\n"));
+            }
         }
     }
     b.client.set_window_size(1280, 900).await.expect("window size");
