@@ -530,3 +530,73 @@ async fn answers_are_bounded_pages_of_a_long_history(store: TestStore) {
     c.get("/api/logs?limit=1001").await.expect_error(400);
     server.stop().await;
 }
+
+/// `GET /metrics` in Prometheus's text format: requests by route template, method and status
+/// with their durations, flags by circuit state, open live streams and what is unpublished.
+/// Behind the admin tokens when there are some.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_requests_flags_and_streams() {
+    let store = TestStore::sqlite().await;
+    let server = Server::start(&store).await;
+    let c = server.client();
+    let app = c.create("/api/apps", &json!({"title": "shop"})).await;
+    for title in ["a", "b", "c"] {
+        c.create(&format!("/api/apps/{app}/flags"), &json!({"title": title})).await;
+    }
+    c.patch("/api/flags/1/toggle", &json!({"is_active": true})).await;
+    for _ in 0..3 {
+        assert_eq!(c.get("/api/flags/1").await.status, 200);
+    }
+    c.get("/api/flags/999").await.expect_error(404);
+    let mut live = c.events("/api/stream").await;
+    live.until("hello").await;
+    let r = c.get("/metrics").await;
+    assert_eq!(r.status, 200);
+    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(r.raw.to_vec()).unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        value(r#"tower_http_requests_total{route="/api/flags/:id",method="GET",status="200"}"#),
+        3.0
+    );
+    assert_eq!(
+        value(r#"tower_http_requests_total{route="/api/flags/:id",method="GET",status="404"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(
+            r#"tower_http_requests_total{route="/api/apps/:id/flags",method="POST",status="201"}"#
+        ),
+        3.0
+    );
+    assert_eq!(value(r#"tower_http_request_duration_seconds_count{route="/api/flags/:id"}"#), 4.0);
+    assert_eq!(value(r#"tower_flags{state="closed"}"#), 1.0);
+    assert_eq!(value(r#"tower_flags{state="open"}"#), 2.0);
+    assert_eq!(value("tower_live_streams"), 1.0);
+    assert_eq!(value("tower_unpublished_apps"), 0.0);
+    assert_eq!(value("tower_unpublished_seconds"), 0.0);
+    assert!(text.contains("# HELP tower_http_requests HTTP requests"), "{text}");
+    drop(live);
+    server.stop().await;
+
+    // With admin tokens, metrics need one.
+    let store = TestStore::sqlite().await;
+    let options = flagtower_http::ServerOptions {
+        admin_tokens: flagtower_http::AdminTokens::parse("prom:prometheus-secret-0123").unwrap(),
+        ..Default::default()
+    };
+    let server = Server::start_with_options(&store, options).await;
+    server.client().get("/metrics").await.expect_error(401);
+    let r = server.client().with_bearer("prometheus-secret-0123").get("/metrics").await;
+    assert_eq!(r.status, 200);
+    server.stop().await;
+}

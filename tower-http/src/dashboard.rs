@@ -69,6 +69,7 @@ pub(crate) fn serves(path: &str) -> bool {
     !(path == "/api"
         || path.starts_with("/api/")
         || path == "/healthz"
+        || path == "/metrics"
         || path == "/ofrep"
         || path.starts_with("/ofrep/"))
 }

@@ -20,6 +20,7 @@ mod config;
 mod dashboard;
 mod error;
 mod hosts;
+mod metrics;
 mod ofrep;
 mod ratelimit;
 mod routes;
@@ -240,6 +241,8 @@ pub(crate) struct Ctx {
     pub(crate) sessions: Arc<auth::Sessions>,
     /// The per-client limit on changes, when there is one.
     pub(crate) limiter: Option<Arc<ratelimit::Limiter>>,
+    /// What `GET /metrics` reports.
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 /// Failing `accept` calls (out of file descriptors, mostly): backed off from 10 ms to 1 s, and
@@ -325,7 +328,17 @@ pub async fn run_with(
             }
         });
     }
-    let ctx = Ctx { tower, options: Arc::new(options), closing, hosts, streams, sessions, limiter };
+    let metrics = Arc::new(metrics::Metrics::new());
+    let ctx = Ctx {
+        tower,
+        options: Arc::new(options),
+        closing,
+        hosts,
+        streams,
+        sessions,
+        limiter,
+        metrics,
+    };
     tokio::pin!(shutdown);
     let mut accept_failures = AcceptFailures::default();
     loop {

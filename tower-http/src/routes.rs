@@ -40,6 +40,7 @@ pub(crate) enum Route<'a> {
     Health,
     Stream,
     Session,
+    Metrics,
 }
 
 impl<'a> Route<'a> {
@@ -48,6 +49,7 @@ impl<'a> Route<'a> {
         let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
         Some(match segs.as_slice() {
             ["healthz"] => Self::Health,
+            ["metrics"] => Self::Metrics,
             ["api", "apps"] => Self::Apps,
             ["api", "apps", id] => Self::App(id),
             ["api", "apps", id, "flags"] => Self::AppFlags(id),
@@ -66,6 +68,28 @@ impl<'a> Route<'a> {
         })
     }
 
+    /// The route's template, as metrics label it (ids left out, so the labels stay few).
+    pub(crate) fn template(&self) -> &'static str {
+        match self {
+            Self::Apps => "/api/apps",
+            Self::App(_) => "/api/apps/:id",
+            Self::AppFlags(_) => "/api/apps/:id/flags",
+            Self::Flag(_) => "/api/flags/:id",
+            Self::FlagToggle(_) => "/api/flags/:id/toggle",
+            Self::FlagEvents(_) => "/api/flags/:id/events",
+            Self::FlagTimeseries(_) => "/api/flags/:id/timeseries",
+            Self::CircuitOpen(_) => "/api/flags/circuit/:id/open",
+            Self::CircuitClose(_) => "/api/flags/circuit/:id/close",
+            Self::Logs => "/api/logs",
+            Self::AppLogs(_) => "/api/logs/:id",
+            Self::Keys => "/api/keys",
+            Self::Health => "/healthz",
+            Self::Stream => "/api/stream",
+            Self::Session => "/api/session",
+            Self::Metrics => "/metrics",
+        }
+    }
+
     pub(crate) fn allowed(&self) -> &'static [&'static str] {
         match self {
             Self::Apps | Self::AppFlags(_) | Self::Keys => &["GET", "POST"],
@@ -74,6 +98,7 @@ impl<'a> Route<'a> {
             Self::FlagToggle(_) => &["PATCH"],
             Self::FlagEvents(_) | Self::CircuitOpen(_) | Self::CircuitClose(_) => &["POST"],
             Self::FlagTimeseries(_)
+            | Self::Metrics
             | Self::Logs
             | Self::AppLogs(_)
             | Self::Health
@@ -111,14 +136,37 @@ pub(crate) async fn handle(
     res.headers_mut()
         .entry(http::header::X_CONTENT_TYPE_OPTIONS)
         .or_insert(http::HeaderValue::from_static("nosniff"));
+    let took = started.elapsed();
     tracing::debug!(
         method = %method,
         path = %path,
         status = res.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
+        micros = took.as_micros() as u64,
         "request"
     );
+    ctx.metrics.request(template_of(&path), &method, res.status().as_u16(), took);
     res
+}
+
+/// What metrics call the route of `path`.
+fn template_of(path: &str) -> &'static str {
+    if let Some(route) = Route::find(path) {
+        return route.template();
+    }
+    if let Some((from, endpoint)) = crate::ofrep::find(path) {
+        let app = matches!(from, crate::ofrep::AppFrom::Path(_));
+        return match (app, endpoint) {
+            (true, crate::ofrep::Endpoint::Flag(_)) => "/api/apps/:id/ofrep/v1/evaluate/flags/:key",
+            (true, crate::ofrep::Endpoint::Bulk) => "/api/apps/:id/ofrep/v1/evaluate/flags",
+            (true, crate::ofrep::Endpoint::Events) => "/api/apps/:id/ofrep/v1/events",
+            (true, crate::ofrep::Endpoint::Configuration) => "/api/apps/:id/ofrep/v1/configuration",
+            (false, crate::ofrep::Endpoint::Flag(_)) => "/ofrep/v1/evaluate/flags/:key",
+            (false, crate::ofrep::Endpoint::Bulk) => "/ofrep/v1/evaluate/flags",
+            (false, crate::ofrep::Endpoint::Events) => "/ofrep/v1/events",
+            (false, crate::ofrep::Endpoint::Configuration) => "/ofrep/v1/configuration",
+        };
+    }
+    if crate::dashboard::serves(path) { "dashboard" } else { "unknown" }
 }
 
 pub(crate) fn whole(res: Response<Bytes>) -> Response<Body> {
@@ -176,7 +224,17 @@ async fn route(
         })
         .await?;
     let renewal = ctx.sessions.renewal(&caller, req.headers());
-    let mut res = if matches!(found, Some(Route::Stream)) && req.method() == Method::GET {
+    let mut res = if matches!(found, Some(Route::Metrics)) && req.method() == Method::GET {
+        let open =
+            ctx.options.max_streams - ctx.streams.available_permits().min(ctx.options.max_streams);
+        let text = ctx.metrics.scrape(&ctx.tower, open).await?;
+        let mut res = Response::new(Bytes::from(text));
+        res.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        whole(res)
+    } else if matches!(found, Some(Route::Stream)) && req.method() == Method::GET {
         match crate::stream::admit(&ctx.streams) {
             Some(permit) => {
                 let sub = ctx.tower.subscribe().await?;
@@ -317,8 +375,8 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>, options: &crate::Server
         }
         // Never reached: `route` answers GET, and other methods are refused above.
         Route::Stream => Err(ApiError::MethodNotAllowed(&["GET"])),
-        // Answered by `session`.
-        Route::Session => Err(ApiError::NotFound("no route".to_owned())),
+        // Answered by `session` and `route`.
+        Route::Session | Route::Metrics => Err(ApiError::MethodNotAllowed(&["GET"])),
         Route::Apps if m == Method::GET => {
             if query_flag(parts.uri.query(), "counts")? {
                 let apps = tower.app_summaries().await?;

@@ -1,0 +1,160 @@
+//! `GET /metrics`: what an operator graphs and alerts on, in Prometheus's text format
+//! (the `prometheus-client` crate).
+//!
+//! - `tower_http_requests_total{route, method, status}` and
+//!   `tower_http_request_duration_seconds{route}`: every request, by route template
+//!   (`/api/flags/:id`), so the label set stays small whatever the ids.
+//! - `tower_unpublished_apps` and `tower_unpublished_seconds`: apps whose newest ruleset the
+//!   relay could not publish, and how long the oldest of them has been failing (0 when all is
+//!   published): the signal that rulesets are not reaching NATS.
+//! - `tower_flags{state}`: flags by circuit state (`closed`, `recovering`, `open`), read at
+//!   each scrape in one query.
+//! - `tower_live_streams`: open live streams (`/api/stream`, OFREP event streams).
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    method: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+/// The server's metrics.
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteLabels, Histogram>,
+    unpublished_apps: Gauge,
+    unpublished_seconds: Gauge<f64, AtomicU64>,
+    flags: Family<StateLabels, Gauge>,
+    live_streams: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("tower");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        // 0.25 ms to 2 s: reads are sub-millisecond, durable writes a few milliseconds.
+        let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0,
+            ])
+        });
+        registry.register_with_unit(
+            "http_request_duration",
+            "HTTP request handling time by route (the stream's: until its headers)",
+            prometheus_client::registry::Unit::Seconds,
+            durations.clone(),
+        );
+        let unpublished_apps = Gauge::default();
+        registry.register(
+            "unpublished_apps",
+            "Apps whose newest ruleset the relay could not publish",
+            unpublished_apps.clone(),
+        );
+        let unpublished_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "unpublished",
+            "How long the oldest unpublished app has been failing to publish (0: all published)",
+            prometheus_client::registry::Unit::Seconds,
+            unpublished_seconds.clone(),
+        );
+        let flags = Family::<StateLabels, Gauge>::default();
+        registry.register("flags", "Flags by circuit state", flags.clone());
+        let live_streams = Gauge::default();
+        registry.register("live_streams", "Open live streams", live_streams.clone());
+        Self {
+            registry,
+            requests,
+            durations,
+            unpublished_apps,
+            unpublished_seconds,
+            flags,
+            live_streams,
+        }
+    }
+
+    /// Counts a request.
+    pub(crate) fn request(
+        &self,
+        route: &'static str,
+        method: &http::Method,
+        status: u16,
+        took: Duration,
+    ) {
+        let method = match *method {
+            http::Method::GET => "GET",
+            http::Method::HEAD => "HEAD",
+            http::Method::POST => "POST",
+            http::Method::PATCH => "PATCH",
+            http::Method::PUT => "PUT",
+            http::Method::DELETE => "DELETE",
+            http::Method::OPTIONS => "OPTIONS",
+            _ => "other",
+        };
+        self.requests.get_or_create(&RequestLabels { route, method, status }).inc();
+        self.durations.get_or_create(&RouteLabels { route }).observe(took.as_secs_f64());
+    }
+
+    /// The text to answer a scrape with, after reading what is current.
+    pub(crate) async fn scrape(
+        &self,
+        tower: &flagtower_core::Tower,
+        live_streams: usize,
+    ) -> Result<String, crate::ApiError> {
+        let health = tower.health().await;
+        let unpublished = &health.relay.unpublished;
+        self.unpublished_apps.set(unpublished.len() as i64);
+        let now = flagtower_core::time::Clock::now(&flagtower_core::time::SystemClock);
+        let oldest = unpublished.iter().map(|u| u.since).min();
+        let age = oldest
+            .map_or(0.0, |since| (now.as_millis() - since.as_millis()).max(0) as f64 / 1000.0);
+        self.unpublished_seconds.set(age);
+        let mut counts = flagtower_core::model::FlagCounts::default();
+        for (_, c) in tower.app_summaries().await? {
+            counts.closed += c.closed;
+            counts.recovering += c.recovering;
+            counts.open += c.open;
+        }
+        for (state, n) in
+            [("closed", counts.closed), ("recovering", counts.recovering), ("open", counts.open)]
+        {
+            self.flags.get_or_create(&StateLabels { state }).set(n as i64);
+        }
+        self.live_streams.set(live_streams as i64);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .map_err(|e| crate::ApiError::Internal(Box::new(e)))?;
+        Ok(out)
+    }
+}
