@@ -241,6 +241,34 @@ async fn webhooks_tell_each_transition_and_retry_a_flaky_receiver() {
     assert_eq!(ok, sorted, "one message per transition, the Slack texts");
     assert!(receiver.hits("/flaky/x") >= 5, "the flaky receiver's 500s were retried");
     assert_eq!(receiver.hits("/gone/x"), 3, "a 404 is not retried");
+    // What /metrics says of it: the three moves, and the deliveries by result.
+    let series = [
+        r#"tower_breaker_moves_total{kind="trip"} 1"#,
+        r#"tower_breaker_moves_total{kind="start_recovery"} 1"#,
+        r#"tower_breaker_moves_total{kind="close"} 1"#,
+        r#"tower_webhook_deliveries_total{result="delivered"} 6"#,
+        r#"tower_webhook_deliveries_total{result="failed"} 3"#,
+    ];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = String::from_utf8(c.get("/metrics").await.raw.to_vec()).unwrap();
+        let retried = text
+            .lines()
+            .find_map(|l| l.strip_prefix(r#"tower_webhook_deliveries_total{result="retried"} "#))
+            .and_then(|n| n.parse::<u64>().ok());
+        let checks = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tower_breaker_checks_total "))
+            .and_then(|n| n.parse::<u64>().ok());
+        if series.iter().all(|s| text.lines().any(|l| l == *s))
+            && retried.is_some_and(|n| n >= 2)
+            && checks.is_some_and(|n| n >= 1)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "metrics never said so:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.stop().await;
 }
 

@@ -27,6 +27,7 @@ pub(crate) struct Engine {
     pub(crate) settings: BreakerSettings,
     pub(crate) indexes: Arc<crate::service::Indexes>,
     pub(crate) webhooks: Option<crate::webhooks::WebhookQueue>,
+    pub(crate) stats: Arc<crate::stats::Stats>,
 }
 
 impl Engine {
@@ -77,7 +78,11 @@ impl Engine {
         let mut metrics_down = false;
         for app in self.store.list_apps().await? {
             for flag in self.store.list_flags(app.id).await? {
-                let counts = match breaker::window(&flag, now, &self.settings) {
+                let window = breaker::window(&flag, now, &self.settings);
+                if window.is_some() {
+                    self.stats.checked();
+                }
+                let counts = match window {
                     None => None,
                     // Without counts no flag trips, but recovery still moves on.
                     Some(_) if metrics_down => None,
@@ -109,6 +114,14 @@ impl Engine {
                     self.store.change_flag(flag.id, &command, Origin::Circuit, now, &by).await?;
                 if let Some(revision) = change.revision {
                     moves += 1;
+                    self.stats.moved(match change.action {
+                        Some(crate::model::Action::CircuitOpen) => crate::stats::Move::Trip,
+                        Some(crate::model::Action::CircuitRecovery) => {
+                            crate::stats::Move::StartRecovery
+                        }
+                        Some(crate::model::Action::CircuitClose) => crate::stats::Move::Close,
+                        _ => crate::stats::Move::Step,
+                    });
                     self.indexes.forget(flag.app_id, revision);
                     self.signal.wake.notify_one();
                     let why = command.log_detail();

@@ -50,6 +50,7 @@ pub mod redact;
 pub mod relay;
 pub mod ruleset;
 pub mod service;
+pub mod stats;
 pub mod time;
 pub mod webhooks;
 

@@ -196,6 +196,7 @@ struct Inner {
     publisher: Arc<dyn Publisher>,
     feed: Arc<Feed>,
     indexes: Arc<Indexes>,
+    stats: Arc<crate::stats::Stats>,
     bucketing: crate::eval::Bucketing,
     stop: watch::Sender<bool>,
     relay: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -305,6 +306,7 @@ impl TowerBuilder {
         let handle = tokio::spawn(relay.run(stop_rx));
         let metrics = self.metrics.unwrap_or_else(|| Arc::new(InMemoryMetrics::default()));
         let indexes = Arc::new(Indexes::default());
+        let stats = Arc::new(crate::stats::Stats::default());
         tokio::spawn(prepare_all_series(Arc::clone(&self.store), Arc::clone(&metrics)));
         if let Some(settings) = self.breaker {
             let engine = crate::engine::Engine {
@@ -315,9 +317,14 @@ impl TowerBuilder {
                 signal: Arc::clone(&signal),
                 settings,
                 indexes: Arc::clone(&indexes),
-                webhooks: self
-                    .notifier
-                    .map(|n| crate::webhooks::WebhookQueue::start(n, self.webhook_backoff)),
+                webhooks: self.notifier.map(|n| {
+                    crate::webhooks::WebhookQueue::start(
+                        n,
+                        self.webhook_backoff,
+                        Arc::clone(&stats),
+                    )
+                }),
+                stats: Arc::clone(&stats),
             };
             tokio::spawn(engine.run(stop.subscribe()));
         }
@@ -337,6 +344,7 @@ impl TowerBuilder {
                 publisher,
                 feed,
                 indexes,
+                stats,
                 bucketing: self.bucketing,
                 stop,
                 relay: std::sync::Mutex::new(Some(handle)),
@@ -372,6 +380,11 @@ impl Tower {
     /// name the request came with). Cheap: it shares everything with `self`.
     pub fn acting_as(&self, actor: crate::model::Actor) -> Tower {
         Tower { inner: Arc::clone(&self.inner), actor }
+    }
+
+    /// What the breaker and the webhooks did since this Tower started.
+    pub fn stats(&self) -> crate::stats::StatsSnapshot {
+        self.inner.stats.snapshot()
     }
 
     /// Who the changes made through this handle are logged as made by.
@@ -590,6 +603,7 @@ impl Tower {
             settings,
             indexes: Arc::clone(&self.inner.indexes),
             webhooks: None,
+            stats: Arc::clone(&self.inner.stats),
         };
         engine.tick().await.map_err(Error::Internal)
     }

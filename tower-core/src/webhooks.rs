@@ -46,12 +46,17 @@ pub(crate) struct WebhookQueue {
 
 impl WebhookQueue {
     /// Starts the worker that delivers queued messages through `notifier`.
-    pub(crate) fn start(notifier: Arc<dyn Notifier>, backoff: Duration) -> Self {
+    pub(crate) fn start(
+        notifier: Arc<dyn Notifier>,
+        backoff: Duration,
+        stats: Arc<crate::stats::Stats>,
+    ) -> Self {
         let (tx, mut rx) = mpsc::channel::<(String, String)>(QUEUE);
         tokio::spawn(async move {
             while let Some((url, text)) = rx.recv().await {
                 // Each delivery on its own, so a slow receiver delays nobody else.
-                tokio::spawn(deliver(Arc::clone(&notifier), url, text, backoff));
+                let (notifier, stats) = (Arc::clone(&notifier), Arc::clone(&stats));
+                tokio::spawn(deliver(notifier, url, text, backoff, stats));
             }
         });
         Self { tx }
@@ -67,14 +72,23 @@ impl WebhookQueue {
     }
 }
 
-async fn deliver(notifier: Arc<dyn Notifier>, url: String, text: String, backoff: Duration) {
+async fn deliver(
+    notifier: Arc<dyn Notifier>,
+    url: String,
+    text: String,
+    backoff: Duration,
+    stats: Arc<crate::stats::Stats>,
+) {
+    use crate::stats::Delivery;
     for attempt in 1..=ATTEMPTS {
         match notifier.notify(&url, &text).await {
             Ok(()) => {
                 tracing::debug!(attempt, "webhook delivered");
+                stats.webhook(Delivery::Delivered);
                 return;
             }
             Err(NotifyError::Unavailable(e)) if attempt < ATTEMPTS => {
+                stats.webhook(Delivery::Retried);
                 tracing::debug!(attempt, error = %crate::ErrorChain(&*e), "webhook failed; retrying");
                 tokio::time::sleep(backoff * 2u32.pow(attempt - 1)).await;
             }
@@ -82,6 +96,7 @@ async fn deliver(notifier: Arc<dyn Notifier>, url: String, text: String, backoff
                 // The URL may carry a secret (Slack's do): log only its host.
                 let host = crate::redact::host(&url);
                 tracing::warn!(host = %host, attempt, error = %crate::ErrorChain(&e), "webhook not delivered");
+                stats.webhook(Delivery::Failed);
                 return;
             }
         }

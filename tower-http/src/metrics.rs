@@ -10,6 +10,9 @@
 //! - `tower_flags{state}`: flags by circuit state (`closed`, `recovering`, `open`), read at
 //!   each scrape in one query.
 //! - `tower_live_streams`: open live streams (`/api/stream`, OFREP event streams).
+//! - `tower_breaker_checks_total`, `tower_breaker_moves_total{kind}` (`trip`,
+//!   `start_recovery`, `step`, `close`) and `tower_webhook_deliveries_total{result}`
+//!   (`delivered`, `retried`, `failed`): the core's counters (`Tower::stats`), since start.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -38,6 +41,16 @@ struct StateLabels {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MoveLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
 /// The server's metrics.
 pub(crate) struct Metrics {
     registry: Registry,
@@ -47,6 +60,11 @@ pub(crate) struct Metrics {
     unpublished_seconds: Gauge<f64, AtomicU64>,
     flags: Family<StateLabels, Gauge>,
     live_streams: Gauge,
+    checks: Counter,
+    moves: Family<MoveLabels, Counter>,
+    webhooks: Family<ResultLabels, Counter>,
+    /// One scrape at a time: the core's counters are copied in as increments.
+    scraping: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -93,6 +111,12 @@ impl Metrics {
         registry.register("flags", "Flags by circuit state", flags.clone());
         let live_streams = Gauge::default();
         registry.register("live_streams", "Open live streams", live_streams.clone());
+        let checks = Counter::default();
+        registry.register("breaker_checks", "Flags the circuit breaker checked", checks.clone());
+        let moves = Family::<MoveLabels, Counter>::default();
+        registry.register("breaker_moves", "The circuit breaker's moves, by kind", moves.clone());
+        let webhooks = Family::<ResultLabels, Counter>::default();
+        registry.register("webhook_deliveries", "Webhook attempts, by result", webhooks.clone());
         Self {
             registry,
             requests,
@@ -101,6 +125,10 @@ impl Metrics {
             unpublished_seconds,
             flags,
             live_streams,
+            checks,
+            moves,
+            webhooks,
+            scraping: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -132,6 +160,27 @@ impl Metrics {
         tower: &flagtower_core::Tower,
         live_streams: usize,
     ) -> Result<String, crate::ApiError> {
+        let _one = self.scraping.lock().await;
+        let stats = tower.stats();
+        let catch_up = |counter: &Counter, now: u64| {
+            counter.inc_by(now.saturating_sub(counter.get()));
+        };
+        catch_up(&self.checks, stats.breaker_checks);
+        for (kind, n) in [
+            ("trip", stats.trips),
+            ("start_recovery", stats.recoveries_started),
+            ("step", stats.recovery_steps),
+            ("close", stats.closes),
+        ] {
+            catch_up(&self.moves.get_or_create(&MoveLabels { kind }), n);
+        }
+        for (result, n) in [
+            ("delivered", stats.webhooks_delivered),
+            ("retried", stats.webhooks_retried),
+            ("failed", stats.webhooks_failed),
+        ] {
+            catch_up(&self.webhooks.get_or_create(&ResultLabels { result }), n);
+        }
         let health = tower.health().await;
         let unpublished = &health.relay.unpublished;
         self.unpublished_apps.set(unpublished.len() as i64);
