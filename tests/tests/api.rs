@@ -585,6 +585,26 @@ async fn metrics_report_requests_flags_and_streams() {
     assert_eq!(value("tower_unpublished_apps"), 0.0);
     assert_eq!(value("tower_unpublished_seconds"), 0.0);
     assert!(text.contains("# HELP tower_http_requests HTTP requests"), "{text}");
+    // Every change committed here was published: the commit → publish histogram counts them
+    // (a publication carrying several changes counts once).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = String::from_utf8(c.get("/metrics").await.raw.to_vec()).unwrap();
+        let count = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tower_publish_latency_seconds_count "))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no publish latency in:\n{text}"));
+        let inf = text
+            .lines()
+            .find_map(|l| l.strip_prefix(r#"tower_publish_latency_seconds_bucket{le="+Inf"} "#))
+            .and_then(|n| n.parse::<u64>().ok());
+        if count >= 1 && inf == Some(count) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no publication measured:\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     drop(live);
     server.stop().await;
 

@@ -121,6 +121,9 @@ pub(crate) struct RelaySignal {
     /// Apps to publish although the outbox has nothing for them: new apps, whose empty ruleset
     /// (revision 0) lets an SDK start on them before their first flag.
     extra: Mutex<Vec<AppId>>,
+    /// When this process committed each app's newest unpublished revision, for the commit →
+    /// publish latency.
+    commits: Mutex<HashMap<AppId, (Revision, Instant)>>,
     /// Kept current one app at a time, so an outage of many apps costs each step O(log n).
     health: Mutex<HealthState>,
 }
@@ -132,6 +135,27 @@ struct HealthState {
 }
 
 impl RelaySignal {
+    /// This process committed `revision` of `app` now; the relay's next publication of it
+    /// measures the wait from the oldest such commit not yet published.
+    pub(crate) fn committed(&self, app: AppId, revision: Revision) {
+        let mut c = self.commits.lock().unwrap_or_else(|e| e.into_inner());
+        c.entry(app).or_insert((revision, Instant::now()));
+    }
+
+    /// `app` was published at `revision`: how long its oldest unpublished commit here waited,
+    /// if it is among those published.
+    fn published(&self, app: AppId, revision: Revision) -> Option<Duration> {
+        let mut c = self.commits.lock().unwrap_or_else(|e| e.into_inner());
+        match c.get(&app) {
+            Some((first, at)) if *first <= revision => {
+                let waited = at.elapsed();
+                c.remove(&app);
+                Some(waited)
+            }
+            _ => None,
+        }
+    }
+
     /// Asks the relay to publish `app`'s ruleset as it is.
     pub(crate) fn publish(&self, app: AppId) {
         self.extra.lock().unwrap_or_else(|e| e.into_inner()).push(app);
@@ -167,6 +191,7 @@ pub(crate) struct Relay {
     pub(crate) signal: Arc<RelaySignal>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: RelayConfig,
+    pub(crate) stats: Arc<crate::stats::Stats>,
 }
 
 /// How one attempt to publish one app ended.
@@ -407,6 +432,9 @@ impl Relay {
         let again = st.again.remove(&app);
         match outcome {
             Outcome::Published(revision) => {
+                if let Some(waited) = self.signal.published(app, revision) {
+                    self.stats.published_after(waited);
+                }
                 let p = st.published.entry(app).or_insert(revision);
                 *p = (*p).max(revision);
                 if let Some(Retry { problem: Some(u), due, .. }) = st.retry.remove(&app) {

@@ -295,6 +295,7 @@ impl TowerBuilder {
             .or_else(|| self.store.coordination())
             .unwrap_or_else(|| Arc::new(crate::ports::LocalCoordination::default()));
         let (stop, stop_rx) = watch::channel(false);
+        let stats = Arc::new(crate::stats::Stats::default());
         let relay = Relay {
             store: Arc::clone(&self.store),
             coordination: Arc::clone(&coordination),
@@ -302,11 +303,11 @@ impl TowerBuilder {
             signal: Arc::clone(&signal),
             clock: Arc::clone(&clock),
             config: self.relay,
+            stats: Arc::clone(&stats),
         };
         let handle = tokio::spawn(relay.run(stop_rx));
         let metrics = self.metrics.unwrap_or_else(|| Arc::new(InMemoryMetrics::default()));
         let indexes = Arc::new(Indexes::default());
-        let stats = Arc::new(crate::stats::Stats::default());
         tokio::spawn(prepare_all_series(Arc::clone(&self.store), Arc::clone(&metrics)));
         if let Some(settings) = self.breaker {
             let engine = crate::engine::Engine {
@@ -399,6 +400,7 @@ impl Tower {
     fn committed<T>(&self, app: AppId, change: Change<T>) -> T {
         if let Some(revision) = change.revision {
             self.inner.indexes.forget(app, revision);
+            self.inner.signal.committed(app, revision);
             self.inner.signal.wake.notify_one();
             self.inner.feed.wake.notify_one();
         }

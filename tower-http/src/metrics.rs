@@ -13,6 +13,8 @@
 //! - `tower_breaker_checks_total`, `tower_breaker_moves_total{kind}` (`trip`,
 //!   `start_recovery`, `step`, `close`) and `tower_webhook_deliveries_total{result}`
 //!   (`delivered`, `retried`, `failed`): the core's counters (`Tower::stats`), since start.
+//! - `tower_publish_latency_seconds`: from a change's commit in this process to its ruleset
+//!   accepted by the publisher (for each publication, the wait of the oldest change it carried).
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -51,6 +53,35 @@ struct ResultLabels {
     result: &'static str,
 }
 
+/// The core's commit → publish histogram as of the last scrape, encoded as a Prometheus
+/// histogram.
+#[derive(Debug, Default)]
+struct PublishLatency(std::sync::Mutex<flagtower_core::stats::Latencies>);
+
+impl prometheus_client::collector::Collector for PublishLatency {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let l = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let bounds = flagtower_core::stats::LATENCY_BOUNDS;
+        let count = |i: usize| l.counts.get(i).copied().unwrap_or(0);
+        let mut buckets: Vec<(f64, u64)> =
+            bounds.iter().enumerate().map(|(i, b)| (*b, count(i))).collect();
+        buckets.push((f64::INFINITY, count(bounds.len())));
+        let unit = prometheus_client::registry::Unit::Seconds;
+        let mut metric = encoder.encode_descriptor(
+            "publish_latency",
+            "From a change's commit in this process to its ruleset accepted by the publisher",
+            Some(&unit),
+            prometheus_client::metrics::MetricType::Histogram,
+        )?;
+        metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            l.sum_secs, l.count, &buckets, None,
+        )
+    }
+}
+
 /// The server's metrics.
 pub(crate) struct Metrics {
     registry: Registry,
@@ -63,6 +94,7 @@ pub(crate) struct Metrics {
     checks: Counter,
     moves: Family<MoveLabels, Counter>,
     webhooks: Family<ResultLabels, Counter>,
+    publish_latency: std::sync::Arc<PublishLatency>,
     /// One scrape at a time: the core's counters are copied in as increments.
     scraping: tokio::sync::Mutex<()>,
 }
@@ -117,6 +149,8 @@ impl Metrics {
         registry.register("breaker_moves", "The circuit breaker's moves, by kind", moves.clone());
         let webhooks = Family::<ResultLabels, Counter>::default();
         registry.register("webhook_deliveries", "Webhook attempts, by result", webhooks.clone());
+        let publish_latency = std::sync::Arc::new(PublishLatency::default());
+        registry.register_collector(Box::new(std::sync::Arc::clone(&publish_latency)));
         Self {
             registry,
             requests,
@@ -128,6 +162,7 @@ impl Metrics {
             checks,
             moves,
             webhooks,
+            publish_latency,
             scraping: tokio::sync::Mutex::new(()),
         }
     }
@@ -181,6 +216,8 @@ impl Metrics {
         ] {
             catch_up(&self.webhooks.get_or_create(&ResultLabels { result }), n);
         }
+        *self.publish_latency.0.lock().unwrap_or_else(|e| e.into_inner()) =
+            stats.publish_latency.clone();
         let health = tower.health().await;
         let unpublished = &health.relay.unpublished;
         self.unpublished_apps.set(unpublished.len() as i64);
