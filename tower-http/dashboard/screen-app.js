@@ -29,10 +29,6 @@ export function appScreen(main, [id], url, ctx) {
     testid: 'flag-search', label: 'Search flags', value: query,
     onInput: (q) => {
       query = q;
-      const u = new URL(location.href);
-      if (q) u.searchParams.set('q', q);
-      else u.searchParams.delete('q');
-      history.replaceState(history.state, '', u);
       render();
     },
   });

@@ -30,10 +30,6 @@ export function appsScreen(main, _params, url, ctx) {
     testid: 'app-search', label: 'Search apps', value: query,
     onInput: (q) => {
       query = q;
-      const u = new URL(location.href);
-      if (q) u.searchParams.set('q', q);
-      else u.searchParams.delete('q');
-      history.replaceState(history.state, '', u);
       render();
     },
   });

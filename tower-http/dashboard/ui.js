@@ -108,9 +108,20 @@ export function pageHeader(title, { crumbs = [], actions = [], testid, sub } = {
   };
 }
 
+/**
+ * A search field whose text is also kept in the address (`?q=`, replaced, not pushed), so a
+ * reload or a shared link shows the same filter; `onInput(text)` after each change.
+ */
 export function searchBox({ testid, label, value, onInput }) {
   const id = uid('search');
-  const input = h('input', { id, type: 'search', testid, value, placeholder: label, autocomplete: 'off', spellcheck: 'false', oninput: () => onInput(input.value) });
+  const changed = () => {
+    const u = new URL(location.href);
+    if (input.value) u.searchParams.set('q', input.value);
+    else u.searchParams.delete('q');
+    history.replaceState(history.state, '', u);
+    onInput(input.value);
+  };
+  const input = h('input', { id, type: 'search', testid, value, placeholder: label, autocomplete: 'off', spellcheck: 'false', oninput: changed });
   return h('div', { class: 'search' }, h('label', { for: id, class: 'sr-only' }, label), icon('search'), input);
 }
 
