@@ -24,6 +24,7 @@ type Reply = Result<Response<Bytes>, ApiError>;
 
 /// A matched route, with its path parameters still raw (parsed by the handler, so a bad id is
 /// a 400 and not a 404).
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Route<'a> {
     Apps,
     App(&'a str),
@@ -116,9 +117,12 @@ pub(crate) async fn handle(
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    // Matched once: for the handler and for the metrics' label.
+    let found = Route::find(&path);
+    let template = template_of(&path, found.as_ref());
     let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
     let routed = if ctx.hosts.admits(host) {
-        route(&ctx, req, client).await
+        route(&ctx, req, client, found).await
     } else {
         tracing::debug!(host = ?host, "refused: a Host this server does not answer");
         Err(ApiError::MisdirectedRequest)
@@ -144,13 +148,13 @@ pub(crate) async fn handle(
         micros = took.as_micros() as u64,
         "request"
     );
-    ctx.metrics.request(template_of(&path), &method, res.status().as_u16(), took);
+    ctx.metrics.request(template, &method, res.status().as_u16(), took);
     res
 }
 
 /// What metrics call the route of `path`.
-fn template_of(path: &str) -> &'static str {
-    if let Some(route) = Route::find(path) {
+fn template_of(path: &str, found: Option<&Route<'_>>) -> &'static str {
+    if let Some(route) = found {
         return route.template();
     }
     if let Some((from, endpoint)) = crate::ofrep::find(path) {
@@ -180,6 +184,7 @@ async fn route(
     ctx: &Ctx,
     req: Request<Incoming>,
     client: std::net::IpAddr,
+    found: Option<Route<'_>>,
 ) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path();
     if crate::dashboard::serves(path) {
@@ -193,7 +198,6 @@ async fn route(
             .map(whole)
             .ok_or_else(|| ApiError::NotFound(format!("no file {path}")));
     }
-    let found = Route::find(path);
     match found {
         Some(Route::Health) => return dispatch(&ctx.tower, req, &ctx.options).await.map(whole),
         Some(Route::Session) => {
