@@ -358,11 +358,15 @@ pub(crate) fn parse_state(s: &str) -> Result<CircuitState, Corrupt> {
 #[error("corrupt row in the database: {0}")]
 pub(crate) struct Corrupt(pub(crate) String);
 
-/// Every app (`APP_COLUMNS`), whether it is deleted, its revision and its newest log entry, in
-/// one statement (so one snapshot).
-pub(crate) const CURSORS_SQL: &str = "SELECT a.id, a.title, a.created_at, a.updated_at, \
-    a.deleted_at IS NOT NULL AS deleted, a.revision, \
-    (SELECT max(l.id) FROM logs l WHERE l.app_id = a.id) AS last_log FROM apps a ORDER BY a.id";
+/// An app's cursor (`APP_COLUMNS`, whether it is deleted, its revision and its newest log
+/// entry) from `apps a`, for `Store::changed_since`; a macro, for `concat!`.
+macro_rules! cursor_columns {
+    () => {
+        "a.id, a.title, a.created_at, a.updated_at, a.deleted_at IS NOT NULL AS deleted, \
+         a.revision, (SELECT max(l.id) FROM logs l WHERE l.app_id = a.id) AS last_log"
+    };
+}
+pub(crate) use cursor_columns;
 
 /// A parameter of [`log_query`].
 #[derive(Debug, Clone, Copy)]

@@ -2,11 +2,13 @@
 //! (`GET /api/stream` serves it as server-sent events).
 //!
 //! The feed reads the [`Store`], not the publisher, so it sees every change to the store,
-//! whichever Tower process made it: a task compares every app's [`AppCursor`] (the app, its
-//! revision and newest log entry, read in one snapshot) with the last ones it saw, and reads
-//! what moved. It
-//! runs when a change commits in this process and every [`FEED_POLL_INTERVAL`] for the others,
-//! and does nothing while nobody listens. Within an app, log ids grow in commit order, so a feed
+//! whichever Tower process made it: a task asks the store which apps changed since its last
+//! look ([`Store::changed_since`], whose cost follows the changes, not the apps), compares each
+//! one's [`AppCursor`] (the app, its revision and newest log entry, read in one snapshot) with
+//! the last it saw, and reads what moved. Only the first subscriber's baseline reads every app.
+//! It runs when a change commits in this process, when the store tells of another's
+//! (PostgreSQL's LISTEN/NOTIFY) and every [`FEED_POLL_INTERVAL`], and does nothing while nobody
+//! listens. Within an app, log ids grow in commit order, so a feed
 //! never skips an entry; rulesets may coalesce (a reader sees the app's newest revision, as
 //! JetStream's last-per-subject readers do).
 
@@ -17,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, Notify, broadcast, watch};
 
 use crate::model::{App, AppId, LogId};
-use crate::ports::{AppCursor, LogQuery, LogRecord, MAX_LOG_PAGE, Store, StoreError};
+use crate::ports::{AppCursor, ChangeMark, LogQuery, LogRecord, MAX_LOG_PAGE, Store, StoreError};
 use crate::ruleset::Ruleset;
 
 /// How often the feed looks for changes made by other processes (by default; and at once when
@@ -46,13 +48,20 @@ pub enum FeedEvent {
     Resync,
 }
 
-/// The feed's shared half: the channel, the wake-up, and what was last seen of each app
-/// (`None` while nobody listens).
+/// The feed's shared half: the channel, the wake-up, and what was last seen (`None` while
+/// nobody listens).
 #[derive(Debug)]
 pub(crate) struct Feed {
     tx: broadcast::Sender<Arc<FeedEvent>>,
     pub(crate) wake: Arc<Notify>,
-    seen: Mutex<Option<HashMap<AppId, AppCursor>>>,
+    seen: Mutex<Option<Seen>>,
+}
+
+/// What the feed last saw: each app's cursor, and where the store's changes stood.
+#[derive(Debug)]
+struct Seen {
+    apps: HashMap<AppId, AppCursor>,
+    mark: ChangeMark,
 }
 
 impl Default for Feed {
@@ -112,9 +121,10 @@ impl Feed {
             Some(seen) => seen,
             None => guard.insert(baseline(store).await?),
         };
-        for now in store.cursors().await? {
+        let changed = store.changed_since(Some(seen.mark)).await?;
+        for now in changed.apps {
             let id = now.app.id;
-            let before = seen.get(&id);
+            let before = seen.apps.get(&id);
             if before == Some(&now) {
                 continue;
             }
@@ -159,8 +169,10 @@ impl Feed {
                 }
                 next.last_log = next.last_log.max(after);
             }
-            seen.insert(id, next);
+            seen.apps.insert(id, next);
         }
+        // Only now: had a read above failed, the next poll asks again from the old mark.
+        seen.mark = changed.mark;
         Ok(())
     }
 
@@ -201,6 +213,7 @@ impl Feed {
     }
 }
 
-async fn baseline(store: &dyn Store) -> Result<HashMap<AppId, AppCursor>, StoreError> {
-    Ok(store.cursors().await?.into_iter().map(|c| (c.app.id, c)).collect())
+async fn baseline(store: &dyn Store) -> Result<Seen, StoreError> {
+    let all = store.changed_since(None).await?;
+    Ok(Seen { apps: all.apps.into_iter().map(|c| (c.app.id, c)).collect(), mark: all.mark })
 }

@@ -64,9 +64,9 @@ pub use model::{
     Origin, Percent, Revision, SdkKey, Title,
 };
 pub use ports::{
-    AppCursor, BoxError, Bucket, Change, Coordination, LeaderLease, LocalCoordination, LogQuery,
-    LogRecord, MetricsError, MetricsStore, Notifier, NotifyError, Pending, PublicationLease,
-    PublishError, Publisher, Resource, Store, StoreError,
+    AppCursor, BoxError, Bucket, Change, ChangeMark, Changed, Coordination, LeaderLease,
+    LocalCoordination, LogQuery, LogRecord, MetricsError, MetricsStore, Notifier, NotifyError,
+    Pending, PublicationLease, PublishError, Publisher, Resource, Store, StoreError,
 };
 pub use relay::RelayConfig;
 pub use ruleset::{EncodedRuleset, Ruleset};

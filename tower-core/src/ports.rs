@@ -171,6 +171,33 @@ pub struct AppCursor {
     pub last_log: Option<LogId>,
 }
 
+/// Where a store's history of changes stood when [`Store::changed_since`] answered: pass it to
+/// the next call to read only what changed after. Opaque; meaningful only to the store that made
+/// it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ChangeMark(u64);
+
+impl ChangeMark {
+    /// The mark a store encodes as `value` (a counter of changes, or a transaction id).
+    pub const fn new(value: u64) -> Self {
+        Self(value)
+    }
+
+    /// What the store encoded.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// The answer of [`Store::changed_since`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    /// The cursors of the apps that changed, by app id.
+    pub apps: Vec<AppCursor>,
+    /// What to pass next time.
+    pub mark: ChangeMark,
+}
+
 /// Durable storage of apps, flags, logs, the SDK key, rulesets and the outbox.
 ///
 /// Contract, checked by [`crate::conformance`]:
@@ -324,8 +351,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     }
     /// A page of the log (deleted apps' and flags' entries included).
     async fn query_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError>;
-    /// Every app's revision and newest log entry, deleted apps included, by app id.
-    async fn cursors(&self) -> Result<Vec<AppCursor>, StoreError>;
+    /// The cursors of the apps that changed (created, renamed, deleted, or a new revision or log
+    /// entry) since `since`, by app id; with `None`, every app's, deleted apps included. The
+    /// answer MAY repeat an app that did not change, MUST NOT miss one whose change committed
+    /// after the answer that gave `since`, and costs what changed, not how many apps there are.
+    /// The live feed calls it on every wake-up.
+    async fn changed_since(&self, since: Option<ChangeMark>) -> Result<Changed, StoreError>;
     /// Starts telling `wake` (with `notify_one`) whenever a change commits, in any process
     /// sharing the store, until `stop` turns `true` or its sender is gone; returns whether it
     /// will. The live feed then reads changes at once instead of at its next poll (it polls

@@ -6,8 +6,9 @@ use flagtower_core::command::{FlagCommand, NewFlag};
 use flagtower_core::plan::FlagWrite;
 use flagtower_core::ruleset;
 use flagtower_core::{
-    Actor, App, AppCursor, AppId, Change, Flag, FlagId, LogEntry, LogId, LogQuery, LogRecord,
-    Origin, Pending, Resource, Revision, Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
+    Actor, App, AppCursor, AppId, Change, ChangeMark, Changed, Flag, FlagId, LogEntry, LogId,
+    LogQuery, LogRecord, Origin, Pending, Resource, Revision, Ruleset, SdkKey, Store, StoreError,
+    Timestamp, Title,
 };
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -22,8 +23,8 @@ use std::sync::LazyLock;
 use tokio_postgres::types::Type;
 
 use crate::sql::{
-    CURSORS_SQL, Columns, Corrupt, FLAG_COLUMNS, LOG_COLUMNS, LogParam, Value, flag_values,
-    insert_flag, log_query, read_app, read_flag, read_log, stmt, update_flag,
+    Columns, Corrupt, FLAG_COLUMNS, LOG_COLUMNS, LogParam, Value, flag_values, insert_flag,
+    log_query, read_app, read_flag, read_log, stmt, update_flag,
 };
 
 /// A failure inside a transaction: either already a store error (not found, conflict), or a
@@ -576,24 +577,48 @@ impl Store for PostgresStore {
             })
     }
 
-    async fn cursors(&self) -> Result<Vec<AppCursor>, StoreError> {
+    async fn changed_since(&self, since: Option<ChangeMark>) -> Result<Changed, StoreError> {
+        // Log ids and transaction ids are taken in one order and committed in another, so no
+        // counter marks "what committed after": the mark is instead the oldest transaction
+        // still running (in the cluster) when this statement's snapshot was taken. Every
+        // transaction that commits later has an id at least that large, and migration 5's
+        // trigger stamps each app row with the id of the transaction that last changed it, so
+        // `changed >= mark` misses nothing; it repeats the apps changed by transactions that
+        // were still running or finished since, which the feed recognises as seen.
+        const SQL: &str = concat!(
+            "WITH m AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) SELECT m.xmin::text AS mark, ",
+            sql::cursor_columns!(),
+            " FROM m LEFT JOIN apps a ON a.changed >= $1::text::xid8 ORDER BY a.id"
+        );
+        let since = since.map_or_else(|| "0".to_owned(), |m| m.get().to_string());
         let client = self.client().await?;
-        let stmt = client.prepare_cached(CURSORS_SQL).await.map_err(map_pg)?;
-        let rows = client.query(&stmt, &[]).await.map_err(map_pg)?;
-        rows.iter()
-            .map(|r| {
-                Ok(AppCursor {
+        let stmt = client.prepare_cached(SQL).await.map_err(map_pg)?;
+        let rows = client.query(&stmt, &[&since]).await.map_err(map_pg)?;
+        let read = || -> Result<Changed, Fail> {
+            let mut mark = ChangeMark::default();
+            let mut apps = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let xmin: String = r.try_get("mark")?;
+                mark = ChangeMark::new(
+                    xmin.parse().map_err(|_| corrupt(format!("snapshot xmin {xmin:?}")))?,
+                );
+                // The `LEFT JOIN`'s one row of no app when none changed.
+                if r.try_get::<_, Option<i64>>("id")?.is_none() {
+                    continue;
+                }
+                apps.push(AppCursor {
                     app: app_from_row(r)?,
                     deleted: r.bool("deleted")?,
                     revision: Revision::new(r.int("revision")? as u64),
                     last_log: opt_int(r, "last_log")?.map(LogId::new),
-                })
-            })
-            .collect::<Result<_, Fail>>()
-            .map_err(|e| match e {
-                Fail::Store(e) => e,
-                Fail::Pg(e) => map_pg(e),
-            })
+                });
+            }
+            Ok(Changed { apps, mark })
+        };
+        read().map_err(|e| match e {
+            Fail::Store(e) => e,
+            Fail::Pg(e) => map_pg(e),
+        })
     }
 
     async fn sdk_key(&self) -> Result<Option<SdkKey>, StoreError> {

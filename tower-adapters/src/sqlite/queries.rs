@@ -5,16 +5,17 @@ use flagtower_core::command::{FlagCommand, NewFlag};
 use flagtower_core::plan::{FlagWrite, LogWrite};
 use flagtower_core::ruleset;
 use flagtower_core::{
-    Actor, App, AppCursor, AppId, Change, Flag, FlagId, LogEntry, LogId, LogQuery, LogRecord,
-    Origin, Pending, Resource, Revision, Ruleset, SdkKey, Store, StoreError, Timestamp, Title,
+    Actor, App, AppCursor, AppId, Change, ChangeMark, Changed, Flag, FlagId, LogEntry, LogId,
+    LogQuery, LogRecord, Origin, Pending, Resource, Revision, Ruleset, SdkKey, Store, StoreError,
+    Timestamp, Title,
 };
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::{SqliteStore, corrupt, is_unique_violation, map_err};
 
 use crate::sql::{
-    self, CURSORS_SQL, Columns, LOG_COLUMNS, LogParam, Value, flag_values, insert_flag, log_query,
-    read_app, read_flag, read_log, stmt, update_flag,
+    self, Columns, LOG_COLUMNS, LogParam, Value, flag_values, insert_flag, log_query, read_app,
+    read_flag, read_log, stmt, update_flag,
 };
 use std::sync::LazyLock;
 
@@ -407,19 +408,34 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn cursors(&self) -> Result<Vec<AppCursor>, StoreError> {
-        self.read(|tx| {
-            let mut stmt = tx.prepare_cached(CURSORS_SQL).map_err(map_err)?;
-            stmt.query_map([], |r| {
-                Ok(AppCursor {
-                    app: app_from_row(r)?,
-                    deleted: r.get("deleted")?,
-                    revision: Revision::new(r.get::<_, i64>("revision")? as u64),
-                    last_log: r.get::<_, Option<i64>>("last_log")?.map(LogId::new),
+    async fn changed_since(&self, since: Option<ChangeMark>) -> Result<Changed, StoreError> {
+        // One writer commits at a time, so `changed` (a counter the triggers of migration 5
+        // bump) grows in commit order and `> mark` misses nothing.
+        let after = since.map_or(-1, |m| m.get() as i64);
+        self.read(move |tx| {
+            let mark: i64 = tx
+                .prepare_cached("SELECT coalesce(max(changed), 0) FROM apps")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(map_err)?;
+            let mut stmt = tx
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    sql::cursor_columns!(),
+                    " FROM apps a WHERE a.changed > ?1 ORDER BY a.id"
+                ))
+                .map_err(map_err)?;
+            let apps = stmt
+                .query_map([after], |r| {
+                    Ok(AppCursor {
+                        app: app_from_row(r)?,
+                        deleted: r.get("deleted")?,
+                        revision: Revision::new(r.get::<_, i64>("revision")? as u64),
+                        last_log: r.get::<_, Option<i64>>("last_log")?.map(LogId::new),
+                    })
                 })
-            })
-            .and_then(Iterator::collect)
-            .map_err(map_err)
+                .and_then(Iterator::collect)
+                .map_err(map_err)?;
+            Ok(Changed { apps, mark: ChangeMark::new(mark as u64) })
         })
         .await
     }

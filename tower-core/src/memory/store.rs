@@ -12,7 +12,8 @@ use crate::model::Title;
 use crate::model::{Actor, App, AppId, Flag, FlagId, LogEntry, LogId, Origin, Revision, SdkKey};
 use crate::plan::FlagWrite;
 use crate::ports::{
-    AppCursor, Change, LogQuery, LogRecord, MAX_LOG_PAGE, Pending, Resource, Store, StoreError,
+    AppCursor, Change, ChangeMark, Changed, LogQuery, LogRecord, MAX_LOG_PAGE, Pending, Resource,
+    Store, StoreError,
 };
 use crate::ruleset::{self, Ruleset};
 use crate::time::Timestamp;
@@ -48,6 +49,8 @@ struct State {
     sdk_key: Option<SdkKey>,
     last_app: i64,
     last_flag: i64,
+    /// Counts every change of an app row: `AppRow::changed` is its value at the row's last one.
+    changes: u64,
 }
 
 #[derive(Debug)]
@@ -55,6 +58,7 @@ struct AppRow {
     app: App,
     deleted: bool,
     revision: Revision,
+    changed: u64,
 }
 
 impl InMemoryStore {
@@ -127,6 +131,8 @@ impl State {
     /// Bumps the app's revision and records it in the outbox.
     fn bump(&mut self, app: AppId, origin: Origin) -> Revision {
         let row = self.apps.get_mut(&app).expect("the caller checked the app");
+        self.changes += 1;
+        row.changed = self.changes;
         row.revision = row.revision.next();
         let revision = row.revision;
         self.outbox.entry(app).or_default().insert(revision, origin);
@@ -159,9 +165,11 @@ impl Store for InMemoryStore {
             created_at: now,
             updated_at: now,
         };
+        s.changes += 1;
+        let changed = s.changes;
         s.apps.insert(
             app.id,
-            AppRow { app: app.clone(), deleted: false, revision: Revision::new(0) },
+            AppRow { app: app.clone(), deleted: false, revision: Revision::new(0), changed },
         );
         Ok(app)
     }
@@ -175,7 +183,10 @@ impl Store for InMemoryStore {
         let mut s = lock(&self.state);
         s.live_app(id)?;
         s.app_title_free(title, Some(id))?;
+        s.changes += 1;
+        let changed = s.changes;
         let row = s.apps.get_mut(&id).expect("checked above");
+        row.changed = changed;
         row.app.title = title.clone();
         row.app.updated_at = now;
         Ok(row.app.clone())
@@ -306,17 +317,22 @@ impl Store for InMemoryStore {
         })
     }
 
-    async fn cursors(&self) -> Result<Vec<AppCursor>, StoreError> {
+    async fn changed_since(&self, since: Option<ChangeMark>) -> Result<Changed, StoreError> {
+        // A scan of the apps: this twin keeps everything in memory.
         let s = lock(&self.state);
-        Ok(s.apps
+        let after = since.map_or(0, ChangeMark::get);
+        let apps = s
+            .apps
             .values()
+            .filter(|r| since.is_none() || r.changed > after)
             .map(|r| AppCursor {
                 app: r.app.clone(),
                 deleted: r.deleted,
                 revision: r.revision,
                 last_log: s.logs.iter().rev().find(|l| l.app_id == r.app.id).map(|l| l.id),
             })
-            .collect())
+            .collect();
+        Ok(Changed { apps, mark: ChangeMark::new(s.changes) })
     }
 
     async fn sdk_key(&self) -> Result<Option<SdkKey>, StoreError> {
