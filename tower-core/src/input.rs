@@ -82,9 +82,21 @@ fn percent(field: &str, v: &Value) -> Result<Percent, InputError> {
     Percent::from_f64(n).map_err(|e| checked(field, e))
 }
 
+/// A whole non-negative number: `347`, or `347.0` (JSON does not tell them apart, nor does JSON
+/// Schema's `integer`, and some encoders write every number with a fraction).
+fn whole(v: &Value) -> Option<u64> {
+    let n = v.as_number()?;
+    n.as_u64().or_else(|| {
+        // Below 2^64, so the cast is exact.
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(f))
+            .map(|f| f as u64)
+    })
+}
+
 fn interval(field: &str, v: &Value) -> Result<IntervalMs, InputError> {
     let ms = match v {
-        Value::Number(n) => n.as_u64().ok_or_else(|| {
+        Value::Number(n) => whole(v).ok_or_else(|| {
             InputError::invalid(field, format!("must be a whole number of milliseconds (got {n})"))
         })?,
         other => {
@@ -204,7 +216,7 @@ pub fn parse_events(body: &Value) -> Result<Counts, InputError> {
             "failure" => &mut counts.failure,
             _ => return Err(InputError::UnknownField { field: k.clone() }),
         };
-        *slot = v.as_u64().filter(|n| *n <= MAX_EVENT_COUNT).ok_or_else(|| {
+        *slot = whole(v).filter(|n| *n <= MAX_EVENT_COUNT).ok_or_else(|| {
             InputError::invalid(k, format!("must be an integer from 0 to {MAX_EVENT_COUNT}"))
         })?;
     }
@@ -245,6 +257,8 @@ mod tests {
         let p = parse_flag_patch(&patch).unwrap();
         assert_eq!(p.circuit_recovery_delay.unwrap().get(), 8000);
         assert_eq!(p.is_active, Some(false));
+        let p = parse_flag_patch(&json!({"circuit_recovery_rate": 400.0})).unwrap();
+        assert_eq!(p.circuit_recovery_rate.unwrap().get(), 400, "400.0 is 400");
     }
 
     #[test]
@@ -287,6 +301,13 @@ mod tests {
         assert!(parse_events(&json!({"success": 0, "failure": 0})).is_err());
         assert!(parse_events(&json!({"success": -1})).is_err());
         assert!(parse_events(&json!({"success": 1.5})).is_err());
+        assert_eq!(
+            parse_events(&json!({"success": 3.0, "failure": 0.0})).unwrap(),
+            Counts { success: 3, failure: 0 },
+            "a whole number written with a fraction is that number"
+        );
+        assert!(parse_events(&json!({"success": -1.0})).is_err());
+        assert!(parse_events(&json!({"success": 1e10})).is_err());
         assert!(parse_events(&json!({"successes": 1})).is_err());
     }
 }
