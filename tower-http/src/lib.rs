@@ -205,6 +205,10 @@ pub struct ServerOptions {
     /// How many changes (POST, PATCH, DELETE but the SDK routes) each client address may make
     /// (`TOWER_RATE_LIMIT`, default [`RateLimit::DEFAULT`]); `None`: no limit. Beyond it: 429.
     pub rate_limit: Option<RateLimit>,
+    /// How many heavy reads (log pages, a flag with its log entries counted by `?logs=`, apps
+    /// with their flag counts) are served at once (default: one per core); more wait their
+    /// turn, so a burst of them cannot take every store connection from the other requests.
+    pub heavy_reads: usize,
 }
 
 impl Default for ServerOptions {
@@ -222,6 +226,7 @@ impl Default for ServerOptions {
             public_url: None,
             webhook_allow: flagtower_core::destinations::Destinations::public(),
             rate_limit: Some(RateLimit::DEFAULT),
+            heavy_reads: std::thread::available_parallelism().map_or(2, usize::from),
         }
     }
 }
@@ -243,6 +248,8 @@ pub(crate) struct Ctx {
     pub(crate) limiter: Option<Arc<ratelimit::Limiter>>,
     /// What `GET /metrics` reports.
     pub(crate) metrics: Arc<metrics::Metrics>,
+    /// Turns for heavy reads (`ServerOptions::heavy_reads`).
+    pub(crate) heavy_reads: Arc<tokio::sync::Semaphore>,
 }
 
 /// Failing `accept` calls (out of file descriptors, mostly): backed off from 10 ms to 1 s, and
@@ -329,7 +336,9 @@ pub async fn run_with(
         });
     }
     let metrics = Arc::new(metrics::Metrics::new());
+    let heavy_reads = Arc::new(tokio::sync::Semaphore::new(options.heavy_reads.max(1)));
     let ctx = Ctx {
+        heavy_reads,
         tower,
         options: Arc::new(options),
         closing,

@@ -45,6 +45,20 @@ pub(crate) enum Route<'a> {
 }
 
 impl<'a> Route<'a> {
+    /// Whether a request reads much more than one row's worth: a page of the log, a flag with
+    /// more log entries than its default, or the apps with their flag counts. These take turns
+    /// (`ServerOptions::heavy_reads`).
+    pub(crate) fn is_heavy(self, method: &Method, query: Option<&str>) -> bool {
+        let asks = |key: &str| query_pairs(query).any(|(k, _)| k == key);
+        *method == Method::GET
+            && match self {
+                Self::Logs | Self::AppLogs(_) => true,
+                Self::Flag(_) => asks("logs"),
+                Self::Apps => asks("counts"),
+                _ => false,
+            }
+    }
+
     pub(crate) fn find(path: &'a str) -> Option<Self> {
         let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
         let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
@@ -249,6 +263,12 @@ async fn route(
     } else if let Some((app, endpoint)) = ofrep.as_deref().and_then(crate::ofrep::find) {
         crate::ofrep::respond(ctx, req, app, endpoint).await
     } else {
+        let _turn = match found {
+            Some(route) if route.is_heavy(req.method(), req.uri().query()) => {
+                Some(ctx.heavy_reads.acquire().await.map_err(|e| ApiError::Internal(e.into()))?)
+            }
+            _ => None,
+        };
         dispatch(&caller.tower(&ctx.tower), req, &ctx.options).await.map(whole)?
     };
     if let Some(cookie) = renewal.and_then(|c| http::HeaderValue::try_from(c).ok()) {
@@ -772,6 +792,24 @@ fn ok<T: Serialize>(status: StatusCode, value: &T) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heavy_reads_are_the_ones_whose_answer_grows() {
+        let heavy = |path: &str, method: Method| {
+            let (path, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q)));
+            Route::find(path).unwrap().is_heavy(&method, query)
+        };
+        assert!(heavy("/api/logs", Method::GET));
+        assert!(heavy("/api/logs?limit=10", Method::GET));
+        assert!(heavy("/api/logs/3", Method::GET));
+        assert!(heavy("/api/flags/3?logs=1000", Method::GET));
+        assert!(heavy("/api/apps?counts=true", Method::GET));
+        assert!(!heavy("/api/flags/3", Method::GET), "the hot read: the default 100 entries");
+        assert!(!heavy("/api/flags/3?logs=1000", Method::PATCH));
+        assert!(!heavy("/api/apps", Method::GET));
+        assert!(!heavy("/api/apps/3/flags", Method::GET));
+        assert!(!heavy("/api/flags/3/timeseries", Method::GET));
+    }
 
     #[test]
     fn routes_match_the_documented_paths() {

@@ -3,8 +3,13 @@
 //!
 //! ```text
 //! cargo run --release -p flagtower-benches --bin loadgen -- [--url URL | --store sqlite|postgres
-//!     [--nats] [--redis]] [--scenario get-flag|toggle|events|ofrep|ofrep-bulk] [--connections N] [--seconds S] [--warmup S]
+//!     [--nats] [--redis] [--heavy-reads K]] [--scenario get-flag|toggle|events|ofrep|ofrep-bulk]
+//!     [--connections N] [--heavy H] [--seconds S] [--warmup S]
 //! ```
+//!
+//! `--heavy H` adds H connections reading pages of 1 000 log entries (`GET /api/logs?limit=1000`,
+//! after 2 000 toggles of setup) beside the scenario's, and reports them on a line of their own;
+//! `--heavy-reads K` serves K of those at once (the server's `heavy_reads`, default one per core).
 //!
 //! Without `--url` it starts Tower in this process, on its own two-thread runtime beside the load
 //! generator's one-thread runtime (both share the machine's cores, as wrk beside a server would),
@@ -33,6 +38,8 @@ struct Args {
     connections: usize,
     seconds: u64,
     warmup: u64,
+    heavy: usize,
+    heavy_reads: Option<usize>,
 }
 
 fn args() -> Args {
@@ -45,6 +52,8 @@ fn args() -> Args {
         connections: 32,
         seconds: 10,
         warmup: 2,
+        heavy: 0,
+        heavy_reads: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -58,6 +67,8 @@ fn args() -> Args {
             "--connections" => a.connections = v().parse().expect("--connections N"),
             "--seconds" => a.seconds = v().parse().expect("--seconds S"),
             "--warmup" => a.warmup = v().parse().expect("--warmup S"),
+            "--heavy" => a.heavy = v().parse().expect("--heavy H"),
+            "--heavy-reads" => a.heavy_reads = Some(v().parse().expect("--heavy-reads K")),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -106,8 +117,11 @@ fn main() {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
                 let addr = listener.local_addr().expect("addr");
                 // No per-client limit: the bench is one client making changes as fast as it can.
-                let options =
+                let mut options =
                     flagtower_http::ServerOptions { rate_limit: None, ..Default::default() };
+                if let Some(k) = a.heavy_reads {
+                    options.heavy_reads = k;
+                }
                 tokio::spawn(flagtower_http::run_with(
                     listener,
                     tower,
@@ -146,7 +160,8 @@ async fn drive(a: &Args, url: &str) {
         )
         .await;
     let flag = flag["payload"]["id"].as_i64().expect("flag id");
-    for _ in 0..4 {
+    let toggles = if a.heavy > 0 { 2000 } else { 4 };
+    for _ in 0..toggles {
         setup.call("PATCH", &format!("/api/flags/{flag}/toggle"), None).await;
     }
     if a.scenario == "ofrep-bulk" {
@@ -173,34 +188,71 @@ async fn drive(a: &Args, url: &str) {
     let start = Instant::now();
     let measure_from = start + Duration::from_secs(a.warmup);
     let end = measure_from + Duration::from_secs(a.seconds);
-    let mut tasks = Vec::new();
-    for _ in 0..a.connections {
-        let (authority, path) = (authority.clone(), path.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::open(&authority).await;
-            let mut lat = Vec::with_capacity(200_000);
-            let mut errors = 0u64;
-            loop {
-                let t0 = Instant::now();
-                if t0 >= end {
-                    break;
-                }
-                let body = (method == "POST").then(|| {
-                    if ofrep {
-                        serde_json::json!({"context": {"targetingKey": format!("user-{}", lat.len() % 1000)}})
-                    } else {
-                        serde_json::json!({"success": 1})
-                    }
-                });
-                let ok = (200..300).contains(&conn.status(method, &path, body).await);
-                if t0 >= measure_from {
-                    lat.push(t0.elapsed().as_micros() as u32);
-                    errors += u64::from(!ok);
-                }
-            }
-            (lat, errors)
-        }));
+    let heavy = (0..a.heavy)
+        .map(|_| {
+            let authority = authority.clone();
+            tokio::spawn(connection(
+                authority,
+                "GET",
+                "/api/logs?limit=1000".into(),
+                false,
+                measure_from,
+                end,
+            ))
+        })
+        .collect::<Vec<_>>();
+    let tasks = (0..a.connections)
+        .map(|_| {
+            let (authority, path) = (authority.clone(), path.clone());
+            tokio::spawn(connection(authority, method, path, ofrep, measure_from, end))
+        })
+        .collect::<Vec<_>>();
+    report(&a.scenario, a.connections, a.seconds, tasks).await;
+    if a.heavy > 0 {
+        report("heavy-logs-page", a.heavy, a.seconds, heavy).await;
     }
+}
+
+/// One connection's requests until `end`: the latencies (µs) of those sent after
+/// `measure_from`, and how many of them failed.
+async fn connection(
+    authority: String,
+    method: &'static str,
+    path: String,
+    ofrep: bool,
+    measure_from: Instant,
+    end: Instant,
+) -> (Vec<u32>, u64) {
+    let mut conn = Conn::open(&authority).await;
+    let mut lat = Vec::with_capacity(200_000);
+    let mut errors = 0u64;
+    loop {
+        let t0 = Instant::now();
+        if t0 >= end {
+            break;
+        }
+        let body = (method == "POST").then(|| {
+            if ofrep {
+                serde_json::json!({"context": {"targetingKey": format!("user-{}", lat.len() % 1000)}})
+            } else {
+                serde_json::json!({"success": 1})
+            }
+        });
+        let ok = (200..300).contains(&conn.status(method, &path, body).await);
+        if t0 >= measure_from {
+            lat.push(t0.elapsed().as_micros() as u32);
+            errors += u64::from(!ok);
+        }
+    }
+    (lat, errors)
+}
+
+async fn report(
+    scenario: &str,
+    connections: usize,
+    seconds: u64,
+    tasks: Vec<tokio::task::JoinHandle<(Vec<u32>, u64)>>,
+) {
     let mut all = Vec::new();
     let mut errors = 0;
     for t in tasks {
@@ -211,12 +263,9 @@ async fn drive(a: &Args, url: &str) {
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
     println!(
-        "scenario={} connections={} requests={} errors={} rps={:.0} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2}",
-        a.scenario,
-        a.connections,
+        "scenario={scenario} connections={connections} requests={} errors={errors} rps={:.0} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2}",
         all.len(),
-        errors,
-        all.len() as f64 / a.seconds as f64,
+        all.len() as f64 / seconds as f64,
         pct(0.50),
         pct(0.90),
         pct(0.99),

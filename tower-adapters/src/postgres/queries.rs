@@ -213,27 +213,28 @@ async fn live_app(tx: &Transaction<'_>, id: AppId, lock: bool) -> Result<App, Fa
     }
 }
 
-async fn flag_by_id(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, Fail> {
-    let stmt = tx.prepare_cached(&stmt::FLAG_BY_ID).await?;
-    match tx.query_opt(&stmt, &[&id.get()]).await? {
-        Some(row) => flag_from_row(&row),
-        None => Err(StoreError::NotFound(Resource::Flag).into()),
-    }
-}
-
 /// Locks the flag's app (the order every writer follows: app, then flag) and reads the flag as
 /// it is once the lock is held.
 async fn lock_flag(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, Fail> {
-    let stmt = tx
+    let lock = tx
         .prepare_cached(
             "SELECT 1 FROM apps WHERE id = (SELECT app_id FROM flags WHERE id = $1) FOR UPDATE",
         )
         .await?;
-    if tx.query_opt(&stmt, &[&id.get()]).await?.is_none() {
+    let read = tx.prepare_cached(&stmt::FLAG_BY_ID).await?;
+    // One round trip: the read is queued behind the lock, and the server runs it once the lock
+    // is held, with a snapshot of its own (read committed), so it sees every change committed
+    // before the lock was granted.
+    let id = id.get();
+    let params: [&(dyn ToSql + Sync); 1] = [&id];
+    let (locked, row) = tokio::join!(tx.query_opt(&lock, &params), tx.query_opt(&read, &params));
+    if locked?.is_none() {
         return Err(StoreError::NotFound(Resource::Flag).into());
     }
-    // Read committed: this statement sees every change committed before we got the lock.
-    flag_by_id(tx, id).await
+    match row? {
+        Some(row) => flag_from_row(&row),
+        None => Err(StoreError::NotFound(Resource::Flag).into()),
+    }
 }
 
 /// The log entry of `write`, if it has one.
@@ -657,29 +658,53 @@ impl Store for PostgresStore {
     }
 
     async fn ruleset(&self, app: AppId) -> Result<Ruleset, StoreError> {
-        snapshot!(self, |tx| {
-            let stmt = tx.prepare_cached(stmt::APP_REVISION).await?;
-            let row = match tx.query_opt(&stmt, &[&app.get()]).await? {
-                Some(row) => row,
-                None => return Err(StoreError::NotFound(Resource::App).into()),
+        // One statement (one snapshot, one round trip): the app's revision and its flags, or
+        // one row of no flag when it has none or was deleted.
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            let flag = FLAG_COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>();
+            format!(
+                "SELECT a.revision AS app_revision, {} FROM apps a \
+                 LEFT JOIN flags f ON f.app_id = a.id AND a.deleted_at IS NULL \
+                 WHERE a.id = $1 ORDER BY f.id",
+                flag.join(", ")
+            )
+        });
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&SQL).await.map_err(map_pg)?;
+        let rows = client.query(&stmt, &[&app.get()]).await.map_err(map_pg)?;
+        let read = || -> Result<Ruleset, Fail> {
+            let Some(first) = rows.first() else {
+                return Err(StoreError::NotFound(Resource::App).into());
             };
-            let revision: i64 = row.try_get(0)?;
-            let deleted: bool = row.try_get(1)?;
-            let flags = if deleted { Vec::new() } else { flags_of(&tx, app).await? };
-            Ruleset { app_id: app, revision: Revision::new(revision as u64), flags }
+            let revision = Revision::new(first.try_get::<_, i64>("app_revision")? as u64);
+            let mut flags = Vec::with_capacity(rows.len());
+            for row in &rows {
+                if row.try_get::<_, Option<i64>>("id")?.is_some() {
+                    flags.push(flag_from_row(row)?);
+                }
+            }
+            Ok(Ruleset { app_id: app, revision, flags })
+        };
+        read().map_err(|e| match e {
+            Fail::Store(e) => e,
+            Fail::Pg(e) => map_pg(e),
         })
     }
 
     async fn pending(&self) -> Result<Vec<Pending>, StoreError> {
-        snapshot!(self, |tx| {
-            let stmt = tx
-                .prepare_cached(
-                    "SELECT DISTINCT ON (app_id) app_id, revision, origin FROM outbox
-                     ORDER BY app_id, revision DESC",
-                )
-                .await?;
-            let mut out = Vec::new();
-            for row in tx.query(&stmt, &[]).await? {
+        // One statement is one snapshot: no transaction around it.
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT DISTINCT ON (app_id) app_id, revision, origin FROM outbox
+                 ORDER BY app_id, revision DESC",
+            )
+            .await
+            .map_err(map_pg)?;
+        let rows = client.query(&stmt, &[]).await.map_err(map_pg)?;
+        let read = || -> Result<Vec<Pending>, Fail> {
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
                 let origin: &str = row.try_get(2)?;
                 out.push(Pending {
                     app_id: AppId::new(row.try_get(0)?),
@@ -688,15 +713,26 @@ impl Store for PostgresStore {
                         .ok_or_else(|| corrupt(format!("origin {origin:?}")))?,
                 });
             }
-            out
+            Ok(out)
+        };
+        read().map_err(|e| match e {
+            Fail::Store(e) => e,
+            Fail::Pg(e) => map_pg(e),
         })
     }
 
     async fn mark_published(&self, app: AppId, revision: Revision) -> Result<(), StoreError> {
-        transact!(self, |tx| {
-            let stmt = tx.prepare_cached(stmt::MARK_PUBLISHED).await?;
-            tx.execute(&stmt, &[&app.get(), &(revision.get() as i64)]).await?;
-        })
+        // One round trip, and no wait for the commit's fsync: a mark lost in a crash only makes
+        // the relay publish that revision again, which JetStream de-duplicates by message id.
+        // (Integers only in the text: the simple protocol takes no parameters.)
+        let sql = format!(
+            "BEGIN; SET LOCAL synchronous_commit TO off; \
+             DELETE FROM outbox WHERE app_id = {} AND revision <= {}; COMMIT",
+            app.get(),
+            revision.get() as i64,
+        );
+        let client = self.client().await?;
+        client.batch_execute(&sql).await.map_err(map_pg)
     }
 
     fn coordination(&self) -> Option<std::sync::Arc<dyn flagtower_core::Coordination>> {
@@ -739,15 +775,19 @@ impl flagtower_core::Coordination for PostgresCoordination {
         // A transaction-scoped advisory lock, held on a connection of its own until the lease is
         // released (COMMIT) or dropped (the connection is closed, which releases it too).
         let client = self.client().await?;
-        client.batch_execute("BEGIN").await.map_err(map_pg)?;
         let granted = async {
-            let granted: bool = client
-                .query_one(
+            // One round trip: the lock is queued behind the BEGIN.
+            let stmt = client
+                .prepare_cached(
                     "SELECT pg_try_advisory_xact_lock(hashtextextended('tower-publish:' || ($1::bigint)::text, 0))",
-                    &[&app.get()],
                 )
-                .await?
-                .try_get(0)?;
+                .await?;
+            let app = app.get();
+            let params: [&(dyn ToSql + Sync); 1] = [&app];
+            let (begun, row) =
+                tokio::join!(client.batch_execute("BEGIN"), client.query_one(&stmt, &params));
+            begun?;
+            let granted: bool = row?.try_get(0)?;
             if !granted {
                 client.batch_execute("COMMIT").await?;
             }

@@ -328,6 +328,13 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_feed_reads_exactly_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("t.db")).await.unwrap();
+        flagtower_core::conformance::exact_changes(Arc::new(store)).await;
+    }
+
+    #[tokio::test]
     async fn reopening_keeps_data_and_schema_version() {
         use flagtower_core::{Store, Timestamp, Title};
         let dir = tempfile::tempdir().unwrap();

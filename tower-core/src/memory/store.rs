@@ -430,4 +430,9 @@ mod tests {
     async fn conformance() {
         crate::conformance::run(|| async { Arc::new(InMemoryStore::new()) as _ }).await;
     }
+
+    #[tokio::test]
+    async fn the_feed_reads_exactly_what_changed() {
+        crate::conformance::exact_changes(Arc::new(InMemoryStore::new())).await;
+    }
 }
