@@ -585,6 +585,15 @@ async fn metrics_report_requests_flags_and_streams() {
     assert_eq!(value("tower_unpublished_apps"), 0.0);
     assert_eq!(value("tower_unpublished_seconds"), 0.0);
     assert!(text.contains("# HELP tower_http_requests HTTP requests"), "{text}");
+    // The store's operations, timed by the core: four flag reads with their logs (one of a
+    // flag that does not exist), one change of a flag, three creations.
+    assert_eq!(value(r#"tower_store_operation_duration_seconds_count{op="flag_with_logs"}"#), 4.0);
+    assert_eq!(value(r#"tower_store_operation_duration_seconds_count{op="change_flag"}"#), 1.0);
+    assert_eq!(value(r#"tower_store_operation_duration_seconds_count{op="create_flag"}"#), 3.0);
+    assert_eq!(
+        value(r#"tower_store_operation_duration_seconds_bucket{le="+Inf",op="change_flag"}"#),
+        1.0
+    );
     // Every change committed here was published: the commit → publish histogram counts them
     // (a publication carrying several changes counts once).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -599,7 +608,12 @@ async fn metrics_report_requests_flags_and_streams() {
             .lines()
             .find_map(|l| l.strip_prefix(r#"tower_publish_latency_seconds_bucket{le="+Inf"} "#))
             .and_then(|n| n.parse::<u64>().ok());
-        if count >= 1 && inf == Some(count) {
+        // And the app's newest revision (three creations and a toggle: 4) as published here.
+        let published = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!(r#"tower_published_revision{{app="{app}"}} "#)))
+            .and_then(|n| n.parse::<u64>().ok());
+        if count >= 1 && inf == Some(count) && published == Some(4) {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "no publication measured:\n{text}");

@@ -52,6 +52,7 @@ pub mod ruleset;
 pub mod service;
 pub mod stats;
 pub mod time;
+mod timed;
 pub mod webhooks;
 
 pub use command::{FlagCommand, FlagPatch, NewFlag};

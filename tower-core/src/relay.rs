@@ -435,6 +435,7 @@ impl Relay {
                 if let Some(waited) = self.signal.published(app, revision) {
                     self.stats.published_after(waited);
                 }
+                self.stats.published(app, revision);
                 let p = st.published.entry(app).or_insert(revision);
                 *p = (*p).max(revision);
                 if let Some(Retry { problem: Some(u), due, .. }) = st.retry.remove(&app) {

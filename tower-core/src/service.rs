@@ -285,8 +285,11 @@ impl TowerBuilder {
 
     /// Makes sure an SDK key exists and starts the relay (which republishes every app's
     /// ruleset). Must be called within a tokio runtime.
-    pub async fn start(self) -> Result<Tower, Error> {
+    pub async fn start(mut self) -> Result<Tower, Error> {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let stats = Arc::new(crate::stats::Stats::default());
+        // Everything below talks to the store through this, so every operation is timed.
+        self.store = Arc::new(crate::timed::TimedStore::new(self.store, Arc::clone(&stats)));
         self.store.ensure_sdk_key(&SdkKey::generate(clock.now())).await?;
         let publisher = self.publisher.unwrap_or_else(|| InProcessPublisher::new());
         let signal = Arc::new(RelaySignal::default());
@@ -295,7 +298,6 @@ impl TowerBuilder {
             .or_else(|| self.store.coordination())
             .unwrap_or_else(|| Arc::new(crate::ports::LocalCoordination::default()));
         let (stop, stop_rx) = watch::channel(false);
-        let stats = Arc::new(crate::stats::Stats::default());
         let relay = Relay {
             store: Arc::clone(&self.store),
             coordination: Arc::clone(&coordination),

@@ -1,13 +1,93 @@
-//! Counters of what Tower's background work did, for an operator's metrics (the server's
-//! `/metrics` reads them): the breaker's checks and moves, and webhook deliveries. Plain
-//! atomics, so the core needs no metrics library; [`crate::Tower::stats`] reads them.
+//! Counters of what Tower did, for an operator's metrics (the server's `/metrics` reads them):
+//! the breaker's checks and moves, webhook deliveries, the store's operation latencies, and the
+//! revision of each app this process last published. Plain atomics, so the core needs no
+//! metrics library; [`crate::Tower::stats`] reads them.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// The upper bounds of [`LatencyHistogram`]'s buckets, in seconds (then +Inf).
-pub const LATENCY_BOUNDS: [f64; 13] =
-    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+use crate::model::{AppId, Revision};
+
+/// The upper bounds of [`LatencyHistogram`]'s buckets, in seconds (then +Inf): 0.1 ms (a read
+/// of SQLite's) to 10 s.
+pub const LATENCY_BOUNDS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// A kind of store operation, as `tower_store_operation_duration_seconds{op}` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreOp {
+    Ping,
+    ListApps,
+    GetApp,
+    CreateApp,
+    RenameApp,
+    DeleteApp,
+    ListFlags,
+    AppSummaries,
+    GetFlag,
+    FlagWithLogs,
+    CreateFlag,
+    ChangeFlag,
+    DeleteFlag,
+    QueryLogs,
+    ChangedSince,
+    SdkKey,
+    Ruleset,
+    Pending,
+    MarkPublished,
+}
+
+impl StoreOp {
+    const ALL: [StoreOp; 19] = [
+        Self::Ping,
+        Self::ListApps,
+        Self::GetApp,
+        Self::CreateApp,
+        Self::RenameApp,
+        Self::DeleteApp,
+        Self::ListFlags,
+        Self::AppSummaries,
+        Self::GetFlag,
+        Self::FlagWithLogs,
+        Self::CreateFlag,
+        Self::ChangeFlag,
+        Self::DeleteFlag,
+        Self::QueryLogs,
+        Self::ChangedSince,
+        Self::SdkKey,
+        Self::Ruleset,
+        Self::Pending,
+        Self::MarkPublished,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ping => "ping",
+            Self::ListApps => "list_apps",
+            Self::GetApp => "get_app",
+            Self::CreateApp => "create_app",
+            Self::RenameApp => "rename_app",
+            Self::DeleteApp => "delete_app",
+            Self::ListFlags => "list_flags",
+            Self::AppSummaries => "app_summaries",
+            Self::GetFlag => "get_flag",
+            Self::FlagWithLogs => "flag_with_logs",
+            Self::CreateFlag => "create_flag",
+            Self::ChangeFlag => "change_flag",
+            Self::DeleteFlag => "delete_flag",
+            Self::QueryLogs => "query_logs",
+            Self::ChangedSince => "changed_since",
+            Self::SdkKey => "sdk_key",
+            Self::Ruleset => "ruleset",
+            Self::Pending => "pending",
+            Self::MarkPublished => "mark_published",
+        }
+    }
+}
 
 /// A histogram of durations over [`LATENCY_BOUNDS`], in atomics.
 #[derive(Debug, Default)]
@@ -60,6 +140,8 @@ pub(crate) struct Stats {
     webhooks_retried: AtomicU64,
     webhooks_failed: AtomicU64,
     publish_latency: LatencyHistogram,
+    store_ops: [LatencyHistogram; StoreOp::ALL.len()],
+    published: Mutex<HashMap<AppId, Revision>>,
 }
 
 /// What the counters say, since the process started.
@@ -84,6 +166,11 @@ pub struct StatsSnapshot {
     pub webhooks_failed: u64,
     /// From a change's commit in this process to its ruleset accepted by the publisher.
     pub publish_latency: Latencies,
+    /// How long each kind of store operation took (named as in
+    /// `tower_store_operation_duration_seconds{op}`), every kind, in a fixed order.
+    pub store_latency: Vec<(&'static str, Latencies)>,
+    /// The newest revision of each app this process published, by app id.
+    pub published: Vec<(AppId, Revision)>,
 }
 
 /// One of the breaker's moves, by what it logged.
@@ -131,6 +218,19 @@ impl Stats {
         self.publish_latency.observe(d);
     }
 
+    pub(crate) fn store_op(&self, op: StoreOp, d: Duration) {
+        let i = StoreOp::ALL.iter().position(|o| *o == op).expect("every op is in ALL");
+        self.store_ops[i].observe(d);
+    }
+
+    /// This process published `app` at `revision` (an older revision than one already
+    /// recorded changes nothing).
+    pub(crate) fn published(&self, app: AppId, revision: Revision) {
+        let mut p = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        let r = p.entry(app).or_insert(revision);
+        *r = (*r).max(revision);
+    }
+
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
@@ -143,6 +243,17 @@ impl Stats {
             webhooks_retried: get(&self.webhooks_retried),
             webhooks_failed: get(&self.webhooks_failed),
             publish_latency: self.publish_latency.snapshot(),
+            store_latency: StoreOp::ALL
+                .iter()
+                .zip(&self.store_ops)
+                .map(|(op, h)| (op.name(), h.snapshot()))
+                .collect(),
+            published: {
+                let p = self.published.lock().unwrap_or_else(|e| e.into_inner());
+                let mut all: Vec<_> = p.iter().map(|(a, r)| (*a, *r)).collect();
+                all.sort_unstable();
+                all
+            },
         }
     }
 }
@@ -160,7 +271,35 @@ mod tests {
         let l = h.snapshot();
         assert_eq!(l.count, 5);
         assert_eq!(l.counts.len(), LATENCY_BOUNDS.len() + 1);
-        assert_eq!((l.counts[0], l.counts[2], l.counts[5], l.counts[13]), (2, 1, 1, 1));
+        let at = |i: usize| l.counts[i];
+        assert_eq!((at(0), at(3), at(5), at(8), at(16)), (1, 1, 1, 1, 1));
         assert!((l.sum_secs - 20.044).abs() < 1e-9, "{}", l.sum_secs);
+    }
+
+    #[test]
+    fn store_operations_and_publications_are_recorded() {
+        let s = Stats::default();
+        s.store_op(StoreOp::ChangeFlag, Duration::from_micros(300));
+        s.store_op(StoreOp::ChangeFlag, Duration::from_millis(2));
+        s.published(AppId::new(2), Revision::new(5));
+        s.published(AppId::new(2), Revision::new(4));
+        s.published(AppId::new(1), Revision::new(1));
+        let snap = s.snapshot();
+        assert_eq!(snap.store_latency.len(), StoreOp::ALL.len());
+        let (name, change) = &snap.store_latency[11];
+        assert_eq!(
+            (*name, change.count, change.counts[2], change.counts[4]),
+            ("change_flag", 2, 1, 1)
+        );
+        assert!(
+            snap.store_latency
+                .iter()
+                .filter(|(n, _)| *n != "change_flag")
+                .all(|(_, l)| l.count == 0)
+        );
+        assert_eq!(
+            snap.published,
+            [(AppId::new(1), Revision::new(1)), (AppId::new(2), Revision::new(5))]
+        );
     }
 }

@@ -15,6 +15,11 @@
 //!   (`delivered`, `retried`, `failed`): the core's counters (`Tower::stats`), since start.
 //! - `tower_publish_latency_seconds`: from a change's commit in this process to its ruleset
 //!   accepted by the publisher (for each publication, the wait of the oldest change it carried).
+//! - `tower_store_operation_duration_seconds{op}`: each kind of store operation (`change_flag`,
+//!   `flag_with_logs`, `query_logs`, `ruleset`, `mark_published`, …), timed by the core.
+//! - `tower_published_revision{app}`: the newest revision of each app this process published
+//!   (across processes, the `max` is the app's; an app's revision in the store is ahead of it
+//!   while a publication is due).
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -53,32 +58,73 @@ struct ResultLabels {
     result: &'static str,
 }
 
-/// The core's commit → publish histogram as of the last scrape, encoded as a Prometheus
-/// histogram.
-#[derive(Debug, Default)]
-struct PublishLatency(std::sync::Mutex<flagtower_core::stats::Latencies>);
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+}
 
-impl prometheus_client::collector::Collector for PublishLatency {
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabels {
+    app: i64,
+}
+
+/// The core's histograms and per-app revisions as of the last scrape (`Tower::stats`), encoded
+/// at each scrape from that copy, so an app this process never published has no series.
+#[derive(Debug, Default)]
+struct CoreStats(std::sync::Mutex<flagtower_core::stats::StatsSnapshot>);
+
+fn buckets(l: &flagtower_core::stats::Latencies) -> Vec<(f64, u64)> {
+    let bounds = flagtower_core::stats::LATENCY_BOUNDS;
+    let count = |i: usize| l.counts.get(i).copied().unwrap_or(0);
+    let mut buckets: Vec<(f64, u64)> =
+        bounds.iter().enumerate().map(|(i, b)| (*b, count(i))).collect();
+    buckets.push((f64::INFINITY, count(bounds.len())));
+    buckets
+}
+
+impl prometheus_client::collector::Collector for CoreStats {
     fn encode(
         &self,
         mut encoder: prometheus_client::encoding::DescriptorEncoder,
     ) -> Result<(), std::fmt::Error> {
-        let l = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let bounds = flagtower_core::stats::LATENCY_BOUNDS;
-        let count = |i: usize| l.counts.get(i).copied().unwrap_or(0);
-        let mut buckets: Vec<(f64, u64)> =
-            bounds.iter().enumerate().map(|(i, b)| (*b, count(i))).collect();
-        buckets.push((f64::INFINITY, count(bounds.len())));
+        use prometheus_client::encoding::NoLabelSet;
+        use prometheus_client::metrics::MetricType;
+        let stats = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let unit = prometheus_client::registry::Unit::Seconds;
-        let mut metric = encoder.encode_descriptor(
-            "publish_latency",
-            "From a change's commit in this process to its ruleset accepted by the publisher",
+        let l = &stats.publish_latency;
+        encoder
+            .encode_descriptor(
+                "publish_latency",
+                "From a change's commit in this process to its ruleset accepted by the publisher",
+                Some(&unit),
+                MetricType::Histogram,
+            )?
+            .encode_histogram::<NoLabelSet>(l.sum_secs, l.count, &buckets(l), None)?;
+        let mut ops = encoder.encode_descriptor(
+            "store_operation_duration",
+            "How long each kind of store operation took",
             Some(&unit),
-            prometheus_client::metrics::MetricType::Histogram,
+            MetricType::Histogram,
         )?;
-        metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            l.sum_secs, l.count, &buckets, None,
-        )
+        for (op, l) in &stats.store_latency {
+            ops.encode_family(&OpLabels { op })?.encode_histogram::<NoLabelSet>(
+                l.sum_secs,
+                l.count,
+                &buckets(l),
+                None,
+            )?;
+        }
+        let mut published = encoder.encode_descriptor(
+            "published_revision",
+            "The newest revision of each app's ruleset this process published",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (app, revision) in &stats.published {
+            let labels = AppLabels { app: app.get() };
+            published.encode_family(&labels)?.encode_gauge(&(revision.get() as i64))?;
+        }
+        Ok(())
     }
 }
 
@@ -94,7 +140,7 @@ pub(crate) struct Metrics {
     checks: Counter,
     moves: Family<MoveLabels, Counter>,
     webhooks: Family<ResultLabels, Counter>,
-    publish_latency: std::sync::Arc<PublishLatency>,
+    core: std::sync::Arc<CoreStats>,
     /// One scrape at a time: the core's counters are copied in as increments.
     scraping: tokio::sync::Mutex<()>,
 }
@@ -149,8 +195,8 @@ impl Metrics {
         registry.register("breaker_moves", "The circuit breaker's moves, by kind", moves.clone());
         let webhooks = Family::<ResultLabels, Counter>::default();
         registry.register("webhook_deliveries", "Webhook attempts, by result", webhooks.clone());
-        let publish_latency = std::sync::Arc::new(PublishLatency::default());
-        registry.register_collector(Box::new(std::sync::Arc::clone(&publish_latency)));
+        let core = std::sync::Arc::new(CoreStats::default());
+        registry.register_collector(Box::new(std::sync::Arc::clone(&core)));
         Self {
             registry,
             requests,
@@ -162,7 +208,7 @@ impl Metrics {
             checks,
             moves,
             webhooks,
-            publish_latency,
+            core,
             scraping: tokio::sync::Mutex::new(()),
         }
     }
@@ -216,8 +262,7 @@ impl Metrics {
         ] {
             catch_up(&self.webhooks.get_or_create(&ResultLabels { result }), n);
         }
-        *self.publish_latency.0.lock().unwrap_or_else(|e| e.into_inner()) =
-            stats.publish_latency.clone();
+        *self.core.0.lock().unwrap_or_else(|e| e.into_inner()) = stats;
         let health = tower.health().await;
         let unpublished = &health.relay.unpublished;
         self.unpublished_apps.set(unpublished.len() as i64);
