@@ -209,6 +209,7 @@ async fn every_route_needs_the_right_token() {
         (Method::POST, format!("{ofrep}/evaluate/flags"), user.clone(), true),
         (Method::GET, format!("{ofrep}/configuration"), json!(null), true),
         (Method::GET, "/metrics".into(), json!(null), false),
+        (Method::GET, "/api/openapi.json".into(), json!(null), false),
         (Method::GET, "/api/nope".into(), json!(null), false),
         (Method::DELETE, "/api/flags/999".into(), json!(null), false),
         (Method::DELETE, "/api/apps/999".into(), json!(null), false),

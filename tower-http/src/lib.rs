@@ -22,6 +22,7 @@ mod error;
 mod hosts;
 mod metrics;
 mod ofrep;
+mod openapi;
 mod ratelimit;
 mod routes;
 mod stream;

@@ -41,6 +41,16 @@ pub(crate) enum Endpoint {
     Configuration,
 }
 
+impl Endpoint {
+    /// The one method it answers.
+    pub(crate) fn method(&self) -> &'static str {
+        match self {
+            Self::Flag(_) | Self::Bulk => "POST",
+            Self::Events | Self::Configuration => "GET",
+        }
+    }
+}
+
 /// Where the app comes from: the path, or the request (header or query).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum AppFrom<'a> {
@@ -176,10 +186,7 @@ async fn serve(
     app: AppFrom<'_>,
     endpoint: Endpoint,
 ) -> Result<Response<Body>, Failure> {
-    let allowed: &'static str = match endpoint {
-        Endpoint::Flag(_) | Endpoint::Bulk => "POST",
-        Endpoint::Events | Endpoint::Configuration => "GET",
-    };
+    let allowed = endpoint.method();
     if req.method().as_str() != allowed {
         let mut res = Failure {
             status: StatusCode::METHOD_NOT_ALLOWED,

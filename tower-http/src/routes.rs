@@ -42,6 +42,7 @@ pub(crate) enum Route<'a> {
     Stream,
     Session,
     Metrics,
+    OpenApi,
 }
 
 impl<'a> Route<'a> {
@@ -79,6 +80,7 @@ impl<'a> Route<'a> {
             ["api", "keys"] => Self::Keys,
             ["api", "stream"] => Self::Stream,
             ["api", "session"] => Self::Session,
+            ["api", "openapi.json"] => Self::OpenApi,
             _ => return None,
         })
     }
@@ -102,6 +104,7 @@ impl<'a> Route<'a> {
             Self::Stream => "/api/stream",
             Self::Session => "/api/session",
             Self::Metrics => "/metrics",
+            Self::OpenApi => "/api/openapi.json",
         }
     }
 
@@ -117,7 +120,8 @@ impl<'a> Route<'a> {
             | Self::Logs
             | Self::AppLogs(_)
             | Self::Health
-            | Self::Stream => &["GET"],
+            | Self::Stream
+            | Self::OpenApi => &["GET"],
         }
     }
 }
@@ -397,6 +401,8 @@ async fn dispatch(tower: &Tower, req: Request<Incoming>, options: &crate::Server
             }
             ok(StatusCode::OK, &body)
         }
+        // Behind the admin tokens like every `/api` route (see `openapi.rs`).
+        Route::OpenApi => Ok(crate::openapi::response()),
         // Never reached: `route` answers GET, and other methods are refused above.
         Route::Stream => Err(ApiError::MethodNotAllowed(&["GET"])),
         // Answered by `session` and `route`.
