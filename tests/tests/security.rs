@@ -55,7 +55,7 @@ async fn allowed_host_names_are_answered() {
 
 /// A client that sends a whole oversized body before reading (as curl does) reads the 413:
 /// the server keeps reading what is left while the answer goes out, instead of closing under a
-/// client that is still writing (a reset, seen as a broken pipe).
+/// client that is still writing (a reset, seen as a broken pipe). REST and OFREP alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_body_gets_its_413_read() {
     use std::io::{Read, Write};
@@ -63,13 +63,14 @@ async fn an_oversized_body_gets_its_413_read() {
     let server = Server::start(&store).await;
     let addr = server.addr;
     let statuses = tokio::task::spawn_blocking(move || {
-        (0..5)
-            .map(|_| {
+        (0..6)
+            .map(|i| {
+                let path = ["/api/apps", "/ofrep/v1/evaluate/flags"][i % 2];
                 let body = vec![b' '; 8 * 1024 * 1024];
                 let mut s = std::net::TcpStream::connect(addr).unwrap();
                 s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
                 let head = format!(
-                    "POST /api/apps HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTower-App: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                     body.len()
                 );
                 // Write everything first, then read: no reader on another thread.

@@ -126,6 +126,10 @@ impl Failure {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(crate::error::RETRY_AFTER_SECS));
         }
+        // As `ApiError`'s 413: the rest of the body is not all read, so the connection ends.
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         crate::routes::whole(res)
     }
 
