@@ -585,9 +585,14 @@ async fn metrics_report_requests_flags_and_streams() {
     assert_eq!(value("tower_unpublished_apps"), 0.0);
     assert_eq!(value("tower_unpublished_seconds"), 0.0);
     assert!(text.contains("# HELP tower_http_requests HTTP requests"), "{text}");
-    // The store's operations, timed by the core: four flag reads with their logs (one of a
-    // flag that does not exist), one change of a flag, three creations.
-    assert_eq!(value(r#"tower_store_operation_duration_seconds_count{op="flag_with_logs"}"#), 4.0);
+    // The store's operations, timed by the core: two flag reads with their logs (the first of
+    // three reads of one flag, which the read model answers after that, and one of a flag that
+    // does not exist), one change of a flag, three creations.
+    assert_eq!(value(r#"tower_store_operation_duration_seconds_count{op="flag_with_logs"}"#), 2.0);
+    assert_eq!(value("tower_read_model_hits_total"), 2.0);
+    assert_eq!(value("tower_read_model_misses_total"), 2.0);
+    assert_eq!(value("tower_read_model_answers"), 1.0);
+    assert!(value("tower_read_model_bytes") > 100.0);
     assert_eq!(value(r#"tower_store_operation_duration_seconds_count{op="change_flag"}"#), 1.0);
     assert_eq!(value(r#"tower_store_operation_duration_seconds_count{op="create_flag"}"#), 3.0);
     assert_eq!(
@@ -632,5 +637,63 @@ async fn metrics_report_requests_flags_and_streams() {
     server.client().get("/metrics").await.expect_error(401);
     let r = server.client().with_bearer("prometheus-secret-0123").get("/metrics").await;
     assert_eq!(r.status, 200);
+    server.stop().await;
+}
+
+/// The read model answers the read routes from memory, and never with an answer older than a
+/// change made through this process: every change's answer is followed by reads that show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_model_serves_reads_and_never_a_stale_one() {
+    let store = TestStore::sqlite().await;
+    let server = Server::start(&store).await;
+    let c = server.client();
+    let metric = |text: &str, series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    let hits = || async {
+        let text = String::from_utf8(c.get("/metrics").await.raw.to_vec()).unwrap();
+        metric(&text, "tower_read_model_hits_total")
+    };
+    let app = c.create("/api/apps", &json!({"title": "shop"})).await;
+    let flag = c.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
+    let path = format!("/api/flags/{flag}");
+    let first = c.get(&path).await;
+    assert_eq!(first.status, 200);
+    let before = hits().await;
+    for _ in 0..5 {
+        let again = c.get(&path).await;
+        assert_eq!(again.raw, first.raw, "the same answer while nothing changed");
+    }
+    assert_eq!(hits().await - before, 5, "answered from the read model");
+    // Every kind of change shows in the very next read.
+    for round in 0..20 {
+        let toggled = c.patch_empty(&format!("{path}/toggle")).await;
+        assert_eq!(toggled.status, 200);
+        let read = c.get(&path).await;
+        assert_eq!(read.payload()["is_active"], toggled.payload()["is_active"], "round {round}");
+        assert_eq!(read.payload()["logs"].as_array().unwrap().len(), 2 + round);
+    }
+    let edited = c.patch(&path, &json!({"rollout_percentage": 42})).await;
+    assert_eq!(edited.status, 200);
+    assert_eq!(c.get(&path).await.payload()["rollout_percentage"], 42);
+    let list = format!("/api/apps/{app}/flags");
+    assert_eq!(c.get(&list).await.payload().as_array().unwrap().len(), 1);
+    c.create(&list, &json!({"title": "g"})).await;
+    assert_eq!(c.get(&list).await.payload().as_array().unwrap().len(), 2);
+    assert_eq!(c.get("/api/apps").await.payload()[0]["title"], "shop");
+    assert_eq!(c.patch(&format!("/api/apps/{app}"), &json!({"title": "store"})).await.status, 200);
+    assert_eq!(c.get("/api/apps").await.payload()[0]["title"], "store");
+    let counts = c.get("/api/apps?counts=true").await;
+    assert_eq!(counts.payload()[0]["flag_counts"]["closed"], 0, "{}", counts.json);
+    assert_eq!(c.post_empty(&format!("/api/flags/circuit/{flag}/close")).await.status, 200);
+    let counts = c.get("/api/apps?counts=true").await;
+    assert_eq!(counts.payload()[0]["flag_counts"]["closed"], 1, "{}", counts.json);
+    assert_eq!(c.delete(&path).await.status, 200);
+    c.get(&path).await.expect_error(404);
+    assert_eq!(c.delete(&format!("/api/apps/{app}")).await.status, 200);
+    c.get(&list).await.expect_error(404);
+    assert_eq!(c.get("/api/apps").await.payload().as_array().unwrap().len(), 0);
     server.stop().await;
 }

@@ -189,3 +189,55 @@ async fn another_process_s_change_reaches_the_stream_at_once() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Two processes on one database, each with its read model: a change made through one shows in
+/// the other's reads as soon as its feed hears of it (NOTIFY), although that one answers from
+/// memory, and its feed's own poll is an hour away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_s_change_shows_in_this_one_s_reads() {
+    let Some(store) = TestStore::postgres().await else { return };
+    let a = Server::start(&store).await;
+    let b = Server::start_built(
+        flagtower_core::Tower::builder(store.open().await).feed_poll(Duration::from_secs(3600)),
+    )
+    .await;
+    let (ca, cb) = (a.client(), b.client());
+    let app = ca.create("/api/apps", &json!({"title": "shared"})).await;
+    let flag = ca.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;
+    let path = format!("/api/flags/{flag}");
+    let list = format!("/api/apps/{app}/flags");
+    for round in 0..10 {
+        // B reads (and keeps) the answer, A changes the flag, B's reads show it soon.
+        let before = cb.get(&path).await;
+        assert_eq!(before.status, 200);
+        assert_eq!(cb.get(&list).await.status, 200);
+        let toggled = ca.patch_empty(&format!("{path}/toggle")).await;
+        let now = toggled.payload()["is_active"].clone();
+        assert_ne!(before.payload()["is_active"], now);
+        let started = Instant::now();
+        loop {
+            let (one, all) = (cb.get(&path).await, cb.get(&list).await);
+            if one.payload()["is_active"] == now && all.payload()[0]["is_active"] == now {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "round {round}: B still answers the flag as it was"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if round == 0 {
+            eprintln!("A's change showed in B's reads {:?} after it returned", started.elapsed());
+        }
+    }
+    // And an app created through A is in B's list of apps.
+    assert_eq!(cb.get("/api/apps").await.payload().as_array().unwrap().len(), 1);
+    ca.create("/api/apps", &json!({"title": "second"})).await;
+    let started = Instant::now();
+    while cb.get("/api/apps").await.payload().as_array().unwrap().len() != 2 {
+        assert!(started.elapsed() < Duration::from_secs(20), "B never lists A's new app");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -26,6 +26,7 @@ pub(crate) struct Engine {
     pub(crate) signal: Arc<RelaySignal>,
     pub(crate) settings: BreakerSettings,
     pub(crate) indexes: Arc<crate::service::Indexes>,
+    pub(crate) feed: Arc<crate::feed::Feed>,
     pub(crate) webhooks: Option<crate::webhooks::WebhookQueue>,
     pub(crate) stats: Arc<crate::stats::Stats>,
 }
@@ -123,7 +124,9 @@ impl Engine {
                         _ => crate::stats::Move::Step,
                     });
                     self.indexes.forget(flag.app_id, revision);
+                    self.feed.versions.changed(flag.app_id);
                     self.signal.wake.notify_one();
+                    self.feed.wake.notify_one();
                     let why = command.log_detail();
                     if let (Some(queue), Some(action)) = (&self.webhooks, change.action)
                         && let Some(text) = crate::webhooks::message(

@@ -6,9 +6,10 @@
 //! look ([`Store::changed_since`], whose cost follows the changes, not the apps), compares each
 //! one's [`AppCursor`] (the app, its revision and newest log entry, read in one snapshot) with
 //! the last it saw, and reads what moved. Only the first subscriber's baseline reads every app.
-//! It runs when a change commits in this process, when the store tells of another's
-//! (PostgreSQL's LISTEN/NOTIFY) and every [`FEED_POLL_INTERVAL`], and does nothing while nobody
-//! listens. Within an app, log ids grow in commit order, so a feed
+//! It runs when the store tells of another process's commit (PostgreSQL's LISTEN/NOTIFY), every
+//! [`FEED_POLL_INTERVAL`], and, while someone listens, when a change commits in this process.
+//! While nobody listens it only follows which apps changed, for [`crate::versions`] (the read
+//! caches' check), without reading their rulesets or logs. Within an app, log ids grow in commit order, so a feed
 //! never skips an entry; rulesets may coalesce (a reader sees the app's newest revision, as
 //! JetStream's last-per-subject readers do).
 
@@ -55,6 +56,10 @@ pub(crate) struct Feed {
     tx: broadcast::Sender<Arc<FeedEvent>>,
     pub(crate) wake: Arc<Notify>,
     seen: Mutex<Option<Seen>>,
+    /// Moved for every app the feed sees change (and by the service for this process's own).
+    pub(crate) versions: crate::versions::Versions,
+    /// Woken by the store when another process commits (PostgreSQL's NOTIFY).
+    remote: Arc<Notify>,
 }
 
 /// What the feed last saw: each app's cursor, and where the store's changes stood.
@@ -70,6 +75,8 @@ impl Default for Feed {
             tx: broadcast::channel(BACKLOG).0,
             wake: Arc::new(Notify::new()),
             seen: Mutex::new(None),
+            versions: crate::versions::Versions::default(),
+            remote: Arc::new(Notify::new()),
         }
     }
 }
@@ -98,11 +105,35 @@ impl Feed {
         store: &dyn Store,
     ) -> Result<FeedSubscription, StoreError> {
         let rx = self.tx.subscribe();
+        let mut guard = self.seen.lock().await;
+        match &mut *guard {
+            None => *guard = Some(baseline(store).await?),
+            // What committed before this returns is not the subscriber's: the feed saw this
+            // process's own commits only as versions while nobody listened, so it catches up
+            // without sending them.
+            Some(seen) => {
+                let changed = store.changed_since(Some(seen.mark)).await?;
+                for now in changed.apps {
+                    if seen.apps.get(&now.app.id) != Some(&now) {
+                        self.versions.changed(now.app.id);
+                        seen.apps.insert(now.app.id, now);
+                    }
+                }
+                seen.mark = changed.mark;
+            }
+        }
+        Ok(FeedSubscription { rx })
+    }
+
+    /// Reads the baseline, from which the feed follows the store whether or not anyone
+    /// listens (so that other processes' changes move `versions`); a change committed after
+    /// this returns is seen.
+    pub(crate) async fn track(&self, store: &dyn Store) -> Result<(), StoreError> {
         let mut seen = self.seen.lock().await;
         if seen.is_none() {
             *seen = Some(baseline(store).await?);
         }
-        Ok(FeedSubscription { rx })
+        Ok(())
     }
 
     fn send(&self, event: FeedEvent) {
@@ -112,11 +143,7 @@ impl Feed {
     /// Reads what changed since the last look and sends it.
     pub(crate) async fn poll(&self, store: &dyn Store) -> Result<(), StoreError> {
         let mut guard = self.seen.lock().await;
-        if self.tx.receiver_count() == 0 {
-            // Nobody listens: stop tracking; the next subscriber starts from a fresh baseline.
-            *guard = None;
-            return Ok(());
-        }
+        let listening = self.tx.receiver_count() > 0;
         let seen = match &mut *guard {
             Some(seen) => seen,
             None => guard.insert(baseline(store).await?),
@@ -126,6 +153,12 @@ impl Feed {
             let id = now.app.id;
             let before = seen.apps.get(&id);
             if before == Some(&now) {
+                continue;
+            }
+            self.versions.changed(id);
+            if !listening {
+                // Followed for `versions` only: nothing to read or send.
+                seen.apps.insert(id, now);
                 continue;
             }
             match before {
@@ -184,14 +217,24 @@ impl Feed {
         interval: Duration,
         mut stop: watch::Receiver<bool>,
     ) {
-        if store.notify_changes(Arc::downgrade(&self.wake), stop.clone()) {
+        if store.notify_changes(Arc::downgrade(&self.remote), stop.clone()) {
             tracing::debug!("live feed: the store tells of other processes' changes");
         }
         let mut failures: u32 = 0;
+        let mut every = tokio::time::interval(interval);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.reset();
         loop {
             tokio::select! {
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(interval) => {}
+                // This process's own commit: their versions moved already, so only a listener
+                // needs the feed to read them.
+                () = self.wake.notified() => {
+                    if self.tx.receiver_count() == 0 {
+                        continue;
+                    }
+                }
+                () = self.remote.notified() => {}
+                _ = every.tick() => {}
                 _ = stop.changed() => return,
             }
             match self.poll(&*store).await {

@@ -53,6 +53,7 @@ pub mod service;
 pub mod stats;
 pub mod time;
 mod timed;
+pub mod versions;
 pub mod webhooks;
 
 pub use command::{FlagCommand, FlagPatch, NewFlag};

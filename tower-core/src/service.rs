@@ -311,6 +311,15 @@ impl TowerBuilder {
         let metrics = self.metrics.unwrap_or_else(|| Arc::new(InMemoryMetrics::default()));
         let indexes = Arc::new(Indexes::default());
         tokio::spawn(prepare_all_series(Arc::clone(&self.store), Arc::clone(&metrics)));
+        let feed = Arc::new(Feed::default());
+        // Followed from now on, so that changes made by others sharing the store move the
+        // versions that read caches are checked against.
+        feed.track(&*self.store).await?;
+        tokio::spawn(Arc::clone(&feed).run(
+            Arc::clone(&self.store),
+            self.feed_poll,
+            stop.subscribe(),
+        ));
         if let Some(settings) = self.breaker {
             let engine = crate::engine::Engine {
                 store: Arc::clone(&self.store),
@@ -320,6 +329,7 @@ impl TowerBuilder {
                 signal: Arc::clone(&signal),
                 settings,
                 indexes: Arc::clone(&indexes),
+                feed: Arc::clone(&feed),
                 webhooks: self.notifier.map(|n| {
                     crate::webhooks::WebhookQueue::start(
                         n,
@@ -331,12 +341,6 @@ impl TowerBuilder {
             };
             tokio::spawn(engine.run(stop.subscribe()));
         }
-        let feed = Arc::new(Feed::default());
-        tokio::spawn(Arc::clone(&feed).run(
-            Arc::clone(&self.store),
-            self.feed_poll,
-            stop.subscribe(),
-        ));
         Ok(Tower {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -401,6 +405,7 @@ impl Tower {
 
     fn committed<T>(&self, app: AppId, change: Change<T>) -> T {
         if let Some(revision) = change.revision {
+            self.inner.feed.versions.changed(app);
             self.inner.indexes.forget(app, revision);
             self.inner.signal.committed(app, revision);
             self.inner.signal.wake.notify_one();
@@ -427,6 +432,7 @@ impl Tower {
     /// Creates an app, and publishes its empty ruleset so that SDKs can start on it at once.
     pub async fn create_app(&self, title: &Title) -> Result<App, Error> {
         let app = self.store().create_app(title, self.now()).await?;
+        self.inner.feed.versions.changed(app.id);
         self.inner.signal.publish(app.id);
         self.inner.feed.wake.notify_one();
         Ok(app)
@@ -435,6 +441,7 @@ impl Tower {
     /// Renames an app.
     pub async fn rename_app(&self, id: AppId, title: &Title) -> Result<App, Error> {
         let app = self.store().rename_app(id, title, self.now()).await?;
+        self.inner.feed.versions.changed(id);
         self.inner.feed.wake.notify_one();
         Ok(app)
     }
@@ -448,6 +455,20 @@ impl Tower {
     /// An app's flags, by id.
     pub async fn list_flags(&self, app: AppId) -> Result<Vec<Flag>, Error> {
         Ok(self.store().list_flags(app).await?)
+    }
+
+    /// The version of what this process knows of `app` (see [`crate::versions`]): it moves
+    /// before any change of the app made through this process returns, and when the live feed
+    /// reads another process's change (for a store several processes share, at once on
+    /// PostgreSQL, else within the feed's poll interval). Take it before reading the store, keep
+    /// what was read under it, and serve the copy while it stays the same.
+    pub fn app_version(&self, app: AppId) -> crate::versions::Version {
+        self.inner.feed.versions.app(app)
+    }
+
+    /// [`Tower::app_version`] of all apps at once: it moves with any app's.
+    pub fn apps_version(&self) -> crate::versions::Version {
+        self.inner.feed.versions.all()
     }
 
     /// One flag.
@@ -569,17 +590,19 @@ impl Tower {
         Ok(window.fill(now, &sparse))
     }
 
-    /// The app's flags compiled for evaluation ([`crate::eval::Index`]): current with every
-    /// change made through this process, and at most [`INDEX_MAX_AGE`] behind changes made by
-    /// other processes sharing the store. Cheap when nothing changed: one map lookup.
+    /// The app's flags compiled for evaluation ([`crate::eval::Index`]), kept under the app's
+    /// version ([`Tower::app_version`]): current with every change made through this process,
+    /// and with other processes' as soon as the live feed reads them. Cheap when nothing
+    /// changed: two map lookups.
     pub async fn index(&self, app: AppId) -> Result<Arc<crate::eval::Index>, Error> {
-        if let Some(index) = self.inner.indexes.fresh(app) {
+        let version = self.app_version(app);
+        if let Some(index) = self.inner.indexes.fresh(app, version) {
             return Ok(index);
         }
         // A deleted app has an empty ruleset, but no flags to evaluate: not found.
         self.store().get_app(app).await?;
         let ruleset = self.store().ruleset(app).await?;
-        Ok(self.inner.indexes.put(&ruleset))
+        Ok(self.inner.indexes.put(&ruleset, version))
     }
 
     /// How rollouts assign users in this Tower.
@@ -606,6 +629,7 @@ impl Tower {
             signal: Arc::clone(&self.inner.signal),
             settings,
             indexes: Arc::clone(&self.inner.indexes),
+            feed: Arc::clone(&self.inner.feed),
             webhooks: None,
             stats: Arc::clone(&self.inner.stats),
         };
@@ -623,11 +647,7 @@ impl Tower {
     }
 }
 
-/// How long an evaluation index is trusted without looking at the store again (changes made by
-/// other processes reach it within this time; this process's own at once).
-pub const INDEX_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Evaluation indexes by app, with when each was last checked against the store.
+/// Evaluation indexes by app, each with the app's version it was read at.
 #[derive(Debug, Default)]
 pub(crate) struct Indexes {
     inner: std::sync::Mutex<IndexMap>,
@@ -635,7 +655,7 @@ pub(crate) struct Indexes {
 
 #[derive(Debug, Default)]
 struct IndexMap {
-    by_app: std::collections::HashMap<AppId, (Arc<crate::eval::Index>, std::time::Instant)>,
+    by_app: std::collections::HashMap<AppId, (Arc<crate::eval::Index>, crate::versions::Version)>,
     /// The newest revision this process committed per app: a slower read that returns an older
     /// one must not be kept as fresh.
     floor: std::collections::HashMap<AppId, crate::Revision>,
@@ -646,25 +666,33 @@ impl Indexes {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn fresh(&self, app: AppId) -> Option<Arc<crate::eval::Index>> {
+    fn fresh(
+        &self,
+        app: AppId,
+        version: crate::versions::Version,
+    ) -> Option<Arc<crate::eval::Index>> {
         let map = self.lock();
-        let (index, checked) = map.by_app.get(&app)?;
-        (checked.elapsed() < INDEX_MAX_AGE).then(|| Arc::clone(index))
+        let (index, read_at) = map.by_app.get(&app)?;
+        (*read_at == version).then(|| Arc::clone(index))
     }
 
-    /// Keeps the index of `ruleset`, reusing the one held when the revision is the same.
-    fn put(&self, ruleset: &crate::Ruleset) -> Arc<crate::eval::Index> {
+    /// Keeps the index of `ruleset`, read at the app's `version`, reusing the one held when
+    /// the revision is the same.
+    fn put(
+        &self,
+        ruleset: &crate::Ruleset,
+        version: crate::versions::Version,
+    ) -> Arc<crate::eval::Index> {
         let mut map = self.lock();
-        let now = std::time::Instant::now();
-        if let Some((index, checked)) = map.by_app.get_mut(&ruleset.app_id)
+        if let Some((index, read_at)) = map.by_app.get_mut(&ruleset.app_id)
             && index.revision == ruleset.revision
         {
-            *checked = now;
+            *read_at = version;
             return Arc::clone(index);
         }
         let index = Arc::new(crate::eval::Index::of(ruleset));
         if map.floor.get(&ruleset.app_id).is_none_or(|floor| ruleset.revision >= *floor) {
-            map.by_app.insert(ruleset.app_id, (Arc::clone(&index), now));
+            map.by_app.insert(ruleset.app_id, (Arc::clone(&index), version));
         }
         index
     }

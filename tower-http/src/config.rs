@@ -33,6 +33,9 @@ pub struct Config {
     pub max_connections: usize,
     /// See `max_connections`.
     pub max_streams: usize,
+    /// `TOWER_READ_MODEL_BYTES`: the most bytes of answers the read model keeps (default
+    /// `flagtower_http::READ_MODEL_BYTES`; 0 turns it off).
+    pub read_model_bytes: usize,
     /// `TOWER_ALLOWED_HOSTS`: comma-separated `Host` names answered besides the loopback ones
     /// (on a loopback address), or the only ones answered (on another, when set).
     pub allowed_hosts: Vec<String>,
@@ -64,6 +67,7 @@ impl fmt::Debug for Config {
             .field("dashboard_dir", &self.dashboard_dir)
             .field("max_connections", &self.max_connections)
             .field("max_streams", &self.max_streams)
+            .field("read_model_bytes", &self.read_model_bytes)
             .field("allowed_hosts", &self.allowed_hosts)
             .field("admin_tokens", &self.admin_tokens)
             .field("session_idle", &self.session_idle)
@@ -216,6 +220,13 @@ impl Config {
         };
         let max_connections = limit("TOWER_MAX_CONNECTIONS", crate::MAX_CONNECTIONS)?;
         let max_streams = limit("TOWER_MAX_STREAMS", crate::MAX_STREAMS)?;
+        let read_model_bytes = match get("TOWER_READ_MODEL_BYTES") {
+            None => crate::READ_MODEL_BYTES,
+            Some(v) => v.trim().parse::<usize>().map_err(|_| ConfigError {
+                variable: "TOWER_READ_MODEL_BYTES",
+                message: format!("`{v}` is not a whole number of bytes"),
+            })?,
+        };
         let admin_tokens = Self::admin_tokens(&get)?;
         let unauthenticated_allowed =
             match get("TOWER_ALLOW_UNAUTHENTICATED").as_deref().map(str::trim) {
@@ -287,6 +298,7 @@ impl Config {
             dashboard_dir,
             max_connections,
             max_streams,
+            read_model_bytes,
             allowed_hosts,
             admin_tokens,
             session_idle: std::time::Duration::from_secs(session_minutes as u64 * 60),
@@ -618,6 +630,12 @@ mod tests {
         let c = cfg(&[("TOWER_MAX_CONNECTIONS", "100"), ("TOWER_MAX_STREAMS", " 20 ")]).unwrap();
         assert_eq!((c.max_connections, c.max_streams), (100, 20));
         assert_eq!(cfg(&[]).unwrap().max_streams, crate::MAX_STREAMS);
+        assert_eq!(cfg(&[]).unwrap().read_model_bytes, crate::READ_MODEL_BYTES);
+        assert_eq!(cfg(&[("TOWER_READ_MODEL_BYTES", "0")]).unwrap().read_model_bytes, 0);
+        assert_eq!(
+            cfg(&[("TOWER_READ_MODEL_BYTES", "lots")]).unwrap_err().variable,
+            "TOWER_READ_MODEL_BYTES"
+        );
         for bad in ["0", "-1", "many"] {
             assert_eq!(
                 cfg(&[("TOWER_MAX_STREAMS", bad)]).unwrap_err().variable,
@@ -708,6 +726,7 @@ mod tests {
             dashboard_dir: None,
             max_connections: 1,
             max_streams: 1,
+            read_model_bytes: 1,
             allowed_hosts: Vec::new(),
             admin_tokens: crate::AdminTokens::parse("ops:a-long-admin-secret-42").unwrap(),
             session_idle: std::time::Duration::from_secs(60),

@@ -16,6 +16,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod auth;
+mod cache;
 mod config;
 mod dashboard;
 mod error;
@@ -157,8 +158,11 @@ pub mod fuzzing {
     }
 }
 
-pub(crate) fn json_response(status: http::StatusCode, body: Vec<u8>) -> http::Response<Bytes> {
-    let mut res = http::Response::new(Bytes::from(body));
+pub(crate) fn json_response(
+    status: http::StatusCode,
+    body: impl Into<Bytes>,
+) -> http::Response<Bytes> {
+    let mut res = http::Response::new(body.into());
     *res.status_mut() = status;
     res.headers_mut()
         .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
@@ -210,7 +214,14 @@ pub struct ServerOptions {
     /// with their flag counts) are served at once (default: one per core); more wait their
     /// turn, so a burst of them cannot take every store connection from the other requests.
     pub heavy_reads: usize,
+    /// The most bytes of answers the read model keeps (`TOWER_READ_MODEL_BYTES`, default
+    /// [`READ_MODEL_BYTES`]); 0 turns it off and every read goes to the store.
+    pub read_cache_bytes: usize,
 }
+
+/// How many bytes of answers the read model keeps by default (64 MiB: about 45 000 flags as
+/// `GET /api/flags/:id` answers them with a few log entries each).
+pub const READ_MODEL_BYTES: usize = 64 << 20;
 
 impl Default for ServerOptions {
     fn default() -> Self {
@@ -228,6 +239,7 @@ impl Default for ServerOptions {
             webhook_allow: flagtower_core::destinations::Destinations::public(),
             rate_limit: Some(RateLimit::DEFAULT),
             heavy_reads: std::thread::available_parallelism().map_or(2, usize::from),
+            read_cache_bytes: READ_MODEL_BYTES,
         }
     }
 }
@@ -251,6 +263,8 @@ pub(crate) struct Ctx {
     pub(crate) metrics: Arc<metrics::Metrics>,
     /// Turns for heavy reads (`ServerOptions::heavy_reads`).
     pub(crate) heavy_reads: Arc<tokio::sync::Semaphore>,
+    /// The read routes' answers (`cache.rs`).
+    pub(crate) cache: Arc<cache::ReadCache>,
 }
 
 /// Failing `accept` calls (out of file descriptors, mostly): backed off from 10 ms to 1 s, and
@@ -338,7 +352,9 @@ pub async fn run_with(
     }
     let metrics = Arc::new(metrics::Metrics::new());
     let heavy_reads = Arc::new(tokio::sync::Semaphore::new(options.heavy_reads.max(1)));
+    let cache = Arc::new(cache::ReadCache::new(options.read_cache_bytes));
     let ctx = Ctx {
+        cache,
         heavy_reads,
         tower,
         options: Arc::new(options),

@@ -10,6 +10,8 @@
 //! - `tower_flags{state}`: flags by circuit state (`closed`, `recovering`, `open`), read at
 //!   each scrape in one query.
 //! - `tower_live_streams`: open live streams (`/api/stream`, OFREP event streams).
+//! - `tower_read_model_hits_total`, `tower_read_model_misses_total`, `tower_read_model_bytes`
+//!   and `tower_read_model_answers`: the read model's (`cache.rs`) answers and size.
 //! - `tower_breaker_checks_total`, `tower_breaker_moves_total{kind}` (`trip`,
 //!   `start_recovery`, `step`, `close`) and `tower_webhook_deliveries_total{result}`
 //!   (`delivered`, `retried`, `failed`): the core's counters (`Tower::stats`), since start.
@@ -137,6 +139,10 @@ pub(crate) struct Metrics {
     unpublished_seconds: Gauge<f64, AtomicU64>,
     flags: Family<StateLabels, Gauge>,
     live_streams: Gauge,
+    read_model_hits: Counter,
+    read_model_misses: Counter,
+    read_model_bytes: Gauge,
+    read_model_answers: Gauge,
     checks: Counter,
     moves: Family<MoveLabels, Counter>,
     webhooks: Family<ResultLabels, Counter>,
@@ -189,6 +195,31 @@ impl Metrics {
         registry.register("flags", "Flags by circuit state", flags.clone());
         let live_streams = Gauge::default();
         registry.register("live_streams", "Open live streams", live_streams.clone());
+        let read_model_hits = Counter::default();
+        registry.register(
+            "read_model_hits",
+            "Reads answered from the read model",
+            read_model_hits.clone(),
+        );
+        let read_model_misses = Counter::default();
+        registry.register(
+            "read_model_misses",
+            "Reads of the read model's routes that went to the store",
+            read_model_misses.clone(),
+        );
+        let read_model_bytes = Gauge::default();
+        registry.register_with_unit(
+            "read_model",
+            "Bytes of answers the read model holds",
+            prometheus_client::registry::Unit::Bytes,
+            read_model_bytes.clone(),
+        );
+        let read_model_answers = Gauge::default();
+        registry.register(
+            "read_model_answers",
+            "Answers the read model holds",
+            read_model_answers.clone(),
+        );
         let checks = Counter::default();
         registry.register("breaker_checks", "Flags the circuit breaker checked", checks.clone());
         let moves = Family::<MoveLabels, Counter>::default();
@@ -205,6 +236,10 @@ impl Metrics {
             unpublished_seconds,
             flags,
             live_streams,
+            read_model_hits,
+            read_model_misses,
+            read_model_bytes,
+            read_model_answers,
             checks,
             moves,
             webhooks,
@@ -240,12 +275,18 @@ impl Metrics {
         &self,
         tower: &flagtower_core::Tower,
         live_streams: usize,
+        cache: &crate::cache::ReadCache,
     ) -> Result<String, crate::ApiError> {
         let _one = self.scraping.lock().await;
-        let stats = tower.stats();
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         let catch_up = |counter: &Counter, now: u64| {
             counter.inc_by(now.saturating_sub(counter.get()));
         };
+        catch_up(&self.read_model_hits, load(&cache.hits));
+        catch_up(&self.read_model_misses, load(&cache.misses));
+        self.read_model_bytes.set(cache.bytes() as i64);
+        self.read_model_answers.set(cache.len() as i64);
+        let stats = tower.stats();
         catch_up(&self.checks, stats.breaker_checks);
         for (kind, n) in [
             ("trip", stats.trips),

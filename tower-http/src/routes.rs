@@ -249,7 +249,7 @@ async fn route(
     let mut res = if matches!(found, Some(Route::Metrics)) && req.method() == Method::GET {
         let open =
             ctx.options.max_streams - ctx.streams.available_permits().min(ctx.options.max_streams);
-        let text = ctx.metrics.scrape(&ctx.tower, open).await?;
+        let text = ctx.metrics.scrape(&ctx.tower, open, &ctx.cache).await?;
         let mut res = Response::new(Bytes::from(text));
         res.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -273,7 +273,19 @@ async fn route(
             }
             _ => None,
         };
-        dispatch(&caller.tower(&ctx.tower), req, &ctx.options).await.map(whole)?
+        let tower = caller.tower(&ctx.tower);
+        let target = req.uri().path_and_query().map_or(path, |p| p.as_str());
+        match ctx.cache.lookup(&ctx.tower, found, req.method(), target) {
+            Some(Ok(body)) => whole(crate::json_response(StatusCode::OK, body)),
+            Some(Err(pending)) => {
+                let res = dispatch(&tower, req, &ctx.options).await?;
+                if res.status() == StatusCode::OK {
+                    ctx.cache.keep(&ctx.tower, pending, res.body());
+                }
+                whole(res)
+            }
+            None => dispatch(&tower, req, &ctx.options).await.map(whole)?,
+        }
     };
     if let Some(cookie) = renewal.and_then(|c| http::HeaderValue::try_from(c).ok()) {
         res.headers_mut().append(http::header::SET_COOKIE, cookie);

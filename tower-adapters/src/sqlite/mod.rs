@@ -368,7 +368,10 @@ mod tests {
         // Back to version 3, as a Tower from before wrote it.
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
-            "ALTER TABLE logs DROP COLUMN actor; ALTER TABLE logs DROP COLUMN changes; PRAGMA user_version = 3;",
+            "DROP TRIGGER apps_count_insert; DROP TRIGGER apps_count_update; \
+             DROP INDEX apps_changed; ALTER TABLE apps DROP COLUMN changed; \
+             ALTER TABLE logs DROP COLUMN actor; ALTER TABLE logs DROP COLUMN changes; \
+             PRAGMA user_version = 3;",
         )
         .unwrap();
         drop(conn);

@@ -121,6 +121,7 @@ async fn serve(config: Config) -> Result<(), flagtower_core::BoxError> {
         allowed_hosts: config.allowed_hosts.clone(),
         max_connections: config.max_connections,
         max_streams: config.max_streams,
+        read_cache_bytes: config.read_model_bytes,
         admin_tokens: config.admin_tokens.clone(),
         session_idle: config.session_idle,
         public_url: config.public_url.clone(),
