@@ -254,17 +254,18 @@ fn fill_port(raw: &str, pg_port: Option<u16>) -> String {
 pub(crate) const CHANGES_CHANNEL: &str = "tower_changes";
 
 /// Listens on [`CHANGES_CHANNEL`] with a connection of its own and wakes `wake` at each
-/// notification, until `stop` (Tower shuts down or is dropped); a lost connection is opened
+/// notification but those whose payload is `own` (this store handle's), until `stop` (Tower shuts down or is dropped); a lost connection is opened
 /// again (with backoff), and `wake` woken then, since changes may have been missed meanwhile.
 pub(crate) async fn listen(
     options: PostgresOptions,
+    own: std::sync::Arc<str>,
     wake: std::sync::Weak<tokio::sync::Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let started = std::time::Instant::now();
-        let once = listen_once(&options, &wake);
+        let once = listen_once(&options, &own, &wake);
         let stopped = async {
             while !*stop.borrow_and_update() {
                 if stop.changed().await.is_err() {
@@ -302,6 +303,7 @@ pub(crate) async fn listen(
 /// One listening connection, until it fails (`Err`) or `wake` is gone (`Ok`).
 async fn listen_once(
     options: &PostgresOptions,
+    own: &str,
     wake: &std::sync::Weak<tokio::sync::Notify>,
 ) -> Result<(), flagtower_core::BoxError> {
     use futures_util::StreamExt;
@@ -320,6 +322,8 @@ async fn listen_once(
                 tracing::debug!(target_db = %options.target(), "listening for other processes' changes");
             }
             message = messages.next() => match message {
+                // This handle's own change: the service saw it when it committed.
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) if n.payload() == own => {}
                 Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => match wake.upgrade() {
                     Some(w) => w.notify_one(),
                     None => return Ok(()),
@@ -339,6 +343,9 @@ pub struct PostgresStore {
     target: String,
     /// For the connection that listens for other processes' changes.
     options: PostgresOptions,
+    /// This handle's name in its notifications' payload, so that its listener skips its own
+    /// changes (the service has seen those already) and wakes only for others'.
+    pub(crate) instance: std::sync::Arc<str>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -350,8 +357,16 @@ impl fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// Connects, and brings the schema up to date.
     pub async fn open(options: &PostgresOptions) -> Result<Self, OpenError> {
-        let store =
-            Self { pool: options.pool()?, target: options.target(), options: options.clone() };
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let instance = format!("{}-{started:x}", std::process::id()).into();
+        let store = Self {
+            pool: options.pool()?,
+            target: options.target(),
+            options: options.clone(),
+            instance,
+        };
         store.migrate().await.map_err(|e| match e {
             MigrateError::Open(e) => e,
             MigrateError::Store(source) => {

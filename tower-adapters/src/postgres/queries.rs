@@ -267,24 +267,26 @@ async fn bump(
     app: AppId,
     origin: Origin,
     now: Timestamp,
+    instance: &str,
 ) -> Result<Revision, Fail> {
     let stmt = tx
         .prepare_cached(
             "WITH r AS (UPDATE apps SET revision = revision + 1 WHERE id = $1 RETURNING id, revision)
              INSERT INTO outbox (app_id, revision, origin, created_at)
-             SELECT id, revision, $2, $3 FROM r, (SELECT pg_notify('tower_changes', '')) n
+             SELECT id, revision, $2, $3 FROM r, (SELECT pg_notify('tower_changes', $4)) n
              RETURNING revision",
         )
         .await?;
-    let row = tx.query_one(&stmt, &[&app.get(), &origin.as_str(), &to_sql_time(now)]).await?;
+    let row =
+        tx.query_one(&stmt, &[&app.get(), &origin.as_str(), &to_sql_time(now), &instance]).await?;
     Ok(Revision::new(row.try_get::<_, i64>(0)? as u64))
 }
 
 /// Tells every process listening on [`super::CHANGES_CHANNEL`] that this transaction changed
 /// something, when it commits (the changes that bump a revision do it in [`bump`]).
-async fn notify(tx: &Transaction<'_>) -> Result<(), Fail> {
-    let stmt = tx.prepare_cached("SELECT pg_notify('tower_changes', '')").await?;
-    tx.execute(&stmt, &[]).await?;
+async fn notify(tx: &Transaction<'_>, instance: &str) -> Result<(), Fail> {
+    let stmt = tx.prepare_cached("SELECT pg_notify('tower_changes', $1)").await?;
+    tx.execute(&stmt, &[&instance]).await?;
     Ok(())
 }
 
@@ -333,7 +335,7 @@ impl Store for PostgresStore {
         wake: std::sync::Weak<tokio::sync::Notify>,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> bool {
-        tokio::spawn(super::listen(self.options.clone(), wake, stop));
+        tokio::spawn(super::listen(self.options.clone(), self.instance.clone(), wake, stop));
         true
     }
 
@@ -352,7 +354,7 @@ impl Store for PostgresStore {
 
     async fn create_app(&self, title: &Title, now: Timestamp) -> Result<App, StoreError> {
         transact!(self, |tx| {
-            notify(&tx).await?;
+            notify(&tx, &self.instance).await?;
             let stmt = tx.prepare_cached(stmt::INSERT_APP).await?;
             let row = tx
                 .query_one(&stmt, &[&title.as_str(), &title.key(), &to_sql_time(now)])
@@ -375,7 +377,7 @@ impl Store for PostgresStore {
     ) -> Result<App, StoreError> {
         transact!(self, |tx| {
             let app = live_app(&tx, id, true).await?;
-            notify(&tx).await?;
+            notify(&tx, &self.instance).await?;
             let stmt = tx.prepare_cached(stmt::RENAME_APP).await?;
             tx.execute(&stmt, &[&title.as_str(), &title.key(), &to_sql_time(now), &id.get()])
                 .await
@@ -404,7 +406,7 @@ impl Store for PostgresStore {
             tx.execute(&stmt, &[&id.get()]).await?;
             let stmt = tx.prepare_cached(stmt::SOFT_DELETE_APP).await?;
             tx.execute(&stmt, &[&id.get(), &to_sql_time(now)]).await?;
-            let revision = bump(&tx, id, Origin::Manual, now).await?;
+            let revision = bump(&tx, id, Origin::Manual, now, &self.instance).await?;
             Change::written(app, revision, None)
         })
     }
@@ -486,7 +488,7 @@ impl Store for PostgresStore {
                 ruleset::check_size(&flags_of(&tx, app).await?, limit)?;
             }
             write_entry(&tx, &write, now).await?;
-            let revision = bump(&tx, app, write.origin, now).await?;
+            let revision = bump(&tx, app, write.origin, now, &self.instance).await?;
             let action = write.action();
             Change::written(write.flag, revision, action)
         })
@@ -518,7 +520,7 @@ impl Store for PostgresStore {
                     let (updated, logged, bumped) = tokio::join!(
                         tx.execute(&stmt, &params),
                         write_entry(&tx, &write, now),
-                        bump(&tx, next.app_id, write.origin, now),
+                        bump(&tx, next.app_id, write.origin, now, &self.instance),
                     );
                     updated.map_err(taken(Resource::Flag, &next.title))?;
                     logged?;
@@ -548,7 +550,7 @@ impl Store for PostgresStore {
             write_entry(&tx, &write, now).await?;
             let stmt = tx.prepare_cached(stmt::DELETE_FLAG).await?;
             tx.execute(&stmt, &[&id.get()]).await?;
-            let revision = bump(&tx, write.flag.app_id, write.origin, now).await?;
+            let revision = bump(&tx, write.flag.app_id, write.origin, now, &self.instance).await?;
             let action = write.action();
             Change::written(write.flag, revision, action)
         })
