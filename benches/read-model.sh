@@ -55,7 +55,7 @@ tower_run() {
 
 for round in $(seq "$ROUNDS"); do
   port=$(free_port)
-  "$BARE" --port "$port" --bytes 1400 >/dev/null &
+  "$BARE" --port "$port" --bytes "${BARE_BYTES:-1772}" >/dev/null &
   bare=$!
   wait_port "$port"
   measure "bare hyper" "http://127.0.0.1:$port/"

@@ -375,7 +375,9 @@ pub(crate) enum LogParam {
     Text(&'static str),
 }
 
-/// The statement and parameters of a [`LogQuery`]: `LOG_COLUMNS` and `flag_deleted`.
+/// The statement and parameters of a [`LogQuery`]: `LOG_COLUMNS` and `flag_deleted`. The
+/// latter is a scalar subquery, one primary-key probe per entry of the page: PostgreSQL turns
+/// `NOT EXISTS` here into a hash of every flag, built for each page (48 ms with 100 000 flags).
 /// Placeholders are `?n` (SQLite) or `$n` (PostgreSQL); only the clauses the query uses are
 /// written, so each shape is its own cached statement and can use the primary key's order.
 pub(crate) fn log_query(q: &LogQuery, sigil: char) -> (String, Vec<LogParam>) {
@@ -401,7 +403,7 @@ pub(crate) fn log_query(q: &LogQuery, sigil: char) -> (String, Vec<LogParam>) {
         if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
     let order = if q.after.is_some() { "ASC" } else { "DESC" };
     let sql = format!(
-        "SELECT {LOG_COLUMNS}, NOT EXISTS (SELECT 1 FROM flags f WHERE f.id = logs.flag_id) \
+        "SELECT {LOG_COLUMNS}, (SELECT 1 FROM flags f WHERE f.id = logs.flag_id) IS NULL \
          AS flag_deleted FROM logs {filter} ORDER BY id {order} LIMIT {}",
         q.limit.min(MAX_LOG_PAGE)
     );
