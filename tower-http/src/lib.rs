@@ -219,8 +219,8 @@ pub struct ServerOptions {
     pub read_cache_bytes: usize,
 }
 
-/// How many bytes of answers the read model keeps by default (64 MiB: about 45 000 flags as
-/// `GET /api/flags/:id` answers them with a few log entries each).
+/// How many bytes of answers the read model keeps by default (64 MiB: about 37 000 flags as
+/// `GET /api/flags/:id` answers them with five log entries each).
 pub const READ_MODEL_BYTES: usize = 64 << 20;
 
 impl Default for ServerOptions {
