@@ -311,10 +311,14 @@ pub(crate) mod stmt {
     pub(crate) const REPLACE_SDK_KEY: &str = "INSERT INTO sdk_key (singleton, id, created_at, \
         updated_at) VALUES (1, $1, $2, $3) ON CONFLICT (singleton) DO UPDATE SET id = excluded.id, \
         created_at = excluded.created_at, updated_at = excluded.updated_at";
-    /// An app's ($1) revision and whether it is deleted.
+    /// An app's ($1) revision and whether it is deleted (SQLite's; PostgreSQL reads a ruleset
+    /// in one statement).
+    #[cfg(feature = "sqlite")]
     pub(crate) const APP_REVISION: &str =
         "SELECT revision, deleted_at IS NOT NULL AS deleted FROM apps WHERE id = $1";
-    /// An app's ($1) outbox records up to a revision ($2).
+    /// An app's ($1) outbox records up to a revision ($2) (SQLite's; PostgreSQL's mark skips
+    /// the fsync with a statement of its own).
+    #[cfg(feature = "sqlite")]
     pub(crate) const MARK_PUBLISHED: &str =
         "DELETE FROM outbox WHERE app_id = $1 AND revision <= $2";
 }
