@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p flagtower-benches --bin loadgen -- [--url URL | --store sqlite|postgres
-//!     [--nats] [--redis] [--heavy-reads K]] [--scenario get-flag|toggle|events|ofrep|ofrep-bulk]
+//!     [--nats] [--redis] [--heavy-reads K]]
+//!     [--scenario get-flag|toggle|toggle-spread|events|ofrep|ofrep-bulk]
 //!     [--connections N] [--heavy H] [--seconds S] [--warmup S]
 //! ```
 //!
@@ -171,13 +172,31 @@ async fn drive(a: &Args, url: &str) {
             setup.call("POST", &format!("/api/apps/{app}/flags"), Some(body)).await;
         }
     }
+    // `toggle-spread`: 100 apps of one flag each; every connection toggles them in turn,
+    // starting at its own, so changes of different apps commit side by side.
+    let mut spread = Vec::new();
+    if a.scenario == "toggle-spread" {
+        spread.push(format!("/api/flags/{flag}/toggle"));
+        for i in 1..100 {
+            let title = format!("spread-{}-{i}", std::process::id());
+            let app =
+                setup.call("POST", "/api/apps", Some(serde_json::json!({"title": title}))).await;
+            let app = app["payload"]["id"].as_i64().expect("app id");
+            let body = serde_json::json!({"title": "f", "is_active": true});
+            let f = setup.call("POST", &format!("/api/apps/{app}/flags"), Some(body)).await;
+            spread.push(format!("/api/flags/{}/toggle", f["payload"]["id"].as_i64().expect("id")));
+        }
+    }
     let (method, path) = match a.scenario.as_str() {
         "get-flag" => ("GET", format!("/api/flags/{flag}")),
         "toggle" => ("PATCH", format!("/api/flags/{flag}/toggle")),
+        "toggle-spread" => ("PATCH", "/api/flags/*/toggle (100 apps)".to_owned()),
         "events" => ("POST", format!("/api/flags/{flag}/events")),
         "ofrep" => ("POST", format!("/api/apps/{app}/ofrep/v1/evaluate/flags/bench-flag")),
         "ofrep-bulk" => ("POST", format!("/api/apps/{app}/ofrep/v1/evaluate/flags")),
-        other => panic!("unknown scenario {other}: get-flag, toggle, events, ofrep or ofrep-bulk"),
+        other => panic!(
+            "unknown scenario {other}: get-flag, toggle, toggle-spread, events, ofrep or ofrep-bulk"
+        ),
     };
     let ofrep = a.scenario.starts_with("ofrep");
     eprintln!(
@@ -194,7 +213,7 @@ async fn drive(a: &Args, url: &str) {
             tokio::spawn(connection(
                 authority,
                 "GET",
-                "/api/logs?limit=1000".into(),
+                vec!["/api/logs?limit=1000".into()],
                 false,
                 measure_from,
                 end,
@@ -202,9 +221,15 @@ async fn drive(a: &Args, url: &str) {
         })
         .collect::<Vec<_>>();
     let tasks = (0..a.connections)
-        .map(|_| {
-            let (authority, path) = (authority.clone(), path.clone());
-            tokio::spawn(connection(authority, method, path, ofrep, measure_from, end))
+        .map(|i| {
+            let authority = authority.clone();
+            let paths = if spread.is_empty() {
+                vec![path.clone()]
+            } else {
+                let n = spread.len();
+                (0..n).map(|k| spread[(i * 13 + k) % n].clone()).collect()
+            };
+            tokio::spawn(connection(authority, method, paths, ofrep, measure_from, end))
         })
         .collect::<Vec<_>>();
     report(&a.scenario, a.connections, a.seconds, tasks).await;
@@ -218,7 +243,7 @@ async fn drive(a: &Args, url: &str) {
 async fn connection(
     authority: String,
     method: &'static str,
-    path: String,
+    paths: Vec<String>,
     ofrep: bool,
     measure_from: Instant,
     end: Instant,
@@ -226,6 +251,7 @@ async fn connection(
     let mut conn = Conn::open(&authority).await;
     let mut lat = Vec::with_capacity(200_000);
     let mut errors = 0u64;
+    let mut sent = 0usize;
     loop {
         let t0 = Instant::now();
         if t0 >= end {
@@ -238,7 +264,9 @@ async fn connection(
                 serde_json::json!({"success": 1})
             }
         });
-        let ok = (200..300).contains(&conn.status(method, &path, body).await);
+        let path = &paths[sent % paths.len()];
+        sent += 1;
+        let ok = (200..300).contains(&conn.status(method, path, body).await);
         if t0 >= measure_from {
             lat.push(t0.elapsed().as_micros() as u32);
             errors += u64::from(!ok);
