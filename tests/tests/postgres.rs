@@ -125,17 +125,24 @@ async fn a_database_outage_is_a_503_that_heals_without_a_restart() {
     server.stop().await;
 }
 
+/// Two Tower processes on `store`: A, and B, whose feed polls once an hour, so only PostgreSQL's
+/// NOTIFY can bring A's changes to it within a test's wait.
+async fn writer_and_listener(store: &TestStore) -> (Server, Server) {
+    let a = Server::start(store).await;
+    let b = Server::start_built(
+        flagtower_core::Tower::builder(store.open().await).feed_poll(Duration::from_secs(3600)),
+    )
+    .await;
+    (a, b)
+}
+
 /// Another process's change reaches this process's live stream when it commits: PostgreSQL's
 /// NOTIFY wakes the feed, not its poll (set to an hour here, so only the notification can bring
 /// the event within the test's wait). Also after the listening connection is cut and back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn another_process_s_change_reaches_the_stream_at_once() {
     let Some(store) = TestStore::postgres().await else { return };
-    let a = Server::start(&store).await;
-    let b = Server::start_built(
-        flagtower_core::Tower::builder(store.open().await).feed_poll(Duration::from_secs(3600)),
-    )
-    .await;
+    let (a, b) = writer_and_listener(&store).await;
     let (ca, cb) = (a.client(), b.client());
     let app = ca.create("/api/apps", &json!({"title": "shared"})).await;
     let mut stream = cb.events("/api/stream").await;
@@ -196,11 +203,7 @@ async fn another_process_s_change_reaches_the_stream_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_process_s_change_shows_in_this_one_s_reads() {
     let Some(store) = TestStore::postgres().await else { return };
-    let a = Server::start(&store).await;
-    let b = Server::start_built(
-        flagtower_core::Tower::builder(store.open().await).feed_poll(Duration::from_secs(3600)),
-    )
-    .await;
+    let (a, b) = writer_and_listener(&store).await;
     let (ca, cb) = (a.client(), b.client());
     let app = ca.create("/api/apps", &json!({"title": "shared"})).await;
     let flag = ca.create(&format!("/api/apps/{app}/flags"), &json!({"title": "f"})).await;

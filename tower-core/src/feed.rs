@@ -111,18 +111,23 @@ impl Feed {
             // What committed before this returns is not the subscriber's: the feed saw this
             // process's own commits only as versions while nobody listened, so it catches up
             // without sending them.
-            Some(seen) => {
-                let changed = store.changed_since(Some(seen.mark)).await?;
-                for now in changed.apps {
-                    if seen.apps.get(&now.app.id) != Some(&now) {
-                        self.versions.changed(now.app.id);
-                        seen.apps.insert(now.app.id, now);
-                    }
-                }
-                seen.mark = changed.mark;
-            }
+            Some(seen) => self.catch_up(seen, store).await?,
         }
         Ok(FeedSubscription { rx })
+    }
+
+    /// Moves `seen` (and the versions of the apps that changed) to what the store holds now,
+    /// reading and sending nothing else.
+    async fn catch_up(&self, seen: &mut Seen, store: &dyn Store) -> Result<(), StoreError> {
+        let changed = store.changed_since(Some(seen.mark)).await?;
+        for now in changed.apps {
+            if seen.apps.get(&now.app.id) != Some(&now) {
+                self.versions.changed(now.app.id);
+                seen.apps.insert(now.app.id, now);
+            }
+        }
+        seen.mark = changed.mark;
+        Ok(())
     }
 
     /// Reads the baseline, from which the feed follows the store whether or not anyone
@@ -143,11 +148,14 @@ impl Feed {
     /// Reads what changed since the last look and sends it.
     pub(crate) async fn poll(&self, store: &dyn Store) -> Result<(), StoreError> {
         let mut guard = self.seen.lock().await;
-        let listening = self.tx.receiver_count() > 0;
         let seen = match &mut *guard {
             Some(seen) => seen,
             None => guard.insert(baseline(store).await?),
         };
+        if self.tx.receiver_count() == 0 {
+            // Followed for the versions only: nobody needs the rulesets or the log entries.
+            return self.catch_up(seen, store).await;
+        }
         let changed = store.changed_since(Some(seen.mark)).await?;
         for now in changed.apps {
             let id = now.app.id;
@@ -156,11 +164,6 @@ impl Feed {
                 continue;
             }
             self.versions.changed(id);
-            if !listening {
-                // Followed for `versions` only: nothing to read or send.
-                seen.apps.insert(id, now);
-                continue;
-            }
             match before {
                 // Created since the last look (maybe by another process).
                 None if !now.deleted => {

@@ -17,7 +17,8 @@ pub const LATENCY_BOUNDS: [f64; 16] = [
     5.0, 10.0,
 ];
 
-/// A kind of store operation, as `tower_store_operation_duration_seconds{op}` names it.
+/// A kind of store operation, as `tower_store_operation_duration_seconds{op}` names it; its
+/// discriminant is its place in `StoreOp::ALL` and `Stats::store_ops` (a test checks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StoreOp {
     Ping,
@@ -219,8 +220,7 @@ impl Stats {
     }
 
     pub(crate) fn store_op(&self, op: StoreOp, d: Duration) {
-        let i = StoreOp::ALL.iter().position(|o| *o == op).expect("every op is in ALL");
-        self.store_ops[i].observe(d);
+        self.store_ops[op as usize].observe(d);
     }
 
     /// This process published `app` at `revision` (an older revision than one already
@@ -284,6 +284,9 @@ mod tests {
         s.published(AppId::new(2), Revision::new(5));
         s.published(AppId::new(2), Revision::new(4));
         s.published(AppId::new(1), Revision::new(1));
+        for (i, op) in StoreOp::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, i, "{op:?} is in its place in ALL");
+        }
         let snap = s.snapshot();
         assert_eq!(snap.store_latency.len(), StoreOp::ALL.len());
         let (name, change) = &snap.store_latency[11];
