@@ -175,3 +175,52 @@ fn flag_app(body: &[u8]) -> Option<AppId> {
     let answer: Answer = serde_json::from_slice(body).ok()?;
     (answer.payload.app_id > 0).then(|| AppId::new(answer.payload.app_id))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn flag_answer(app: i64, filler: usize) -> Bytes {
+        Bytes::from(format!(r#"{{"payload":{{"app_id":{app},"x":"{}"}}}}"#, "x".repeat(filler)))
+    }
+
+    #[tokio::test]
+    async fn answers_are_kept_within_the_bound_and_start_over_when_full() {
+        let store = Arc::new(flagtower_core::InMemoryStore::new());
+        let tower = Tower::builder(store).start().await.unwrap();
+        let cache = ReadCache::new(3000);
+        let get = &http::Method::GET;
+        for id in ["1", "2"] {
+            let target = format!("/api/flags/{id}");
+            let Some(Err(pending)) = cache.lookup(&tower, Route::find(&target), get, &target)
+            else {
+                panic!("a miss")
+            };
+            cache.keep(&tower, pending, &flag_answer(1, 1200));
+        }
+        assert_eq!(cache.len(), 2);
+        assert!(cache.bytes() <= 3000, "{}", cache.bytes());
+        let target = "/api/flags/1";
+        assert!(matches!(cache.lookup(&tower, Route::find(target), get, target), Some(Ok(_))));
+        // A third does not fit: the model starts over with it alone.
+        let target = "/api/flags/3";
+        let Some(Err(pending)) = cache.lookup(&tower, Route::find(target), get, target) else {
+            panic!("a miss")
+        };
+        cache.keep(&tower, pending, &flag_answer(1, 1200));
+        assert_eq!(cache.len(), 1);
+        assert!(cache.bytes() <= 3000, "{}", cache.bytes());
+        // One larger than the whole bound is not kept at all.
+        let target = "/api/flags/4";
+        let Some(Err(pending)) = cache.lookup(&tower, Route::find(target), get, target) else {
+            panic!("a miss")
+        };
+        cache.keep(&tower, pending, &flag_answer(1, 4000));
+        assert_eq!(cache.len(), 1);
+        // Off: nothing is looked up.
+        assert!(ReadCache::new(0).lookup(&tower, Route::find(target), get, target).is_none());
+        tower.shutdown().await;
+    }
+}
