@@ -15,6 +15,7 @@
 //! - Errors are mapped by SQLSTATE: unique violation → `AlreadyExists`, connection failures and
 //!   pool timeouts → `Unavailable`, the rest → `Backend`.
 
+mod batch;
 mod queries;
 mod tls;
 
@@ -336,6 +337,58 @@ async fn listen_once(
     }
 }
 
+/// Tells the other Tower processes on the database that this one committed a change: one
+/// `NOTIFY` on [`CHANGES_CHANNEL`] after the commit, on a connection of the pool.
+///
+/// Not inside the change's own transaction: PostgreSQL takes one database-wide lock in a
+/// notifying transaction's pre-commit and holds it to the transaction's end, its fsync included,
+/// so with `NOTIFY` in every change all changes of all apps committed one flush at a time
+/// (1 200/s in all on a disk that flushes in 0.65 ms, whatever the number of connections). The
+/// announcement's own transaction writes nothing durable and does not wait for its flush
+/// (`synchronous_commit = off`), and the changes that commit while one is on its way share the
+/// next. One that is lost (this process stops between a commit and its announcement, or the
+/// database cannot be reached) delays the others' reading of that change to their next poll.
+#[derive(Clone)]
+pub(crate) struct Announcer {
+    due: tokio::sync::mpsc::Sender<()>,
+}
+
+impl Announcer {
+    /// Starts the announcing task; it ends when the last handle is dropped.
+    fn start(pool: Pool, instance: &str, target: String) -> Self {
+        let (due, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        // The payload is the handle's name, made of digits, hex digits and a dash only, so it
+        // can stand in the statement text; one simple query is one round trip.
+        debug_assert!(instance.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        let batch = format!(
+            "BEGIN; SET LOCAL synchronous_commit = off; \
+             SELECT pg_notify('{CHANGES_CHANNEL}', '{instance}'); COMMIT"
+        );
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                let sent = match pool.get().await {
+                    Ok(client) => client.batch_execute(&batch).await.map_err(map_pg),
+                    Err(e) => Err(map_pool(e)),
+                };
+                if let Err(e) = sent {
+                    tracing::warn!(
+                        target_db = %target,
+                        error = %flagtower_core::ErrorChain(&e),
+                        "cannot tell other Tower processes about a change; they read it at their next poll"
+                    );
+                }
+            }
+        });
+        Self { due }
+    }
+
+    /// After a commit: an announcement follows (the one already waiting, if there is one).
+    pub(crate) fn announce(&self) {
+        // Full: one is waiting already, and it is sent after this commit.
+        let _ = self.due.try_send(());
+    }
+}
+
 /// A Tower [`flagtower_core::Store`] on PostgreSQL.
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -346,6 +399,9 @@ pub struct PostgresStore {
     /// This handle's name in its notifications' payload, so that its listener skips its own
     /// changes (the service has seen those already) and wakes only for others'.
     pub(crate) instance: std::sync::Arc<str>,
+    pub(crate) announcer: Announcer,
+    /// The lanes in which one app's changes wait to commit together.
+    pub(crate) batcher: batch::Batcher,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -360,9 +416,12 @@ impl PostgresStore {
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let instance = format!("{}-{started:x}", std::process::id()).into();
+        let instance: std::sync::Arc<str> = format!("{}-{started:x}", std::process::id()).into();
+        let pool = options.pool()?;
         let store = Self {
-            pool: options.pool()?,
+            announcer: Announcer::start(pool.clone(), &instance, options.target()),
+            batcher: batch::Batcher::default(),
+            pool,
             target: options.target(),
             options: options.clone(),
             instance,

@@ -16,8 +16,10 @@ use tokio_postgres::types::ToSql;
 
 use crate::sql;
 
+use super::batch::Job;
 use super::{MAX_ATTEMPTS, PostgresStore, from_sql_time, is_retryable, map_pg, to_sql_time};
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use tokio_postgres::types::Type;
@@ -260,34 +262,285 @@ async fn write_entry(tx: &Transaction<'_>, write: &FlagWrite, now: Timestamp) ->
     Ok(())
 }
 
-/// Bumps the app's revision, writes the outbox record and notifies [`super::CHANGES_CHANNEL`]
-/// (delivered when the transaction commits), in one statement.
+/// Bumps the app's revision and writes the outbox record, in one statement.
 async fn bump(
     tx: &Transaction<'_>,
     app: AppId,
     origin: Origin,
     now: Timestamp,
-    instance: &str,
+) -> Result<Revision, Fail> {
+    bump_by(tx, app, 1, origin, now).await
+}
+
+/// [`bump`] for `changes` changes at once: the revision grows by that many, and the outbox
+/// records the last (the relay publishes an app's newest revision only).
+async fn bump_by(
+    tx: &Transaction<'_>,
+    app: AppId,
+    changes: i64,
+    origin: Origin,
+    now: Timestamp,
 ) -> Result<Revision, Fail> {
     let stmt = tx
         .prepare_cached(
-            "WITH r AS (UPDATE apps SET revision = revision + 1 WHERE id = $1 RETURNING id, revision)
+            "WITH r AS (UPDATE apps SET revision = revision + $2 WHERE id = $1 RETURNING id, revision)
              INSERT INTO outbox (app_id, revision, origin, created_at)
-             SELECT id, revision, $2, $3 FROM r, (SELECT pg_notify('tower_changes', $4)) n
+             SELECT id, revision, $3, $4 FROM r
              RETURNING revision",
         )
         .await?;
     let row =
-        tx.query_one(&stmt, &[&app.get(), &origin.as_str(), &to_sql_time(now), &instance]).await?;
+        tx.query_one(&stmt, &[&app.get(), &changes, &origin.as_str(), &to_sql_time(now)]).await?;
     Ok(Revision::new(row.try_get::<_, i64>(0)? as u64))
 }
 
-/// Tells every process listening on [`super::CHANGES_CHANNEL`] that this transaction changed
-/// something, when it commits (the changes that bump a revision do it in [`bump`]).
-async fn notify(tx: &Transaction<'_>, instance: &str) -> Result<(), Fail> {
-    let stmt = tx.prepare_cached("SELECT pg_notify('tower_changes', $1)").await?;
-    tx.execute(&stmt, &[&instance]).await?;
-    Ok(())
+/// Log entries as the columns of one `INSERT … SELECT FROM unnest(…)`.
+#[derive(Default)]
+struct LogColumns {
+    flag: Vec<i64>,
+    app: Vec<i64>,
+    action: Vec<&'static str>,
+    title: Vec<String>,
+    description: Vec<String>,
+    at: Vec<std::time::SystemTime>,
+    detail: Vec<Option<String>>,
+    actor: Vec<String>,
+    changes: Vec<Option<String>>,
+}
+
+impl LogColumns {
+    fn push(&mut self, flag: &Flag, log: &flagtower_core::plan::LogWrite, now: Timestamp) {
+        self.flag.push(flag.id.get());
+        self.app.push(flag.app_id.get());
+        self.action.push(log.action.as_str());
+        self.title.push(flag.title.as_str().to_owned());
+        self.description.push(flag.description.as_str().to_owned());
+        self.at.push(to_sql_time(now));
+        self.detail.push(log.detail.clone());
+        self.actor.push(log.actor.as_str().to_owned());
+        self.changes.push(sql::changes_text(log.changes.as_ref()));
+    }
+}
+
+impl PostgresStore {
+    /// [`Store::change_flag_within`] in a transaction of its own.
+    pub(crate) async fn change_flag_alone(
+        &self,
+        id: FlagId,
+        command: &FlagCommand,
+        origin: Origin,
+        now: Timestamp,
+        by: &Actor,
+        max_ruleset_bytes: Option<usize>,
+    ) -> Result<Change<Flag>, StoreError> {
+        self.announced(transact!(self, |tx| {
+            let current = lock_flag(&tx, id).await?;
+            match FlagWrite::change(&current, command, origin, now, by) {
+                None => Change::unchanged(current),
+                Some(write) => {
+                    let next = &write.flag;
+                    let v = flag_params(next, Some(id.get()));
+                    let stmt = tx.prepare_cached(&UPDATE_FLAG).await?;
+                    // Pipelined: the three statements are queued together by the first poll
+                    // (tokio's join! polls its branches in order the first time) and answer in
+                    // order. All three are awaited and checked in order, so when the update
+                    // fails (a taken title), its error is the one reported, not the "transaction
+                    // aborted" of the two behind it.
+                    let params = as_params(&v);
+                    let (updated, logged, bumped) = tokio::join!(
+                        tx.execute(&stmt, &params),
+                        write_entry(&tx, &write, now),
+                        bump(&tx, next.app_id, write.origin, now),
+                    );
+                    updated.map_err(taken(Resource::Flag, &next.title))?;
+                    logged?;
+                    let revision = bumped?;
+                    // Only a change that lengthens the flag's JSON can push the ruleset over
+                    // the limit; one that does not (most toggles, every trip) skips this read.
+                    if let Some(limit) = max_ruleset_bytes
+                        && ruleset::grows(Some(&current), next)
+                    {
+                        ruleset::check_size(&flags_of(&tx, next.app_id).await?, limit)?;
+                    }
+                    let action = write.action();
+                    Change::written(write.flag, revision, action)
+                }
+            }
+        }))
+    }
+
+    /// The changes of `jobs` in one transaction ([`super::batch`]): each job's result as if the
+    /// jobs had been made one after the other, in their order. `Err` when the transaction
+    /// failed (nothing was written).
+    pub(crate) async fn change_flags(
+        &self,
+        jobs: &[Job],
+    ) -> Result<Vec<Result<Change<Flag>, StoreError>>, StoreError> {
+        static READ: LazyLock<String> = LazyLock::new(|| {
+            format!("SELECT {} FROM flags WHERE id = ANY($1)", FLAG_COLUMNS.as_str())
+        });
+        const LOGS: &str = "INSERT INTO logs (flag_id, app_id, action_type, flag_title, \
+            flag_description, created_at, detail, actor, changes) \
+            SELECT f, ap, a, t, d, c, de, ac, ch FROM unnest($1::bigint[], $2::bigint[], \
+            $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], \
+            $9::text[]) WITH ORDINALITY AS u(f, ap, a, t, d, c, de, ac, ch, n) ORDER BY n";
+        let ids: Vec<i64> = jobs.iter().map(|j| j.id.get()).collect();
+        let results = transact!(self, |tx| {
+            // The apps of the flags, locked in the order of their ids (every batch takes them in
+            // that order, and a lone change takes one: no deadlock), then the flags as they are
+            // once the locks are held, in one round trip as in `lock_flag`. A flag's app never
+            // changes, so the apps can be found before they are locked.
+            let lock = tx
+                .prepare_cached(
+                    "SELECT id FROM apps WHERE id IN (SELECT app_id FROM flags WHERE id = ANY($1)) \
+                     ORDER BY id FOR UPDATE",
+                )
+                .await?;
+            let read = tx.prepare_cached(&READ).await?;
+            let params: [&(dyn ToSql + Sync); 1] = [&ids];
+            let (locked, rows) = tokio::join!(tx.query(&lock, &params), tx.query(&read, &params));
+            let locked: Vec<i64> = locked?.iter().map(|r| r.get(0)).collect();
+            let mut flags = HashMap::new();
+            for row in rows? {
+                let flag = flag_from_row(&row)?;
+                if !locked.contains(&flag.app_id.get()) {
+                    return Err(corrupt(format!("flag {} was not locked with its app", flag.id)));
+                }
+                flags.insert(flag.id, flag);
+            }
+            // An app's flags, read when a size check needs them, kept as the writes leave them.
+            let mut all: HashMap<AppId, Vec<Flag>> = HashMap::new();
+            let mut results: Vec<Result<Change<Flag>, StoreError>> = Vec::with_capacity(jobs.len());
+            let mut writes: Vec<(usize, FlagWrite)> = Vec::new();
+            for job in jobs {
+                let Some(current) = flags.get(&job.id) else {
+                    results.push(Err(StoreError::NotFound(Resource::Flag)));
+                    continue;
+                };
+                let Some(write) =
+                    FlagWrite::change(current, &job.command, job.origin, job.now, &job.by)
+                else {
+                    results.push(Ok(Change::unchanged(current.clone())));
+                    continue;
+                };
+                let app = current.app_id;
+                if let Some(limit) = job.max_ruleset_bytes
+                    && ruleset::grows(Some(current), &write.flag)
+                {
+                    if !all.contains_key(&app) {
+                        let mut read = flags_of(&tx, app).await?;
+                        for f in &mut read {
+                            if let Some(now) = flags.get(&f.id) {
+                                f.clone_from(now);
+                            }
+                        }
+                        all.insert(app, read);
+                    }
+                    let mut after = all[&app].clone();
+                    after
+                        .iter_mut()
+                        .filter(|f| f.id == job.id)
+                        .for_each(|f| f.clone_from(&write.flag));
+                    if let Err(e) = ruleset::check_size(&after, limit) {
+                        results.push(Err(e));
+                        continue;
+                    }
+                    all.insert(app, after);
+                } else if let Some(all) = all.get_mut(&app) {
+                    all.iter_mut()
+                        .filter(|f| f.id == job.id)
+                        .for_each(|f| f.clone_from(&write.flag));
+                }
+                flags.insert(job.id, write.flag.clone());
+                results.push(Ok(Change::unchanged(write.flag.clone())));
+                writes.push((results.len() - 1, write));
+            }
+            if !writes.is_empty() {
+                // Each flag is written once, as the last of its changes leaves it; every change
+                // has its log entry (but a recovery step's), in order; each app's revision
+                // grows by its number of changes, and its outbox records the last.
+                let mut written: Vec<FlagId> = writes.iter().map(|(_, w)| w.flag.id).collect();
+                written.sort_unstable();
+                written.dedup();
+                let values: Vec<Vec<Value>> =
+                    written.iter().map(|id| flag_params(&flags[id], Some(id.get()))).collect();
+                // Per app: its number of changes, and the origin and time of its last.
+                let mut apps: Vec<(AppId, i64, Origin, Timestamp)> = Vec::new();
+                let mut log = LogColumns::default();
+                for (i, w) in &writes {
+                    let now = jobs[*i].now;
+                    match apps.iter_mut().find(|a| a.0 == w.flag.app_id) {
+                        Some(a) => *a = (a.0, a.1 + 1, w.origin, now),
+                        None => apps.push((w.flag.app_id, 1, w.origin, now)),
+                    }
+                    if let Some(entry) = &w.log {
+                        log.push(&w.flag, entry, now);
+                    }
+                }
+                let update = tx.prepare_cached(&UPDATE_FLAG).await?;
+                let logs = tx.prepare_cached(LOGS).await?;
+                let (updated, logged, bumped) = tokio::join!(
+                    futures_util::future::join_all(values.iter().map(|v| {
+                        let (tx, update) = (&tx, &update);
+                        async move { tx.execute(update, &as_params(v)).await }
+                    })),
+                    async {
+                        if log.flag.is_empty() {
+                            return Ok(0);
+                        }
+                        tx.execute(
+                            &logs,
+                            &[
+                                &log.flag,
+                                &log.app,
+                                &log.action,
+                                &log.title,
+                                &log.description,
+                                &log.at,
+                                &log.detail,
+                                &log.actor,
+                                &log.changes,
+                            ],
+                        )
+                        .await
+                    },
+                    futures_util::future::join_all(apps.iter().map(|&(app, n, origin, now)| {
+                        let tx = &tx;
+                        async move { bump_by(tx, app, n, origin, now).await }
+                    })),
+                );
+                for u in updated {
+                    u?;
+                }
+                logged?;
+                // Each app's revisions, handed out to its changes in order.
+                let mut next = HashMap::new();
+                for (&(app, n, _, _), last) in apps.iter().zip(bumped) {
+                    next.insert(app, last?.get() + 1 - n as u64);
+                }
+                for (i, write) in writes {
+                    let revision = next.get_mut(&write.flag.app_id).expect("bumped");
+                    let action = write.action();
+                    results[i] = Ok(Change::written(write.flag, Revision::new(*revision), action));
+                    *revision += 1;
+                }
+            }
+            results
+        })?;
+        if results.iter().any(|r| matches!(r, Ok(change) if change.revision.is_some())) {
+            self.announcer.announce();
+        }
+        Ok(results)
+    }
+
+    /// `result`, announced to the other Tower processes ([`super::Announcer`]) when it wrote
+    /// something.
+    fn announced<T>(&self, result: Result<Change<T>, StoreError>) -> Result<Change<T>, StoreError> {
+        if matches!(&result, Ok(change) if change.revision.is_some()) {
+            self.announcer.announce();
+        }
+        result
+    }
 }
 
 /// The 17 columns of a flag after `id`, in `FLAG_COLUMNS` order with `title_key` after `title`
@@ -353,8 +606,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_app(&self, title: &Title, now: Timestamp) -> Result<App, StoreError> {
-        transact!(self, |tx| {
-            notify(&tx, &self.instance).await?;
+        let app = transact!(self, |tx| {
             let stmt = tx.prepare_cached(stmt::INSERT_APP).await?;
             let row = tx
                 .query_one(&stmt, &[&title.as_str(), &title.key(), &to_sql_time(now)])
@@ -366,7 +618,9 @@ impl Store for PostgresStore {
                 created_at: now,
                 updated_at: now,
             }
-        })
+        })?;
+        self.announcer.announce();
+        Ok(app)
     }
 
     async fn rename_app(
@@ -375,15 +629,16 @@ impl Store for PostgresStore {
         title: &Title,
         now: Timestamp,
     ) -> Result<App, StoreError> {
-        transact!(self, |tx| {
+        let app = transact!(self, |tx| {
             let app = live_app(&tx, id, true).await?;
-            notify(&tx, &self.instance).await?;
             let stmt = tx.prepare_cached(stmt::RENAME_APP).await?;
             tx.execute(&stmt, &[&title.as_str(), &title.key(), &to_sql_time(now), &id.get()])
                 .await
                 .map_err(taken(Resource::App, title))?;
             App { title: title.clone(), updated_at: now, ..app }
-        })
+        })?;
+        self.announcer.announce();
+        Ok(app)
     }
 
     async fn delete_app(
@@ -392,7 +647,7 @@ impl Store for PostgresStore {
         now: Timestamp,
         by: &Actor,
     ) -> Result<Change<App>, StoreError> {
-        transact!(self, |tx| {
+        self.announced(transact!(self, |tx| {
             let app = live_app(&tx, id, true).await?;
             // Every flag's `FlagWrite::delete` entry, in one statement.
             let stmt = tx
@@ -406,9 +661,9 @@ impl Store for PostgresStore {
             tx.execute(&stmt, &[&id.get()]).await?;
             let stmt = tx.prepare_cached(stmt::SOFT_DELETE_APP).await?;
             tx.execute(&stmt, &[&id.get(), &to_sql_time(now)]).await?;
-            let revision = bump(&tx, id, Origin::Manual, now, &self.instance).await?;
+            let revision = bump(&tx, id, Origin::Manual, now).await?;
             Change::written(app, revision, None)
-        })
+        }))
     }
 
     async fn list_flags(&self, app: AppId) -> Result<Vec<Flag>, StoreError> {
@@ -474,7 +729,7 @@ impl Store for PostgresStore {
         max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError> {
         let planned = FlagWrite::create(app, flag, now, by);
-        transact!(self, |tx| {
+        self.announced(transact!(self, |tx| {
             live_app(&tx, app, true).await?;
             let mut write = planned.clone();
             let v = flag_params(&write.flag, None);
@@ -488,10 +743,10 @@ impl Store for PostgresStore {
                 ruleset::check_size(&flags_of(&tx, app).await?, limit)?;
             }
             write_entry(&tx, &write, now).await?;
-            let revision = bump(&tx, app, write.origin, now, &self.instance).await?;
+            let revision = bump(&tx, app, write.origin, now).await?;
             let action = write.action();
             Change::written(write.flag, revision, action)
-        })
+        }))
     }
 
     async fn change_flag_within(
@@ -503,40 +758,16 @@ impl Store for PostgresStore {
         by: &Actor,
         max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError> {
-        transact!(self, |tx| {
-            let current = lock_flag(&tx, id).await?;
-            match FlagWrite::change(&current, command, origin, now, by) {
-                None => Change::unchanged(current),
-                Some(write) => {
-                    let next = &write.flag;
-                    let v = flag_params(next, Some(id.get()));
-                    let stmt = tx.prepare_cached(&UPDATE_FLAG).await?;
-                    // Pipelined: the three statements are queued together by the first poll
-                    // (tokio's join! polls its branches in order the first time) and answer in
-                    // order. All three are awaited and checked in order, so when the update
-                    // fails (a taken title), its error is the one reported, not the "transaction
-                    // aborted" of the two behind it.
-                    let params = as_params(&v);
-                    let (updated, logged, bumped) = tokio::join!(
-                        tx.execute(&stmt, &params),
-                        write_entry(&tx, &write, now),
-                        bump(&tx, next.app_id, write.origin, now, &self.instance),
-                    );
-                    updated.map_err(taken(Resource::Flag, &next.title))?;
-                    logged?;
-                    let revision = bumped?;
-                    // Only a change that lengthens the flag's JSON can push the ruleset over
-                    // the limit; one that does not (most toggles, every trip) skips this read.
-                    if let Some(limit) = max_ruleset_bytes
-                        && ruleset::grows(Some(&current), next)
-                    {
-                        ruleset::check_size(&flags_of(&tx, next.app_id).await?, limit)?;
-                    }
-                    let action = write.action();
-                    Change::written(write.flag, revision, action)
-                }
-            }
-        })
+        if let Some(done) =
+            self.batcher.change(self, id, command, origin, now, by, max_ruleset_bytes).await
+        {
+            return done;
+        }
+        let change = self.change_flag_alone(id, command, origin, now, by, max_ruleset_bytes).await;
+        if let Ok(change) = &change {
+            self.batcher.learn(id, change.value.app_id);
+        }
+        change
     }
 
     async fn delete_flag(
@@ -545,15 +776,15 @@ impl Store for PostgresStore {
         now: Timestamp,
         by: &Actor,
     ) -> Result<Change<Flag>, StoreError> {
-        transact!(self, |tx| {
+        self.announced(transact!(self, |tx| {
             let write = FlagWrite::delete(&lock_flag(&tx, id).await?, by);
             write_entry(&tx, &write, now).await?;
             let stmt = tx.prepare_cached(stmt::DELETE_FLAG).await?;
             tx.execute(&stmt, &[&id.get()]).await?;
-            let revision = bump(&tx, write.flag.app_id, write.origin, now, &self.instance).await?;
+            let revision = bump(&tx, write.flag.app_id, write.origin, now).await?;
             let action = write.action();
             Change::written(write.flag, revision, action)
-        })
+        }))
     }
 
     async fn query_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {

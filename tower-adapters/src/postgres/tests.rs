@@ -290,3 +290,182 @@ async fn leases_are_exclusive_across_processes() {
         );
     }
 }
+
+/// A batch of changes to one app's flags in one transaction leaves the app, its log and its
+/// outbox exactly as the same changes made one after the other do, each answered as it would
+/// have been alone: not found, unchanged, too large, or written at its own revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_changes_is_the_same_changes_one_after_the_other() {
+    use flagtower_core::{FlagPatch, LogQuery};
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = db.open().await;
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    let by = flagtower_core::Actor::anonymous();
+    let described = |d: &str| {
+        FlagCommand::Update(FlagPatch {
+            description: Some(flagtower_core::model::Description::parse(d).unwrap()),
+            ..Default::default()
+        })
+    };
+    // The same commands on two apps of three flags each: alone on the first, batched on the
+    // second (the third flag is deleted first, so its change finds nothing).
+    let long = "d".repeat(400);
+    let commands = |flags: &[flagtower_core::FlagId]| {
+        vec![
+            (flags[0], FlagCommand::Toggle(None), None),
+            (flags[0], FlagCommand::Toggle(None), None),
+            (flags[1], FlagCommand::TripOpen, None),
+            (flags[0], FlagCommand::Toggle(Some(false)), None), // already off: unchanged
+            (flags[2], FlagCommand::Toggle(None), None),        // deleted: not found
+            (flags[1], described(&long), Some(1000)),           // grows past the limit
+            (flags[1], described("short"), Some(1000)),
+            (flags[0], FlagCommand::Close, None),
+        ]
+    };
+    let mut apps = Vec::new();
+    for name in ["alone", "batched"] {
+        let app = store.create_app(&Title::parse(name).unwrap(), t).await.unwrap();
+        let mut flags = Vec::new();
+        for f in ["a", "b", "c"] {
+            let nf = NewFlag { title: Title::parse(f).unwrap(), settings: Default::default() };
+            flags.push(store.create_flag(app.id, &nf, t, &by).await.unwrap().value.id);
+        }
+        store.delete_flag(flags[2], t, &by).await.unwrap();
+        apps.push((app.id, flags));
+    }
+    let (alone_app, alone_flags) = &apps[0];
+    let mut alone = Vec::new();
+    for (i, (id, command, max)) in commands(alone_flags).into_iter().enumerate() {
+        let now = t.plus_millis(1 + i as i64);
+        alone.push(store.change_flag_alone(id, &command, Origin::Manual, now, &by, max).await);
+    }
+    let (batched_app, batched_flags) = &apps[1];
+    let (jobs, answers): (Vec<_>, Vec<_>) = commands(batched_flags)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (id, command, max))| {
+            batch::Job::new(id, command, t.plus_millis(1 + i as i64), max)
+        })
+        .unzip();
+    drop(answers);
+    let batched = store.change_flags(&jobs).await.expect("the batch commits");
+
+    // Each answer as it was alone, but for the ids and revisions of the other app.
+    let store = &store;
+    let start = |app| async move { store.ruleset(app).await.unwrap().revision.get() };
+    assert_eq!(alone.len(), batched.len());
+    let (alone_rev, batched_rev) = (start(*alone_app).await, start(*batched_app).await);
+    for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.action, b.action, "change {i}");
+                assert_eq!(a.value.state, b.value.state, "change {i}");
+                assert_eq!(a.value.description, b.value.description, "change {i}");
+                assert_eq!(
+                    a.revision.map(|r| alone_rev - r.get()),
+                    b.revision.map(|r| batched_rev - r.get()),
+                    "change {i}: the same place among the revisions"
+                );
+            }
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "change {i}"),
+            (a, b) => panic!("change {i}: alone {a:?}, batched {b:?}"),
+        }
+    }
+    assert!(matches!(batched[4], Err(StoreError::NotFound(_))));
+    assert!(matches!(batched[5], Err(StoreError::TooLarge { .. })));
+    assert!(batched[3].as_ref().unwrap().revision.is_none());
+
+    // The same flags, the same log entries in the same order, the same pending revision.
+    let flags_of = |app| async move { store.list_flags(app).await.unwrap() };
+    let (fa, fb) = (flags_of(*alone_app).await, flags_of(*batched_app).await);
+    assert_eq!(fa.len(), fb.len());
+    for (a, b) in fa.iter().zip(&fb) {
+        assert_eq!(
+            (&a.state, &a.description, a.updated_at),
+            (&b.state, &b.description, b.updated_at)
+        );
+    }
+    let logs = |app| async move {
+        let q = LogQuery { app: Some(app), ..Default::default() };
+        store
+            .query_logs(&q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.entry.action, r.entry.flag_title, r.entry.created_at))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(logs(*alone_app).await, logs(*batched_app).await);
+    let pending = store.pending().await.unwrap();
+    let of = |app| pending.iter().find(|p| p.app_id == app).map(|p| p.revision.get());
+    assert_eq!(of(*batched_app), Some(batched_rev));
+    assert_eq!(of(*alone_app), Some(alone_rev));
+}
+
+/// Concurrent changes of flags of several apps all commit, an app's many in one transaction,
+/// each app's at contiguous revisions of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_changes_commit_together_and_each_counts() {
+    const N: usize = 96;
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = Arc::new(db.open().await);
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    let by = flagtower_core::Actor::anonymous();
+    let mut flags = Vec::new();
+    for (app, flag) in [("one", "a"), ("one", "b"), ("two", "c")] {
+        let app = match store.create_app(&Title::parse(app).unwrap(), t).await {
+            Ok(app) => app,
+            Err(StoreError::AlreadyExists { .. }) => store.list_apps().await.unwrap()[0].clone(),
+            Err(e) => panic!("{e}"),
+        };
+        let nf = NewFlag { title: Title::parse(flag).unwrap(), settings: Default::default() };
+        let id = store.create_flag(app.id, &nf, t, &by).await.unwrap().value.id;
+        // The first change of each flag goes alone, and teaches the store the flag's app.
+        let first = store.change_flag(id, &FlagCommand::Toggle(None), Origin::Manual, t, &by);
+        first.await.unwrap();
+        flags.push((app.id, id));
+    }
+    let (one, two) = (flags[0].0, flags[2].0);
+    let revision = |app| {
+        let store = Arc::clone(&store);
+        async move { store.ruleset(app).await.unwrap().revision.get() }
+    };
+    let before = (revision(one).await, revision(two).await);
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let (store, by, (app, id)) = (Arc::clone(&store), by.clone(), flags[i % 3]);
+            tokio::spawn(async move {
+                let now = t.plus_millis(i as i64);
+                let change =
+                    store.change_flag(id, &FlagCommand::Toggle(None), Origin::Manual, now, &by);
+                (app, change.await.unwrap().revision.expect("a toggle changes").get())
+            })
+        })
+        .collect();
+    let (mut of_one, mut of_two) = (Vec::new(), Vec::new());
+    for task in tasks {
+        let (app, revision) = task.await.unwrap();
+        if app == one { of_one.push(revision) } else { of_two.push(revision) }
+    }
+    of_one.sort_unstable();
+    of_two.sort_unstable();
+    assert_eq!(of_one, (before.0 + 1..=before.0 + 2 * N as u64 / 3).collect::<Vec<_>>());
+    assert_eq!(of_two, (before.1 + 1..=before.1 + N as u64 / 3).collect::<Vec<_>>());
+    assert_eq!(revision(one).await, before.0 + 2 * N as u64 / 3);
+    assert_eq!(revision(two).await, before.1 + N as u64 / 3);
+    assert!(
+        store.batcher.batched.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "some changes waited for another's transaction and committed with others"
+    );
+    for (_, id) in &flags {
+        let (flag, logs) = store.flag_with_logs(*id, 1000).await.unwrap();
+        // Created, toggled alone, then N/3 toggles (an even number): on.
+        assert_eq!(logs.len(), 2 + N / 3);
+        assert!(flag.state.is_active());
+        assert_eq!(logs.last().unwrap().action, flagtower_core::Action::FlagOn);
+    }
+}

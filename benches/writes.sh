@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Durable changes on PostgreSQL with NATS JetStream: this Tower beside the original Node.js
+# Tower, in alternating rounds of one run. Each run gets a fresh database and a private
+# nats-server (JetStream, file storage), wrk (2 threads, CONNS connections) sends PATCH
+# /api/flags/:id/toggle for SECS seconds, and the log entries the server wrote meanwhile are
+# counted in PostgreSQL: a request the server answered without writing is not a change.
+#
+#   hot     one app with one flag, every request to it
+#   spread  100 apps of one flag each, every connection going through them in turn
+#
+# This Tower's toggle without a body flips the flag (every request a change); the original's
+# sets the value in its body, so its requests alternate {"is_active": true} and false, and it
+# logs every one.
+#
+#   cargo build --release -p flagtower-http --bin tower
+#   benches/writes.sh                         # this Tower alone
+#   ORIGINAL=/path/to/original benches/writes.sh
+#
+# ORIGINAL is a checkout of the original Tower (github.com/tailslide-io/tower) whose `server/`
+# has had `npm install`; it is started as `node app.js` there, on the schema of its
+# `docker/init.sql`. BASE_TOWER names an older tower binary to run beside this one.
+# CONNS=8 SECS=10 ROUNDS=2 SCENARIOS="hot spread" by default; PGURL names the server
+# (postgres://postgres@127.0.0.1:5432). Prints one line per run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOWER=${TOWER:-${CARGO_TARGET_DIR:-target}/release/tower}
+CONNS=${CONNS:-8}
+SECS=${SECS:-10}
+ROUNDS=${ROUNDS:-2}
+SCENARIOS=${SCENARIOS:-hot spread}
+PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}
+NATS_SERVER=${TOWER_TEST_NATS_SERVER:-nats-server}
+for tool in wrk psql curl "$NATS_SERVER"; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }
+done
+[ -x "$TOWER" ] || { echo "$TOWER is missing: cargo build --release -p flagtower-http --bin tower" >&2; exit 1; }
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_port() {
+  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done
+  echo "nothing listens on port $1" >&2; return 1
+}
+sql() { psql "$PGURL/$1" -Atq -v ON_ERROR_STOP=1 -c "$2"; }
+
+# The wrk script: PATCH the toggles of the flags in FLAGS (comma-separated ids) in turn, each
+# thread starting at a different one; with SET=1 the bodies alternate true and false.
+cat >"$work/toggle.lua" <<'LUA'
+local flags, set, n, i = {}, os.getenv("SET") == "1", 0, 0
+for id in string.gmatch(os.getenv("FLAGS"), "%d+") do flags[#flags + 1] = id end
+local headers = { ["Content-Type"] = "application/json" }
+function init(args) i = math.random(#flags) end
+function request()
+  n = n + 1
+  i = i % #flags + 1
+  local body = nil
+  if set then body = (n % 2 == 0) and '{"is_active":true}' or '{"is_active":false}' end
+  return wrk.format("PATCH", "/api/flags/" .. flags[i] .. "/toggle", headers, body)
+end
+LUA
+
+# start_nats: a private JetStream server; sets NATS_URL.
+start_nats() {
+  local port
+  port=$(free_port)
+  mkdir -p "$work/nats-$port"
+  "$NATS_SERVER" -a 127.0.0.1 -p "$port" -js -sd "$work/nats-$port" >"$work/nats-$port.log" 2>&1 &
+  pids+=($!)
+  NATS_PID=$!
+  wait_port "$port"
+  NATS_URL="nats://127.0.0.1:$port"
+}
+
+# run LABEL KIND BIN SCENARIO: one measured run. KIND is tower or original.
+run() {
+  local label=$1 kind=$2 bin=$3 scenario=$4 db port pid apps url ids out before after
+  db="tower_writes_$$_${RANDOM}"
+  sql postgres "CREATE DATABASE $db"
+  start_nats
+  port=$(free_port)
+  url="http://127.0.0.1:$port"
+  if [ "$kind" = original ]; then
+    sql "$db" "SET client_min_messages = warning" >/dev/null
+    psql "$PGURL/$db" -q -v ON_ERROR_STOP=1 -f "$ORIGINAL/docker/init.sql" >/dev/null 2>&1
+    (cd "$ORIGINAL/server" && exec env PORT="$port" PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres \
+      PGDATABASE="$db" NATS_SERVER="$NATS_URL" NATS_STREAM_NAME=flags_ruleset SDK_KEY=myToken \
+      REDIS_SERVER='{"socket":{"host":"127.0.0.1","port":6379}}' node app.js) >"$work/server.log" 2>&1 &
+  else
+    env TOWER_STORE_URL="$PGURL/$db" TOWER_NATS_URL="$NATS_URL" TOWER_BIND=127.0.0.1 PORT="$port" \
+      TOWER_RATE_LIMIT=off RUST_LOG=warn "$bin" >"$work/server.log" 2>&1 &
+  fi
+  pid=$!
+  pids+=("$pid")
+  wait_port "$port"
+  apps=1
+  [ "$scenario" = spread ] && apps=100
+  for a in $(seq "$apps"); do
+    curl -sf -X POST "$url/api/apps" -H 'content-type: application/json' \
+      -d "{\"title\":\"bench-$a\"}" >/dev/null
+  done
+  for a in $(sql "$db" "SELECT id FROM apps ORDER BY id"); do
+    curl -sf -X POST "$url/api/apps/$a/flags" -H 'content-type: application/json' \
+      -d "{\"title\":\"bench-flag-$a\"}" >/dev/null
+  done
+  ids=$(sql "$db" "SELECT string_agg(id::text, ',' ORDER BY id) FROM flags")
+  local set=0
+  [ "$kind" = original ] && set=1
+  FLAGS=$ids SET=$set wrk -t2 -c"$CONNS" -d2s -s "$work/toggle.lua" "$url" >/dev/null # warm-up
+  before=$(sql "$db" "SELECT count(*) FROM logs")
+  out=$(FLAGS=$ids SET=$set wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$work/toggle.lua" "$url")
+  after=$(sql "$db" "SELECT count(*) FROM logs")
+  printf '%-10s %-7s rps=%s changes/s=%s p50=%s p99=%s non2xx=%s\n' "$label" "$scenario" \
+    "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
+    "$(( (after - before) / SECS ))" \
+    "$(awk '$1 == "50%" {print $2}' <<<"$out")" \
+    "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
+    "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | tail -n1)"
+  kill -INT "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  kill "$NATS_PID" 2>/dev/null || true
+  wait "$NATS_PID" 2>/dev/null || true
+  sql postgres "DROP DATABASE $db WITH (FORCE)"
+}
+
+for round in $(seq "$ROUNDS"); do
+  for scenario in $SCENARIOS; do
+    [ -n "${ORIGINAL:-}" ] && run original original "" "$scenario"
+    [ -n "${BASE_TOWER:-}" ] && run base tower "$BASE_TOWER" "$scenario"
+    run tower tower "$TOWER" "$scenario"
+  done
+done
