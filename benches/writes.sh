@@ -20,7 +20,8 @@
 # has had `npm install`; it is started as `node app.js` there, on the schema of its
 # `docker/init.sql`. BASE_TOWER names an older tower binary to run beside this one.
 # CONNS=8 SECS=10 ROUNDS=2 SCENARIOS="hot spread" by default; PGURL names the server
-# (postgres://postgres@127.0.0.1:5432). Prints one line per run.
+# (postgres://postgres@127.0.0.1:5432); STORE=sqlite runs this Tower on a SQLite file instead
+# (the original on PostgreSQL still). Prints one line per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOWER=${TOWER:-${CARGO_TARGET_DIR:-target}/release/tower}
@@ -51,7 +52,23 @@ wait_port() {
   for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done
   echo "nothing listens on port $1" >&2; return 1
 }
+STORE=${STORE:-postgres}
 sql() { psql "$PGURL/$1" -Atq -v ON_ERROR_STOP=1 -c "$2"; }
+# query KIND DB SQL: one value from the run's database (this Tower's SQLite file with STORE=sqlite).
+query() {
+  if [ "$1" = tower ] && [ "$STORE" = sqlite ]; then
+    python3 -c 'import sqlite3, sys; print(*sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone())' \
+      "$work/$2.db" "$3"
+  else
+    sql "$2" "$3"
+  fi
+}
+# ids KIND DB TABLE: the table's ids, comma-separated, in order.
+ids() {
+  local agg="string_agg(CAST(id AS text), ',')"
+  [ "$1" = tower ] && [ "$STORE" = sqlite ] && agg="group_concat(id, ',')"
+  query "$1" "$2" "SELECT coalesce($agg, '') FROM (SELECT id FROM $3 ORDER BY id) t"
+}
 
 # The wrk script: PATCH the toggles of the flags in FLAGS (comma-separated ids) in turn, each
 # thread starting at a different one; with SET=1 the bodies alternate true and false.
@@ -83,7 +100,7 @@ start_nats() {
 
 # run LABEL KIND BIN SCENARIO: one measured run. KIND is tower or original.
 run() {
-  local label=$1 kind=$2 bin=$3 scenario=$4 db port pid apps url ids out before after
+  local label=$1 kind=$2 bin=$3 scenario=$4 db port pid apps url flags out before after
   db="tower_writes_$$_${RANDOM}"
   sql postgres "CREATE DATABASE $db"
   start_nats
@@ -96,7 +113,9 @@ run() {
       PGDATABASE="$db" NATS_SERVER="$NATS_URL" NATS_STREAM_NAME=flags_ruleset SDK_KEY=myToken \
       REDIS_SERVER='{"socket":{"host":"127.0.0.1","port":6379}}' node app.js) >"$work/server.log" 2>&1 &
   else
-    env TOWER_STORE_URL="$PGURL/$db" TOWER_NATS_URL="$NATS_URL" TOWER_BIND=127.0.0.1 PORT="$port" \
+    local store_url="$PGURL/$db"
+    [ "$STORE" = sqlite ] && store_url="sqlite://$work/$db.db"
+    env TOWER_STORE_URL="$store_url" TOWER_NATS_URL="$NATS_URL" TOWER_BIND=127.0.0.1 PORT="$port" \
       TOWER_RATE_LIMIT=off RUST_LOG=warn "$bin" >"$work/server.log" 2>&1 &
   fi
   pid=$!
@@ -108,18 +127,18 @@ run() {
     curl -sf -X POST "$url/api/apps" -H 'content-type: application/json' \
       -d "{\"title\":\"bench-$a\"}" >/dev/null
   done
-  for a in $(sql "$db" "SELECT id FROM apps ORDER BY id"); do
+  for a in $(ids "$kind" "$db" apps | tr , ' '); do
     curl -sf -X POST "$url/api/apps/$a/flags" -H 'content-type: application/json' \
       -d "{\"title\":\"bench-flag-$a\"}" >/dev/null
   done
-  ids=$(sql "$db" "SELECT string_agg(id::text, ',' ORDER BY id) FROM flags")
+  flags=$(ids "$kind" "$db" flags)
   local set=0
   [ "$kind" = original ] && set=1
-  FLAGS=$ids SET=$set wrk -t2 -c"$CONNS" -d2s -s "$work/toggle.lua" "$url" >/dev/null # warm-up
-  before=$(sql "$db" "SELECT count(*) FROM logs")
-  out=$(FLAGS=$ids SET=$set wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$work/toggle.lua" "$url")
-  after=$(sql "$db" "SELECT count(*) FROM logs")
-  printf '%-10s %-7s rps=%s changes/s=%s p50=%s p99=%s non2xx=%s\n' "$label" "$scenario" \
+  FLAGS=$flags SET=$set wrk -t2 -c"$CONNS" -d2s -s "$work/toggle.lua" "$url" >/dev/null # warm-up
+  before=$(query "$kind" "$db" "SELECT count(*) FROM logs")
+  out=$(FLAGS=$flags SET=$set wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$work/toggle.lua" "$url")
+  after=$(query "$kind" "$db" "SELECT count(*) FROM logs")
+  printf '%-10s %-8s %-7s rps=%s changes/s=%s p50=%s p99=%s non2xx=%s\n' "$label" "$([ "$kind" = tower ] && echo "$STORE" || echo postgres)" "$scenario" \
     "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
     "$(( (after - before) / SECS ))" \
     "$(awk '$1 == "50%" {print $2}' <<<"$out")" \

@@ -427,16 +427,18 @@ impl PostgresStore {
                 if let Some(limit) = job.max_ruleset_bytes
                     && ruleset::grows(Some(current), &write.flag)
                 {
-                    if !all.contains_key(&app) {
-                        let mut read = flags_of(&tx, app).await?;
-                        for f in &mut read {
-                            if let Some(now) = flags.get(&f.id) {
-                                f.clone_from(now);
+                    let mut after = match all.get(&app) {
+                        Some(known) => known.clone(),
+                        None => {
+                            let mut read = flags_of(&tx, app).await?;
+                            for f in &mut read {
+                                if let Some(now) = flags.get(&f.id) {
+                                    f.clone_from(now);
+                                }
                             }
+                            read
                         }
-                        all.insert(app, read);
-                    }
-                    let mut after = all[&app].clone();
+                    };
                     after
                         .iter_mut()
                         .filter(|f| f.id == job.id)
