@@ -17,7 +17,8 @@
 //! connections). A flag's app is learned from its first change, which goes alone.
 //!
 //! The lanes' transactions run on tasks of their own, so a request that goes away (its client
-//! disconnected) cannot cancel the others' changes halfway. Changes that rename a flag (a taken
+//! disconnected) cannot cancel the others' changes halfway; its own change, once in a lane, is
+//! made all the same, as it would be had the client gone away just after sending it. Changes that rename a flag (a taken
 //! title would abort the whole transaction) go alone beside the lane, and so does every change
 //! of a batch whose transaction failed, so that each gets the answer it would have had alone.
 
