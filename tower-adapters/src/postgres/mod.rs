@@ -346,8 +346,14 @@ async fn listen_once(
 /// (1 200/s in all on a disk that flushes in 0.65 ms, whatever the number of connections). The
 /// announcement's own transaction writes nothing durable and does not wait for its flush
 /// (`synchronous_commit = off`), and the changes that commit while one is on its way share the
-/// next. One that is lost (this process stops between a commit and its announcement, or the
+/// next; after one is sent, the next waits [`ANNOUNCE_GAP`], so that a busy process sends at most
+/// a few hundred a second (one per change cost an eighth of the changes/s spread over 100 apps).
+/// One that is lost (this process stops between a commit and its announcement, or the
 /// database cannot be reached) delays the others' reading of that change to their next poll.
+/// The least time between two announcements of one store handle: what another process's
+/// dashboard may wait beyond the first change of a burst.
+pub(crate) const ANNOUNCE_GAP: Duration = Duration::from_millis(5);
+
 #[derive(Clone)]
 pub(crate) struct Announcer {
     due: tokio::sync::mpsc::Sender<()>,
@@ -377,6 +383,7 @@ impl Announcer {
                         "cannot tell other Tower processes about a change; they read it at their next poll"
                     );
                 }
+                tokio::time::sleep(ANNOUNCE_GAP).await;
             }
         });
         Self { due }
