@@ -1,7 +1,7 @@
 //! The `Store` implementation on PostgreSQL.
 
 use async_trait::async_trait;
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{GenericClient, Transaction};
 use flagtower_core::command::{FlagCommand, NewFlag};
 use flagtower_core::plan::FlagWrite;
 use flagtower_core::ruleset;
@@ -217,7 +217,7 @@ async fn live_app(tx: &Transaction<'_>, id: AppId, lock: bool) -> Result<App, Fa
 
 /// Locks the flag's app (the order every writer follows: app, then flag) and reads the flag as
 /// it is once the lock is held.
-async fn lock_flag(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, Fail> {
+async fn lock_flag(tx: &impl GenericClient, id: FlagId) -> Result<Flag, Fail> {
     let lock = tx
         .prepare_cached(
             "SELECT 1 FROM apps WHERE id = (SELECT app_id FROM flags WHERE id = $1) FOR UPDATE",
@@ -240,7 +240,11 @@ async fn lock_flag(tx: &Transaction<'_>, id: FlagId) -> Result<Flag, Fail> {
 }
 
 /// The log entry of `write`, if it has one.
-async fn write_entry(tx: &Transaction<'_>, write: &FlagWrite, now: Timestamp) -> Result<(), Fail> {
+async fn write_entry(
+    tx: &impl GenericClient,
+    write: &FlagWrite,
+    now: Timestamp,
+) -> Result<(), Fail> {
     let Some(log) = &write.log else { return Ok(()) };
     let flag = &write.flag;
     let stmt = tx.prepare_cached(stmt::INSERT_LOG).await?;
@@ -264,7 +268,7 @@ async fn write_entry(tx: &Transaction<'_>, write: &FlagWrite, now: Timestamp) ->
 
 /// Bumps the app's revision and writes the outbox record, in one statement.
 async fn bump(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     app: AppId,
     origin: Origin,
     now: Timestamp,
@@ -272,26 +276,60 @@ async fn bump(
     bump_by(tx, app, 1, origin, now).await
 }
 
+/// The revision bump and outbox record of [`bump_by`].
+const BUMP: &str =
+    "WITH r AS (UPDATE apps SET revision = revision + $2 WHERE id = $1 RETURNING id, revision)
+     INSERT INTO outbox (app_id, revision, origin, created_at)
+     SELECT id, revision, $3, $4 FROM r
+     RETURNING revision";
+
 /// [`bump`] for `changes` changes at once: the revision grows by that many, and the outbox
 /// records the last (the relay publishes an app's newest revision only).
 async fn bump_by(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     app: AppId,
     changes: i64,
     origin: Origin,
     now: Timestamp,
 ) -> Result<Revision, Fail> {
-    let stmt = tx
-        .prepare_cached(
-            "WITH r AS (UPDATE apps SET revision = revision + $2 WHERE id = $1 RETURNING id, revision)
-             INSERT INTO outbox (app_id, revision, origin, created_at)
-             SELECT id, revision, $3, $4 FROM r
-             RETURNING revision",
-        )
-        .await?;
+    let stmt = tx.prepare_cached(BUMP).await?;
     let row =
         tx.query_one(&stmt, &[&app.get(), &changes, &origin.as_str(), &to_sql_time(now)]).await?;
     Ok(Revision::new(row.try_get::<_, i64>(0)? as u64))
+}
+
+/// A pooled connection on which a transaction may be open: when it is dropped unclosed (the
+/// request went away mid-change), a task rolls the transaction back before the connection goes
+/// back to the pool.
+struct Open {
+    client: Option<deadpool_postgres::Client>,
+}
+
+impl Open {
+    fn new(client: deadpool_postgres::Client) -> Self {
+        Self { client: Some(client) }
+    }
+
+    fn client(&self) -> &deadpool_postgres::Client {
+        self.client.as_ref().expect("open until closed")
+    }
+
+    /// The connection, its transaction ended (or to be ended by the caller).
+    fn close(mut self) -> deadpool_postgres::Client {
+        self.client.take().expect("open until closed")
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            tokio::spawn(async move {
+                if client.batch_execute("ROLLBACK").await.is_err() {
+                    drop(deadpool_postgres::Object::take(client));
+                }
+            });
+        }
+    }
 }
 
 /// Log entries as the columns of one `INSERT … SELECT FROM unnest(…)`.
@@ -323,7 +361,12 @@ impl LogColumns {
 }
 
 impl PostgresStore {
-    /// [`Store::change_flag_within`] in a transaction of its own.
+    /// [`Store::change_flag_within`] in a transaction of its own, in two round trips: `BEGIN`,
+    /// the lock and the read in the first; the writes and `COMMIT` in the second. When a
+    /// statement of the second fails, PostgreSQL ends the aborted transaction at that `COMMIT`
+    /// by rolling it back; a change that changes nothing rolls back at once (its lock is all it
+    /// took), and one that lengthens the flag's JSON under a size limit reads the app's flags
+    /// with its writes and commits or rolls back after checking them.
     pub(crate) async fn change_flag_alone(
         &self,
         id: FlagId,
@@ -333,40 +376,90 @@ impl PostgresStore {
         by: &Actor,
         max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError> {
-        self.announced(transact!(self, |tx| {
-            let current = lock_flag(&tx, id).await?;
-            match FlagWrite::change(&current, command, origin, now, by) {
-                None => Change::unchanged(current),
-                Some(write) => {
-                    let next = &write.flag;
-                    let v = flag_params(next, Some(id.get()));
-                    let stmt = tx.prepare_cached(&UPDATE_FLAG).await?;
-                    // Pipelined: the three statements are queued together by the first poll
-                    // (tokio's join! polls its branches in order the first time) and answer in
-                    // order. All three are awaited and checked in order, so when the update
-                    // fails (a taken title), its error is the one reported, not the "transaction
-                    // aborted" of the two behind it.
-                    let params = as_params(&v);
-                    let (updated, logged, bumped) = tokio::join!(
-                        tx.execute(&stmt, &params),
-                        write_entry(&tx, &write, now),
-                        bump(&tx, next.app_id, write.origin, now),
-                    );
-                    updated.map_err(taken(Resource::Flag, &next.title))?;
-                    logged?;
-                    let revision = bumped?;
-                    // Only a change that lengthens the flag's JSON can push the ruleset over
-                    // the limit; one that does not (most toggles, every trip) skips this read.
-                    if let Some(limit) = max_ruleset_bytes
-                        && ruleset::grows(Some(&current), next)
-                    {
-                        ruleset::check_size(&flags_of(&tx, next.app_id).await?, limit)?;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let open = Open::new(self.client().await?);
+            match self
+                .change_flag_once(&open, id, command, origin, now, by, max_ruleset_bytes)
+                .await
+            {
+                Ok(change) => {
+                    drop(open.close());
+                    return self.announced(Ok(change));
+                }
+                Err(fail) => {
+                    // The transaction may still be open (a failure before the writes): end it,
+                    // and return the connection only once it has.
+                    let client = open.close();
+                    if client.batch_execute("ROLLBACK").await.is_err() {
+                        drop(deadpool_postgres::Object::take(client));
                     }
-                    let action = write.action();
-                    Change::written(write.flag, revision, action)
+                    match fail {
+                        Fail::Pg(e) if is_retryable(&e) && attempt < MAX_ATTEMPTS => {
+                            tracing::debug!(attempt, error = %e, "retrying transaction");
+                        }
+                        Fail::Pg(e) => return Err(map_pg(e)),
+                        Fail::Store(e) => return Err(e),
+                    }
                 }
             }
-        }))
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn change_flag_once(
+        &self,
+        open: &Open,
+        id: FlagId,
+        command: &FlagCommand,
+        origin: Origin,
+        now: Timestamp,
+        by: &Actor,
+        max_ruleset_bytes: Option<usize>,
+    ) -> Result<Change<Flag>, Fail> {
+        let client = open.client();
+        // Prepared (or found in the connection's cache) before anything is sent: the writes'
+        // helpers prepare theirs before sending, and a statement still being prepared when the
+        // pipelined `COMMIT` went out would run after it, outside the transaction.
+        let update = client.prepare_cached(&UPDATE_FLAG).await?;
+        client.prepare_cached(stmt::INSERT_LOG).await?;
+        client.prepare_cached(BUMP).await?;
+        let (begun, current) = tokio::join!(client.batch_execute("BEGIN"), lock_flag(client, id));
+        begun?;
+        let current = current?;
+        let Some(write) = FlagWrite::change(&current, command, origin, now, by) else {
+            client.batch_execute("ROLLBACK").await?;
+            return Ok(Change::unchanged(current));
+        };
+        let next = &write.flag;
+        let v = flag_params(next, Some(id.get()));
+        let params = as_params(&v);
+        // Only a change that lengthens the flag's JSON can push the ruleset over the limit;
+        // one that does not (most toggles, every trip) commits with its writes.
+        let limit = max_ruleset_bytes.filter(|_| ruleset::grows(Some(&current), next));
+        // Pipelined, and checked in order, so that when the update fails (a taken title) its
+        // error is the one reported, not the "transaction aborted" of the statements behind it.
+        let (updated, logged, bumped, then) = tokio::join!(
+            client.execute(&update, &params),
+            write_entry(client, &write, now),
+            bump(client, next.app_id, write.origin, now),
+            async {
+                match limit {
+                    None => client.batch_execute("COMMIT").await.map(|()| None).map_err(Fail::from),
+                    Some(_) => flags_of(client, next.app_id).await.map(Some),
+                }
+            },
+        );
+        updated.map_err(taken(Resource::Flag, &next.title))?;
+        logged?;
+        let revision = bumped?;
+        if let (Some(limit), Some(flags)) = (limit, then?) {
+            ruleset::check_size(&flags, limit)?;
+            client.batch_execute("COMMIT").await?;
+        }
+        let action = write.action();
+        Ok(Change::written(write.flag, revision, action))
     }
 
     /// The changes of `jobs` in one transaction ([`super::batch`]): each job's result as if the
@@ -561,7 +654,7 @@ fn as_params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
 static INSERT_FLAG: LazyLock<String> = LazyLock::new(|| insert_flag('$'));
 static UPDATE_FLAG: LazyLock<String> = LazyLock::new(|| update_flag('$'));
 
-async fn flags_of(tx: &Transaction<'_>, app: AppId) -> Result<Vec<Flag>, Fail> {
+async fn flags_of(tx: &impl GenericClient, app: AppId) -> Result<Vec<Flag>, Fail> {
     let stmt = tx.prepare_cached(&stmt::FLAGS_OF_APP).await?;
     tx.query(&stmt, &[&app.get()]).await?.iter().map(flag_from_row).collect()
 }

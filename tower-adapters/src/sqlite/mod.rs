@@ -264,8 +264,8 @@ impl SqliteStore {
                 Some(jobs) => jobs.push(job),
                 None => {
                     *queued = Some(vec![job]);
-                    let shared = Arc::clone(&self.shared);
-                    tokio::task::spawn_blocking(move || write_queued(&shared));
+                    let store = Arc::downgrade(&self.shared);
+                    tokio::task::spawn_blocking(move || write_queued(store));
                 }
             }
         }
@@ -342,9 +342,13 @@ impl Drop for Writing<'_> {
 }
 
 /// The writer's thread: runs the queued writes, a group per transaction, until none wait.
-fn write_queued(shared: &Shared) {
-    let mut writing = Writing { shared, idle: false };
+///
+/// It holds the store only while it runs a group, not while it answers: a caller that drops the
+/// store once answered closes it (and frees its file) without waiting for this thread.
+fn write_queued(store: std::sync::Weak<Shared>) {
     loop {
+        let Some(shared) = store.upgrade() else { return };
+        let mut writing = Writing { shared: &shared, idle: false };
         let jobs: Vec<WriteJob> = {
             let mut queued = lock(&shared.queued);
             let Some(jobs) = queued.as_mut() else {
@@ -384,6 +388,10 @@ fn write_queued(shared: &Shared) {
         if answers.len() > 1 && committed.is_ok() {
             shared.grouped.fetch_add(answers.len() as u64, std::sync::atomic::Ordering::Relaxed);
         }
+        // The group is done; the queue stays busy, for this thread's next turn.
+        writing.idle = true;
+        drop(writing);
+        drop(shared);
         for answer in answers {
             answer(committed.as_ref().map(|_| ()));
         }
