@@ -21,7 +21,8 @@
 # `docker/init.sql`. BASE_TOWER names an older tower binary to run beside this one.
 # CONNS=8 SECS=10 ROUNDS=2 SCENARIOS="hot spread" by default; PGURL names the server
 # (postgres://postgres@127.0.0.1:5432); STORE=sqlite runs this Tower on a SQLite file instead
-# (the original on PostgreSQL still). Prints one line per run.
+# (the original on PostgreSQL still); this Tower connects without TLS, as the original does
+# (SSLMODE=prefer to measure it with). Prints one line per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOWER=${TOWER:-${CARGO_TARGET_DIR:-target}/release/tower}
@@ -113,7 +114,8 @@ run() {
       PGDATABASE="$db" NATS_SERVER="$NATS_URL" NATS_STREAM_NAME=flags_ruleset SDK_KEY=myToken \
       REDIS_SERVER='{"socket":{"host":"127.0.0.1","port":6379}}' node app.js) >"$work/server.log" 2>&1 &
   else
-    local store_url="$PGURL/$db"
+    # Plain TCP, as the original connects (node-postgres' default); SSLMODE=prefer for TLS.
+    local store_url="$PGURL/$db?sslmode=${SSLMODE:-disable}"
     [ "$STORE" = sqlite ] && store_url="sqlite://$work/$db.db"
     env TOWER_STORE_URL="$store_url" TOWER_NATS_URL="$NATS_URL" TOWER_BIND=127.0.0.1 PORT="$port" \
       TOWER_RATE_LIMIT=off RUST_LOG=warn "$bin" >"$work/server.log" 2>&1 &
