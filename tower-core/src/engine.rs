@@ -125,7 +125,7 @@ impl Engine {
                     });
                     self.indexes.forget(flag.app_id, revision);
                     self.feed.versions.changed(flag.app_id);
-                    self.signal.wake.notify_one();
+                    self.signal.changed(flag.app_id, Origin::Circuit);
                     self.feed.wake.notify_one();
                     let why = command.log_detail();
                     if let (Some(queue), Some(action)) = (&self.webhooks, change.action)

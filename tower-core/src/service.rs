@@ -408,7 +408,8 @@ impl Tower {
             self.inner.feed.versions.changed(app);
             self.inner.indexes.forget(app, revision);
             self.inner.signal.committed(app, revision);
-            self.inner.signal.wake.notify_one();
+            // The service's changes are the operators' (the breaker's go through the engine).
+            self.inner.signal.changed(app, Origin::Manual);
             self.inner.feed.wake.notify_one();
         }
         change.value

@@ -351,3 +351,40 @@ async fn the_engine_trips_on_evidence_and_ramps_a_recoverable_flag_back() {
     );
     tower.shutdown().await;
 }
+
+/// A change this process commits is published without reading the outbox: its app and origin
+/// come with the relay's wake-up (the outbox is read on the relay's timer, here an hour).
+#[tokio::test(start_paused = true)]
+async fn own_commits_are_published_without_reading_the_outbox() {
+    let publisher = InProcessPublisher::new();
+    let store = Arc::new(InMemoryStore::new());
+    let config = RelayConfig { poll_interval: Duration::from_secs(3600), ..RelayConfig::default() };
+    let tower = Tower::builder(store)
+        .publisher(publisher.clone())
+        .relay_config(config)
+        .start()
+        .await
+        .unwrap();
+    let mut rulesets = publisher.subscribe();
+    let outbox_reads = || {
+        let stats = tower.stats();
+        stats.store_latency.iter().find(|(op, _)| *op == "pending").expect("pending").1.count
+    };
+    let app = tower.create_app(&title("Shop")).await.unwrap();
+    assert_eq!(next(&mut rulesets).await.revision, Revision::new(0));
+    let f = tower.create_flag(app.id, &flag("checkout")).await.unwrap();
+    assert_eq!(next(&mut rulesets).await.revision, Revision::new(1));
+    let before = outbox_reads();
+    for revision in 2..=6 {
+        tower.toggle_flag(f.id, None).await.unwrap();
+        let published = next(&mut rulesets).await;
+        assert_eq!(
+            (published.revision, published.subject().ends_with(".manual")),
+            (Revision::new(revision), true)
+        );
+    }
+    tower.open_circuit(f.id).await.unwrap();
+    assert_eq!(next(&mut rulesets).await.revision, Revision::new(7));
+    assert_eq!(outbox_reads(), before, "five toggles and a trip published, the outbox not read");
+    tower.shutdown().await;
+}
