@@ -87,6 +87,9 @@ impl Engine {
                     None => None,
                     // Without counts no flag trips, but recovery still moves on.
                     Some(_) if metrics_down => None,
+                    // Changed within this millisecond (or at a later one by another process's
+                    // clock): nothing counted since.
+                    Some((from, to)) if from >= to => Some(Vec::new()),
                     Some((from, to)) => {
                         let width = self.settings.bucket_ms();
                         match self.metrics.buckets(flag.id, from.plus_millis(1), to, width).await {

@@ -432,6 +432,11 @@ pub trait LeaderLease: Send + Sync {
 /// Dropping it without [`PublicationLease::release`] must still give the right back.
 #[async_trait]
 pub trait PublicationLease: Send {
+    /// The app's ruleset, when the lease read it as it was granted (once the right was held):
+    /// the relay then publishes it instead of reading it from the store. `None` by default.
+    fn take_ruleset(&mut self) -> Option<Result<crate::Ruleset, StoreError>> {
+        None
+    }
     /// Gives the right back.
     async fn release(self: Box<Self>);
 }

@@ -561,13 +561,18 @@ async fn publish_latest(
         error: e.into(),
         rejected: false,
     };
-    let lease = match coordination.lease_publication(app).await {
+    let mut lease = match coordination.lease_publication(app).await {
         Ok(Some(lease)) => lease,
         Ok(None) => return Outcome::LeasedElsewhere,
         Err(e) => return store_failed(e, None),
     };
+    let read = lease.take_ruleset();
     let outcome = async {
-        let ruleset = match store.ruleset(app).await {
+        let read = match read {
+            Some(read) => read,
+            None => store.ruleset(app).await,
+        };
+        let ruleset = match read {
             Ok(r) => r,
             Err(StoreError::NotFound(_)) => return Outcome::Gone,
             Err(e) => return store_failed(e, None),

@@ -332,6 +332,39 @@ impl Drop for Open {
     }
 }
 
+/// An app's ruleset in one statement (one snapshot, one round trip): the app's revision and its
+/// flags, or one row of no flag when it has none or was deleted.
+static RULESET: LazyLock<String> = LazyLock::new(|| {
+    let flag = FLAG_COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>();
+    format!(
+        "SELECT a.revision AS app_revision, {} FROM apps a \
+         LEFT JOIN flags f ON f.app_id = a.id AND a.deleted_at IS NULL \
+         WHERE a.id = $1 ORDER BY f.id",
+        flag.join(", ")
+    )
+});
+
+/// The ruleset of `app` from the rows of [`RULESET`].
+fn ruleset_from(rows: Vec<Row>, app: AppId) -> Result<Ruleset, StoreError> {
+    let read = || -> Result<Ruleset, Fail> {
+        let Some(first) = rows.first() else {
+            return Err(StoreError::NotFound(Resource::App).into());
+        };
+        let revision = Revision::new(first.try_get::<_, i64>("app_revision")? as u64);
+        let mut flags = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<_, Option<i64>>("id")?.is_some() {
+                flags.push(flag_from_row(row)?);
+            }
+        }
+        Ok(Ruleset { app_id: app, revision, flags })
+    };
+    read().map_err(|e| match e {
+        Fail::Store(e) => e,
+        Fail::Pg(e) => map_pg(e),
+    })
+}
+
 /// Log entries as the columns of one `INSERT … SELECT FROM unnest(…)`.
 #[derive(Default)]
 struct LogColumns {
@@ -986,37 +1019,9 @@ impl Store for PostgresStore {
     }
 
     async fn ruleset(&self, app: AppId) -> Result<Ruleset, StoreError> {
-        // One statement (one snapshot, one round trip): the app's revision and its flags, or
-        // one row of no flag when it has none or was deleted.
-        static SQL: LazyLock<String> = LazyLock::new(|| {
-            let flag = FLAG_COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>();
-            format!(
-                "SELECT a.revision AS app_revision, {} FROM apps a \
-                 LEFT JOIN flags f ON f.app_id = a.id AND a.deleted_at IS NULL \
-                 WHERE a.id = $1 ORDER BY f.id",
-                flag.join(", ")
-            )
-        });
         let client = self.client().await?;
-        let stmt = client.prepare_cached(&SQL).await.map_err(map_pg)?;
-        let rows = client.query(&stmt, &[&app.get()]).await.map_err(map_pg)?;
-        let read = || -> Result<Ruleset, Fail> {
-            let Some(first) = rows.first() else {
-                return Err(StoreError::NotFound(Resource::App).into());
-            };
-            let revision = Revision::new(first.try_get::<_, i64>("app_revision")? as u64);
-            let mut flags = Vec::with_capacity(rows.len());
-            for row in &rows {
-                if row.try_get::<_, Option<i64>>("id")?.is_some() {
-                    flags.push(flag_from_row(row)?);
-                }
-            }
-            Ok(Ruleset { app_id: app, revision, flags })
-        };
-        read().map_err(|e| match e {
-            Fail::Store(e) => e,
-            Fail::Pg(e) => map_pg(e),
-        })
+        let stmt = client.prepare_cached(&RULESET).await.map_err(map_pg)?;
+        ruleset_from(client.query(&stmt, &[&app.get()]).await.map_err(map_pg)?, app)
     }
 
     async fn pending(&self) -> Result<Vec<Pending>, StoreError> {
@@ -1104,25 +1109,31 @@ impl flagtower_core::Coordination for PostgresCoordination {
         // released (COMMIT) or dropped (the connection is closed, which releases it too).
         let client = self.client().await?;
         let granted = async {
-            // One round trip: the lock is queued behind the BEGIN.
+            // One round trip: the lock and the app's ruleset are queued behind the BEGIN; the
+            // ruleset is read once the lock is held (a statement of its own, with its own
+            // snapshot), so it is what the relay would read next, one round trip sooner.
             let stmt = client
                 .prepare_cached(
                     "SELECT pg_try_advisory_xact_lock(hashtextextended('tower-publish:' || ($1::bigint)::text, 0))",
                 )
                 .await?;
+            let read = client.prepare_cached(&RULESET).await?;
             let app = app.get();
             let params: [&(dyn ToSql + Sync); 1] = [&app];
-            let (begun, row) =
-                tokio::join!(client.batch_execute("BEGIN"), client.query_one(&stmt, &params));
+            let (begun, row, rows) = tokio::join!(
+                client.batch_execute("BEGIN"),
+                client.query_one(&stmt, &params),
+                client.query(&read, &params)
+            );
             begun?;
             let granted: bool = row?.try_get(0)?;
             if !granted {
                 client.batch_execute("COMMIT").await?;
             }
-            Ok::<_, tokio_postgres::Error>(granted)
+            Ok::<_, tokio_postgres::Error>((granted, rows))
         }
         .await;
-        let granted = match granted {
+        let (granted, rows) = match granted {
             Ok(granted) => granted,
             Err(e) => {
                 // The connection may still be inside the transaction: close it rather than hand
@@ -1134,7 +1145,8 @@ impl flagtower_core::Coordination for PostgresCoordination {
         if !granted {
             return Ok(None);
         }
-        Ok(Some(Box::new(PgLease { client: Some(client) })))
+        let ruleset = Some(rows.map_err(map_pg).and_then(|rows| ruleset_from(rows, app)));
+        Ok(Some(Box::new(PgLease { client: Some(client), ruleset })))
     }
 
     async fn lease_breaker(
@@ -1154,10 +1166,16 @@ impl flagtower_core::Coordination for PostgresCoordination {
 /// A held publication lock (see `lease_publication`).
 struct PgLease {
     client: Option<deadpool_postgres::Client>,
+    /// The app's ruleset, read in the lease's round trip.
+    ruleset: Option<Result<Ruleset, StoreError>>,
 }
 
 #[async_trait]
 impl flagtower_core::PublicationLease for PgLease {
+    fn take_ruleset(&mut self) -> Option<Result<Ruleset, StoreError>> {
+        self.ruleset.take()
+    }
+
     async fn release(mut self: Box<Self>) {
         if let Some(client) = self.client.take()
             && let Err(e) = client.batch_execute("COMMIT").await

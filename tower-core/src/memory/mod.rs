@@ -84,6 +84,10 @@ impl MetricsStore for InMemoryMetrics {
             return Ok(Vec::new());
         };
         let mut out: Vec<Bucket> = Vec::new();
+        // An empty window (`from` after `to`) has no counts; `range` would panic on it.
+        if from > to {
+            return Ok(out);
+        }
         for (t, c) in series.range(from.as_millis()..=to.as_millis()) {
             let start = t - t.rem_euclid(width);
             match out.last_mut() {
@@ -202,6 +206,19 @@ mod tests {
             origin: Origin::Manual,
             body: Bytes::from(format!("[{rev}]")),
         }
+    }
+
+    /// A window that ends before it starts (a flag changed within the breaker's millisecond)
+    /// has no counts, and asking for it is no panic.
+    #[tokio::test]
+    async fn an_empty_window_has_no_buckets() {
+        let m = InMemoryMetrics::default();
+        let (flag, app) = (crate::FlagId::new(1), AppId::new(1));
+        let c = crate::model::Counts { success: 3, failure: 1 };
+        m.record(flag, app, c, Timestamp::from_millis(1_000)).await.unwrap();
+        let at = |ms| Timestamp::from_millis(ms);
+        assert!(m.buckets(flag, at(1_001), at(1_000), 100).await.unwrap().is_empty());
+        assert_eq!(m.buckets(flag, at(1_000), at(1_000), 100).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
