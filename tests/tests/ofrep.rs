@@ -120,6 +120,10 @@ async fn answers_are_the_evaluators_and_errors_the_protocols(store: TestStore) {
     let r = c.post("/ofrep/v1/evaluate/flags/beta", &context(Some("alice"))).await;
     failure(&r, 400, "GENERAL");
 
+    // The configuration is an existing app's only (schemathesis found a deleted app's answered).
+    assert_eq!(c.get(&format!("/api/apps/{app}/ofrep/v1/configuration")).await.status, 200);
+    assert_eq!(c.get("/api/apps/999/ofrep/v1/configuration").await.status, 404);
+
     // A change made here is answered at once.
     assert_eq!(c.patch_empty(&format!("/api/flags/{beta}/toggle")).await.status, 200);
     let r = c.post(&eval_path(app, "beta"), &context(Some("alice"))).await;

@@ -204,7 +204,11 @@ async fn serve(
     }
     let app = app_id(&req, app)?;
     match endpoint {
-        Endpoint::Configuration => Ok(configuration()),
+        Endpoint::Configuration => {
+            // A deleted (or never created) app has nothing to configure.
+            ctx.tower.get_app(app).await.map_err(|e| Failure::of(e, None))?;
+            Ok(configuration())
+        }
         Endpoint::Events => {
             ctx.tower.get_app(app).await.map_err(|e| Failure::of(e, None))?;
             let permit = match crate::stream::admit(&ctx.streams) {
