@@ -119,11 +119,10 @@ impl RelayHealth {
 #[derive(Debug, Default)]
 pub(crate) struct RelaySignal {
     pub(crate) wake: Notify,
-    /// Apps to publish although the outbox has nothing for them: new apps, whose empty ruleset
-    /// (revision 0) lets an SDK start on them before their first flag.
-    extra: Mutex<Vec<AppId>>,
     /// Apps this process just changed, and who changed them: the relay publishes them without
-    /// reading the outbox first (a round trip less between a commit and its publication).
+    /// reading the outbox first (a round trip less between a commit and its publication). New
+    /// apps too, although the outbox has nothing for them: their empty ruleset (revision 0) lets
+    /// an SDK start on them before their first flag.
     changed: Mutex<Vec<(AppId, Origin)>>,
     /// When this process committed each app's newest unpublished revision, for the commit →
     /// publish latency.
@@ -163,12 +162,6 @@ impl RelaySignal {
     /// This process committed a change of `app` made by `origin`: the relay publishes it next.
     pub(crate) fn changed(&self, app: AppId, origin: Origin) {
         self.changed.lock().unwrap_or_else(|e| e.into_inner()).push((app, origin));
-        self.wake.notify_one();
-    }
-
-    /// Asks the relay to publish `app`'s ruleset as it is.
-    pub(crate) fn publish(&self, app: AppId) {
-        self.extra.lock().unwrap_or_else(|e| e.into_inner()).push(app);
         self.wake.notify_one();
     }
 
@@ -296,11 +289,6 @@ impl Relay {
             }
             if st.rescan {
                 self.rescan(&mut st).await;
-            }
-            for app in
-                std::mem::take(&mut *self.signal.extra.lock().unwrap_or_else(|e| e.into_inner()))
-            {
-                st.enqueue(app, Origin::Manual);
             }
             // This process's own commits, as the outbox would show them: an app waiting for its
             // retry stays waiting, unless the publisher refused its ruleset (the new one may fit).

@@ -434,7 +434,7 @@ impl Tower {
     pub async fn create_app(&self, title: &Title) -> Result<App, Error> {
         let app = self.store().create_app(title, self.now()).await?;
         self.inner.feed.versions.changed(app.id);
-        self.inner.signal.publish(app.id);
+        self.inner.signal.changed(app.id, Origin::Manual);
         self.inner.feed.wake.notify_one();
         Ok(app)
     }

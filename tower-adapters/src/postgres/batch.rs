@@ -23,6 +23,7 @@
 //! of a batch whose transaction failed, so that each gets the answer it would have had alone.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use flagtower_core::command::FlagCommand;
@@ -37,50 +38,22 @@ pub(crate) const MAX_BATCH: usize = 64;
 /// How many flags' apps are remembered; past it the map starts over.
 const MAX_KNOWN_FLAGS: usize = 100_000;
 
-/// One change waiting in the lane.
-pub(crate) struct Job {
+/// A flag change as [`flagtower_core::Store::change_flag_within`] takes it, owned so that it can
+/// wait in a lane.
+#[derive(Debug, Clone)]
+pub(crate) struct FlagChange {
     pub(crate) id: FlagId,
     pub(crate) command: FlagCommand,
     pub(crate) origin: Origin,
     pub(crate) now: Timestamp,
     pub(crate) by: Actor,
     pub(crate) max_ruleset_bytes: Option<usize>,
-    reply: oneshot::Sender<Result<Change<Flag>, StoreError>>,
 }
 
-impl Job {
-    #[cfg(test)]
-    pub(crate) fn new(
-        id: FlagId,
-        command: FlagCommand,
-        now: Timestamp,
-        max_ruleset_bytes: Option<usize>,
-    ) -> (Self, oneshot::Receiver<Result<Change<Flag>, StoreError>>) {
-        let (reply, answer) = oneshot::channel();
-        let by = Actor::anonymous();
-        let job = Self { id, command, origin: Origin::Manual, now, by, max_ruleset_bytes, reply };
-        (job, answer)
-    }
-
-    /// Answers the request (which may have gone away).
-    fn answer(self, result: Result<Change<Flag>, StoreError>) {
-        let _ = self.reply.send(result);
-    }
-
-    /// Makes the change in a transaction of its own.
-    async fn alone(self, store: &PostgresStore) {
-        let result = store
-            .change_flag_alone(
-                self.id,
-                &self.command,
-                self.origin,
-                self.now,
-                &self.by,
-                self.max_ruleset_bytes,
-            )
-            .await;
-        self.answer(result);
-    }
+/// A change waiting in a lane, and where its answer goes (its request may have gone away).
+struct Job {
+    change: FlagChange,
+    reply: oneshot::Sender<Result<Change<Flag>, StoreError>>,
 }
 
 #[derive(Default)]
@@ -96,7 +69,7 @@ struct Lanes {
 pub(crate) struct Batcher {
     lanes: Arc<Mutex<Lanes>>,
     /// How many changes committed in a transaction with others.
-    pub(crate) batched: Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) batched: Arc<AtomicU64>,
 }
 
 impl Batcher {
@@ -113,35 +86,21 @@ impl Batcher {
         lanes.apps.insert(flag, app);
     }
 
-    /// Makes the change through its app's lane, or `None` when it goes alone (the caller makes
-    /// it): a rename, or a flag whose app is not known yet.
-    #[allow(clippy::too_many_arguments)]
+    /// Makes the change through its app's lane, or gives it back when it goes alone (the
+    /// caller makes it): a rename, or a flag whose app is not known yet.
     pub(crate) async fn change(
         &self,
         store: &PostgresStore,
-        id: FlagId,
-        command: &FlagCommand,
-        origin: Origin,
-        now: Timestamp,
-        by: &Actor,
-        max_ruleset_bytes: Option<usize>,
-    ) -> Option<Result<Change<Flag>, StoreError>> {
-        if matches!(command, FlagCommand::Update(patch) if patch.title.is_some()) {
-            return None;
+        change: FlagChange,
+    ) -> Result<Result<Change<Flag>, StoreError>, FlagChange> {
+        if matches!(&change.command, FlagCommand::Update(patch) if patch.title.is_some()) {
+            return Err(change);
         }
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            id,
-            command: command.clone(),
-            origin,
-            now,
-            by: by.clone(),
-            max_ruleset_bytes,
-            reply,
-        };
         {
             let mut lanes = self.lanes();
-            let app = *lanes.apps.get(&id)?;
+            let Some(&app) = lanes.apps.get(&change.id) else { return Err(change) };
+            let job = Job { change, reply };
             match lanes.waiting.get_mut(&app) {
                 Some(jobs) => jobs.push(job),
                 None => {
@@ -150,7 +109,7 @@ impl Batcher {
                 }
             }
         }
-        Some(answer.await.unwrap_or_else(|_| {
+        Ok(answer.await.unwrap_or_else(|_| {
             Err(StoreError::Unavailable("the store's change was dropped (shutting down)".into()))
         }))
     }
@@ -188,31 +147,35 @@ impl Drop for Busy {
 async fn drain(batcher: Batcher, store: PostgresStore, app: AppId) {
     let mut busy = Busy { batcher: batcher.clone(), app, idle: false };
     loop {
-        let Some(mut jobs) = batcher.next(app) else {
+        let Some(jobs) = batcher.next(app) else {
             busy.idle = true;
             return;
         };
-        if jobs.len() == 1 {
-            jobs.pop().expect("one job").alone(&store).await;
-            continue;
-        }
-        match store.change_flags(&jobs).await {
-            Ok(results) => {
-                batcher.batched.fetch_add(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                for (job, result) in jobs.into_iter().zip(results) {
-                    job.answer(result);
+        let (changes, replies): (Vec<_>, Vec<_>) =
+            jobs.into_iter().map(|j| (j.change, j.reply)).unzip();
+        let results = match changes.as_slice() {
+            [one] => vec![store.change_flag_alone(one).await],
+            _ => match store.change_flags(&changes).await {
+                Ok(results) => {
+                    batcher.batched.fetch_add(changes.len() as u64, Ordering::Relaxed);
+                    results
                 }
-            }
-            Err(e) => {
-                tracing::debug!(
-                    changes = jobs.len(),
-                    error = %flagtower_core::ErrorChain(&e),
-                    "a batch of changes failed; making each alone"
-                );
-                for job in jobs {
-                    job.alone(&store).await;
+                Err(e) => {
+                    tracing::debug!(
+                        changes = changes.len(),
+                        error = %flagtower_core::ErrorChain(&e),
+                        "a batch of changes failed; making each alone"
+                    );
+                    let mut results = Vec::with_capacity(changes.len());
+                    for change in &changes {
+                        results.push(store.change_flag_alone(change).await);
+                    }
+                    results
                 }
-            }
+            },
+        };
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
         }
     }
 }

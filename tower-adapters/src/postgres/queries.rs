@@ -16,7 +16,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::sql;
 
-use super::batch::Job;
+use super::batch::FlagChange;
 use super::{MAX_ATTEMPTS, PostgresStore, from_sql_time, is_retryable, map_pg, to_sql_time};
 
 use std::collections::HashMap;
@@ -402,21 +402,13 @@ impl PostgresStore {
     /// with its writes and commits or rolls back after checking them.
     pub(crate) async fn change_flag_alone(
         &self,
-        id: FlagId,
-        command: &FlagCommand,
-        origin: Origin,
-        now: Timestamp,
-        by: &Actor,
-        max_ruleset_bytes: Option<usize>,
+        change: &FlagChange,
     ) -> Result<Change<Flag>, StoreError> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let open = Open::new(self.client().await?);
-            match self
-                .change_flag_once(&open, id, command, origin, now, by, max_ruleset_bytes)
-                .await
-            {
+            match self.change_flag_once(&open, change).await {
                 Ok(change) => {
                     drop(open.close());
                     return self.announced(Ok(change));
@@ -440,17 +432,12 @@ impl PostgresStore {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn change_flag_once(
         &self,
         open: &Open,
-        id: FlagId,
-        command: &FlagCommand,
-        origin: Origin,
-        now: Timestamp,
-        by: &Actor,
-        max_ruleset_bytes: Option<usize>,
+        change: &FlagChange,
     ) -> Result<Change<Flag>, Fail> {
+        let FlagChange { id, ref command, origin, now, ref by, max_ruleset_bytes } = *change;
         let client = open.client();
         // Prepared (or found in the connection's cache) before anything is sent: the writes'
         // helpers prepare theirs before sending, and a statement still being prepared when the
@@ -495,12 +482,12 @@ impl PostgresStore {
         Ok(Change::written(write.flag, revision, action))
     }
 
-    /// The changes of `jobs` in one transaction ([`super::batch`]): each job's result as if the
-    /// jobs had been made one after the other, in their order. `Err` when the transaction
+    /// The changes of `jobs` in one transaction ([`super::batch`]): each one's result as if
+    /// they had been made one after the other, in their order. `Err` when the transaction
     /// failed (nothing was written).
     pub(crate) async fn change_flags(
         &self,
-        jobs: &[Job],
+        jobs: &[FlagChange],
     ) -> Result<Vec<Result<Change<Flag>, StoreError>>, StoreError> {
         static READ: LazyLock<String> = LazyLock::new(|| {
             format!("SELECT {} FROM flags WHERE id = ANY($1)", FLAG_COLUMNS.as_str())
@@ -886,12 +873,19 @@ impl Store for PostgresStore {
         by: &Actor,
         max_ruleset_bytes: Option<usize>,
     ) -> Result<Change<Flag>, StoreError> {
-        if let Some(done) =
-            self.batcher.change(self, id, command, origin, now, by, max_ruleset_bytes).await
-        {
-            return done;
-        }
-        let change = self.change_flag_alone(id, command, origin, now, by, max_ruleset_bytes).await;
+        let change = FlagChange {
+            id,
+            command: command.clone(),
+            origin,
+            now,
+            by: by.clone(),
+            max_ruleset_bytes,
+        };
+        let alone = match self.batcher.change(self, change).await {
+            Ok(done) => return done,
+            Err(alone) => alone,
+        };
+        let change = self.change_flag_alone(&alone).await;
         if let Ok(change) = &change {
             self.batcher.learn(id, change.value.app_id);
         }

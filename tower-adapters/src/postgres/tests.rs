@@ -337,20 +337,17 @@ async fn a_batch_of_changes_is_the_same_changes_one_after_the_other() {
     }
     let (alone_app, alone_flags) = &apps[0];
     let mut alone = Vec::new();
-    for (i, (id, command, max)) in commands(alone_flags).into_iter().enumerate() {
-        let now = t.plus_millis(1 + i as i64);
-        alone.push(store.change_flag_alone(id, &command, Origin::Manual, now, &by, max).await);
+    let change = |i: usize, (id, command, max_ruleset_bytes)| {
+        let (now, by) = (t.plus_millis(1 + i as i64), by.clone());
+        batch::FlagChange { id, command, origin: Origin::Manual, now, by, max_ruleset_bytes }
+    };
+    for (i, c) in commands(alone_flags).into_iter().enumerate() {
+        alone.push(store.change_flag_alone(&change(i, c)).await);
     }
     let (batched_app, batched_flags) = &apps[1];
-    let (jobs, answers): (Vec<_>, Vec<_>) = commands(batched_flags)
-        .into_iter()
-        .enumerate()
-        .map(|(i, (id, command, max))| {
-            batch::Job::new(id, command, t.plus_millis(1 + i as i64), max)
-        })
-        .unzip();
-    drop(answers);
-    let batched = store.change_flags(&jobs).await.expect("the batch commits");
+    let changes: Vec<_> =
+        commands(batched_flags).into_iter().enumerate().map(|(i, c)| change(i, c)).collect();
+    let batched = store.change_flags(&changes).await.expect("the batch commits");
 
     // Each answer as it was alone, but for the ids and revisions of the other app.
     let store = &store;
