@@ -466,3 +466,175 @@ async fn concurrent_changes_commit_together_and_each_counts() {
         assert_eq!(logs.last().unwrap().action, flagtower_core::Action::FlagOn);
     }
 }
+
+/// Faults injected into the real server: a trigger on `flags` that fails or stalls the update of
+/// the flags listed in `test_faults`.
+async fn inject_faults(store: &PostgresStore) {
+    let client = store.client().await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE test_faults (flag_id bigint PRIMARY KEY, fault text NOT NULL);
+             CREATE FUNCTION test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+             DECLARE f text;
+             BEGIN
+               SELECT fault INTO f FROM test_faults WHERE flag_id = NEW.id;
+               IF f = 'fail' THEN RAISE EXCEPTION 'injected fault on flag %', NEW.id; END IF;
+               IF f = 'stall' THEN PERFORM pg_sleep(0.5); END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER test_fault BEFORE UPDATE ON flags
+               FOR EACH ROW EXECUTE FUNCTION test_fault();",
+        )
+        .await
+        .unwrap();
+}
+
+/// A batch whose transaction fails is made again change by change: the change that fails gets
+/// its own error and writes nothing, and the others of its batch commit as they would have alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_is_made_change_by_change() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = Arc::new(db.open().await);
+    inject_faults(&store).await;
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    let by = flagtower_core::Actor::anonymous();
+    let app = store.create_app(&Title::parse("app").unwrap(), t).await.unwrap().id;
+    let mut ids = Vec::new();
+    for f in ["stall", "fail", "good 1", "good 2"] {
+        let nf = NewFlag { title: Title::parse(f).unwrap(), settings: Default::default() };
+        let id = store.create_flag(app, &nf, t, &by).await.unwrap().value.id;
+        // The first change of each flag goes alone and teaches the store the flag's app.
+        store.change_flag(id, &FlagCommand::Toggle(None), Origin::Manual, t, &by).await.unwrap();
+        ids.push(id);
+    }
+    let (stall, fail, good) = (ids[0], ids[1], [ids[2], ids[3]]);
+    let client = store.client().await.unwrap();
+    let mark = "INSERT INTO test_faults VALUES ($1, $2)";
+    client.execute(mark, &[&stall.get(), &"stall"]).await.unwrap();
+    client.execute(mark, &[&fail.get(), &"fail"]).await.unwrap();
+    let before = store.ruleset(app).await.unwrap().revision.get();
+
+    let toggle = |id: flagtower_core::FlagId| {
+        let (store, by) = (Arc::clone(&store), by.clone());
+        tokio::spawn(async move {
+            store.change_flag(id, &FlagCommand::Toggle(None), Origin::Manual, t, &by).await
+        })
+    };
+    // The stalled change holds the app's lane; the three behind it wait for one transaction,
+    // which the failing one aborts.
+    let first = toggle(stall);
+    let in_lane = async {
+        loop {
+            let n: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE flags%' \
+                     AND wait_event = 'PgSleep'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if n > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    in_lane.await;
+    let behind = [toggle(fail), toggle(good[0]), toggle(good[1])];
+    assert!(first.await.unwrap().unwrap().revision.is_some());
+    let mut results = Vec::new();
+    for task in behind {
+        results.push(task.await.unwrap());
+    }
+    let failed = results[0].as_ref().expect_err("the failing change fails");
+    assert!(matches!(failed, StoreError::Backend(_)), "{failed:?}");
+    assert!(flagtower_core::ErrorChain(failed).to_string().contains("injected fault"));
+    let mut revisions: Vec<u64> = results[1..]
+        .iter()
+        .map(|r| r.as_ref().expect("a good change commits").revision.unwrap().get())
+        .collect();
+    revisions.sort_unstable();
+    assert_eq!(revisions, [before + 2, before + 3], "after the stalled change's revision");
+    assert_eq!(store.ruleset(app).await.unwrap().revision.get(), before + 3);
+    assert_eq!(
+        store.batcher.batched.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "the batch did not commit"
+    );
+    // The failed flag is as it was, with no log entry of the attempt; the good ones are off.
+    let (flag, logs) = store.flag_with_logs(fail, 100).await.unwrap();
+    assert!(flag.state.is_active());
+    assert_eq!(logs.len(), 2);
+    for id in good {
+        let (flag, logs) = store.flag_with_logs(id, 100).await.unwrap();
+        assert!(!flag.state.is_active());
+        assert_eq!(logs.len(), 3);
+    }
+}
+
+/// A change whose request goes away while it waits for a lock leaves no transaction open: its
+/// connection goes back to the pool only after a `ROLLBACK`, and nothing of it is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_dropped_mid_transaction_is_rolled_back() {
+    use flagtower_core::FlagPatch;
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = db.open().await;
+    let other = db.open().await;
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    let by = flagtower_core::Actor::anonymous();
+    let app = store.create_app(&Title::parse("app").unwrap(), t).await.unwrap().id;
+    let nf = NewFlag { title: Title::parse("flag").unwrap(), settings: Default::default() };
+    let id = store.create_flag(app, &nf, t, &by).await.unwrap().value.id;
+    let before = store.ruleset(app).await.unwrap().revision.get();
+
+    // Another process holds the app's row lock, which every writer takes first.
+    let mut holder = other.client().await.unwrap();
+    let tx = holder.transaction().await.unwrap();
+    tx.execute("SELECT 1 FROM apps WHERE id = $1 FOR UPDATE", &[&app.get()]).await.unwrap();
+    // A rename (which goes alone, never through a lane) waits for it, and is given up.
+    let rename = FlagCommand::Update(FlagPatch {
+        title: Some(Title::parse("renamed").unwrap()),
+        ..Default::default()
+    });
+    let change = store.change_flag(id, &rename, Origin::Manual, t, &by);
+    let gave_up = tokio::time::timeout(std::time::Duration::from_millis(200), change).await;
+    assert!(gave_up.is_err(), "the change waits for the lock");
+    tx.rollback().await.unwrap();
+
+    // The dropped change's transaction ends: no connection of this database stays in one.
+    let probe = other.client().await.unwrap();
+    let open = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                AND state LIKE 'idle in transaction%'";
+    let mut left = 1;
+    for _ in 0..500 {
+        left = probe.query_one(open, &[]).await.unwrap().get::<_, i64>(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(left, 0, "a transaction was left open");
+    // Nothing of it was written, and every pooled connection works.
+    let (flag, logs) = store.flag_with_logs(id, 100).await.unwrap();
+    assert_eq!(flag.title.as_str(), "flag");
+    assert_eq!(logs.len(), 1);
+    assert_eq!(store.ruleset(app).await.unwrap().revision.get(), before);
+    let toggles =
+        (0..16).map(|i| {
+            let now = t.plus_millis(i);
+            let by = by.clone();
+            let store = &store;
+            async move {
+                store.change_flag(id, &FlagCommand::Toggle(None), Origin::Manual, now, &by).await
+            }
+        });
+    for result in futures_util::future::join_all(toggles).await {
+        assert!(result.unwrap().revision.is_some());
+    }
+    assert_eq!(store.ruleset(app).await.unwrap().revision.get(), before + 16);
+}
