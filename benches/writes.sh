@@ -8,6 +8,9 @@
 #   hot     one app with one flag, every request to it
 #   spread  100 apps of one flag each, every connection going through them in turn
 #
+# published/s is how many rulesets JetStream took meanwhile (its monitoring endpoint); lag50/99
+# is this Tower's own commit → publish latency over the run (its /metrics histogram).
+#
 # This Tower's toggle without a body flips the flag (every request a change); the original's
 # sets the value in its body, so its requests alternate {"is_active": true} and false, and it
 # logs every one.
@@ -18,7 +21,9 @@
 #
 # ORIGINAL is a checkout of the original Tower (github.com/tailslide-io/tower) whose `server/`
 # has had `npm install`; it is started as `node app.js` there, on the schema of its
-# `docker/init.sql`. BASE_TOWER names an older tower binary to run beside this one.
+# `docker/init.sql`, with the stream subject of its `docker/env.md` (a backslash kept: unset, the
+# original cannot create its stream; the bare wildcard overlaps the subjects it adds per app).
+# BASE_TOWER names an older tower binary to run beside this one.
 # CONNS=8 SECS=10 ROUNDS=2 SCENARIOS="hot spread" by default; PGURL names the server
 # (postgres://postgres@127.0.0.1:5432); STORE=sqlite runs this Tower on a SQLite file instead
 # (the original on PostgreSQL still); this Tower connects without TLS, as the original does
@@ -91,12 +96,49 @@ LUA
 start_nats() {
   local port
   port=$(free_port)
+  NATS_MONITOR=$(free_port)
   mkdir -p "$work/nats-$port"
-  "$NATS_SERVER" -a 127.0.0.1 -p "$port" -js -sd "$work/nats-$port" >"$work/nats-$port.log" 2>&1 &
+  "$NATS_SERVER" -a 127.0.0.1 -p "$port" -m "$NATS_MONITOR" -js -sd "$work/nats-$port" >"$work/nats-$port.log" 2>&1 &
   pids+=($!)
   NATS_PID=$!
   wait_port "$port"
   NATS_URL="nats://127.0.0.1:$port"
+}
+
+# js_messages: how many messages JetStream's streams have taken so far (the sum of their last
+# sequence numbers, from the monitoring endpoint; a stream keeps only each app's newest).
+js_messages() {
+  curl -sf "http://127.0.0.1:$NATS_MONITOR/jsz?streams=true" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(sum(s["state"]["last_seq"] for a in d.get("account_details") or [] for s in a.get("stream_detail") or []))'
+}
+
+# publish_lag URL BEFORE: this Tower's commit → publish latency since the scrape BEFORE (a
+# file), p50 and p99 interpolated in the buckets of tower_publish_latency_seconds.
+publish_lag() {
+  curl -sf "$1/metrics" | python3 -c '
+import sys
+def read(lines):
+    out = {}
+    for l in lines:
+        if l.startswith("tower_publish_latency_seconds_bucket"):
+            le = l.split("le=\"")[1].split("\"")[0]
+            out[float("inf") if le == "+Inf" else float(le)] = float(l.split()[-1])
+    return out
+after = read(sys.stdin)
+before = read(open(sys.argv[1])) if sys.argv[1] else {}
+d = sorted((le, n - before.get(le, 0)) for le, n in after.items())
+total = d[-1][1] if d else 0
+def q(p):
+    want, lo, prev = p * total, 0.0, 0.0
+    for le, n in d:
+        if n >= want:
+            if le == float("inf"):
+                return "> %.1fms" % (lo * 1000)
+            return "%.2fms" % ((lo + (le - lo) * ((want - prev) / max(n - prev, 1))) * 1000)
+        lo, prev = le, n
+print("%s/%s" % (q(0.5), q(0.99)) if total else "-")' "$2"
 }
 
 # run LABEL KIND BIN SCENARIO: one measured run. KIND is tower or original.
@@ -112,6 +154,7 @@ run() {
     psql "$PGURL/$db" -q -v ON_ERROR_STOP=1 -f "$ORIGINAL/docker/init.sql" >/dev/null 2>&1
     (cd "$ORIGINAL/server" && exec env PORT="$port" PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres \
       PGDATABASE="$db" NATS_SERVER="$NATS_URL" NATS_STREAM_NAME=flags_ruleset SDK_KEY=myToken \
+      NATS_AEROBAT_SUBJECT='apps.\*.update.manual' \
       REDIS_SERVER='{"socket":{"host":"127.0.0.1","port":6379}}' node app.js) >"$work/server.log" 2>&1 &
   else
     # Plain TCP, as the original connects (node-postgres' default); SSLMODE=prefer for TLS.
@@ -138,11 +181,19 @@ run() {
   [ "$kind" = original ] && set=1
   FLAGS=$flags SET=$set wrk -t2 -c"$CONNS" -d2s -s "$work/toggle.lua" "$url" >/dev/null # warm-up
   before=$(query "$kind" "$db" "SELECT count(*) FROM logs")
+  local sent_before sent_after
+  sent_before=$(js_messages)
+  [ "$kind" = tower ] && curl -sf "$url/metrics" >"$work/metrics.before"
   out=$(FLAGS=$flags SET=$set wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$work/toggle.lua" "$url")
   after=$(query "$kind" "$db" "SELECT count(*) FROM logs")
-  printf '%-10s %-8s %-7s rps=%s changes/s=%s p50=%s p99=%s non2xx=%s\n' "$label" "$([ "$kind" = tower ] && echo "$STORE" || echo postgres)" "$scenario" \
+  sent_after=$(js_messages)
+  local lag=-
+  [ "$kind" = tower ] && lag=$(publish_lag "$url" "$work/metrics.before")
+  printf '%-10s %-8s %-7s rps=%s changes/s=%s published/s=%s lag50/99=%s p50=%s p99=%s non2xx=%s\n' "$label" "$([ "$kind" = tower ] && echo "$STORE" || echo postgres)" "$scenario" \
     "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
     "$(( (after - before) / SECS ))" \
+    "$(( (sent_after - sent_before) / SECS ))" \
+    "$lag" \
     "$(awk '$1 == "50%" {print $2}' <<<"$out")" \
     "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
     "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | tail -n1)"
@@ -153,10 +204,26 @@ run() {
   sql postgres "DROP DATABASE $db WITH (FORCE)"
 }
 
+# The servers take turns in an order reversed every round: the same binary measured twice in a
+# row ran about 10 % slower the second time on this project's machine, so a fixed order would
+# favour whichever goes first.
+servers=()
+[ -n "${ORIGINAL:-}" ] && servers+=(original)
+[ -n "${BASE_TOWER:-}" ] && servers+=(base)
+servers+=(tower)
 for round in $(seq "$ROUNDS"); do
+  order=("${servers[@]}")
+  if [ $((round % 2)) -eq 0 ]; then
+    order=()
+    for ((i = ${#servers[@]} - 1; i >= 0; i--)); do order+=("${servers[$i]}"); done
+  fi
   for scenario in $SCENARIOS; do
-    [ -n "${ORIGINAL:-}" ] && run original original "" "$scenario"
-    [ -n "${BASE_TOWER:-}" ] && run base tower "$BASE_TOWER" "$scenario"
-    run tower tower "$TOWER" "$scenario"
+    for server in "${order[@]}"; do
+      case $server in
+        original) run original original "" "$scenario" ;;
+        base) run base tower "$BASE_TOWER" "$scenario" ;;
+        tower) run tower tower "$TOWER" "$scenario" ;;
+      esac
+    done
   done
 done

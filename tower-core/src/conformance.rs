@@ -704,6 +704,9 @@ pub mod coordination {
         eprintln!("coordination conformance: publication leases");
         publication_leases_are_exclusive_per_app(&*a, &*b).await;
         let (a, b) = pair().await;
+        eprintln!("coordination conformance: publication leases taken together");
+        leases_taken_together_are_each_exclusive(&*a, &*b).await;
+        let (a, b) = pair().await;
         eprintln!("coordination conformance: the breaker lease");
         one_holds_the_breaker_lease(&*a, &*b).await;
     }
@@ -741,6 +744,35 @@ pub mod coordination {
         })
         .await;
         l.release().await;
+    }
+
+    async fn leases_taken_together_are_each_exclusive(a: &dyn Coordination, b: &dyn Coordination) {
+        let (x, y, z) = (AppId::new(17), AppId::new(18), AppId::new(19));
+        let held = b.lease_publication(y).await.unwrap().expect("free at first");
+        let mut leases = a.lease_publications(&[x, y, z]).await.unwrap();
+        assert_eq!(leases.len(), 3, "one answer per app");
+        let lz = leases.pop().flatten().expect("a free app is granted");
+        assert!(leases.pop().flatten().is_none(), "an app another holds is refused");
+        let lx = leases.pop().flatten().expect("a free app is granted");
+        for app in [x, z] {
+            assert!(b.lease_publication(app).await.unwrap().is_none(), "refused while held");
+        }
+        held.release().await;
+        // Released together (releasing one may wait for the others), they are all freed.
+        futures_util::future::join(lx.release(), lz.release()).await;
+        let again = b.lease_publications(&[x, y, z]).await.unwrap();
+        assert!(again.iter().all(Option::is_some), "all free after release");
+        // One dropped without release (a cancelled relay), the others released: all freed.
+        let mut again = again.into_iter().flatten();
+        let (first, second, third) = (again.next(), again.next(), again.next());
+        drop(first);
+        futures_util::future::join(second.unwrap().release(), third.unwrap().release()).await;
+        let all = eventually("leases taken together are freed", || async {
+            let leases = a.lease_publications(&[x, y, z]).await.unwrap();
+            leases.iter().all(Option::is_some).then_some(leases)
+        })
+        .await;
+        futures_util::future::join_all(all.into_iter().flatten().map(|l| l.release())).await;
     }
 
     async fn one_holds_the_breaker_lease(a: &dyn Coordination, b: &dyn Coordination) {

@@ -415,6 +415,24 @@ pub trait Coordination: Send + Sync + fmt::Debug {
         app: AppId,
     ) -> Result<Option<Box<dyn PublicationLease>>, StoreError>;
 
+    /// Tries to take the publication leases of several apps at once: one answer per app, in
+    /// the order of `apps`, `None` for each that another holds. Each lease is released on its
+    /// own, under the same contract as [`Coordination::lease_publication`]'s, except that leases
+    /// taken together may all stay held until the last of them is released, and releasing one
+    /// may wait for that (release them concurrently, as the relay does). A store that can
+    /// take them together (PostgreSQL: in one transaction, whose commit ends them all once the
+    /// last is released) overrides it; by default each is taken in turn.
+    async fn lease_publications(
+        &self,
+        apps: &[AppId],
+    ) -> Result<Vec<Option<Box<dyn PublicationLease>>>, StoreError> {
+        let mut leases = Vec::with_capacity(apps.len());
+        for &app in apps {
+            leases.push(self.lease_publication(app).await?);
+        }
+        Ok(leases)
+    }
+
     /// Tries to become the one that runs the circuit breaker; `None` while another holds it.
     /// The lease is held until dropped.
     async fn lease_breaker(&self) -> Result<Option<Box<dyn LeaderLease>>, StoreError>;
@@ -439,6 +457,20 @@ pub trait PublicationLease: Send {
     }
     /// Gives the right back.
     async fn release(self: Box<Self>);
+    /// Marks the app's outbox records up to `revision` published
+    /// ([`Store::mark_published`]), then gives the right back. A lease that holds a transaction
+    /// of the store can do both in one round trip (PostgreSQL does); by default the mark goes
+    /// through the store.
+    async fn release_published(
+        self: Box<Self>,
+        store: &dyn Store,
+        app: AppId,
+        revision: Revision,
+    ) -> Result<(), StoreError> {
+        let marked = store.mark_published(app, revision).await;
+        self.release().await;
+        marked
+    }
 }
 
 /// [`Coordination`] within one process: leases are exclusive among the handles of one

@@ -212,10 +212,13 @@ enum Outcome {
     },
 }
 
-/// One app's publication: its app, origin and outcome (`Err` if it panicked).
-type Publication = std::pin::Pin<
-    Box<dyn std::future::Future<Output = (AppId, Origin, std::thread::Result<Outcome>)> + Send>,
->;
+/// The publication of some apps, taken together: each app, its origin and its outcome.
+type Publication =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Vec<(AppId, Origin, Outcome)>> + Send>>;
+
+/// The most apps one publication takes (their leases taken together, their rulesets read in
+/// one statement where the coordination can).
+const MAX_APPS_PER_PUBLICATION: usize = 32;
 
 /// An app waiting to be tried again.
 struct Retry {
@@ -321,7 +324,9 @@ impl Relay {
             }
             tokio::select! {
                 Some(done) = st.tasks.next(), if !st.tasks.is_empty() => {
-                    self.settle(&mut st, done);
+                    for one in done {
+                        self.settle(&mut st, one);
+                    }
                 }
                 // Woken with this process's commits in hand, it publishes them without reading
                 // the outbox; any other wake-up reads it.
@@ -350,7 +355,11 @@ impl Relay {
         let result = loop {
             tokio::select! {
                 result = &mut read => break result,
-                Some(done) = st.tasks.next(), if !st.tasks.is_empty() => self.settle(st, done),
+                Some(done) = st.tasks.next(), if !st.tasks.is_empty() => {
+                    for one in done {
+                        self.settle(st, one);
+                    }
+                }
             }
         };
         match result {
@@ -402,48 +411,65 @@ impl Relay {
         }
     }
 
-    /// Starts publications from the ready queue while slots are free.
+    /// Starts publications from the ready queue while slots are free, each taking the apps
+    /// waiting (up to [`MAX_APPS_PER_PUBLICATION`]): under load, many apps share one.
     fn hand_out(&self, st: &mut State) {
-        while st.tasks.len() < self.config.max_in_flight.max(1) {
-            let Some((app, origin)) = st.ready.pop_front() else { break };
-            st.queued.remove(&app);
-            // One publication per app at a time, so no older revision follows a newer one.
-            st.in_flight.insert(app);
+        while st.tasks.len() < self.config.max_in_flight.max(1) && !st.ready.is_empty() {
+            let n = st.ready.len().min(MAX_APPS_PER_PUBLICATION);
+            let apps: Vec<_> = st
+                .ready
+                .drain(..n)
+                .map(|(app, origin)| {
+                    st.queued.remove(&app);
+                    // One publication per app at a time, so no older revision follows a newer.
+                    st.in_flight.insert(app);
+                    (app, origin, st.published.get(&app).copied())
+                })
+                .collect();
             let (store, publisher) = (Arc::clone(&self.store), Arc::clone(&self.publisher));
             let coordination = Arc::clone(&self.coordination);
-            let published = st.published.get(&app).copied();
             st.tasks.push(Box::pin(async move {
-                // A panic while publishing one app is that app's failure, not the relay's.
+                let which: Vec<_> = apps.iter().map(|(app, origin, _)| (*app, *origin)).collect();
+                // A panic while publishing is the failure of the apps being published, not
+                // the relay's.
                 let outcome = std::panic::AssertUnwindSafe(publish_latest(
                     &*store,
                     &*coordination,
                     &*publisher,
-                    app,
-                    origin,
-                    published,
+                    apps,
                 ))
                 .catch_unwind()
                 .await;
-                (app, origin, outcome)
+                match outcome {
+                    Ok(done) => done,
+                    Err(panic) => {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        which
+                            .into_iter()
+                            .map(|(app, origin)| {
+                                let error: BoxError =
+                                    format!("the publication panicked: {what}").into();
+                                let failed = Outcome::Failed {
+                                    stage: Stage::Publisher,
+                                    revision: None,
+                                    error,
+                                    rejected: false,
+                                };
+                                (app, origin, failed)
+                            })
+                            .collect()
+                    }
+                }
             }));
         }
     }
 
     /// Records how one publication ended.
-    fn settle(
-        &self,
-        st: &mut State,
-        (app, origin, outcome): (AppId, Origin, std::thread::Result<Outcome>),
-    ) {
-        let outcome = outcome.unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            let error: BoxError = format!("the publication panicked: {what}").into();
-            Outcome::Failed { stage: Stage::Publisher, revision: None, error, rejected: false }
-        });
+    fn settle(&self, st: &mut State, (app, origin, outcome): (AppId, Origin, Outcome)) {
         st.in_flight.remove(&app);
         let again = st.again.remove(&app);
         match outcome {
@@ -513,32 +539,72 @@ impl Relay {
     /// stop once, skipping apps that are failing.
     async fn finish(&self, mut st: State) {
         while let Some(done) = st.tasks.next().await {
-            self.settle(&mut st, done);
+            for one in done {
+                self.settle(&mut st, one);
+            }
         }
         let Ok(pending) = self.store.pending().await else { return };
-        for p in pending {
-            if st.retry.get(&p.app_id).is_some_and(|r| r.problem.is_some()) {
-                continue;
-            }
-            let published = st.published.get(&p.app_id).copied();
-            let _ = publish_latest(
-                &*self.store,
-                &*self.coordination,
-                &*self.publisher,
-                p.app_id,
-                p.origin,
-                published,
-            )
-            .await;
+        let apps: Vec<_> = pending
+            .into_iter()
+            .filter(|p| st.retry.get(&p.app_id).is_none_or(|r| r.problem.is_none()))
+            .map(|p| (p.app_id, p.origin, st.published.get(&p.app_id).copied()))
+            .collect();
+        for some in apps.chunks(MAX_APPS_PER_PUBLICATION) {
+            let _ =
+                publish_latest(&*self.store, &*self.coordination, &*self.publisher, some.to_vec())
+                    .await;
         }
     }
 }
 
-/// Publishes the app's ruleset at its newest revision, holding the app's publication lease.
+/// Publishes each app's ruleset at its newest revision, holding the app's publication lease
+/// (taken together), the apps at the same time: each app with its origin and the newest revision
+/// this relay published of it.
 async fn publish_latest(
     store: &dyn Store,
     coordination: &dyn Coordination,
     publisher: &dyn Publisher,
+    apps: Vec<(AppId, Origin, Option<Revision>)>,
+) -> Vec<(AppId, Origin, Outcome)> {
+    let ids: Vec<AppId> = apps.iter().map(|(app, _, _)| *app).collect();
+    let leases = match coordination.lease_publications(&ids).await {
+        Ok(leases) if leases.len() == apps.len() => leases,
+        Ok(leases) => {
+            let e = format!("{} publication leases for {} apps", leases.len(), apps.len());
+            return failed_all(apps, Stage::Store, &StoreError::Backend(e.into()));
+        }
+        Err(e) => return failed_all(apps, Stage::Store, &e),
+    };
+    let each = apps.into_iter().zip(leases).map(|((app, origin, published), lease)| async move {
+        let outcome = match lease {
+            Some(lease) => publish_leased(store, publisher, lease, app, origin, published).await,
+            None => Outcome::LeasedElsewhere,
+        };
+        (app, origin, outcome)
+    });
+    futures_util::future::join_all(each).await
+}
+
+/// Every app of `apps` failed alike.
+fn failed_all(
+    apps: Vec<(AppId, Origin, Option<Revision>)>,
+    stage: Stage,
+    e: &StoreError,
+) -> Vec<(AppId, Origin, Outcome)> {
+    let reason = crate::ErrorChain(e).to_string();
+    apps.into_iter()
+        .map(|(app, origin, _)| {
+            let error: BoxError = reason.clone().into();
+            (app, origin, Outcome::Failed { stage, revision: None, error, rejected: false })
+        })
+        .collect()
+}
+
+/// Publishes the app's ruleset at its newest revision, holding its publication lease.
+async fn publish_leased(
+    store: &dyn Store,
+    publisher: &dyn Publisher,
+    mut lease: Box<dyn crate::ports::PublicationLease>,
     app: AppId,
     origin: Origin,
     published: Option<Revision>,
@@ -549,32 +615,28 @@ async fn publish_latest(
         error: e.into(),
         rejected: false,
     };
-    let mut lease = match coordination.lease_publication(app).await {
-        Ok(Some(lease)) => lease,
-        Ok(None) => return Outcome::LeasedElsewhere,
-        Err(e) => return store_failed(e, None),
-    };
     let read = lease.take_ruleset();
-    let outcome = async {
-        let read = match read {
-            Some(read) => read,
-            None => store.ruleset(app).await,
-        };
-        let ruleset = match read {
-            Ok(r) => r,
-            Err(StoreError::NotFound(_)) => return Outcome::Gone,
-            Err(e) => return store_failed(e, None),
-        };
-        // This relay already sent this revision (the app was handed out again because a record
-        // of it was seen while it was being published): only its outbox records are left.
-        if published.is_some_and(|p| ruleset.revision <= p) {
-            if let Err(e) = store.mark_published(app, ruleset.revision).await {
-                return store_failed(e, Some(ruleset.revision));
-            }
-            return Outcome::Published(ruleset.revision);
+    let ruleset = match read {
+        Some(read) => read,
+        None => store.ruleset(app).await,
+    };
+    let ruleset = match ruleset {
+        Ok(r) => r,
+        Err(e) => {
+            lease.release().await;
+            return match e {
+                StoreError::NotFound(_) => Outcome::Gone,
+                e => store_failed(e, None),
+            };
         }
+    };
+    // Unless this relay already sent this revision (the app was handed out again because a
+    // record of it was seen while it was being published), and then only its outbox records
+    // are left.
+    if published.is_none_or(|p| ruleset.revision > p) {
         let encoded = EncodedRuleset::new(&ruleset, origin);
         if let Err(e) = publisher.publish(&encoded).await {
+            lease.release().await;
             let rejected = matches!(e, PublishError::Rejected(_));
             return Outcome::Failed {
                 stage: Stage::Publisher,
@@ -583,14 +645,11 @@ async fn publish_latest(
                 rejected,
             };
         }
-        if let Err(e) = store.mark_published(app, ruleset.revision).await {
-            return store_failed(e, Some(ruleset.revision));
-        }
-        Outcome::Published(ruleset.revision)
     }
-    .await;
-    lease.release().await;
-    outcome
+    match lease.release_published(store, app, ruleset.revision).await {
+        Ok(()) => Outcome::Published(ruleset.revision),
+        Err(e) => store_failed(e, Some(ruleset.revision)),
+    }
 }
 
 /// Capped exponential backoff with ±25 % jitter.

@@ -16,6 +16,7 @@
 //!   pool timeouts → `Unavailable`, the rest → `Backend`.
 
 mod batch;
+mod lease;
 mod queries;
 mod tls;
 

@@ -334,7 +334,7 @@ impl Drop for Open {
 
 /// An app's ruleset in one statement (one snapshot, one round trip): the app's revision and its
 /// flags, or one row of no flag when it has none or was deleted.
-static RULESET: LazyLock<String> = LazyLock::new(|| {
+pub(super) static RULESET: LazyLock<String> = LazyLock::new(|| {
     let flag = FLAG_COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>();
     format!(
         "SELECT a.revision AS app_revision, {} FROM apps a \
@@ -345,7 +345,7 @@ static RULESET: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The ruleset of `app` from the rows of [`RULESET`].
-fn ruleset_from(rows: Vec<Row>, app: AppId) -> Result<Ruleset, StoreError> {
+pub(super) fn ruleset_from(rows: Vec<Row>, app: AppId) -> Result<Ruleset, StoreError> {
     let read = || -> Result<Ruleset, Fail> {
         let Some(first) = rows.first() else {
             return Err(StoreError::NotFound(Resource::App).into());
@@ -1063,129 +1063,6 @@ impl Store for PostgresStore {
     }
 
     fn coordination(&self) -> Option<std::sync::Arc<dyn flagtower_core::Coordination>> {
-        Some(std::sync::Arc::new(PostgresCoordination { store: self.clone() }))
-    }
-}
-
-/// The breaker's leadership: a session-level advisory lock on a connection taken out of the
-/// pool for good; closing it (drop, or the process dying) frees the lock.
-struct PgLeader {
-    client: deadpool_postgres::ClientWrapper,
-}
-
-#[async_trait]
-impl flagtower_core::LeaderLease for PgLeader {
-    async fn alive(&mut self) -> bool {
-        !self.client.is_closed() && self.client.simple_query("SELECT 1").await.is_ok()
-    }
-}
-
-/// The leases of the processes sharing one database: advisory locks, held on connections of
-/// their own, so they end with the connection (and the process).
-#[derive(Debug)]
-pub(crate) struct PostgresCoordination {
-    store: PostgresStore,
-}
-
-impl PostgresCoordination {
-    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
-        self.store.client().await
-    }
-}
-
-#[async_trait]
-impl flagtower_core::Coordination for PostgresCoordination {
-    async fn lease_publication(
-        &self,
-        app: AppId,
-    ) -> Result<Option<Box<dyn flagtower_core::PublicationLease>>, StoreError> {
-        // A transaction-scoped advisory lock, held on a connection of its own until the lease is
-        // released (COMMIT) or dropped (the connection is closed, which releases it too).
-        let client = self.client().await?;
-        let granted = async {
-            // One round trip: the lock and the app's ruleset are queued behind the BEGIN; the
-            // ruleset is read once the lock is held (a statement of its own, with its own
-            // snapshot), so it is what the relay would read next, one round trip sooner.
-            let stmt = client
-                .prepare_cached(
-                    "SELECT pg_try_advisory_xact_lock(hashtextextended('tower-publish:' || ($1::bigint)::text, 0))",
-                )
-                .await?;
-            let read = client.prepare_cached(&RULESET).await?;
-            let app = app.get();
-            let params: [&(dyn ToSql + Sync); 1] = [&app];
-            let (begun, row, rows) = tokio::join!(
-                client.batch_execute("BEGIN"),
-                client.query_one(&stmt, &params),
-                client.query(&read, &params)
-            );
-            begun?;
-            let granted: bool = row?.try_get(0)?;
-            if !granted {
-                client.batch_execute("COMMIT").await?;
-            }
-            Ok::<_, tokio_postgres::Error>((granted, rows))
-        }
-        .await;
-        let (granted, rows) = match granted {
-            Ok(granted) => granted,
-            Err(e) => {
-                // The connection may still be inside the transaction: close it rather than hand
-                // it back to the pool (`RecyclingMethod::Fast` would not notice).
-                drop(deadpool_postgres::Object::take(client));
-                return Err(map_pg(e));
-            }
-        };
-        if !granted {
-            return Ok(None);
-        }
-        let ruleset = Some(rows.map_err(map_pg).and_then(|rows| ruleset_from(rows, app)));
-        Ok(Some(Box::new(PgLease { client: Some(client), ruleset })))
-    }
-
-    async fn lease_breaker(
-        &self,
-    ) -> Result<Option<Box<dyn flagtower_core::LeaderLease>>, StoreError> {
-        let client = deadpool_postgres::Object::take(self.client().await?);
-        let led: bool = client
-            .query_one("SELECT pg_try_advisory_lock(hashtextextended('tower-breaker', 0))", &[])
-            .await
-            .map_err(map_pg)?
-            .try_get(0)
-            .map_err(map_pg)?;
-        Ok(led.then(|| Box::new(PgLeader { client }) as Box<dyn flagtower_core::LeaderLease>))
-    }
-}
-
-/// A held publication lock (see `lease_publication`).
-struct PgLease {
-    client: Option<deadpool_postgres::Client>,
-    /// The app's ruleset, read in the lease's round trip.
-    ruleset: Option<Result<Ruleset, StoreError>>,
-}
-
-#[async_trait]
-impl flagtower_core::PublicationLease for PgLease {
-    fn take_ruleset(&mut self) -> Option<Result<Ruleset, StoreError>> {
-        self.ruleset.take()
-    }
-
-    async fn release(mut self: Box<Self>) {
-        if let Some(client) = self.client.take()
-            && let Err(e) = client.batch_execute("COMMIT").await
-        {
-            tracing::warn!(error = %e, "releasing the publication lock failed; closing its connection");
-            drop(deadpool_postgres::Object::take(client));
-        }
-    }
-}
-
-impl Drop for PgLease {
-    fn drop(&mut self) {
-        // Not released (the relay was cancelled): never hand a connection that is inside a
-        // transaction back to the pool; closing it releases the lock.
-        if let Some(client) = self.client.take() {
-            drop(deadpool_postgres::Object::take(client));
-        }
+        Some(std::sync::Arc::new(super::lease::PostgresCoordination::new(self.clone())))
     }
 }

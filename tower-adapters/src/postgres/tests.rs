@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use flagtower_core::{FlagCommand, NewFlag, Origin, Store, StoreError, Timestamp, Title};
+use futures_util::FutureExt;
 
 use flagtower_testkit::TestDatabase;
 
@@ -637,4 +638,74 @@ async fn a_change_dropped_mid_transaction_is_rolled_back() {
         assert!(result.unwrap().revision.is_some());
     }
     assert_eq!(store.ruleset(app).await.unwrap().revision.get(), before + 16);
+}
+
+/// Leases taken together read each app's ruleset in their round trip, and their marks are
+/// written by the commit that frees them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_taken_together_read_the_rulesets_and_mark_them_published() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = db.open().await;
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    let by = flagtower_core::Actor::anonymous();
+    let mut apps = Vec::new();
+    for (name, flags) in [("one", 2), ("two", 0), ("three", 1)] {
+        let app = store.create_app(&Title::parse(name).unwrap(), t).await.unwrap().id;
+        for i in 0..flags {
+            let nf = NewFlag {
+                title: Title::parse(&format!("f{i}")).unwrap(),
+                settings: Default::default(),
+            };
+            store.create_flag(app, &nf, t, &by).await.unwrap();
+        }
+        apps.push(app);
+    }
+    let gone = flagtower_core::AppId::new(999);
+    let pending = |store: &PostgresStore| {
+        let store = store.clone();
+        async move {
+            let mut apps: Vec<_> =
+                store.pending().await.unwrap().into_iter().map(|p| p.app_id).collect();
+            apps.sort_unstable();
+            apps
+        }
+    };
+    assert_eq!(pending(&store).await, [apps[0], apps[2]]);
+    let coordination = store.coordination().unwrap();
+    let asked = [apps[0], apps[1], gone, apps[2]];
+    let leases = coordination.lease_publications(&asked).await.unwrap();
+    assert!(leases.iter().all(Option::is_some), "all free");
+    let mut releases = Vec::new();
+    for (app, lease) in asked.into_iter().zip(leases) {
+        let mut lease = lease.unwrap();
+        let read = lease.take_ruleset().expect("read with the lease");
+        if app == gone {
+            assert!(matches!(read, Err(StoreError::NotFound(_))), "{read:?}");
+            releases.push(lease.release().boxed());
+            continue;
+        }
+        let read = read.unwrap();
+        let stored = store.ruleset(app).await.unwrap();
+        assert_eq!((read.app_id, read.revision), (stored.app_id, stored.revision));
+        assert_eq!(
+            read.flags.iter().map(|f| f.id).collect::<Vec<_>>(),
+            stored.flags.iter().map(|f| f.id).collect::<Vec<_>>()
+        );
+        let store = store.clone();
+        releases.push(
+            async move { lease.release_published(&store, app, read.revision).await.unwrap() }
+                .boxed(),
+        );
+    }
+    // Not marked while one of them is still held.
+    let last = releases.pop().unwrap();
+    let before_last = futures_util::future::join_all(releases);
+    let (_, ()) = futures_util::future::join(before_last, async {
+        assert_eq!(pending(&store).await, [apps[0], apps[2]], "marked only at the commit");
+        last.await
+    })
+    .await;
+    assert_eq!(pending(&store).await, []);
 }
