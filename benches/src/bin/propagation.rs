@@ -8,6 +8,16 @@
 //! With `--client`, the receiver is a `FlagClient` fed by `flagtower_adapters::nats::follow`
 //! (what a Rust service links) instead of a bare consumer.
 //!
+//! ```text
+//! propagation --server URL --nats NATS_URL --app ID --flag ID [--changes N]
+//! ```
+//!
+//! measures a server already running (this Tower's binary, or the original Node.js Tower) the
+//! same way for both: each toggle sets `{"is_active": …}` (the original's toggle takes the value),
+//! and the receiver is a core NATS subscription to `apps.<app>.update.manual`, timestamped as
+//! each message arrives, on a task of its own; a sample ends at the first message whose ruleset
+//! shows the flag in its new state.
+//!
 //! Starts a private nats-server (`TOWER_TEST_NATS_SERVER`, or `nats-server`) and Tower in this
 //! process on a temporary SQLite file or a fresh PostgreSQL database (`TOWER_TEST_POSTGRES_URL`).
 //! Each sample is measured from just before the PATCH is sent to the arrival of the message
@@ -26,14 +36,22 @@ fn main() {
     let mut changes = 1000usize;
     let mut store_kind = "sqlite".to_owned();
     let mut use_client = false;
+    let mut external = External::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--client" => use_client = true,
+            "--server" => external.server = args.next(),
+            "--nats" => external.nats = args.next(),
+            "--app" => external.app = args.next().and_then(|v| v.parse().ok()),
+            "--flag" => external.flag = args.next().and_then(|v| v.parse().ok()),
             "--changes" => changes = args.next().and_then(|v| v.parse().ok()).expect("--changes N"),
             "--store" => store_kind = args.next().expect("--store sqlite|postgres"),
             other => panic!("unknown argument {other}"),
         }
+    }
+    if external.server.is_some() {
+        return measure_external(&external, changes);
     }
     let nats = NatsServer::start();
     let rt =
@@ -113,5 +131,73 @@ fn main() {
             pct(1.0)
         );
         drop(bench);
+    });
+}
+
+/// A server already running, to measure from outside.
+#[derive(Default)]
+struct External {
+    server: Option<String>,
+    nats: Option<String>,
+    app: Option<i64>,
+    flag: Option<i64>,
+}
+
+fn measure_external(external: &External, changes: usize) {
+    let server = external.server.clone().expect("--server URL");
+    let nats = external.nats.clone().expect("--nats URL");
+    let (app, flag) = (external.app.expect("--app ID"), external.flag.expect("--flag ID"));
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async move {
+        let nc = async_nats::connect(&nats).await.expect("connect to NATS");
+        let mut sub = nc.subscribe(format!("apps.{app}.update.manual")).await.unwrap();
+        nc.flush().await.unwrap();
+        // Each message's arrival time and the flag's state in it, taken as it arrives.
+        let (tx, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                let at = Instant::now();
+                let flags: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
+                let state = flags.as_array().and_then(|flags| {
+                    flags.iter().find(|f| f["id"].as_i64() == Some(flag))?["is_active"].as_bool()
+                });
+                if tx.send((at, state)).is_err() {
+                    return;
+                }
+            }
+        });
+        let api = flagtower_tests::Client::new(&server);
+        let current = api.get(&format!("/api/flags/{flag}")).await;
+        let mut state = current.payload()["is_active"].as_bool().expect("the flag's state");
+        let mut samples = Vec::with_capacity(changes);
+        for _ in 0..changes {
+            let want = !state;
+            while arrivals.try_recv().is_ok() {}
+            let started = Instant::now();
+            let reply =
+                api.patch(&format!("/api/flags/{flag}/toggle"), &serde_json::json!({"is_active": want})).await;
+            assert_eq!(reply.status, 200, "the toggle");
+            loop {
+                let (at, seen) = tokio::time::timeout(Duration::from_secs(10), arrivals.recv())
+                    .await
+                    .expect("a ruleset within 10 s")
+                    .expect("the subscription is alive");
+                if seen == Some(want) && at >= started {
+                    samples.push(at - started);
+                    break;
+                }
+            }
+            state = want;
+        }
+        samples.sort_unstable();
+        let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0;
+        println!(
+            "server={server} receiver=core-subscription changes={changes} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+            pct(0.5),
+            pct(0.9),
+            pct(0.99),
+            pct(1.0)
+        );
     });
 }
