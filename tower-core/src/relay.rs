@@ -5,10 +5,11 @@
 //! app without reading the outbox first; it reads the outbox on a timer (changes committed by
 //! other processes, and anything missed) and republishes every live app at start.
 //!
-//! Every app is its own unit of work: up to [`RelayConfig::max_in_flight`] apps are published at
-//! once, at most one publication per app is in flight (so no older revision of an app is sent
-//! after a newer one), and an app that fails is retried on its own backoff while every other
-//! app keeps publishing. A ruleset the publisher refuses (larger than NATS's `max_payload`) is
+//! Every app is its own unit of work: up to [`RelayConfig::max_in_flight`] publications run at
+//! once, each taking every app that is due (their leases taken together, see
+//! [`Coordination::lease_publications`]), at most one publication per app is in flight (so no
+//! older revision of an app is sent after a newer one), and an app that fails is retried on its
+//! own backoff while every other app keeps publishing. A ruleset the publisher refuses (larger than NATS's `max_payload`) is
 //! not retried in a loop: it waits for the app's next change, or [`RelayConfig::rejected_retry`].
 //! What is not published, why, and since when, is [`RelayHealth`], which `/healthz` shows.
 
@@ -38,7 +39,7 @@ pub struct RelayConfig {
     /// How long a ruleset the publisher refused waits before it is tried again unchanged (a
     /// change to the app is tried at once).
     pub rejected_retry: Duration,
-    /// How many apps are published at the same time.
+    /// How many publications run at the same time (each of up to 32 apps).
     pub max_in_flight: usize,
 }
 
