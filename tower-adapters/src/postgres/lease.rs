@@ -26,7 +26,7 @@ const LOCK: &str = "SELECT pg_try_advisory_xact_lock(hashtextextended('tower-pub
 
 /// The rulesets of the apps of `$1` in one statement (one snapshot): each row names its app,
 /// and an app with no flag (or deleted) has one row of no flag.
-static RULESETS: LazyLock<String> = LazyLock::new(|| {
+pub(super) static RULESETS: LazyLock<String> = LazyLock::new(|| {
     let flag = FLAG_COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>();
     format!(
         "SELECT a.id AS ruleset_app, a.revision AS app_revision, {} FROM apps a \

@@ -332,19 +332,7 @@ impl Drop for Open {
     }
 }
 
-/// An app's ruleset in one statement (one snapshot, one round trip): the app's revision and its
-/// flags, or one row of no flag when it has none or was deleted.
-pub(super) static RULESET: LazyLock<String> = LazyLock::new(|| {
-    let flag = FLAG_COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>();
-    format!(
-        "SELECT a.revision AS app_revision, {} FROM apps a \
-         LEFT JOIN flags f ON f.app_id = a.id AND a.deleted_at IS NULL \
-         WHERE a.id = $1 ORDER BY f.id",
-        flag.join(", ")
-    )
-});
-
-/// The ruleset of `app` from the rows of [`RULESET`].
+/// The ruleset of `app` from its rows of [`super::lease::RULESETS`].
 pub(super) fn ruleset_from(rows: Vec<Row>, app: AppId) -> Result<Ruleset, StoreError> {
     let read = || -> Result<Ruleset, Fail> {
         let Some(first) = rows.first() else {
@@ -1014,8 +1002,8 @@ impl Store for PostgresStore {
 
     async fn ruleset(&self, app: AppId) -> Result<Ruleset, StoreError> {
         let client = self.client().await?;
-        let stmt = client.prepare_cached(&RULESET).await.map_err(map_pg)?;
-        ruleset_from(client.query(&stmt, &[&app.get()]).await.map_err(map_pg)?, app)
+        let stmt = client.prepare_cached(&super::lease::RULESETS).await.map_err(map_pg)?;
+        ruleset_from(client.query(&stmt, &[&vec![app.get()]]).await.map_err(map_pg)?, app)
     }
 
     async fn pending(&self) -> Result<Vec<Pending>, StoreError> {
