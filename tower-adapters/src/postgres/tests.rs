@@ -527,10 +527,11 @@ async fn a_failed_batch_is_made_change_by_change() {
     // which the failing one aborts.
     let first = toggle(stall);
     let in_lane = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let n: i64 = client
                 .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE flags%' \
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
                      AND wait_event = 'PgSleep'",
                     &[],
                 )
@@ -540,6 +541,7 @@ async fn a_failed_batch_is_made_change_by_change() {
             if n > 0 {
                 break;
             }
+            assert!(std::time::Instant::now() < deadline, "the stalled change never stalled");
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     };
