@@ -431,7 +431,6 @@ impl PostgresStore {
         // helpers prepare theirs before sending, and a statement still being prepared when the
         // pipelined `COMMIT` went out would run after it, outside the transaction.
         let update = client.prepare_cached(&UPDATE_FLAG).await?;
-        let logged_write = client.prepare_cached(&WRITE_LOGGED).await?;
         client.prepare_cached(stmt::INSERT_LOG).await?;
         client.prepare_cached(BUMP).await?;
         let (begun, current) = tokio::join!(client.batch_execute("BEGIN"), lock_flag(client, id));
@@ -447,46 +446,22 @@ impl PostgresStore {
         // Only a change that lengthens the flag's JSON can push the ruleset over the limit;
         // one that does not (most toggles, every trip) commits with its writes.
         let limit = max_ruleset_bytes.filter(|_| ruleset::grows(Some(&current), next));
-        let then = async {
-            match limit {
-                None => client.batch_execute("COMMIT").await.map(|()| None).map_err(Fail::from),
-                Some(_) => flags_of(client, next.app_id).await.map(Some),
-            }
-        };
-        let revision = match &write.log {
-            // Most changes: the flag, its log entry, the revision and the outbox record in one
-            // statement, pipelined with the COMMIT.
-            Some(log) => {
-                let (at, changes) = (to_sql_time(now), sql::changes_text(log.changes.as_ref()));
-                let (action, detail) = (log.action.as_str(), log.detail.as_deref());
-                let (actor, origin) = (log.actor.as_str(), write.origin.as_str());
-                let mut params = params;
-                params.extend([
-                    &action as &(dyn ToSql + Sync),
-                    &at,
-                    &detail,
-                    &actor,
-                    &changes,
-                    &origin,
-                ]);
-                let (wrote, then) = tokio::join!(client.query_one(&logged_write, &params), then);
-                let row = wrote.map_err(taken(Resource::Flag, &next.title))?;
-                let revision = Revision::new(row.try_get::<_, i64>(0)? as u64);
-                (revision, then)
-            }
-            // Pipelined, and checked in order, so that when the update fails (a taken title) its
-            // error is the one reported, not the "transaction aborted" of the statements behind.
-            None => {
-                let (updated, bumped, then) = tokio::join!(
-                    client.execute(&update, &params),
-                    bump(client, next.app_id, write.origin, now),
-                    then,
-                );
-                updated.map_err(taken(Resource::Flag, &next.title))?;
-                (bumped?, then)
-            }
-        };
-        let (revision, then) = revision;
+        // Pipelined, and checked in order, so that when the update fails (a taken title) its
+        // error is the one reported, not the "transaction aborted" of the statements behind it.
+        let (updated, logged, bumped, then) = tokio::join!(
+            client.execute(&update, &params),
+            write_entry(client, &write, now),
+            bump(client, next.app_id, write.origin, now),
+            async {
+                match limit {
+                    None => client.batch_execute("COMMIT").await.map(|()| None).map_err(Fail::from),
+                    Some(_) => flags_of(client, next.app_id).await.map(Some),
+                }
+            },
+        );
+        updated.map_err(taken(Resource::Flag, &next.title))?;
+        logged?;
+        let revision = bumped?;
         if let (Some(limit), Some(flags)) = (limit, then?) {
             ruleset::check_size(&flags, limit)?;
             client.batch_execute("COMMIT").await?;
@@ -686,33 +661,6 @@ fn as_params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
 
 static INSERT_FLAG: LazyLock<String> = LazyLock::new(|| insert_flag('$'));
 static UPDATE_FLAG: LazyLock<String> = LazyLock::new(|| update_flag('$'));
-
-/// A change with a log entry in one statement: [`UPDATE_FLAG`]'s parameters, then the entry's
-/// action, time, detail, actor and changes, and the origin; the flag's new row feeds its log
-/// entry and names the app whose revision grows by one, and the outbox records that revision,
-/// which the statement returns.
-static WRITE_LOGGED: LazyLock<String> = LazyLock::new(|| {
-    let n = sql::FLAG_FIELDS.len() + 1;
-    let p = |i: usize| format!("${}", n + i);
-    format!(
-        "WITH u AS ({update} RETURNING id, app_id, title, description), \
-         l AS (INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, \
-               created_at, detail, actor, changes) \
-               SELECT id, app_id, {action}::text, title, description, {at}::timestamptz, \
-               {detail}::text, {actor}::text, {changes}::text FROM u), \
-         r AS (UPDATE apps SET revision = revision + 1 WHERE id = (SELECT app_id FROM u) \
-               RETURNING id, revision) \
-         INSERT INTO outbox (app_id, revision, origin, created_at) \
-         SELECT id, revision, {origin}::text, {at}::timestamptz FROM r RETURNING revision",
-        update = *UPDATE_FLAG,
-        action = p(1),
-        at = p(2),
-        detail = p(3),
-        actor = p(4),
-        changes = p(5),
-        origin = p(6),
-    )
-});
 
 async fn flags_of(tx: &impl GenericClient, app: AppId) -> Result<Vec<Flag>, Fail> {
     let stmt = tx.prepare_cached(&stmt::FLAGS_OF_APP).await?;
