@@ -244,3 +244,52 @@ async fn another_process_s_change_shows_in_this_one_s_reads() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A change committed by another process reaches this process's relay when it commits:
+/// PostgreSQL's NOTIFY wakes the relay to read the outbox (its poll is an hour away here), so the
+/// change is published even though the process that made it publishes nothing (a bare store
+/// handle here; a process whose publisher is down, or that died after the commit, in life).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_s_commit_wakes_this_one_s_relay() {
+    use flagtower_core::{Actor, InProcessPublisher, NewFlag, Timestamp, Title, Tower};
+    let Some(store) = TestStore::postgres().await else { return };
+    let writer = store.open().await;
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    let app = writer.create_app(&Title::parse("elsewhere").unwrap(), t).await.unwrap().id;
+    let publisher = InProcessPublisher::new();
+    let config = flagtower_core::RelayConfig {
+        poll_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let tower = Tower::builder(store.open().await)
+        .publisher(publisher.clone())
+        .relay_config(config)
+        .feed_poll(Duration::from_secs(3600))
+        .start()
+        .await
+        .unwrap();
+    let published = |at_least: u64| {
+        let publisher = publisher.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if publisher.latest(app).is_some_and(|r| r.revision.get() >= at_least) {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "revision {at_least} was not published");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    // At start the relay publishes every app.
+    published(0).await;
+    for i in 1..=3 {
+        let nf = NewFlag {
+            title: Title::parse(&format!("f{i}")).unwrap(),
+            settings: Default::default(),
+        };
+        writer.create_flag(app, &nf, t, &Actor::anonymous()).await.unwrap();
+        published(i).await;
+    }
+    tower.shutdown().await;
+}

@@ -218,6 +218,7 @@ impl Feed {
         self: Arc<Self>,
         store: Arc<dyn Store>,
         interval: Duration,
+        relay: std::sync::Weak<crate::relay::RelaySignal>,
         mut stop: watch::Receiver<bool>,
     ) {
         if store.notify_changes(Arc::downgrade(&self.remote), stop.clone()) {
@@ -236,7 +237,14 @@ impl Feed {
                         continue;
                     }
                 }
-                () = self.remote.notified() => {}
+                // Another process's change: the relay reads the outbox too, in case that
+                // process does not publish it (its publisher down, or it crashed after the
+                // commit), rather than at its next poll.
+                () = self.remote.notified() => {
+                    if let Some(relay) = relay.upgrade() {
+                        relay.changed_elsewhere();
+                    }
+                }
                 _ = every.tick() => {}
                 _ = stop.changed() => return,
             }

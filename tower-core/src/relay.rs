@@ -130,6 +130,8 @@ pub(crate) struct RelaySignal {
     commits: Mutex<HashMap<AppId, (Revision, Instant)>>,
     /// Kept current one app at a time, so an outage of many apps costs each step O(log n).
     health: Mutex<HealthState>,
+    /// Another process committed something (the store told): read the outbox at once.
+    elsewhere: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -163,6 +165,14 @@ impl RelaySignal {
     /// This process committed a change of `app` made by `origin`: the relay publishes it next.
     pub(crate) fn changed(&self, app: AppId, origin: Origin) {
         self.changed.lock().unwrap_or_else(|e| e.into_inner()).push((app, origin));
+        self.wake.notify_one();
+    }
+
+    /// Another process sharing the store committed a change (the store told of it, as
+    /// PostgreSQL's `NOTIFY` does): the relay reads the outbox at once rather than at its next
+    /// poll, so the change is published even when its own process cannot publish it.
+    pub(crate) fn changed_elsewhere(&self) {
+        self.elsewhere.store(true, std::sync::atomic::Ordering::Relaxed);
         self.wake.notify_one();
     }
 
@@ -332,7 +342,10 @@ impl Relay {
                 // Woken with this process's commits in hand, it publishes them without reading
                 // the outbox; any other wake-up reads it.
                 _ = self.signal.wake.notified(), if st.store_failures == 0 => {
-                    st.rescan = self.signal.changed.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+                    let elsewhere =
+                        self.signal.elsewhere.swap(false, std::sync::atomic::Ordering::Relaxed);
+                    st.rescan = elsewhere
+                        || self.signal.changed.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
                 }
                 _ = tokio::time::sleep_until(wake_at) => {}
                 _ = stop.changed() => {

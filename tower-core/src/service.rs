@@ -318,6 +318,7 @@ impl TowerBuilder {
         tokio::spawn(Arc::clone(&feed).run(
             Arc::clone(&self.store),
             self.feed_poll,
+            Arc::downgrade(&signal),
             stop.subscribe(),
         ));
         if let Some(settings) = self.breaker {
