@@ -21,9 +21,7 @@
 #
 # ORIGINAL is a checkout of the original Tower (github.com/tailslide-io/tower) whose `server/`
 # has had `npm install`; it is started as `node app.js` there, on the schema of its
-# `docker/init.sql`, with the stream subject of its `docker/env.md` (a backslash kept: unset, the
-# original cannot create its stream; the bare wildcard overlaps the subjects it adds per app).
-# BASE_TOWER names an older tower binary to run beside this one.
+# `docker/init.sql` (benches/servers.sh starts every server). BASE_TOWER names an older tower binary to run beside this one.
 # CONNS=8 SECS=10 ROUNDS=2 SCENARIOS="hot spread" by default; PGURL names the server
 # (postgres://postgres@127.0.0.1:5432); STORE=sqlite runs this Tower on a SQLite file instead
 # (the original on PostgreSQL still); this Tower connects without TLS, as the original does
@@ -36,30 +34,13 @@ SECS=${SECS:-10}
 ROUNDS=${ROUNDS:-2}
 SCENARIOS=${SCENARIOS:-hot spread}
 PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}
-NATS_SERVER=${TOWER_TEST_NATS_SERVER:-nats-server}
-for tool in wrk psql curl "$NATS_SERVER"; do
+for tool in wrk psql curl "${TOWER_TEST_NATS_SERVER:-nats-server}"; do
   command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }
 done
 [ -x "$TOWER" ] || { echo "$TOWER is missing: cargo build --release -p flagtower-http --bin tower" >&2; exit 1; }
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_port() {
-  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done
-  echo "nothing listens on port $1" >&2; return 1
-}
+. benches/servers.sh
 STORE=${STORE:-postgres}
-sql() { psql "$PGURL/$1" -Atq -v ON_ERROR_STOP=1 -c "$2"; }
 # query KIND DB SQL: one value from the run's database (this Tower's SQLite file with STORE=sqlite).
 query() {
   if [ "$1" = tower ] && [ "$STORE" = sqlite ]; then
@@ -91,19 +72,6 @@ function request()
   return wrk.format("PATCH", "/api/flags/" .. flags[i] .. "/toggle", headers, body)
 end
 LUA
-
-# start_nats: a private JetStream server; sets NATS_URL.
-start_nats() {
-  local port
-  port=$(free_port)
-  NATS_MONITOR=$(free_port)
-  mkdir -p "$work/nats-$port"
-  "$NATS_SERVER" -a 127.0.0.1 -p "$port" -m "$NATS_MONITOR" -js -sd "$work/nats-$port" >"$work/nats-$port.log" 2>&1 &
-  pids+=($!)
-  NATS_PID=$!
-  wait_port "$port"
-  NATS_URL="nats://127.0.0.1:$port"
-}
 
 # js_messages: how many messages JetStream's streams have taken so far (the sum of their last
 # sequence numbers, from the monitoring endpoint; a stream keeps only each app's newest).
@@ -149,23 +117,10 @@ run() {
   start_nats
   port=$(free_port)
   url="http://127.0.0.1:$port"
-  if [ "$kind" = original ]; then
-    sql "$db" "SET client_min_messages = warning" >/dev/null
-    psql "$PGURL/$db" -q -v ON_ERROR_STOP=1 -f "$ORIGINAL/docker/init.sql" >/dev/null 2>&1
-    (cd "$ORIGINAL/server" && exec env PORT="$port" PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres \
-      PGDATABASE="$db" NATS_SERVER="$NATS_URL" NATS_STREAM_NAME=flags_ruleset SDK_KEY=myToken \
-      NATS_AEROBAT_SUBJECT='apps.\*.update.manual' \
-      REDIS_SERVER='{"socket":{"host":"127.0.0.1","port":6379}}' node app.js) >"$work/server.log" 2>&1 &
-  else
-    # Plain TCP, as the original connects (node-postgres' default); SSLMODE=prefer for TLS.
-    local store_url="$PGURL/$db?sslmode=${SSLMODE:-disable}"
-    [ "$STORE" = sqlite ] && store_url="sqlite://$work/$db.db"
-    env TOWER_STORE_URL="$store_url" TOWER_NATS_URL="$NATS_URL" TOWER_BIND=127.0.0.1 PORT="$port" \
-      TOWER_RATE_LIMIT=off RUST_LOG=warn "$bin" >"$work/server.log" 2>&1 &
-  fi
-  pid=$!
-  pids+=("$pid")
-  wait_port "$port"
+  # Plain TCP, as the original connects (node-postgres' default); SSLMODE=prefer for TLS.
+  local store_url="$PGURL/$db?sslmode=${SSLMODE:-disable}"
+  [ "$STORE" = sqlite ] && store_url="sqlite://$work/$db.db"
+  start_server "$kind" "$bin" "$db" "$port" "$store_url"
   apps=1
   [ "$scenario" = spread ] && apps=100
   for a in $(seq "$apps"); do
@@ -197,33 +152,11 @@ run() {
     "$(awk '$1 == "50%" {print $2}' <<<"$out")" \
     "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
     "$(awk '/Non-2xx/ {print $NF}' <<<"$out" | tail -n1)"
-  kill -INT "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  kill "$NATS_PID" 2>/dev/null || true
-  wait "$NATS_PID" 2>/dev/null || true
-  sql postgres "DROP DATABASE $db WITH (FORCE)"
+  stop_run "$db"
 }
 
-# The servers take turns in an order reversed every round: the same binary measured twice in a
-# row ran about 10 % slower the second time on this project's machine, so a fixed order would
-# favour whichever goes first.
-servers=()
-[ -n "${ORIGINAL:-}" ] && servers+=(original)
-[ -n "${BASE_TOWER:-}" ] && servers+=(base)
-servers+=(tower)
 for round in $(seq "$ROUNDS"); do
-  order=("${servers[@]}")
-  if [ $((round % 2)) -eq 0 ]; then
-    order=()
-    for ((i = ${#servers[@]} - 1; i >= 0; i--)); do order+=("${servers[$i]}"); done
-  fi
   for scenario in $SCENARIOS; do
-    for server in "${order[@]}"; do
-      case $server in
-        original) run original original "" "$scenario" ;;
-        base) run base tower "$BASE_TOWER" "$scenario" ;;
-        tower) run tower tower "$TOWER" "$scenario" ;;
-      esac
-    done
+    for server in $(servers_in_round "$round"); do measure "$server" "$scenario"; done
   done
 done
