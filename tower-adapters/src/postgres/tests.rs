@@ -26,6 +26,24 @@ impl Open for TestDatabase {
     }
 }
 
+/// A new app titled `title` with a flag of each title of `flags`, made at `t` by no one: the
+/// app's id and the flags' ids, in order.
+async fn app_with_flags(
+    store: &PostgresStore,
+    title: &str,
+    flags: &[&str],
+    t: Timestamp,
+) -> (flagtower_core::AppId, Vec<flagtower_core::FlagId>) {
+    let by = flagtower_core::Actor::anonymous();
+    let app = store.create_app(&Title::parse(title).unwrap(), t).await.unwrap().id;
+    let mut ids = Vec::with_capacity(flags.len());
+    for f in flags {
+        let nf = NewFlag { title: Title::parse(f).unwrap(), settings: Default::default() };
+        ids.push(store.create_flag(app, &nf, t, &by).await.unwrap().value.id);
+    }
+    (app, ids)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance() {
     // Each check gets its own database; they are dropped at the end.
@@ -327,14 +345,9 @@ async fn a_batch_of_changes_is_the_same_changes_one_after_the_other() {
     };
     let mut apps = Vec::new();
     for name in ["alone", "batched"] {
-        let app = store.create_app(&Title::parse(name).unwrap(), t).await.unwrap();
-        let mut flags = Vec::new();
-        for f in ["a", "b", "c"] {
-            let nf = NewFlag { title: Title::parse(f).unwrap(), settings: Default::default() };
-            flags.push(store.create_flag(app.id, &nf, t, &by).await.unwrap().value.id);
-        }
+        let (app, flags) = app_with_flags(&store, name, &["a", "b", "c"], t).await;
         store.delete_flag(flags[2], t, &by).await.unwrap();
-        apps.push((app.id, flags));
+        apps.push((app, flags));
     }
     let (alone_app, alone_flags) = &apps[0];
     let mut alone = Vec::new();
@@ -501,14 +514,10 @@ async fn a_failed_batch_is_made_change_by_change() {
     inject_faults(&store).await;
     let t = Timestamp::from_millis(1_700_000_000_000);
     let by = flagtower_core::Actor::anonymous();
-    let app = store.create_app(&Title::parse("app").unwrap(), t).await.unwrap().id;
-    let mut ids = Vec::new();
-    for f in ["stall", "fail", "good 1", "good 2"] {
-        let nf = NewFlag { title: Title::parse(f).unwrap(), settings: Default::default() };
-        let id = store.create_flag(app, &nf, t, &by).await.unwrap().value.id;
+    let (app, ids) = app_with_flags(&store, "app", &["stall", "fail", "good 1", "good 2"], t).await;
+    for &id in &ids {
         // The first change of each flag goes alone and teaches the store the flag's app.
         store.change_flag(id, &FlagCommand::Toggle(None), Origin::Manual, t, &by).await.unwrap();
-        ids.push(id);
     }
     let (stall, fail, good) = (ids[0], ids[1], [ids[2], ids[3]]);
     let client = store.client().await.unwrap();
@@ -590,9 +599,8 @@ async fn a_change_dropped_mid_transaction_is_rolled_back() {
     let other = db.open().await;
     let t = Timestamp::from_millis(1_700_000_000_000);
     let by = flagtower_core::Actor::anonymous();
-    let app = store.create_app(&Title::parse("app").unwrap(), t).await.unwrap().id;
-    let nf = NewFlag { title: Title::parse("flag").unwrap(), settings: Default::default() };
-    let id = store.create_flag(app, &nf, t, &by).await.unwrap().value.id;
+    let (app, ids) = app_with_flags(&store, "app", &["flag"], t).await;
+    let id = ids[0];
     let before = store.ruleset(app).await.unwrap().revision.get();
 
     // Another process holds the app's row lock, which every writer takes first.
@@ -651,18 +659,9 @@ async fn leases_taken_together_read_the_rulesets_and_mark_them_published() {
     };
     let store = db.open().await;
     let t = Timestamp::from_millis(1_700_000_000_000);
-    let by = flagtower_core::Actor::anonymous();
     let mut apps = Vec::new();
-    for (name, flags) in [("one", 2), ("two", 0), ("three", 1)] {
-        let app = store.create_app(&Title::parse(name).unwrap(), t).await.unwrap().id;
-        for i in 0..flags {
-            let nf = NewFlag {
-                title: Title::parse(&format!("f{i}")).unwrap(),
-                settings: Default::default(),
-            };
-            store.create_flag(app, &nf, t, &by).await.unwrap();
-        }
-        apps.push(app);
+    for (name, flags) in [("one", &["f0", "f1"][..]), ("two", &[]), ("three", &["f0"])] {
+        apps.push(app_with_flags(&store, name, flags, t).await.0);
     }
     let gone = flagtower_core::AppId::new(999);
     let pending = |store: &PostgresStore| {
