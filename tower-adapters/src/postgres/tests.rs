@@ -710,3 +710,36 @@ async fn leases_taken_together_read_the_rulesets_and_mark_them_published() {
     .await;
     assert_eq!(pending(&store).await, []);
 }
+
+/// When the last of leases taken together is dropped unreleased (a cancelled relay), their
+/// transaction is rolled back: a lease released before it learns that its mark was not written,
+/// and its app is still pending, to be published again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_whose_last_is_dropped_write_no_mark() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = db.open().await;
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    let (one, _) = app_with_flags(&store, "one", &["f"], t).await;
+    let (two, _) = app_with_flags(&store, "two", &["f"], t).await;
+    let coordination = store.coordination().unwrap();
+    let mut leases = coordination.lease_publications(&[one, two]).await.unwrap().into_iter();
+    let (mut first, second) = (leases.next().flatten().unwrap(), leases.next().flatten().unwrap());
+    let revision = first.take_ruleset().unwrap().unwrap().revision;
+    let (marked, ()) =
+        futures_util::future::join(first.release_published(&store, one, revision), async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            drop(second);
+        })
+        .await;
+    assert!(matches!(marked, Err(StoreError::Unavailable(_))), "{marked:?}");
+    let mut pending: Vec<_> =
+        store.pending().await.unwrap().into_iter().map(|p| p.app_id).collect();
+    pending.sort_unstable();
+    assert_eq!(pending, [one, two], "no mark was written");
+    // Both apps are free again.
+    let again = coordination.lease_publications(&[one, two]).await.unwrap();
+    assert!(again.iter().all(Option::is_some));
+    futures_util::future::join_all(again.into_iter().flatten().map(|l| l.release())).await;
+}
