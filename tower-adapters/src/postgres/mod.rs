@@ -256,8 +256,10 @@ fn fill_port(raw: &str, pg_port: Option<u16>) -> String {
 pub(crate) const CHANGES_CHANNEL: &str = "tower_changes";
 
 /// Listens on [`CHANGES_CHANNEL`] with a connection of its own and wakes `wake` at each
-/// notification but those whose payload is `own` (this store handle's), until `stop` (Tower shuts down or is dropped); a lost connection is opened
-/// again (with backoff), and `wake` woken then, since changes may have been missed meanwhile.
+/// notification but those whose payload is `own` (this store handle's), until `stop` (Tower
+/// shuts down or is dropped), and once each time the `LISTEN` takes effect, since what committed
+/// before it was told to no one; a lost connection is opened again (with backoff), and `wake`
+/// woken then too.
 pub(crate) async fn listen(
     options: PostgresOptions,
     own: std::sync::Arc<str>,
@@ -322,6 +324,11 @@ async fn listen_once(
                 done?;
                 listening = true;
                 tracing::debug!(target_db = %options.target(), "listening for other processes' changes");
+                // What committed before the LISTEN took effect was told to no one: read once.
+                match wake.upgrade() {
+                    Some(w) => w.notify_one(),
+                    None => return Ok(()),
+                }
             }
             message = messages.next() => match message {
                 // This handle's own change: the service saw it when it committed.
