@@ -282,6 +282,15 @@ pub(crate) mod stmt {
     pub(crate) static FLAG_BY_ID: LazyLock<String> =
         LazyLock::new(|| format!("SELECT {} FROM flags WHERE id = $1", FLAG_COLUMNS.as_str()));
     /// An app's flags ($1), by id.
+    /// The flags of every live app, by app and id: with [`LIVE_APPS`] in the same snapshot,
+    /// what [`super::apps_with_flags`] groups.
+    pub(crate) static FLAGS_OF_LIVE_APPS: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {} FROM flags WHERE app_id IN (SELECT id FROM apps WHERE deleted_at IS NULL) \
+             ORDER BY app_id, id",
+            FLAG_COLUMNS.as_str()
+        )
+    });
     pub(crate) static FLAGS_OF_APP: LazyLock<String> = LazyLock::new(|| {
         format!("SELECT {} FROM flags WHERE app_id = $1 ORDER BY id", FLAG_COLUMNS.as_str())
     });
@@ -412,6 +421,21 @@ pub(crate) fn log_query(q: &LogQuery, sigil: char) -> (String, Vec<LogParam>) {
         q.limit.min(MAX_LOG_PAGE)
     );
     (sql, params)
+}
+
+/// Each app of `apps` (live apps, by id) with its flags, from `flags` ordered by app and id, as
+/// [`stmt::LIVE_APPS`] and [`stmt::FLAGS_OF_LIVE_APPS`] read them in one snapshot.
+pub(crate) fn apps_with_flags(apps: Vec<App>, flags: Vec<Flag>) -> Vec<(App, Vec<Flag>)> {
+    let mut flags = flags.into_iter().peekable();
+    apps.into_iter()
+        .map(|app| {
+            let mut of = Vec::new();
+            while let Some(flag) = flags.next_if(|f| f.app_id == app.id) {
+                of.push(flag);
+            }
+            (app, of)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -60,6 +60,7 @@ const CHECKS: &[Check] = checks![
     log_entries_record_who_and_what,
     a_flag_reads_its_newest_logs,
     app_summaries_count_every_live_apps_flags,
+    apps_with_flags_are_the_live_apps_and_their_flags,
 ];
 
 /// Runs every check, each on a fresh store from `fresh`.
@@ -1016,4 +1017,36 @@ async fn app_summaries_count_every_live_apps_flags(s: Arc<dyn Store>) {
     assert_eq!((counts.total, counts.active, counts.closed, counts.open), (3, 2, 2, 1));
     assert_eq!(summaries[1].1, crate::model::FlagCounts::default());
     assert_eq!(summaries[0].0, s.get_app(a.id).await.unwrap());
+}
+
+/// MUST: `apps_with_flags` is every live app by id with its flags by id, as `list_apps` and
+/// `list_flags` give them; deleted apps are left out, an app without flags has none.
+async fn apps_with_flags_are_the_live_apps_and_their_flags(s: Arc<dyn Store>) {
+    let a = s.create_app(&title("A"), t(1)).await.unwrap();
+    let empty = s.create_app(&title("Empty"), t(1)).await.unwrap();
+    let gone = s.create_app(&title("Gone"), t(1)).await.unwrap();
+    let b = s.create_app(&title("B"), t(1)).await.unwrap();
+    // Created out of order across apps, so that "by id" is checked within each app.
+    for (app, name) in [(b.id, "b1"), (a.id, "a1"), (b.id, "b2"), (gone.id, "g"), (a.id, "a2")] {
+        s.create_flag(app, &new_flag(name), t(2), &me()).await.unwrap();
+    }
+    let f = s.list_flags(a.id).await.unwrap()[0].id;
+    s.change_flag(f, &FlagCommand::Toggle(Some(true)), Origin::Manual, t(3), &me()).await.unwrap();
+    s.delete_app(gone.id, t(4), &me()).await.unwrap();
+    let all = s.apps_with_flags().await.unwrap();
+    let ids: Vec<AppId> = all.iter().map(|(app, _)| app.id).collect();
+    assert_eq!(ids, [a.id, empty.id, b.id]);
+    for (app, flags) in &all {
+        assert_eq!(*app, s.get_app(app.id).await.unwrap());
+        assert_eq!(
+            *flags,
+            s.list_flags(app.id).await.unwrap(),
+            "the flags of {}",
+            app.title.as_str()
+        );
+    }
+    assert_eq!(all[0].1.len(), 2);
+    assert!(all[0].1[0].state.is_active());
+    assert!(all[1].1.is_empty());
+    assert_eq!(all[2].1.len(), 2);
 }

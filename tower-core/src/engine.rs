@@ -77,8 +77,8 @@ impl Engine {
         let now = self.clock.now();
         let mut moves = 0;
         let mut metrics_down = false;
-        for app in self.store.list_apps().await? {
-            for flag in self.store.list_flags(app.id).await? {
+        for (app, flags) in self.store.apps_with_flags().await? {
+            for flag in flags {
                 let window = breaker::window(&flag, now, &self.settings);
                 if window.is_some() {
                     self.stats.checked();

@@ -249,6 +249,23 @@ pub trait Store: Send + Sync + fmt::Debug {
         }
         Ok(out)
     }
+    /// Every live app, by id, with its flags, by id: what the circuit breaker checks each
+    /// interval.
+    ///
+    /// Provided: [`Store::list_apps`], then [`Store::list_flags`] per app (an app deleted in
+    /// between is left out); a store that can answers it in one snapshot, in a number of
+    /// queries that does not grow with the number of apps.
+    async fn apps_with_flags(&self) -> Result<Vec<(App, Vec<Flag>)>, StoreError> {
+        let mut out = Vec::new();
+        for app in self.list_apps().await? {
+            match self.list_flags(app.id).await {
+                Ok(flags) => out.push((app, flags)),
+                Err(StoreError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
     /// One flag.
     async fn get_flag(&self, id: FlagId) -> Result<Flag, StoreError>;
     /// One flag and its newest `limit` log entries, oldest first, read together.

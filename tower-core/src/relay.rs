@@ -340,12 +340,12 @@ impl Relay {
                     }
                 }
                 // Woken with this process's commits in hand, it publishes them without reading
-                // the outbox; any other wake-up reads it.
+                // the outbox; only another process's commit makes it read the outbox. (A wake-up
+                // with no commit in hand is one whose commits the loop took already: `Notify`
+                // keeps one wake-up for a waiter that comes later.)
                 _ = self.signal.wake.notified(), if st.store_failures == 0 => {
-                    let elsewhere =
+                    st.rescan =
                         self.signal.elsewhere.swap(false, std::sync::atomic::Ordering::Relaxed);
-                    st.rescan = elsewhere
-                        || self.signal.changed.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
                 }
                 _ = tokio::time::sleep_until(wake_at) => {}
                 _ = stop.changed() => {

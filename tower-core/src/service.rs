@@ -713,8 +713,8 @@ impl Indexes {
 async fn prepare_all_series(store: Arc<dyn Store>, metrics: Arc<dyn MetricsStore>) {
     let result: Result<usize, BoxError> = async {
         let mut n = 0;
-        for app in store.list_apps().await? {
-            for flag in store.list_flags(app.id).await? {
+        for (_, flags) in store.apps_with_flags().await? {
+            for flag in flags {
                 metrics.prepare(flag.id, flag.app_id).await?;
                 n += 1;
             }

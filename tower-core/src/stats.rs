@@ -29,6 +29,7 @@ pub(crate) enum StoreOp {
     DeleteApp,
     ListFlags,
     AppSummaries,
+    AppsWithFlags,
     GetFlag,
     FlagWithLogs,
     CreateFlag,
@@ -43,7 +44,7 @@ pub(crate) enum StoreOp {
 }
 
 impl StoreOp {
-    const ALL: [StoreOp; 19] = [
+    const ALL: [StoreOp; 20] = [
         Self::Ping,
         Self::ListApps,
         Self::GetApp,
@@ -52,6 +53,7 @@ impl StoreOp {
         Self::DeleteApp,
         Self::ListFlags,
         Self::AppSummaries,
+        Self::AppsWithFlags,
         Self::GetFlag,
         Self::FlagWithLogs,
         Self::CreateFlag,
@@ -75,6 +77,7 @@ impl StoreOp {
             Self::DeleteApp => "delete_app",
             Self::ListFlags => "list_flags",
             Self::AppSummaries => "app_summaries",
+            Self::AppsWithFlags => "apps_with_flags",
             Self::GetFlag => "get_flag",
             Self::FlagWithLogs => "flag_with_logs",
             Self::CreateFlag => "create_flag",
@@ -289,7 +292,7 @@ mod tests {
         }
         let snap = s.snapshot();
         assert_eq!(snap.store_latency.len(), StoreOp::ALL.len());
-        let (name, change) = &snap.store_latency[11];
+        let (name, change) = &snap.store_latency[StoreOp::ChangeFlag as usize];
         assert_eq!(
             (*name, change.count, change.counts[2], change.counts[4]),
             ("change_flag", 2, 1, 1)

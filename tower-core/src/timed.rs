@@ -82,6 +82,10 @@ impl Store for TimedStore {
         self.time(StoreOp::AppSummaries, self.inner.app_summaries()).await
     }
 
+    async fn apps_with_flags(&self) -> Result<Vec<(App, Vec<Flag>)>, StoreError> {
+        self.time(StoreOp::AppsWithFlags, self.inner.apps_with_flags()).await
+    }
+
     async fn get_flag(&self, id: FlagId) -> Result<Flag, StoreError> {
         self.time(StoreOp::GetFlag, self.inner.get_flag(id)).await
     }

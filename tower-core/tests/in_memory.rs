@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use flagtower_core::breaker::BreakerSettings;
@@ -387,4 +387,60 @@ async fn own_commits_are_published_without_reading_the_outbox() {
     assert_eq!(next(&mut rulesets).await.revision, Revision::new(7));
     assert_eq!(outbox_reads(), before, "five toggles and a trip published, the outbox not read");
     tower.shutdown().await;
+}
+
+/// The same with commits arriving from many tasks at once, while the relay is busy publishing:
+/// a wake-up whose commits the relay's loop took already reads nothing either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_own_commits_are_published_without_reading_the_outbox() {
+    let store = Arc::new(InMemoryStore::new());
+    let publisher = InProcessPublisher::new();
+    let config = RelayConfig { poll_interval: Duration::from_secs(3600), ..RelayConfig::default() };
+    let tower = Tower::builder(store.clone())
+        .publisher(publisher.clone())
+        .relay_config(config)
+        .start()
+        .await
+        .unwrap();
+    let mut flags = Vec::new();
+    for i in 0..10 {
+        let app = tower.create_app(&title(&format!("app {i}"))).await.unwrap();
+        flags.push(tower.create_flag(app.id, &flag("f")).await.unwrap());
+    }
+    let reads = |tower: &Tower| {
+        let stats = tower.stats();
+        stats.store_latency.iter().find(|(op, _)| *op == "pending").expect("recorded").1.count
+    };
+    // The read of its start.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reads(&tower) == 0 {
+        assert!(Instant::now() < deadline, "the relay never read the outbox");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let before = reads(&tower);
+    // 8 tasks toggling the 10 apps' flags, 400 changes in all.
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let (tower, flags) = (tower.clone(), flags.clone());
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    let flag = &flags[(t * 50 + i) % flags.len()];
+                    tower.toggle_flag(flag.id, None).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // Every app's newest revision reaches the publisher.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for flag in &flags {
+        let newest = store.ruleset(flag.app_id).await.unwrap().revision;
+        while publisher.latest(flag.app_id).is_none_or(|r| r.revision < newest) {
+            assert!(Instant::now() < deadline, "app {} was not published", flag.app_id);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(reads(&tower), before, "the outbox was read again for this process's commits");
 }

@@ -80,6 +80,41 @@ macro_rules! transact {
     }};
 }
 
+/// Runs `$body` (a future of `Result<_, Fail>`) with `$open` an [`Open`] pooled connection, on
+/// which it begins a transaction and pipelines its `COMMIT` with its writes; tries it again on
+/// serialization failures and deadlocks, up to `MAX_ATTEMPTS` times in all. The connection goes
+/// back to the pool with no transaction open.
+macro_rules! pipelined {
+    ($store:expr, |$open:ident| $body:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let $open = Open::new($store.client().await?);
+            match $body.await {
+                Ok(done) => {
+                    drop($open.close());
+                    break Ok(done);
+                }
+                Err(fail) => {
+                    // The transaction may still be open (a failure before the writes): end it,
+                    // and return the connection only once it has.
+                    let client = $open.close();
+                    if client.batch_execute("ROLLBACK").await.is_err() {
+                        drop(deadpool_postgres::Object::take(client));
+                    }
+                    match fail {
+                        Fail::Pg(e) if is_retryable(&e) && attempt < MAX_ATTEMPTS => {
+                            tracing::debug!(attempt, error = %e, "retrying transaction");
+                        }
+                        Fail::Pg(e) => break Err(map_pg(e)),
+                        Fail::Store(e) => break Err(e),
+                    }
+                }
+            }
+        }
+    }};
+}
+
 /// Runs `$body` in a read-only, repeatable-read transaction (one consistent snapshot).
 macro_rules! snapshot {
     ($store:expr, |$tx:ident| $body:block) => {{
@@ -298,6 +333,47 @@ async fn bump_by(
     Ok(Revision::new(row.try_get::<_, i64>(0)? as u64))
 }
 
+/// [`BUMP`] for several apps at once: each app's revision grows by its number of changes
+/// (`$2`), and its outbox records the newest, with the origin and time of its last change;
+/// returns each app's newest revision.
+const BUMP_APPS: &str = "WITH u AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], \
+     $4::timestamptz[]) AS u(app, n, origin, at)), \
+     r AS (UPDATE apps a SET revision = a.revision + u.n FROM u WHERE a.id = u.app \
+     RETURNING a.id, a.revision) \
+     INSERT INTO outbox (app_id, revision, origin, created_at) \
+     SELECT r.id, r.revision, u.origin, u.at FROM r JOIN u ON u.app = r.id \
+     RETURNING app_id, revision";
+
+/// The update of several flags in one statement: `$1` their ids, then one array per column of
+/// [`sql::FLAG_FIELDS`], in its order.
+static UPDATE_FLAGS: LazyLock<String> = LazyLock::new(|| {
+    let names: Vec<&str> = sql::FLAG_FIELDS.iter().map(|(c, _)| *c).collect();
+    let sets: Vec<String> = names.iter().map(|c| format!("{c} = u.{c}")).collect();
+    let arrays: Vec<String> = sql::FLAG_FIELDS
+        .iter()
+        .enumerate()
+        .map(|(i, (_, kind))| format!("${}::{}[]", i + 2, pg_type(*kind)))
+        .collect();
+    format!(
+        "UPDATE flags f SET {} FROM unnest($1::bigint[], {}) AS u(id, {}) WHERE f.id = u.id",
+        sets.join(", "),
+        arrays.join(", "),
+        names.join(", ")
+    )
+});
+
+/// The PostgreSQL type of a column of `kind`, as the schema declares it.
+fn pg_type(kind: sql::Kind) -> &'static str {
+    match kind {
+        sql::Kind::Id => "bigint",
+        sql::Kind::Tenths => "smallint",
+        sql::Kind::Millis => "integer",
+        sql::Kind::Text => "text",
+        sql::Kind::Bool => "boolean",
+        sql::Kind::Time | sql::Kind::OptTime => "timestamptz",
+    }
+}
+
 /// A pooled connection on which a transaction may be open: when it is dropped unclosed (the
 /// request went away mid-change), a task rolls the transaction back before the connection goes
 /// back to the pool.
@@ -392,32 +468,8 @@ impl PostgresStore {
         &self,
         change: &FlagChange,
     ) -> Result<Change<Flag>, StoreError> {
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let open = Open::new(self.client().await?);
-            match self.change_flag_once(&open, change).await {
-                Ok(change) => {
-                    drop(open.close());
-                    return self.announced(Ok(change));
-                }
-                Err(fail) => {
-                    // The transaction may still be open (a failure before the writes): end it,
-                    // and return the connection only once it has.
-                    let client = open.close();
-                    if client.batch_execute("ROLLBACK").await.is_err() {
-                        drop(deadpool_postgres::Object::take(client));
-                    }
-                    match fail {
-                        Fail::Pg(e) if is_retryable(&e) && attempt < MAX_ATTEMPTS => {
-                            tracing::debug!(attempt, error = %e, "retrying transaction");
-                        }
-                        Fail::Pg(e) => return Err(map_pg(e)),
-                        Fail::Store(e) => return Err(e),
-                    }
-                }
-            }
-        }
+        let change = pipelined!(self, |open| self.change_flag_once(&open, change));
+        self.announced(change)
     }
 
     async fn change_flag_once(
@@ -470,168 +522,198 @@ impl PostgresStore {
         Ok(Change::written(write.flag, revision, action))
     }
 
-    /// The changes of `jobs` in one transaction ([`super::batch`]): each one's result as if
-    /// they had been made one after the other, in their order. `Err` when the transaction
-    /// failed (nothing was written).
+    /// The changes of `jobs` in one transaction ([`super::batch`]), of one app or of several:
+    /// each one's result as if they had been made one after the other, in their order. `Err`
+    /// when the transaction failed (nothing was written).
+    ///
+    /// Two round trips, however many changes and apps: `BEGIN`, the locks and the read in the
+    /// first; in the second, every flag's update, every log entry and every app's revision and
+    /// outbox record, each one statement over arrays, and the `COMMIT`. (A change that lengthens
+    /// its flag under a size limit reads its app's flags in between.) So a transaction of many
+    /// changes costs the database about what one change alone does.
     pub(crate) async fn change_flags(
         &self,
         jobs: &[FlagChange],
     ) -> Result<Vec<Result<Change<Flag>, StoreError>>, StoreError> {
+        let results = pipelined!(self, |open| self.change_flags_once(&open, jobs))?;
+        if results.iter().any(|r| matches!(r, Ok(change) if change.revision.is_some())) {
+            self.announcer.announce();
+        }
+        Ok(results)
+    }
+
+    async fn change_flags_once(
+        &self,
+        open: &Open,
+        jobs: &[FlagChange],
+    ) -> Result<Vec<Result<Change<Flag>, StoreError>>, Fail> {
         static READ: LazyLock<String> = LazyLock::new(|| {
             format!("SELECT {} FROM flags WHERE id = ANY($1)", FLAG_COLUMNS.as_str())
         });
+        // The apps of the flags, locked in the order of their ids (every batch takes them in
+        // that order, and a lone change takes one: no deadlock). A flag's app never changes,
+        // so the apps can be found before they are locked.
+        const LOCK: &str = "SELECT id FROM apps WHERE id IN (SELECT app_id FROM flags WHERE id = ANY($1)) \
+             ORDER BY id FOR UPDATE";
         const LOGS: &str = "INSERT INTO logs (flag_id, app_id, action_type, flag_title, \
             flag_description, created_at, detail, actor, changes) \
             SELECT f, ap, a, t, d, c, de, ac, ch FROM unnest($1::bigint[], $2::bigint[], \
             $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], \
             $9::text[]) WITH ORDINALITY AS u(f, ap, a, t, d, c, de, ac, ch, n) ORDER BY n";
+        let client = open.client();
+        // Prepared (or found in the connection's cache) before anything is sent, as in
+        // `change_flag_once`: a statement prepared after the pipelined `COMMIT` went out would
+        // run outside the transaction.
+        let lock = client.prepare_cached(LOCK).await?;
+        let read = client.prepare_cached(&READ).await?;
+        let update = client.prepare_cached(&UPDATE_FLAGS).await?;
+        let logs = client.prepare_cached(LOGS).await?;
+        let bump = client.prepare_cached(BUMP_APPS).await?;
         let ids: Vec<i64> = jobs.iter().map(|j| j.id.get()).collect();
-        let results = transact!(self, |tx| {
-            // The apps of the flags, locked in the order of their ids (every batch takes them in
-            // that order, and a lone change takes one: no deadlock), then the flags as they are
-            // once the locks are held, in one round trip as in `lock_flag`. A flag's app never
-            // changes, so the apps can be found before they are locked.
-            let lock = tx
-                .prepare_cached(
-                    "SELECT id FROM apps WHERE id IN (SELECT app_id FROM flags WHERE id = ANY($1)) \
-                     ORDER BY id FOR UPDATE",
-                )
-                .await?;
-            let read = tx.prepare_cached(&READ).await?;
-            let params: [&(dyn ToSql + Sync); 1] = [&ids];
-            let (locked, rows) = tokio::join!(tx.query(&lock, &params), tx.query(&read, &params));
-            let locked: Vec<i64> = locked?.iter().map(|r| r.get(0)).collect();
-            let mut flags = HashMap::new();
-            for row in rows? {
-                let flag = flag_from_row(&row)?;
-                if !locked.contains(&flag.app_id.get()) {
-                    return Err(corrupt(format!("flag {} was not locked with its app", flag.id)));
-                }
-                flags.insert(flag.id, flag);
+        let params: [&(dyn ToSql + Sync); 1] = [&ids];
+        // One round trip: the read is queued behind the locks, and runs once they are held,
+        // with a snapshot of its own, as in `lock_flag`.
+        let (begun, locked, rows) = tokio::join!(
+            client.batch_execute("BEGIN"),
+            client.query(&lock, &params),
+            client.query(&read, &params)
+        );
+        begun?;
+        let locked: Vec<i64> = locked?.iter().map(|r| r.get(0)).collect();
+        let mut flags = HashMap::new();
+        for row in rows? {
+            let flag = flag_from_row(&row)?;
+            if !locked.contains(&flag.app_id.get()) {
+                return Err(corrupt(format!("flag {} was not locked with its app", flag.id)));
             }
-            // An app's flags, read when a size check needs them, kept as the writes leave them.
-            let mut all: HashMap<AppId, Vec<Flag>> = HashMap::new();
-            let mut results: Vec<Result<Change<Flag>, StoreError>> = Vec::with_capacity(jobs.len());
-            let mut writes: Vec<(usize, FlagWrite)> = Vec::new();
-            for job in jobs {
-                let Some(current) = flags.get(&job.id) else {
-                    results.push(Err(StoreError::NotFound(Resource::Flag)));
-                    continue;
-                };
-                let Some(write) =
-                    FlagWrite::change(current, &job.command, job.origin, job.now, &job.by)
-                else {
-                    results.push(Ok(Change::unchanged(current.clone())));
-                    continue;
-                };
-                let app = current.app_id;
-                if let Some(limit) = job.max_ruleset_bytes
-                    && ruleset::grows(Some(current), &write.flag)
-                {
-                    let mut after = match all.get(&app) {
-                        Some(known) => known.clone(),
-                        None => {
-                            let mut read = flags_of(&tx, app).await?;
-                            for f in &mut read {
-                                if let Some(now) = flags.get(&f.id) {
-                                    f.clone_from(now);
-                                }
+            flags.insert(flag.id, flag);
+        }
+        // An app's flags, read when a size check needs them, kept as the writes leave them.
+        let mut all: HashMap<AppId, Vec<Flag>> = HashMap::new();
+        let mut results: Vec<Result<Change<Flag>, StoreError>> = Vec::with_capacity(jobs.len());
+        let mut writes: Vec<(usize, FlagWrite)> = Vec::new();
+        for job in jobs {
+            let Some(current) = flags.get(&job.id) else {
+                results.push(Err(StoreError::NotFound(Resource::Flag)));
+                continue;
+            };
+            let Some(write) =
+                FlagWrite::change(current, &job.command, job.origin, job.now, &job.by)
+            else {
+                results.push(Ok(Change::unchanged(current.clone())));
+                continue;
+            };
+            let app = current.app_id;
+            if let Some(limit) = job.max_ruleset_bytes
+                && ruleset::grows(Some(current), &write.flag)
+            {
+                let mut after = match all.get(&app) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let mut read = flags_of(client, app).await?;
+                        for f in &mut read {
+                            if let Some(now) = flags.get(&f.id) {
+                                f.clone_from(now);
                             }
-                            read
                         }
-                    };
-                    after
-                        .iter_mut()
-                        .filter(|f| f.id == job.id)
-                        .for_each(|f| f.clone_from(&write.flag));
-                    if let Err(e) = ruleset::check_size(&after, limit) {
-                        results.push(Err(e));
-                        continue;
+                        read
                     }
-                    all.insert(app, after);
-                } else if let Some(all) = all.get_mut(&app) {
-                    all.iter_mut()
-                        .filter(|f| f.id == job.id)
-                        .for_each(|f| f.clone_from(&write.flag));
+                };
+                after.iter_mut().filter(|f| f.id == job.id).for_each(|f| f.clone_from(&write.flag));
+                if let Err(e) = ruleset::check_size(&after, limit) {
+                    results.push(Err(e));
+                    continue;
                 }
-                flags.insert(job.id, write.flag.clone());
-                results.push(Ok(Change::unchanged(write.flag.clone())));
-                writes.push((results.len() - 1, write));
+                all.insert(app, after);
+            } else if let Some(all) = all.get_mut(&app) {
+                all.iter_mut().filter(|f| f.id == job.id).for_each(|f| f.clone_from(&write.flag));
             }
-            if !writes.is_empty() {
-                // Each flag is written once, as the last of its changes leaves it; every change
-                // has its log entry (but a recovery step's), in order; each app's revision
-                // grows by its number of changes, and its outbox records the last.
-                let mut written: Vec<FlagId> = writes.iter().map(|(_, w)| w.flag.id).collect();
-                written.sort_unstable();
-                written.dedup();
-                let values: Vec<Vec<Value>> =
-                    written.iter().map(|id| flag_params(&flags[id], Some(id.get()))).collect();
-                // Per app: its number of changes, and the origin and time of its last.
-                let mut apps: Vec<(AppId, i64, Origin, Timestamp)> = Vec::new();
-                let mut log = LogColumns::default();
-                for (i, w) in &writes {
-                    let now = jobs[*i].now;
-                    match apps.iter_mut().find(|a| a.0 == w.flag.app_id) {
-                        Some(a) => *a = (a.0, a.1 + 1, w.origin, now),
-                        None => apps.push((w.flag.app_id, 1, w.origin, now)),
-                    }
-                    if let Some(entry) = &w.log {
-                        log.push(&w.flag, entry, now);
-                    }
-                }
-                let update = tx.prepare_cached(&UPDATE_FLAG).await?;
-                let logs = tx.prepare_cached(LOGS).await?;
-                let (updated, logged, bumped) = tokio::join!(
-                    futures_util::future::join_all(values.iter().map(|v| {
-                        let (tx, update) = (&tx, &update);
-                        async move { tx.execute(update, &as_params(v)).await }
-                    })),
-                    async {
-                        if log.flag.is_empty() {
-                            return Ok(0);
-                        }
-                        tx.execute(
-                            &logs,
-                            &[
-                                &log.flag,
-                                &log.app,
-                                &log.action,
-                                &log.title,
-                                &log.description,
-                                &log.at,
-                                &log.detail,
-                                &log.actor,
-                                &log.changes,
-                            ],
-                        )
-                        .await
-                    },
-                    futures_util::future::join_all(apps.iter().map(|&(app, n, origin, now)| {
-                        let tx = &tx;
-                        async move { bump_by(tx, app, n, origin, now).await }
-                    })),
-                );
-                for u in updated {
-                    u?;
-                }
-                logged?;
-                // Each app's revisions, handed out to its changes in order.
-                let mut next = HashMap::new();
-                for (&(app, n, _, _), last) in apps.iter().zip(bumped) {
-                    next.insert(app, last?.get() + 1 - n as u64);
-                }
-                for (i, write) in writes {
-                    let revision = next.get_mut(&write.flag.app_id).expect("bumped");
-                    let action = write.action();
-                    results[i] = Ok(Change::written(write.flag, Revision::new(*revision), action));
-                    *revision += 1;
-                }
+            flags.insert(job.id, write.flag.clone());
+            results.push(Ok(Change::unchanged(write.flag.clone())));
+            writes.push((results.len() - 1, write));
+        }
+        if writes.is_empty() {
+            client.batch_execute("ROLLBACK").await?;
+            return Ok(results);
+        }
+        // Each flag is written once, as the last of its changes leaves it; every change has its
+        // log entry (but a recovery step's), in order; each app's revision grows by its number
+        // of changes, and its outbox records the last.
+        let mut written: Vec<FlagId> = writes.iter().map(|(_, w)| w.flag.id).collect();
+        written.sort_unstable();
+        written.dedup();
+        let mut columns: Vec<Vec<Value>> =
+            vec![Vec::with_capacity(written.len()); sql::FLAG_FIELDS.len()];
+        for id in &written {
+            for (column, value) in columns.iter_mut().zip(flag_values(&flags[id])) {
+                column.push(value);
             }
-            results
-        })?;
-        if results.iter().any(|r| matches!(r, Ok(change) if change.revision.is_some())) {
-            self.announcer.announce();
+        }
+        let written: Vec<i64> = written.iter().map(|id| id.get()).collect();
+        // Per app: its number of changes, and the origin and time of its last.
+        let mut apps: Vec<(AppId, i64, Origin, Timestamp)> = Vec::new();
+        let mut log = LogColumns::default();
+        for (i, w) in &writes {
+            let now = jobs[*i].now;
+            match apps.iter_mut().find(|a| a.0 == w.flag.app_id) {
+                Some(a) => *a = (a.0, a.1 + 1, w.origin, now),
+                None => apps.push((w.flag.app_id, 1, w.origin, now)),
+            }
+            if let Some(entry) = &w.log {
+                log.push(&w.flag, entry, now);
+            }
+        }
+        let bumps = (
+            apps.iter().map(|a| a.0.get()).collect::<Vec<_>>(),
+            apps.iter().map(|a| a.1).collect::<Vec<_>>(),
+            apps.iter().map(|a| a.2.as_str()).collect::<Vec<_>>(),
+            apps.iter().map(|a| to_sql_time(a.3)).collect::<Vec<_>>(),
+        );
+        let bump_params: [&(dyn ToSql + Sync); 4] = [&bumps.0, &bumps.1, &bumps.2, &bumps.3];
+        let mut update_params: Vec<&(dyn ToSql + Sync)> = vec![&written];
+        update_params.extend(columns.iter().map(|c| c as &(dyn ToSql + Sync)));
+        // Pipelined, and checked in order: when a statement fails, the `COMMIT` behind it ends
+        // the aborted transaction by rolling it back, and the statement's error is reported.
+        let (updated, logged, bumped, committed) = tokio::join!(
+            client.execute(&update, &update_params),
+            async {
+                if log.flag.is_empty() {
+                    return Ok(0);
+                }
+                let columns: [&(dyn ToSql + Sync); 9] = [
+                    &log.flag,
+                    &log.app,
+                    &log.action,
+                    &log.title,
+                    &log.description,
+                    &log.at,
+                    &log.detail,
+                    &log.actor,
+                    &log.changes,
+                ];
+                client.execute(&logs, &columns).await
+            },
+            client.query(&bump, &bump_params),
+            client.batch_execute("COMMIT"),
+        );
+        updated?;
+        logged?;
+        let bumped = bumped?;
+        committed?;
+        // Each app's revisions, handed out to its changes in order.
+        let mut next = HashMap::new();
+        for row in bumped {
+            let (app, last): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+            let n = apps.iter().find(|a| a.0.get() == app).map_or(0, |a| a.1);
+            next.insert(AppId::new(app), (last + 1 - n) as u64);
+        }
+        for (i, write) in writes {
+            let Some(revision) = next.get_mut(&write.flag.app_id) else {
+                return Err(corrupt(format!("app {} was not bumped", write.flag.app_id)));
+            };
+            let action = write.action();
+            results[i] = Ok(Change::written(write.flag, Revision::new(*revision), action));
+            *revision += 1;
         }
         Ok(results)
     }
@@ -684,6 +766,17 @@ impl Store for PostgresStore {
 
     async fn get_app(&self, id: AppId) -> Result<App, StoreError> {
         snapshot!(self, |tx| { live_app(&tx, id, false).await? })
+    }
+
+    async fn apps_with_flags(&self) -> Result<Vec<(App, Vec<Flag>)>, StoreError> {
+        snapshot!(self, |tx| {
+            let apps = tx.prepare_cached(&stmt::LIVE_APPS).await?;
+            let flags = tx.prepare_cached(&stmt::FLAGS_OF_LIVE_APPS).await?;
+            let (apps, flags) = tokio::join!(tx.query(&apps, &[]), tx.query(&flags, &[]));
+            let apps = apps?.iter().map(app_from_row).collect::<Result<Vec<_>, _>>()?;
+            let flags = flags?.iter().map(flag_from_row).collect::<Result<Vec<_>, _>>()?;
+            sql::apps_with_flags(apps, flags)
+        })
     }
 
     fn notify_changes(

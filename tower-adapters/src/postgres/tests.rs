@@ -415,6 +415,104 @@ async fn a_batch_of_changes_is_the_same_changes_one_after_the_other() {
     assert_eq!(of(*alone_app), Some(alone_rev));
 }
 
+/// A batch of changes of several apps' flags, interleaved, commits in one transaction, each app's
+/// changes at contiguous revisions of its own, in their order, with a log entry each and each
+/// app's newest revision in the outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_across_apps_gives_each_app_its_own_revisions() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = db.open().await;
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    let by = flagtower_core::Actor::anonymous();
+    let (a, af) = app_with_flags(&store, "a", &["a0", "a1"], t).await;
+    let (b, bf) = app_with_flags(&store, "b", &["b0"], t).await;
+    let (c, cf) = app_with_flags(&store, "c", &["c0"], t).await;
+    let revision = |app| {
+        let store = &store;
+        async move { store.ruleset(app).await.unwrap().revision.get() }
+    };
+    let before = [revision(a).await, revision(b).await, revision(c).await];
+    let jobs = [
+        (af[0], FlagCommand::Toggle(None)),
+        (bf[0], FlagCommand::Toggle(None)),
+        (af[1], FlagCommand::Toggle(None)),
+        (cf[0], FlagCommand::Toggle(None)),
+        (af[0], FlagCommand::Toggle(None)),
+        (bf[0], FlagCommand::TripOpen),
+    ];
+    let changes: Vec<_> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, (id, command))| batch::FlagChange {
+            id: *id,
+            command: command.clone(),
+            origin: Origin::Manual,
+            now: t.plus_millis(1 + i as i64),
+            by: by.clone(),
+            max_ruleset_bytes: None,
+        })
+        .collect();
+    let results = store.change_flags(&changes).await.expect("the batch commits");
+    let revisions: Vec<u64> =
+        results.iter().map(|r| r.as_ref().unwrap().revision.expect("a change").get()).collect();
+    let [ra, rb, rc] = before;
+    assert_eq!(revisions, [ra + 1, rb + 1, ra + 2, rc + 1, ra + 3, rb + 2]);
+    assert_eq!([revision(a).await, revision(b).await, revision(c).await], [ra + 3, rb + 2, rc + 1]);
+    let pending = store.pending().await.unwrap();
+    let of = |app| pending.iter().find(|p| p.app_id == app).map(|p| p.revision.get());
+    assert_eq!([of(a), of(b), of(c)], [Some(ra + 3), Some(rb + 2), Some(rc + 1)]);
+    // Each flag as its last change left it, with a log entry per change after its creation.
+    let (a0, a0_logs) = store.flag_with_logs(af[0], 100).await.unwrap();
+    assert!(!a0.state.is_active(), "toggled twice");
+    assert_eq!(a0_logs.len(), 3);
+    let (b0, b0_logs) = store.flag_with_logs(bf[0], 100).await.unwrap();
+    assert_eq!(b0.state, flagtower_core::CircuitState::Off, "tripped open");
+    assert_eq!(b0_logs.len(), 3);
+    for id in [af[1], cf[0]] {
+        let (flag, logs) = store.flag_with_logs(id, 100).await.unwrap();
+        assert!(flag.state.is_active());
+        assert_eq!(logs.len(), 2);
+    }
+}
+
+/// While one app's change stalls in its transaction, another app's change commits beside it:
+/// an app's waiting changes wait only for their own app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_app_holds_back_only_its_own_changes() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = Arc::new(db.open().await);
+    inject_faults(&store).await;
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    let by = flagtower_core::Actor::anonymous();
+    let (_, slow) = app_with_flags(&store, "slow", &["stall"], t).await;
+    let (_, quick) = app_with_flags(&store, "quick", &["quick"], t).await;
+    for id in [slow[0], quick[0]] {
+        // The first change of each flag goes alone and teaches the store the flag's app.
+        store.change_flag(id, &FlagCommand::Toggle(None), Origin::Manual, t, &by).await.unwrap();
+    }
+    let client = store.client().await.unwrap();
+    client
+        .execute("INSERT INTO test_faults VALUES ($1, 'stall')", &[&slow[0].get()])
+        .await
+        .unwrap();
+    let toggle = |id: flagtower_core::FlagId| {
+        let (store, by) = (Arc::clone(&store), by.clone());
+        tokio::spawn(async move {
+            store.change_flag(id, &FlagCommand::Toggle(None), Origin::Manual, t, &by).await
+        })
+    };
+    let stalled = toggle(slow[0]);
+    until_stalled(&client).await;
+    let quick_change = toggle(quick[0]).await.unwrap().expect("the other app's change commits");
+    assert!(quick_change.revision.is_some());
+    assert!(!stalled.is_finished(), "the other app's change committed while this one stalled");
+    assert!(stalled.await.unwrap().unwrap().revision.is_some());
+}
+
 /// Concurrent changes of flags of several apps all commit, an app's many in one transaction,
 /// each app's at contiguous revisions of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,6 +601,27 @@ async fn inject_faults(store: &PostgresStore) {
         .unwrap();
 }
 
+/// Returns once a change is stalled by an injected fault: sleeping inside its transaction.
+async fn until_stalled(client: &deadpool_postgres::Client) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event = 'PgSleep'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the stalled change never stalled");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// A batch whose transaction fails is made again change by change: the change that fails gets
 /// its own error and writes nothing, and the others of its batch commit as they would have alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -532,29 +651,10 @@ async fn a_failed_batch_is_made_change_by_change() {
             store.change_flag(id, &FlagCommand::Toggle(None), Origin::Manual, t, &by).await
         })
     };
-    // The stalled change holds the app's lane; the three behind it wait for one transaction,
-    // which the failing one aborts.
+    // The stalled change holds its app; the three behind it wait for one transaction, which
+    // the failing one aborts.
     let first = toggle(stall);
-    let in_lane = async {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let n: i64 = client
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                     AND wait_event = 'PgSleep'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if n > 0 {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "the stalled change never stalled");
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    };
-    in_lane.await;
+    until_stalled(&client).await;
     let behind = [toggle(fail), toggle(good[0]), toggle(good[1])];
     assert!(first.await.unwrap().unwrap().revision.is_some());
     let mut results = Vec::new();

@@ -219,6 +219,21 @@ impl Store for SqliteStore {
         self.read(move |tx| live_app(tx, id)).await
     }
 
+    async fn apps_with_flags(&self) -> Result<Vec<(App, Vec<Flag>)>, StoreError> {
+        self.read(|tx| {
+            let apps = tx
+                .prepare_cached(sqlite!(stmt::LIVE_APPS))
+                .and_then(|mut s| s.query_map([], app_from_row)?.collect())
+                .map_err(map_err)?;
+            let flags = tx
+                .prepare_cached(sqlite!(stmt::FLAGS_OF_LIVE_APPS))
+                .and_then(|mut s| s.query_map([], flag_from_row)?.collect())
+                .map_err(map_err)?;
+            Ok(crate::sql::apps_with_flags(apps, flags))
+        })
+        .await
+    }
+
     async fn app_summaries(
         &self,
     ) -> Result<Vec<(App, flagtower_core::model::FlagCounts)>, StoreError> {
