@@ -135,16 +135,18 @@ impl Batcher {
         let Lanes { waiting, busy, .. } = &mut *lanes;
         let mut taken = Vec::new();
         let mut mine = HashSet::new();
-        let mut i = 0;
-        while i < waiting.len() && taken.len() < MAX_BATCH {
-            let app = waiting[i].app;
-            if mine.contains(&app) || busy.insert(app) {
-                mine.insert(app);
-                taken.push(waiting.remove(i).expect("in range"));
+        // One pass, the rest kept in their order: a job of an app this lane takes stays behind
+        // only once the batch is full, and goes in a transaction after this one ends.
+        let mut kept = VecDeque::with_capacity(waiting.len());
+        for job in waiting.drain(..) {
+            if taken.len() < MAX_BATCH && (mine.contains(&job.app) || busy.insert(job.app)) {
+                mine.insert(job.app);
+                taken.push(job);
             } else {
-                i += 1;
+                kept.push_back(job);
             }
         }
+        *waiting = kept;
         if taken.is_empty() {
             lanes.running -= 1;
             return None;
