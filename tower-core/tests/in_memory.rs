@@ -91,6 +91,21 @@ fn next(
     }
 }
 
+/// A Tower on `store` publishing to `publisher`, its relay tuned by `config`.
+async fn relaying(
+    store: Arc<InMemoryStore>,
+    publisher: Arc<dyn Publisher>,
+    config: RelayConfig,
+) -> Tower {
+    Tower::builder(store).publisher(publisher).relay_config(config).start().await.unwrap()
+}
+
+/// How often the Tower's relay has read the outbox (its store's `pending`).
+fn outbox_reads(tower: &Tower) -> u64 {
+    let stats = tower.stats();
+    stats.store_latency.iter().find(|(op, _)| *op == "pending").expect("pending").1.count
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_service_logs_and_publishes_every_change_in_order() {
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(START)));
@@ -167,12 +182,7 @@ async fn the_relay_keeps_other_apps_moving_while_one_cannot_be_published() {
         max_backoff: Duration::from_secs(2),
         ..RelayConfig::default()
     };
-    let tower = Tower::builder(store.clone())
-        .publisher(publisher.clone())
-        .relay_config(config)
-        .start()
-        .await
-        .unwrap();
+    let tower = relaying(store.clone(), publisher.clone(), config).await;
     let (a, b) = (
         tower.create_app(&title("A")).await.unwrap(),
         tower.create_app(&title("B")).await.unwrap(),
@@ -359,22 +369,13 @@ async fn own_commits_are_published_without_reading_the_outbox() {
     let publisher = InProcessPublisher::new();
     let store = Arc::new(InMemoryStore::new());
     let config = RelayConfig { poll_interval: Duration::from_secs(3600), ..RelayConfig::default() };
-    let tower = Tower::builder(store)
-        .publisher(publisher.clone())
-        .relay_config(config)
-        .start()
-        .await
-        .unwrap();
+    let tower = relaying(store, publisher.clone(), config).await;
     let mut rulesets = publisher.subscribe();
-    let outbox_reads = || {
-        let stats = tower.stats();
-        stats.store_latency.iter().find(|(op, _)| *op == "pending").expect("pending").1.count
-    };
     let app = tower.create_app(&title("Shop")).await.unwrap();
     assert_eq!(next(&mut rulesets).await.revision, Revision::new(0));
     let f = tower.create_flag(app.id, &flag("checkout")).await.unwrap();
     assert_eq!(next(&mut rulesets).await.revision, Revision::new(1));
-    let before = outbox_reads();
+    let before = outbox_reads(&tower);
     for revision in 2..=6 {
         tower.toggle_flag(f.id, None).await.unwrap();
         let published = next(&mut rulesets).await;
@@ -385,7 +386,11 @@ async fn own_commits_are_published_without_reading_the_outbox() {
     }
     tower.open_circuit(f.id).await.unwrap();
     assert_eq!(next(&mut rulesets).await.revision, Revision::new(7));
-    assert_eq!(outbox_reads(), before, "five toggles and a trip published, the outbox not read");
+    assert_eq!(
+        outbox_reads(&tower),
+        before,
+        "five toggles and a trip published, the outbox not read"
+    );
     tower.shutdown().await;
 }
 
@@ -396,28 +401,19 @@ async fn concurrent_own_commits_are_published_without_reading_the_outbox() {
     let store = Arc::new(InMemoryStore::new());
     let publisher = InProcessPublisher::new();
     let config = RelayConfig { poll_interval: Duration::from_secs(3600), ..RelayConfig::default() };
-    let tower = Tower::builder(store.clone())
-        .publisher(publisher.clone())
-        .relay_config(config)
-        .start()
-        .await
-        .unwrap();
+    let tower = relaying(store.clone(), publisher.clone(), config).await;
     let mut flags = Vec::new();
     for i in 0..10 {
         let app = tower.create_app(&title(&format!("app {i}"))).await.unwrap();
         flags.push(tower.create_flag(app.id, &flag("f")).await.unwrap());
     }
-    let reads = |tower: &Tower| {
-        let stats = tower.stats();
-        stats.store_latency.iter().find(|(op, _)| *op == "pending").expect("recorded").1.count
-    };
     // The read of its start.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while reads(&tower) == 0 {
+    while outbox_reads(&tower) == 0 {
         assert!(Instant::now() < deadline, "the relay never read the outbox");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let before = reads(&tower);
+    let before = outbox_reads(&tower);
     // 8 tasks toggling the 10 apps' flags, 400 changes in all.
     let tasks: Vec<_> = (0..8)
         .map(|t| {
@@ -442,5 +438,9 @@ async fn concurrent_own_commits_are_published_without_reading_the_outbox() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    assert_eq!(reads(&tower), before, "the outbox was read again for this process's commits");
+    assert_eq!(
+        outbox_reads(&tower),
+        before,
+        "the outbox was read again for this process's commits"
+    );
 }

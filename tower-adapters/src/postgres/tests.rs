@@ -484,16 +484,11 @@ async fn a_stalled_app_holds_back_only_its_own_changes() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let store = Arc::new(db.open().await);
-    inject_faults(&store).await;
-    let t = Timestamp::from_millis(1_700_000_000_000);
+    let (store, t) = faulty_store(&db).await;
     let by = flagtower_core::Actor::anonymous();
     let (_, slow) = app_with_flags(&store, "slow", &["stall"], t).await;
     let (_, quick) = app_with_flags(&store, "quick", &["quick"], t).await;
-    for id in [slow[0], quick[0]] {
-        // The first change of each flag goes alone and teaches the store the flag's app.
-        store.change_flag(id, &FlagCommand::Toggle(None), Origin::Manual, t, &by).await.unwrap();
-    }
+    first_changes(&store, &[slow[0], quick[0]], t).await;
     let client = store.client().await.unwrap();
     client
         .execute("INSERT INTO test_faults VALUES ($1, 'stall')", &[&slow[0].get()])
@@ -601,6 +596,22 @@ async fn inject_faults(store: &PostgresStore) {
         .unwrap();
 }
 
+/// A store on `db` with faults injectable (`inject_faults`), and the time its tests write at.
+async fn faulty_store(db: &TestDatabase) -> (Arc<PostgresStore>, Timestamp) {
+    let store = Arc::new(db.open().await);
+    inject_faults(&store).await;
+    (store, Timestamp::from_millis(1_700_000_000_000))
+}
+
+/// Toggles each flag of `ids` once: the first change of a flag goes alone and teaches the store
+/// the flag's app, so that the next ones wait for a lane.
+async fn first_changes(store: &PostgresStore, ids: &[flagtower_core::FlagId], t: Timestamp) {
+    let by = flagtower_core::Actor::anonymous();
+    for &id in ids {
+        store.change_flag(id, &FlagCommand::Toggle(None), Origin::Manual, t, &by).await.unwrap();
+    }
+}
+
 /// Returns once a change is stalled by an injected fault: sleeping inside its transaction.
 async fn until_stalled(client: &deadpool_postgres::Client) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -629,15 +640,10 @@ async fn a_failed_batch_is_made_change_by_change() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let store = Arc::new(db.open().await);
-    inject_faults(&store).await;
-    let t = Timestamp::from_millis(1_700_000_000_000);
+    let (store, t) = faulty_store(&db).await;
     let by = flagtower_core::Actor::anonymous();
     let (app, ids) = app_with_flags(&store, "app", &["stall", "fail", "good 1", "good 2"], t).await;
-    for &id in &ids {
-        // The first change of each flag goes alone and teaches the store the flag's app.
-        store.change_flag(id, &FlagCommand::Toggle(None), Origin::Manual, t, &by).await.unwrap();
-    }
+    first_changes(&store, &ids, t).await;
     let (stall, fail, good) = (ids[0], ids[1], [ids[2], ids[3]]);
     let client = store.client().await.unwrap();
     let mark = "INSERT INTO test_faults VALUES ($1, $2)";
