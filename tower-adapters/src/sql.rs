@@ -281,7 +281,6 @@ pub(crate) mod stmt {
     /// A flag by id ($1).
     pub(crate) static FLAG_BY_ID: LazyLock<String> =
         LazyLock::new(|| format!("SELECT {} FROM flags WHERE id = $1", FLAG_COLUMNS.as_str()));
-    /// An app's flags ($1), by id.
     /// The flags of every live app, by app and id: with [`LIVE_APPS`] in the same snapshot,
     /// what [`super::apps_with_flags`] groups.
     pub(crate) static FLAGS_OF_LIVE_APPS: LazyLock<String> = LazyLock::new(|| {
@@ -291,6 +290,7 @@ pub(crate) mod stmt {
             FLAG_COLUMNS.as_str()
         )
     });
+    /// An app's flags ($1), by id.
     pub(crate) static FLAGS_OF_APP: LazyLock<String> = LazyLock::new(|| {
         format!("SELECT {} FROM flags WHERE app_id = $1 ORDER BY id", FLAG_COLUMNS.as_str())
     });

@@ -27,13 +27,14 @@ fn flag(s: &str) -> NewFlag {
     NewFlag { title: title(s), settings: FlagPatch::default() }
 }
 
-/// A publisher that refuses the apps it is told to (as unavailable, or rejected for good) and
-/// hands the rest to an in-process publisher.
+/// A publisher that refuses the apps it is told to (as unavailable, or rejected for good), or
+/// never answers for them (a broker that hangs), and hands the rest to an in-process publisher.
 #[derive(Debug)]
 struct Failing {
     inner: Arc<InProcessPublisher>,
     unavailable: Mutex<HashSet<AppId>>,
     rejected: Mutex<HashSet<AppId>>,
+    hanging: Mutex<HashSet<AppId>>,
     attempts: Mutex<Vec<(AppId, Revision)>>,
 }
 
@@ -43,6 +44,7 @@ impl Failing {
             inner: InProcessPublisher::new(),
             unavailable: Mutex::default(),
             rejected: Mutex::default(),
+            hanging: Mutex::default(),
             attempts: Mutex::default(),
         })
     }
@@ -61,6 +63,10 @@ impl Publisher for Failing {
         }
         if self.rejected.lock().unwrap().contains(&ruleset.app_id) {
             return Err(PublishError::Rejected("too large".into()));
+        }
+        let hangs = self.hanging.lock().unwrap().contains(&ruleset.app_id);
+        if hangs {
+            std::future::pending::<()>().await;
         }
         self.inner.publish(ruleset).await
     }
@@ -220,6 +226,37 @@ async fn the_relay_keeps_other_apps_moving_while_one_cannot_be_published() {
     until("health clean", async || tower.health().await.relay.unpublished.is_empty()).await;
     assert!(store.pending().await.unwrap().is_empty(), "the outbox is cleared");
     tower.shutdown().await;
+}
+
+/// A publication that hangs (a broker that never answers) holds the others back only for its
+/// first 10 ms: then another starts beside it, and the other app's change goes out.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_publication_lets_another_start_beside_it() {
+    let publisher = Failing::new();
+    let store = Arc::new(InMemoryStore::new());
+    let tower = relaying(store, publisher.clone(), RelayConfig::default()).await;
+    let (a, b) = (
+        tower.create_app(&title("A")).await.unwrap(),
+        tower.create_app(&title("B")).await.unwrap(),
+    );
+    let published = |app: AppId| publisher.inner.latest(app).map(|r| r.revision);
+    until("both empty rulesets published", async || {
+        published(a.id).is_some() && published(b.id).is_some()
+    })
+    .await;
+    publisher.hanging.lock().unwrap().insert(a.id);
+    tower.create_flag(a.id, &flag("stuck")).await.unwrap();
+    // B's change comes while A's publication is in its first 10 ms (no tokio time passes).
+    while publisher.attempts_of(a.id) < 2 {
+        tokio::task::yield_now().await;
+    }
+    tower.create_flag(b.id, &flag("free")).await.unwrap();
+    // Well before the relay's next poll (a second): the publication beside A's hanging one.
+    let beside = until("B's change published", async || published(b.id) == Some(Revision::new(1)));
+    tokio::time::timeout(Duration::from_millis(100), beside)
+        .await
+        .expect("B published within 100 ms while A's publication hangs");
+    assert_eq!(published(a.id), Some(Revision::new(0)), "A's publication still hangs");
 }
 
 #[tokio::test(start_paused = true)]
