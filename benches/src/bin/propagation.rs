@@ -171,12 +171,16 @@ fn measure_external(external: &External, changes: usize) {
         let current = api.get(&format!("/api/flags/{flag}")).await;
         let mut state = current.payload()["is_active"].as_bool().expect("the flag's state");
         let mut samples = Vec::with_capacity(changes);
+        // From the toggle's answer to the ruleset's arrival: the part after the commit (the
+        // answer follows the commit; a ruleset that came first counts as zero).
+        let mut after_reply = Vec::with_capacity(changes);
         for _ in 0..changes {
             let want = !state;
             while arrivals.try_recv().is_ok() {}
             let started = Instant::now();
             let reply =
                 api.patch(&format!("/api/flags/{flag}/toggle"), &serde_json::json!({"is_active": want})).await;
+            let answered = Instant::now();
             assert_eq!(reply.status, 200, "the toggle");
             loop {
                 let (at, seen) = tokio::time::timeout(Duration::from_secs(10), arrivals.recv())
@@ -185,19 +189,25 @@ fn measure_external(external: &External, changes: usize) {
                     .expect("the subscription is alive");
                 if seen == Some(want) && at >= started {
                     samples.push(at - started);
+                    after_reply.push(at.saturating_duration_since(answered));
                     break;
                 }
             }
             state = want;
         }
         samples.sort_unstable();
-        let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0;
+        after_reply.sort_unstable();
+        let pct = |of: &[Duration], p: f64| {
+            of[((of.len() as f64 * p) as usize).min(of.len() - 1)].as_secs_f64() * 1000.0
+        };
         println!(
-            "server={server} receiver=core-subscription changes={changes} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2}",
-            pct(0.5),
-            pct(0.9),
-            pct(0.99),
-            pct(1.0)
+            "server={server} receiver=core-subscription changes={changes} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} after_reply_p50_ms={:.2} after_reply_p99_ms={:.2}",
+            pct(&samples, 0.5),
+            pct(&samples, 0.9),
+            pct(&samples, 0.99),
+            pct(&samples, 1.0),
+            pct(&after_reply, 0.5),
+            pct(&after_reply, 0.99)
         );
     });
 }

@@ -24,6 +24,13 @@ use crate::sql::FLAG_COLUMNS;
 const LOCK: &str = "SELECT pg_try_advisory_xact_lock(hashtextextended('tower-publish:' || u.a::text, 0)) \
      FROM unnest($1::bigint[]) WITH ORDINALITY AS u(a, n) ORDER BY n";
 
+/// The outbox records of the apps of `$1`, each up to its revision in `$2`, in one statement
+/// that looks each app up in `outbox_pending` (the fence keeps the planner from turning the
+/// lookups into a scan of the whole table, which a long backlog would make slow).
+pub(super) const MARKS: &str = "DELETE FROM outbox WHERE id = ANY(ARRAY(SELECT o.id \
+     FROM unnest($1::bigint[], $2::bigint[]) AS m(app, rev), \
+     LATERAL (SELECT id FROM outbox WHERE app_id = m.app AND revision <= m.rev OFFSET 0) o))";
+
 /// The rulesets of the apps of `$1` in one statement (one snapshot): each row names its app,
 /// and an app with no flag (or deleted) has one row of no flag.
 pub(super) static RULESETS: LazyLock<String> = LazyLock::new(|| {
@@ -201,17 +208,23 @@ impl Shared {
         };
         let result = match client {
             Some(client) => {
-                // Integers only in the text: the simple protocol takes no parameters. One
-                // statement per app, each an index range (a join with a list of them would
-                // scan the whole table).
-                let mut sql = String::new();
-                for (app, rev) in &marks {
-                    sql.push_str(&format!(
-                        "DELETE FROM outbox WHERE app_id = {app} AND revision <= {rev}; "
-                    ));
+                let ended = async {
+                    // Prepared (or found in the connection's cache) before anything is sent,
+                    // so that the `COMMIT` queued behind it cannot run first.
+                    let marked = client.prepare_cached(MARKS).await?;
+                    let apps: Vec<i64> = marks.iter().map(|(app, _)| *app).collect();
+                    let revisions: Vec<i64> = marks.iter().map(|(_, rev)| *rev).collect();
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+                        [&apps, &revisions];
+                    let (deleted, committed) = tokio::join!(
+                        client.execute(&marked, &params),
+                        client.batch_execute("COMMIT")
+                    );
+                    // A failed delete aborted the transaction, which that `COMMIT` rolled back.
+                    deleted?;
+                    committed
                 }
-                sql.push_str("COMMIT");
-                let ended = client.batch_execute(&sql).await;
+                .await;
                 if ended.is_err() {
                     // The transaction may still be open: never hand it back to the pool;
                     // closing the connection frees the locks.
