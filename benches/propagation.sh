@@ -10,14 +10,14 @@
 #   ORIGINAL=/path/to/original benches/propagation.sh
 #
 # ORIGINAL is a checkout of the original Tower (github.com/tailslide-io/tower) whose `server/`
-# has had `npm install` (see benches/writes.sh). CHANGES=300 ROUNDS=2 by default; PGURL names the
+# has had `npm install` (see benches/writes.sh). CHANGES=1000 ROUNDS=2 by default; PGURL names the
 # server (postgres://postgres@127.0.0.1:5432). This Tower connects without TLS, as the original.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-target}/release
 TOWER=${TOWER:-$TARGET/tower}
 PROBE=${PROBE:-$TARGET/propagation}
-CHANGES=${CHANGES:-300}
+CHANGES=${CHANGES:-1000}
 ROUNDS=${ROUNDS:-2}
 PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}
 for tool in psql curl "${TOWER_TEST_NATS_SERVER:-nats-server}" "$TOWER" "$PROBE"; do

@@ -7,9 +7,17 @@
 //! been published, deletes their outbox records and commits, which frees the locks. Under load
 //! the relay hands out many apps at once, and each of them alone would cost a connection and
 //! three round trips.
+//!
+//! A change made alone while no publication of this process is in flight takes its app's
+//! lease early ([`EarlyLeases`]): the lock and the ruleset's read go out behind its `COMMIT`, in
+//! the same round trip, on the same connection, and the relay, woken by that commit, finds the
+//! lease taken and the ruleset read, so the ruleset goes to the publisher without a round trip
+//! of its own.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use flagtower_core::{AppId, PublicationLease, Revision, Ruleset, Store, StoreError};
@@ -42,6 +50,226 @@ pub(super) static RULESETS: LazyLock<String> = LazyLock::new(|| {
         flag.join(", ")
     )
 });
+
+/// How long a lease taken early waits for the relay before it is given up: the relay takes it
+/// within a millisecond when it publishes the app at once; when it does not (the app waits for
+/// a retry, or the relay is stopping), the lock must not keep other processes from it.
+const EARLY_FOR: Duration = Duration::from_millis(100);
+
+/// The publication lease a change alone takes early, for this process's relay (see the
+/// module's documentation), and the apps whose leases this process holds.
+///
+/// At most one early lease exists at a time, and only while no other lease is held or being
+/// taken here: under load the relay's leases take many apps together in one transaction, and
+/// an early lease per change would cost the database more than the round trip it saves. An
+/// app's lease is never taken both ways at once: the relay marks the apps it asks for as held
+/// before it sends its locks, and waits for an early lease being taken of one of them.
+#[derive(Default)]
+pub(crate) struct EarlyLeases {
+    /// Set by this process's relay's first lease: without a relay, nothing takes them.
+    relay: AtomicBool,
+    state: Mutex<EarlyState>,
+}
+
+#[derive(Default)]
+struct EarlyState {
+    /// The apps whose leases this process holds or is taking, with how many of each.
+    held: HashMap<i64, usize>,
+    /// The early lease (of its app), if any.
+    slot: Option<(i64, Slot)>,
+    /// Names each early lease, so that its expiry never gives up a later one.
+    taken: u64,
+}
+
+enum Slot {
+    /// Its change's round trip is in flight; the sender ends when it has ended.
+    Taking(watch::Receiver<()>),
+    /// Held, its ruleset read, for the relay to take.
+    Ready { lease: Box<PgLease>, id: u64 },
+}
+
+impl EarlyLeases {
+    fn state(&self) -> std::sync::MutexGuard<'_, EarlyState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An early lease of `app` to take in a change's round trip, when this process's relay
+    /// runs and holds no lease.
+    pub(crate) fn reserve(self: &Arc<Self>, app: AppId) -> Option<Reservation> {
+        if !self.relay.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut st = self.state();
+        if !st.held.is_empty() || st.slot.is_some() {
+            return None;
+        }
+        let (done, taking) = watch::channel(());
+        st.slot = Some((app.get(), Slot::Taking(taking)));
+        Some(Reservation { early: Arc::clone(self), app, _done: done })
+    }
+
+    fn hold(st: &mut EarlyState, apps: &[i64]) {
+        for app in apps {
+            *st.held.entry(*app).or_default() += 1;
+        }
+    }
+
+    fn unhold(&self, apps: &[i64]) {
+        let mut st = self.state();
+        for app in apps {
+            if let Some(n) = st.held.get_mut(app) {
+                *n -= 1;
+                if *n == 0 {
+                    st.held.remove(app);
+                }
+            }
+        }
+    }
+
+    /// For the relay's lease of `apps`: the early lease of each app that has one (waiting for
+    /// one being taken), the others marked held.
+    async fn take(&self, apps: &[AppId]) -> Vec<Option<Box<PgLease>>> {
+        self.relay.store(true, Ordering::Relaxed);
+        loop {
+            let taking = {
+                let mut st = self.state();
+                match &st.slot {
+                    Some((app, Slot::Taking(taking))) if apps.iter().any(|a| a.get() == *app) => {
+                        taking.clone()
+                    }
+                    _ => {
+                        let mut early = Vec::with_capacity(apps.len());
+                        let mut others = Vec::with_capacity(apps.len());
+                        for app in apps {
+                            let ready = matches!(&st.slot, Some((a, Slot::Ready { .. })) if *a == app.get());
+                            if ready {
+                                match st.slot.take() {
+                                    Some((_, Slot::Ready { lease, .. })) => early.push(Some(lease)),
+                                    _ => unreachable!("the slot was ready"),
+                                }
+                            } else {
+                                early.push(None);
+                                others.push(app.get());
+                            }
+                        }
+                        Self::hold(&mut st, &others);
+                        return early;
+                    }
+                }
+            };
+            // The change's round trip ends within milliseconds; the sender goes with it.
+            let mut taking = taking;
+            let _ = taking.changed().await;
+        }
+    }
+}
+
+/// An early lease being taken: filled with the connection once the change's round trip ends,
+/// or, dropped unfilled, given up.
+pub(crate) struct Reservation {
+    early: Arc<EarlyLeases>,
+    app: AppId,
+    /// Dropped with the reservation, which wakes a relay waiting for it.
+    _done: watch::Sender<()>,
+}
+
+impl Reservation {
+    /// The lock and the read of an early lease, queued on `client` behind the change's
+    /// `COMMIT` (prepared beforehand, so that nothing runs out of order). They run in a
+    /// transaction of their own that need not wait for its flush, as the relay's leases.
+    pub(crate) async fn prepare(
+        client: &deadpool_postgres::Client,
+    ) -> Result<(tokio_postgres::Statement, tokio_postgres::Statement), tokio_postgres::Error> {
+        Ok((client.prepare_cached(LOCK).await?, client.prepare_cached(&RULESETS).await?))
+    }
+
+    /// Sends the early lease's statements (see [`Reservation::prepare`]); its result is for
+    /// [`Reservation::keep`].
+    pub(crate) async fn send(
+        &self,
+        client: &deadpool_postgres::Client,
+        (lock, read): &(tokio_postgres::Statement, tokio_postgres::Statement),
+    ) -> Early {
+        let ids = vec![self.app.get()];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
+        let (begun, locked, rows) = tokio::join!(
+            client.batch_execute("BEGIN; SET LOCAL synchronous_commit TO off"),
+            client.query(lock, &params),
+            client.query(read, &params)
+        );
+        let granted = begun.is_ok()
+            && locked.is_ok_and(|rows| {
+                rows.first().is_some_and(|r| r.try_get::<_, bool>(0).unwrap_or(false))
+            });
+        Early { granted, rows: rows.ok() }
+    }
+
+    /// The change committed, and `client` is in the early lease's transaction: the lease for
+    /// the relay if its lock was granted; otherwise its transaction ends and the connection
+    /// goes back to the pool.
+    pub(crate) fn keep(self, client: deadpool_postgres::Client, early: Early) {
+        if !early.granted {
+            tokio::spawn(async move {
+                if client.batch_execute("ROLLBACK").await.is_err() {
+                    drop(deadpool_postgres::Object::take(client));
+                }
+            });
+            self.clear();
+            return;
+        }
+        let app = self.app;
+        let (done, _) = watch::channel(None);
+        let shared = Arc::new(Shared {
+            held: Mutex::new(Held { client: Some(client), open: 1, marks: Vec::new() }),
+            done,
+            holds: Some((Arc::clone(&self.early), vec![app.get()])),
+        });
+        let ruleset = early.rows.map(|rows| ruleset_from(rows, app));
+        let lease = Box::new(PgLease { shared, app, ruleset, ended: false });
+        let id = {
+            let mut st = self.early.state();
+            st.taken += 1;
+            let id = st.taken;
+            EarlyLeases::hold(&mut st, &[app.get()]);
+            st.slot = Some((app.get(), Slot::Ready { lease, id }));
+            id
+        };
+        let early = Arc::clone(&self.early);
+        tokio::spawn(async move {
+            tokio::time::sleep(EARLY_FOR).await;
+            let unused = {
+                let mut st = early.state();
+                match &st.slot {
+                    Some((_, Slot::Ready { id: taken, .. })) if *taken == id => st.slot.take(),
+                    _ => None,
+                }
+            };
+            if let Some((_, Slot::Ready { lease, .. })) = unused {
+                lease.release().await;
+            }
+        });
+    }
+
+    /// Gives the slot up unless it holds a lease already.
+    fn clear(&self) {
+        let mut st = self.early.state();
+        if matches!(st.slot, Some((app, Slot::Taking(_))) if app == self.app.get()) {
+            st.slot = None;
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// What an early lease's statements gave: whether its lock was granted, and the ruleset's rows.
+pub(crate) struct Early {
+    granted: bool,
+    rows: Option<Vec<Row>>,
+}
 
 /// The breaker's leadership: a session-level advisory lock on a connection taken out of the
 /// pool for good; closing it (drop, or the process dying) frees the lock.
@@ -81,8 +309,66 @@ impl flagtower_core::Coordination for PostgresCoordination {
         &self,
         apps: &[AppId],
     ) -> Result<Vec<Option<Box<dyn PublicationLease>>>, StoreError> {
+        let mut early = self.store.early.take(apps).await;
+        if early.iter().all(Option::is_some) {
+            return Ok(early
+                .into_iter()
+                .map(|l| l.map(|l| l as Box<dyn PublicationLease>))
+                .collect());
+        }
+        let others: Vec<AppId> =
+            apps.iter().zip(&early).filter(|(_, e)| e.is_none()).map(|(a, _)| *a).collect();
+        let ids: Vec<i64> = others.iter().map(|a| a.get()).collect();
+        // Held from here (see `EarlyLeases`): each until its lease ends, or at once if refused.
+        let holds = Unhold { early: &self.store.early, apps: Some(ids.clone()) };
+        let mut leases = self.lease_apart(&others, &ids, holds).await?.into_iter();
+        Ok(early
+            .iter_mut()
+            .map(|e| match e.take() {
+                Some(lease) => Some(lease as Box<dyn PublicationLease>),
+                None => leases.next().flatten().map(|l| l as Box<dyn PublicationLease>),
+            })
+            .collect())
+    }
+
+    async fn lease_breaker(
+        &self,
+    ) -> Result<Option<Box<dyn flagtower_core::LeaderLease>>, StoreError> {
+        let client = deadpool_postgres::Object::take(self.store.client().await?);
+        let led: bool = client
+            .query_one("SELECT pg_try_advisory_lock(hashtextextended('tower-breaker', 0))", &[])
+            .await
+            .map_err(map_pg)?
+            .try_get(0)
+            .map_err(map_pg)?;
+        Ok(led.then(|| Box::new(PgLeader { client }) as Box<dyn flagtower_core::LeaderLease>))
+    }
+}
+
+/// Un-holds the apps it names when dropped (the leases were refused, or failed).
+struct Unhold<'a> {
+    early: &'a Arc<EarlyLeases>,
+    apps: Option<Vec<i64>>,
+}
+
+impl Drop for Unhold<'_> {
+    fn drop(&mut self) {
+        if let Some(apps) = self.apps.take() {
+            self.early.unhold(&apps);
+        }
+    }
+}
+
+impl PostgresCoordination {
+    /// The leases of `apps` (ids `ids`) in one transaction of their own.
+    async fn lease_apart(
+        &self,
+        apps: &[AppId],
+        ids: &[i64],
+        mut holds: Unhold<'_>,
+    ) -> Result<Vec<Option<Box<PgLease>>>, StoreError> {
+        let ids = ids.to_vec();
         let client = self.store.client().await?;
-        let ids: Vec<i64> = apps.iter().map(|a| a.get()).collect();
         let taken = async {
             let lock = client.prepare_cached(LOCK).await?;
             let read = client.prepare_cached(&RULESETS).await?;
@@ -120,6 +406,13 @@ impl flagtower_core::Coordination for PostgresCoordination {
         if open == 0 {
             return Ok(granted.iter().map(|_| None).collect());
         }
+        // The granted apps stay held until their transaction ends; the others are free now.
+        let granted_ids: Vec<i64> =
+            ids.iter().zip(&granted).filter(|(_, g)| **g).map(|(id, _)| *id).collect();
+        let refused: Vec<i64> =
+            ids.iter().zip(&granted).filter(|(_, g)| !**g).map(|(id, _)| *id).collect();
+        holds.apps = Some(refused);
+        drop(holds);
         // Each app's rows; a failed read leaves the relay to read the rulesets itself.
         let mut rows_of: Option<HashMap<i64, Vec<Row>>> = rows.ok().map(|rows| {
             let mut of: HashMap<i64, Vec<Row>> = HashMap::new();
@@ -134,6 +427,7 @@ impl flagtower_core::Coordination for PostgresCoordination {
         let shared = Arc::new(Shared {
             held: Mutex::new(Held { client: Some(client), open, marks: Vec::new() }),
             done,
+            holds: Some((Arc::clone(&self.store.early), granted_ids)),
         });
         let leases = apps
             .iter()
@@ -144,24 +438,10 @@ impl flagtower_core::Coordination for PostgresCoordination {
                         .as_mut()
                         .map(|of| ruleset_from(of.remove(&app.get()).unwrap_or_default(), app));
                     Box::new(PgLease { shared: Arc::clone(&shared), app, ruleset, ended: false })
-                        as Box<dyn PublicationLease>
                 })
             })
             .collect();
         Ok(leases)
-    }
-
-    async fn lease_breaker(
-        &self,
-    ) -> Result<Option<Box<dyn flagtower_core::LeaderLease>>, StoreError> {
-        let client = deadpool_postgres::Object::take(self.store.client().await?);
-        let led: bool = client
-            .query_one("SELECT pg_try_advisory_lock(hashtextextended('tower-breaker', 0))", &[])
-            .await
-            .map_err(map_pg)?
-            .try_get(0)
-            .map_err(map_pg)?;
-        Ok(led.then(|| Box::new(PgLeader { client }) as Box<dyn flagtower_core::LeaderLease>))
     }
 }
 
@@ -170,6 +450,8 @@ struct Shared {
     held: Mutex<Held>,
     /// How the transaction ended (`Some` once it has), for the leases that ended before the last.
     done: watch::Sender<Option<Result<(), String>>>,
+    /// The apps it holds for [`EarlyLeases`], un-held when the transaction has ended.
+    holds: Option<(Arc<EarlyLeases>, Vec<i64>)>,
 }
 
 struct Held {
@@ -183,6 +465,13 @@ struct Held {
 impl Shared {
     fn held(&self) -> std::sync::MutexGuard<'_, Held> {
         self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Its transaction has ended: its apps are no longer held.
+    fn unhold(&self) {
+        if let Some((early, apps)) = &self.holds {
+            early.unhold(apps);
+        }
     }
 
     /// Ends one lease (with its mark): the last one deletes every mark's outbox records and
@@ -236,6 +525,7 @@ impl Shared {
         };
         let told =
             result.as_ref().map(|_| ()).map_err(|e| flagtower_core::ErrorChain(e).to_string());
+        self.unhold();
         self.done.send_replace(Some(told));
         result
     }
@@ -295,6 +585,7 @@ impl Drop for PgLease {
                 drop(deadpool_postgres::Object::take(client));
             }
             drop(held);
+            self.shared.unhold();
             self.shared
                 .done
                 .send_replace(Some(Err("a publication lease was dropped unreleased".into())));

@@ -418,6 +418,9 @@ pub struct PostgresStore {
     pub(crate) announcer: Announcer,
     /// The lanes in which one app's changes wait to commit together.
     pub(crate) batcher: batch::Batcher,
+    /// The publication lease a change alone takes in its own round trip, for this process's
+    /// relay.
+    pub(crate) early: std::sync::Arc<lease::EarlyLeases>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -437,6 +440,7 @@ impl PostgresStore {
         let store = Self {
             announcer: Announcer::start(pool.clone(), &instance, options.target()),
             batcher: batch::Batcher::default(),
+            early: std::sync::Arc::default(),
             pool,
             target: options.target(),
             options: options.clone(),

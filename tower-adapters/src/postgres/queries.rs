@@ -92,7 +92,7 @@ macro_rules! pipelined {
             let $open = Open::new($store.client().await?);
             match $body.await {
                 Ok(done) => {
-                    drop($open.close());
+                    $open.committed();
                     break Ok(done);
                 }
                 Err(fail) => {
@@ -379,11 +379,25 @@ fn pg_type(kind: sql::Kind) -> &'static str {
 /// back to the pool.
 struct Open {
     client: Option<deadpool_postgres::Client>,
+    /// An early publication lease the transaction's round trip took (see `super::lease`): its
+    /// connection is kept for it rather than going back to the pool.
+    early: std::sync::Mutex<Option<(super::lease::Reservation, super::lease::Early)>>,
 }
 
 impl Open {
     fn new(client: deadpool_postgres::Client) -> Self {
-        Self { client: Some(client) }
+        Self { client: Some(client), early: std::sync::Mutex::new(None) }
+    }
+
+    /// The transaction committed: the connection goes back to the pool, or to the early lease
+    /// its round trip took.
+    fn committed(self) {
+        let early = self.early.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let client = self.close();
+        match early {
+            Some((reservation, early)) => reservation.keep(client, early),
+            None => drop(client),
+        }
     }
 
     fn client(&self) -> &deadpool_postgres::Client {
@@ -498,9 +512,19 @@ impl PostgresStore {
         // Only a change that lengthens the flag's JSON can push the ruleset over the limit;
         // one that does not (most toggles, every trip) commits with its writes.
         let limit = max_ruleset_bytes.filter(|_| ruleset::grows(Some(&current), next));
+        // Committing with its writes, it may take its app's publication lease behind its
+        // `COMMIT`, for this process's relay.
+        let early = match limit {
+            None => self.early.reserve(next.app_id),
+            Some(_) => None,
+        };
+        let early_statements = match &early {
+            Some(_) => Some(super::lease::Reservation::prepare(client).await?),
+            None => None,
+        };
         // Pipelined, and checked in order, so that when the update fails (a taken title) its
         // error is the one reported, not the "transaction aborted" of the statements behind it.
-        let (updated, logged, bumped, then) = tokio::join!(
+        let (updated, logged, bumped, then, leased) = tokio::join!(
             client.execute(&update, &params),
             write_entry(client, &write, now),
             bump(client, next.app_id, write.origin, now),
@@ -510,6 +534,12 @@ impl PostgresStore {
                     Some(_) => flags_of(client, next.app_id).await.map(Some),
                 }
             },
+            async {
+                match (&early, &early_statements) {
+                    (Some(early), Some(statements)) => Some(early.send(client, statements).await),
+                    _ => None,
+                }
+            },
         );
         updated.map_err(taken(Resource::Flag, &next.title))?;
         logged?;
@@ -517,6 +547,10 @@ impl PostgresStore {
         if let (Some(limit), Some(flags)) = (limit, then?) {
             ruleset::check_size(&flags, limit)?;
             client.batch_execute("COMMIT").await?;
+        }
+        if let (Some(early), Some(leased)) = (early, leased) {
+            *open.early.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((early, leased));
         }
         let action = write.action();
         Ok(Change::written(write.flag, revision, action))

@@ -849,3 +849,104 @@ async fn leases_whose_last_is_dropped_write_no_mark() {
     assert!(again.iter().all(Option::is_some));
     futures_util::future::join_all(again.into_iter().flatten().map(|l| l.release())).await;
 }
+
+/// Once this process's relay has taken a lease, a change made alone takes its app's lease
+/// behind its `COMMIT`: another process cannot lease the app meanwhile, the relay's next lease
+/// of it is that one, its ruleset already read at the change's revision; and a lease the
+/// relay does not take is given up within a moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_alone_takes_its_apps_lease_for_the_relay() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let (store, elsewhere) = (db.open().await, db.open().await);
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    let by = flagtower_core::Actor::anonymous();
+    let (app, flags) = app_with_flags(&store, "early", &["f"], t).await;
+    let (here, there) = (store.coordination().unwrap(), elsewhere.coordination().unwrap());
+    let free_elsewhere = || async {
+        let mut leases = there.lease_publications(&[app]).await.unwrap();
+        match leases.pop().flatten() {
+            Some(lease) => {
+                lease.release().await;
+                true
+            }
+            None => false,
+        }
+    };
+
+    // No relay has leased anything here yet: a change takes no lease.
+    let flag = flags[0];
+    let change = |store: &PostgresStore| {
+        let (store, by) = (store.clone(), by.clone());
+        async move { store.change_flag(flag, &FlagCommand::Toggle(None), Origin::Manual, t, &by).await }
+    };
+    change(&store).await.unwrap();
+    assert!(free_elsewhere().await, "no relay here, no early lease");
+
+    // The relay's first lease.
+    for lease in here.lease_publications(&[app]).await.unwrap() {
+        lease.expect("free").release().await;
+    }
+    let revision = change(&store).await.unwrap().revision.expect("a change");
+    assert!(!free_elsewhere().await, "the change took its app's lease");
+    let mut lease = here.lease_publications(&[app]).await.unwrap().pop().flatten().expect("taken");
+    let read = lease.take_ruleset().expect("read in the change's round trip").unwrap();
+    assert_eq!((read.app_id, read.revision), (app, revision));
+    assert!(!free_elsewhere().await, "held until released");
+    lease.release_published(&store, app, revision).await.unwrap();
+    assert!(store.pending().await.unwrap().is_empty(), "marked published");
+    assert!(free_elsewhere().await, "released");
+
+    // Not taken by the relay: given up.
+    change(&store).await.unwrap();
+    assert!(!free_elsewhere().await, "taken early");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(free_elsewhere().await, "given up unused");
+    assert_eq!(store.pending().await.unwrap().len(), 1, "still to publish");
+}
+
+/// While the relay holds a lease, changes alone take none (the relay's leases take the apps
+/// together), and a relay lease asked for while a change's early lease is being taken waits
+/// for it rather than being refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_leases_give_way_to_the_relays_own() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let (store, elsewhere) = (db.open().await, db.open().await);
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    let by = flagtower_core::Actor::anonymous();
+    let (one, one_flags) = app_with_flags(&store, "one", &["f"], t).await;
+    let (two, two_flags) = app_with_flags(&store, "two", &["f"], t).await;
+    let here = store.coordination().unwrap();
+    let there = elsewhere.coordination().unwrap();
+    let held = here.lease_publications(&[one]).await.unwrap().pop().flatten().expect("free");
+    store
+        .change_flag(two_flags[0], &FlagCommand::Toggle(None), Origin::Manual, t, &by)
+        .await
+        .unwrap();
+    let mut leases = there.lease_publications(&[two]).await.unwrap();
+    leases.pop().flatten().expect("no early lease while the relay holds one").release().await;
+    held.release().await;
+
+    // Many changes and relay leases at once: every relay lease of a free app is granted.
+    for round in 0..20 {
+        let changes = async {
+            for id in [one_flags[0], two_flags[0]] {
+                store
+                    .change_flag(id, &FlagCommand::Toggle(None), Origin::Manual, t, &by)
+                    .await
+                    .unwrap();
+            }
+        };
+        let leasing = async {
+            tokio::time::sleep(std::time::Duration::from_micros(200 * round)).await;
+            here.lease_publications(&[one, two]).await.unwrap()
+        };
+        let ((), leases) = tokio::join!(changes, leasing);
+        assert!(leases.iter().all(Option::is_some), "round {round}: refused to its own relay");
+        // Released together: leases taken in one transaction end with the last of them.
+        futures_util::future::join_all(leases.into_iter().flatten().map(|l| l.release())).await;
+    }
+}
