@@ -421,6 +421,9 @@ pub struct PostgresStore {
     /// The publication lease a change alone takes in its own round trip, for this process's
     /// relay.
     pub(crate) early: std::sync::Arc<lease::EarlyLeases>,
+    /// Each flag as this handle last wrote it, with the app revision of that write: what a
+    /// change alone guesses the flag is, to make itself in one round trip.
+    pub(crate) written: std::sync::Arc<queries::Written>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -441,6 +444,7 @@ impl PostgresStore {
             announcer: Announcer::start(pool.clone(), &instance, options.target()),
             batcher: batch::Batcher::default(),
             early: std::sync::Arc::default(),
+            written: std::sync::Arc::default(),
             pool,
             target: options.target(),
             options: options.clone(),

@@ -377,6 +377,69 @@ fn pg_type(kind: sql::Kind) -> &'static str {
 /// A pooled connection on which a transaction may be open: when it is dropped unclosed (the
 /// request went away mid-change), a task rolls the transaction back before the connection goes
 /// back to the pool.
+/// The most flags [`Written`] remembers; past it, it starts over.
+const MAX_WRITTEN: usize = 10_000;
+
+/// Each flag as this handle last wrote it, with the app's revision after that write.
+#[derive(Default)]
+pub(crate) struct Written(std::sync::Mutex<HashMap<FlagId, (Flag, Revision)>>);
+
+impl Written {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<FlagId, (Flag, Revision)>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn guess(&self, id: FlagId) -> Option<(Flag, Revision)> {
+        self.map().get(&id).cloned()
+    }
+
+    /// Remembers what a change wrote, or forgets the flag when it failed.
+    fn remember(&self, id: FlagId, result: &Result<Change<Flag>, StoreError>) {
+        let mut map = self.map();
+        match result {
+            Ok(Change { value, revision: Some(revision), .. }) => {
+                if map.len() >= MAX_WRITTEN && !map.contains_key(&id) {
+                    map.clear();
+                }
+                map.insert(id, (value.clone(), *revision));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                map.remove(&id);
+            }
+        }
+    }
+}
+
+/// A change's revision and outbox record when its app is still at the revision `$4` (the one
+/// its flag, `$5`, was guessed at) and the flag is still there; no row otherwise. Its app
+/// ($1), origin ($2) and time ($3).
+const GUESSED_BUMP: &str = "WITH r AS (UPDATE apps SET revision = revision + 1 \
+     WHERE id = $1 AND revision = $4 AND EXISTS (SELECT 1 FROM flags WHERE id = $5 AND app_id = $1) \
+     RETURNING id, revision) \
+     INSERT INTO outbox (app_id, revision, origin, created_at) \
+     SELECT id, revision, $2, $3 FROM r RETURNING revision";
+
+/// True in the transaction that bumped app `$n` (its trigger stamps the row with it).
+fn bumped_here(n: usize) -> String {
+    format!("EXISTS (SELECT 1 FROM apps WHERE id = ${n} AND changed = pg_current_xact_id())")
+}
+
+/// [`UPDATE_FLAG`], made only in the transaction that bumped its app (the parameter after it).
+static GUESSED_UPDATE: LazyLock<String> = LazyLock::new(|| {
+    format!("{} AND {}", update_flag('$'), bumped_here(crate::sql::FLAG_FIELDS.len() + 2))
+});
+
+/// [`stmt::INSERT_LOG`], made only in the transaction that bumped its app (`$2`).
+static GUESSED_LOG: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO logs (flag_id, app_id, action_type, flag_title, flag_description, \
+         created_at, detail, actor, changes) SELECT $1::bigint, $2::bigint, $3::text, $4::text, \
+         $5::text, $6::timestamptz, $7::text, $8::text, $9::text WHERE {}",
+        bumped_here(2)
+    )
+});
+
 struct Open {
     client: Option<deadpool_postgres::Client>,
     /// An early publication lease the transaction's round trip took (see `super::lease`): its
@@ -482,8 +545,100 @@ impl PostgresStore {
         &self,
         change: &FlagChange,
     ) -> Result<Change<Flag>, StoreError> {
-        let change = pipelined!(self, |open| self.change_flag_once(&open, change));
-        self.announced(change)
+        let result = pipelined!(self, |open| self.change_flag_once(&open, change));
+        self.written.remember(change.id, &result);
+        self.announced(result)
+    }
+
+    /// A change alone in one round trip, when this handle wrote the flag last: made from the
+    /// flag as it was written, every write guarded by the app's revision then. `None` when the
+    /// guess was wrong (the app changed since; nothing was written) or cannot be checked that
+    /// way: a change of nothing (which writes nothing to check), or one that lengthens the flag
+    /// under a size limit.
+    async fn change_guessed(
+        &self,
+        open: &Open,
+        change: &FlagChange,
+    ) -> Result<Option<Change<Flag>>, Fail> {
+        let FlagChange { id, ref command, origin, now, ref by, max_ruleset_bytes } = *change;
+        let Some((guess, revision)) = self.written.guess(id) else { return Ok(None) };
+        let Some(write) = FlagWrite::change(&guess, command, origin, now, by) else {
+            return Ok(None);
+        };
+        let next = &write.flag;
+        if max_ruleset_bytes.is_some() && ruleset::grows(Some(&guess), next) {
+            return Ok(None);
+        }
+        let client = open.client();
+        let bump = client.prepare_cached(GUESSED_BUMP).await?;
+        let update = client.prepare_cached(&GUESSED_UPDATE).await?;
+        let log = client.prepare_cached(&GUESSED_LOG).await?;
+        let early = self.early.reserve(next.app_id);
+        let early_statements = match &early {
+            Some(_) => Some(super::lease::Reservation::prepare(client).await?),
+            None => None,
+        };
+        let app = next.app_id.get();
+        let expected = revision.get() as i64;
+        let at = to_sql_time(now);
+        let mut v = flag_params(next, Some(id.get()));
+        v.push(Value::Int(app));
+        let params = as_params(&v);
+        let origin_text = write.origin.as_str();
+        let flag_id = id.get();
+        let bump_params: [&(dyn ToSql + Sync); 5] = [&app, &origin_text, &at, &expected, &flag_id];
+        // The app first, as every write locks it: app, then flag.
+        let (begun, bumped, updated, logged, committed, leased) = tokio::join!(
+            client.batch_execute("BEGIN"),
+            client.query_opt(&bump, &bump_params),
+            client.execute(&update, &params),
+            async {
+                let Some(entry) = &write.log else { return Ok(0) };
+                client
+                    .execute(
+                        &log,
+                        &[
+                            &id.get(),
+                            &app,
+                            &entry.action.as_str(),
+                            &next.title.as_str(),
+                            &next.description.as_str(),
+                            &at,
+                            &entry.detail.as_deref(),
+                            &entry.actor.as_str(),
+                            &sql::changes_text(entry.changes.as_ref()),
+                        ],
+                    )
+                    .await
+            },
+            client.batch_execute("COMMIT"),
+            async {
+                match (&early, &early_statements) {
+                    (Some(early), Some(statements)) => Some(early.send(client, statements).await),
+                    _ => None,
+                }
+            },
+        );
+        begun?;
+        let bumped = bumped?;
+        updated.map_err(taken(Resource::Flag, &next.title))?;
+        logged?;
+        committed?;
+        let Some(row) = bumped else {
+            // The app changed since: nothing was written. The early lease's transaction (if
+            // any) ends before the change is made the usual way on this connection.
+            if let (Some(_), Some(_)) = (early, leased) {
+                client.batch_execute("ROLLBACK").await?;
+            }
+            return Ok(None);
+        };
+        let revision = Revision::new(row.try_get::<_, i64>(0)? as u64);
+        if let (Some(early), Some(leased)) = (early, leased) {
+            *open.early.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((early, leased));
+        }
+        let action = write.action();
+        Ok(Some(Change::written(write.flag, revision, action)))
     }
 
     async fn change_flag_once(
@@ -492,6 +647,9 @@ impl PostgresStore {
         change: &FlagChange,
     ) -> Result<Change<Flag>, Fail> {
         let FlagChange { id, ref command, origin, now, ref by, max_ruleset_bytes } = *change;
+        if let Some(done) = self.change_guessed(open, change).await? {
+            return Ok(done);
+        }
         let client = open.client();
         // Prepared (or found in the connection's cache) before anything is sent: the writes'
         // helpers prepare theirs before sending, and a statement still being prepared when the
@@ -570,6 +728,9 @@ impl PostgresStore {
         jobs: &[FlagChange],
     ) -> Result<Vec<Result<Change<Flag>, StoreError>>, StoreError> {
         let results = pipelined!(self, |open| self.change_flags_once(&open, jobs))?;
+        for (job, result) in jobs.iter().zip(&results) {
+            self.written.remember(job.id, result);
+        }
         if results.iter().any(|r| matches!(r, Ok(change) if change.revision.is_some())) {
             self.announcer.announce();
         }

@@ -950,3 +950,57 @@ async fn early_leases_give_way_to_the_relays_own() {
         futures_util::future::join_all(leases.into_iter().flatten().map(|l| l.release())).await;
     }
 }
+
+/// A change alone guesses its flag is as this handle last wrote it, and makes itself in one
+/// round trip guarded by the app's revision: when another process changed the app since (a
+/// setting, a rename, a deletion), the guess writes nothing and the change is made from the
+/// flag as it is, so nothing the other process wrote is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guessed_change_never_overwrites_another_process() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let (store, elsewhere) = (db.open().await, db.open().await);
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    let by = flagtower_core::Actor::anonymous();
+    let (_, flags) = app_with_flags(&store, "guess", &["f", "g"], t).await;
+    let toggle = |store: &PostgresStore, flag| {
+        let (store, by) = (store.clone(), by.clone());
+        async move { store.change_flag(flag, &FlagCommand::Toggle(None), Origin::Manual, t, &by).await }
+    };
+    let on = toggle(&store, flags[0]).await.unwrap();
+    // Guessed right: its own change is the last.
+    let off = toggle(&store, flags[0]).await.unwrap();
+    assert_eq!(off.revision.unwrap().get(), on.revision.unwrap().get() + 1);
+    assert_eq!(off.value.state, flagtower_core::CircuitState::Off);
+
+    // Another process sets the rollout: the next toggle here keeps it.
+    let rollout = FlagCommand::Update(flagtower_core::FlagPatch {
+        rollout_percentage: Some(flagtower_core::model::Percent::from_tenths(250).unwrap()),
+        ..Default::default()
+    });
+    let set = elsewhere.change_flag(flags[0], &rollout, Origin::Manual, t, &by).await.unwrap();
+    let after = toggle(&store, flags[0]).await.unwrap();
+    assert_eq!(after.revision.unwrap().get(), set.revision.unwrap().get() + 1);
+    let stored = store.get_flag(flags[0]).await.unwrap();
+    assert_eq!(stored.rollout_percentage.tenths(), 250, "the other process's setting stays");
+    assert_eq!(stored, after.value);
+    let entries = store.flag_with_logs(flags[0], 10).await.unwrap().1;
+    assert_eq!(entries.len(), 5, "create, on, off, the setting, on: {entries:?}");
+
+    // A rename to a taken title, guessed: refused, and nothing written.
+    let before = store.ruleset(stored.app_id).await.unwrap().revision;
+    let rename = FlagCommand::Update(flagtower_core::FlagPatch {
+        title: Some(Title::parse("g").unwrap()),
+        ..Default::default()
+    });
+    let taken = store.change_flag(flags[0], &rename, Origin::Manual, t, &by).await;
+    assert!(matches!(taken, Err(StoreError::AlreadyExists { .. })), "{taken:?}");
+    assert_eq!(store.ruleset(stored.app_id).await.unwrap().revision, before);
+
+    // Deleted by the other process: not found here, not written.
+    toggle(&store, flags[0]).await.unwrap();
+    elsewhere.delete_flag(flags[0], t, &by).await.unwrap();
+    let gone = toggle(&store, flags[0]).await;
+    assert!(matches!(gone, Err(StoreError::NotFound(_))), "{gone:?}");
+}
