@@ -450,7 +450,7 @@ struct Shared {
     held: Mutex<Held>,
     /// How the transaction ended (`Some` once it has), for the leases that ended before the last.
     done: watch::Sender<Option<Result<(), String>>>,
-    /// The apps it holds for [`EarlyLeases`], un-held when the transaction has ended.
+    /// The apps it holds for [`EarlyLeases`], un-held when the transaction ends.
     holds: Option<(Arc<EarlyLeases>, Vec<i64>)>,
 }
 
@@ -495,6 +495,11 @@ impl Shared {
                 _ => Err(StoreError::Unavailable("the publication leases were dropped".into())),
             };
         };
+        // Un-held as the transaction ends rather than once it has: the relay publishes these
+        // apps no more, and a change alone that comes meanwhile may take its lease early (its
+        // lock waits behind its own commit, by when this one has most likely committed; if not,
+        // it is refused, and the relay takes the lease as usual).
+        self.unhold();
         let result = match client {
             Some(client) => {
                 let ended = async {
@@ -525,7 +530,6 @@ impl Shared {
         };
         let told =
             result.as_ref().map(|_| ()).map_err(|e| flagtower_core::ErrorChain(e).to_string());
-        self.unhold();
         self.done.send_replace(Some(told));
         result
     }
