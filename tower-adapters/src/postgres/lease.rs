@@ -186,11 +186,11 @@ impl Reservation {
     /// Sends the early lease's statements (see [`Reservation::prepare`]); its result is for
     /// [`Reservation::keep`].
     pub(crate) async fn send(
-        &self,
         client: &deadpool_postgres::Client,
+        app: AppId,
         (lock, read): &(tokio_postgres::Statement, tokio_postgres::Statement),
     ) -> Early {
-        let ids = vec![self.app.get()];
+        let ids = vec![app.get()];
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
         let (begun, locked, rows) = tokio::join!(
             client.batch_execute("BEGIN; SET LOCAL synchronous_commit TO off"),
@@ -237,16 +237,28 @@ impl Reservation {
         let early = Arc::clone(&self.early);
         tokio::spawn(async move {
             tokio::time::sleep(EARLY_FOR).await;
+            // While it is given up, its slot says it is being taken: the relay, should it ask
+            // for the app meanwhile, waits for its transaction's end rather than being refused
+            // by its lock.
+            let (releasing, taking) = watch::channel(());
             let unused = {
                 let mut st = early.state();
                 match &st.slot {
-                    Some((_, Slot::Ready { id: taken, .. })) if *taken == id => st.slot.take(),
+                    Some((app, Slot::Ready { id: taken, .. })) if *taken == id => {
+                        let app = *app;
+                        st.slot.replace((app, Slot::Taking(taking)))
+                    }
                     _ => None,
                 }
             };
-            if let Some((_, Slot::Ready { lease, .. })) = unused {
+            if let Some((app, Slot::Ready { lease, .. })) = unused {
                 lease.release().await;
+                let mut st = early.state();
+                if matches!(st.slot, Some((a, Slot::Taking(_))) if a == app) {
+                    st.slot = None;
+                }
             }
+            drop(releasing);
         });
     }
 

@@ -96,12 +96,15 @@ macro_rules! pipelined {
                     break Ok(done);
                 }
                 Err(fail) => {
-                    // The transaction may still be open (a failure before the writes): end it,
-                    // and return the connection only once it has.
+                    // The transaction may still be open (a failure before the writes, or the
+                    // early lease's behind a failed commit): end it, and return the connection
+                    // (and give up the early lease) only once it has.
+                    let early = $open.take_early();
                     let client = $open.close();
                     if client.batch_execute("ROLLBACK").await.is_err() {
                         drop(deadpool_postgres::Object::take(client));
                     }
+                    drop(early);
                     match fail {
                         Fail::Pg(e) if is_retryable(&e) && attempt < MAX_ATTEMPTS => {
                             tracing::debug!(attempt, error = %e, "retrying transaction");
@@ -442,9 +445,12 @@ static GUESSED_LOG: LazyLock<String> = LazyLock::new(|| {
 
 struct Open {
     client: Option<deadpool_postgres::Client>,
-    /// An early publication lease the transaction's round trip took (see `super::lease`): its
-    /// connection is kept for it rather than going back to the pool.
-    early: std::sync::Mutex<Option<(super::lease::Reservation, super::lease::Early)>>,
+    /// An early publication lease the transaction's round trip takes (see `super::lease`),
+    /// with what its statements gave once they have run: on commit its connection is kept for
+    /// it rather than going back to the pool; otherwise it is given up only once the
+    /// connection's transaction has ended, so that the relay waiting for it is not refused by
+    /// its lock.
+    early: std::sync::Mutex<Option<(super::lease::Reservation, Option<super::lease::Early>)>>,
 }
 
 impl Open {
@@ -452,14 +458,41 @@ impl Open {
         Self { client: Some(client), early: std::sync::Mutex::new(None) }
     }
 
+    fn early(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<(super::lease::Reservation, Option<super::lease::Early>)>>
+    {
+        self.early.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes an early lease in this transaction's round trip, when this process's relay can
+    /// use one: the app to send [`super::lease::Reservation::send`] for.
+    fn reserve_early(&self, store: &PostgresStore, app: AppId) -> Option<AppId> {
+        let reservation = store.early.reserve(app)?;
+        *self.early() = Some((reservation, None));
+        Some(app)
+    }
+
+    /// What the early lease's statements gave.
+    fn leased(&self, leased: super::lease::Early) {
+        if let Some((_, early)) = self.early().as_mut() {
+            *early = Some(leased);
+        }
+    }
+
+    /// The early lease's reservation, taken out (to be dropped once its transaction ended).
+    fn take_early(&self) -> Option<(super::lease::Reservation, Option<super::lease::Early>)> {
+        self.early().take()
+    }
+
     /// The transaction committed: the connection goes back to the pool, or to the early lease
     /// its round trip took.
     fn committed(self) {
-        let early = self.early.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let early = self.take_early();
         let client = self.close();
         match early {
-            Some((reservation, early)) => reservation.keep(client, early),
-            None => drop(client),
+            Some((reservation, Some(early))) => reservation.keep(client, early),
+            _ => drop(client),
         }
     }
 
@@ -475,11 +508,13 @@ impl Open {
 
 impl Drop for Open {
     fn drop(&mut self) {
+        let early = self.take_early();
         if let Some(client) = self.client.take() {
             tokio::spawn(async move {
                 if client.batch_execute("ROLLBACK").await.is_err() {
                     drop(deadpool_postgres::Object::take(client));
                 }
+                drop(early);
             });
         }
     }
@@ -573,11 +608,8 @@ impl PostgresStore {
         let bump = client.prepare_cached(GUESSED_BUMP).await?;
         let update = client.prepare_cached(&GUESSED_UPDATE).await?;
         let log = client.prepare_cached(&GUESSED_LOG).await?;
-        let early = self.early.reserve(next.app_id);
-        let early_statements = match &early {
-            Some(_) => Some(super::lease::Reservation::prepare(client).await?),
-            None => None,
-        };
+        let early_statements = Some(super::lease::Reservation::prepare(client).await?);
+        let early = open.reserve_early(self, next.app_id);
         let app = next.app_id.get();
         let expected = revision.get() as i64;
         let at = to_sql_time(now);
@@ -613,12 +645,17 @@ impl PostgresStore {
             },
             client.batch_execute("COMMIT"),
             async {
-                match (&early, &early_statements) {
-                    (Some(early), Some(statements)) => Some(early.send(client, statements).await),
+                match (early, &early_statements) {
+                    (Some(app), Some(statements)) => {
+                        Some(super::lease::Reservation::send(client, app, statements).await)
+                    }
                     _ => None,
                 }
             },
         );
+        if let Some(leased) = leased {
+            open.leased(leased);
+        }
         begun?;
         let bumped = bumped?;
         updated.map_err(taken(Resource::Flag, &next.title))?;
@@ -626,17 +663,15 @@ impl PostgresStore {
         committed?;
         let Some(row) = bumped else {
             // The app changed since: nothing was written. The early lease's transaction (if
-            // any) ends before the change is made the usual way on this connection.
-            if let (Some(_), Some(_)) = (early, leased) {
+            // any) ends, and only then is it given up, before the change is made the usual way
+            // on this connection.
+            if early.is_some() {
                 client.batch_execute("ROLLBACK").await?;
+                drop(open.take_early());
             }
             return Ok(None);
         };
         let revision = Revision::new(row.try_get::<_, i64>(0)? as u64);
-        if let (Some(early), Some(leased)) = (early, leased) {
-            *open.early.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some((early, leased));
-        }
         let action = write.action();
         Ok(Some(Change::written(write.flag, revision, action)))
     }
@@ -672,13 +707,13 @@ impl PostgresStore {
         let limit = max_ruleset_bytes.filter(|_| ruleset::grows(Some(&current), next));
         // Committing with its writes, it may take its app's publication lease behind its
         // `COMMIT`, for this process's relay.
-        let early = match limit {
-            None => self.early.reserve(next.app_id),
+        let early_statements = match limit {
+            None => Some(super::lease::Reservation::prepare(client).await?),
             Some(_) => None,
         };
-        let early_statements = match &early {
-            Some(_) => Some(super::lease::Reservation::prepare(client).await?),
-            None => None,
+        let early = match limit {
+            None => open.reserve_early(self, next.app_id),
+            Some(_) => None,
         };
         // Pipelined, and checked in order, so that when the update fails (a taken title) its
         // error is the one reported, not the "transaction aborted" of the statements behind it.
@@ -693,22 +728,23 @@ impl PostgresStore {
                 }
             },
             async {
-                match (&early, &early_statements) {
-                    (Some(early), Some(statements)) => Some(early.send(client, statements).await),
+                match (early, &early_statements) {
+                    (Some(app), Some(statements)) => {
+                        Some(super::lease::Reservation::send(client, app, statements).await)
+                    }
                     _ => None,
                 }
             },
         );
+        if let Some(leased) = leased {
+            open.leased(leased);
+        }
         updated.map_err(taken(Resource::Flag, &next.title))?;
         logged?;
         let revision = bumped?;
         if let (Some(limit), Some(flags)) = (limit, then?) {
             ruleset::check_size(&flags, limit)?;
             client.batch_execute("COMMIT").await?;
-        }
-        if let (Some(early), Some(leased)) = (early, leased) {
-            *open.early.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some((early, leased));
         }
         let action = write.action();
         Ok(Change::written(write.flag, revision, action))
@@ -728,8 +764,23 @@ impl PostgresStore {
         jobs: &[FlagChange],
     ) -> Result<Vec<Result<Change<Flag>, StoreError>>, StoreError> {
         let results = pipelined!(self, |open| self.change_flags_once(&open, jobs))?;
+        // Each flag with its app's newest revision of the batch: the flags of a batch are
+        // written in one transaction, so none changed after its own last change in it.
+        let mut newest: HashMap<AppId, Revision> = HashMap::new();
+        for change in results.iter().flatten() {
+            if let Some(revision) = change.revision {
+                let n = newest.entry(change.value.app_id).or_insert(revision);
+                *n = (*n).max(revision);
+            }
+        }
         for (job, result) in jobs.iter().zip(&results) {
-            self.written.remember(job.id, result);
+            match result {
+                Ok(change) if change.revision.is_some() => {
+                    let revision = newest.get(&change.value.app_id).copied().or(change.revision);
+                    self.written.remember(job.id, &Ok(Change { revision, ..change.clone() }));
+                }
+                other => self.written.remember(job.id, other),
+            }
         }
         if results.iter().any(|r| matches!(r, Ok(change) if change.revision.is_some())) {
             self.announcer.announce();
