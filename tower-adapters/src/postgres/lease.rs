@@ -164,6 +164,9 @@ impl EarlyLeases {
     }
 }
 
+/// The lock and the read of an early lease, prepared.
+pub(crate) type EarlyStatements = (tokio_postgres::Statement, tokio_postgres::Statement);
+
 /// An early lease being taken: filled with the connection once the change's round trip ends,
 /// or, dropped unfilled, given up.
 pub(crate) struct Reservation {
@@ -179,7 +182,7 @@ impl Reservation {
     /// transaction of their own that need not wait for its flush, as the relay's leases.
     pub(crate) async fn prepare(
         client: &deadpool_postgres::Client,
-    ) -> Result<(tokio_postgres::Statement, tokio_postgres::Statement), tokio_postgres::Error> {
+    ) -> Result<EarlyStatements, tokio_postgres::Error> {
         Ok((client.prepare_cached(LOCK).await?, client.prepare_cached(&RULESETS).await?))
     }
 
@@ -188,7 +191,7 @@ impl Reservation {
     pub(crate) async fn send(
         client: &deadpool_postgres::Client,
         app: AppId,
-        (lock, read): &(tokio_postgres::Statement, tokio_postgres::Statement),
+        (lock, read): &EarlyStatements,
     ) -> Early {
         let ids = vec![app.get()];
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];

@@ -465,16 +465,25 @@ impl Open {
         self.early.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Takes an early lease in this transaction's round trip, when this process's relay can
-    /// use one: the app to send [`super::lease::Reservation::send`] for.
-    fn reserve_early(&self, store: &PostgresStore, app: AppId) -> Option<AppId> {
-        let reservation = store.early.reserve(app)?;
+    /// Takes `app`'s publication lease early in this transaction's round trip, when this
+    /// process's relay can use one: its statements, prepared before anything is sent, for
+    /// [`Open::send_early`].
+    async fn reserve_early(
+        &self,
+        store: &PostgresStore,
+        app: AppId,
+    ) -> Result<Option<(AppId, super::lease::EarlyStatements)>, tokio_postgres::Error> {
+        let statements = super::lease::Reservation::prepare(self.client()).await?;
+        let Some(reservation) = store.early.reserve(app) else { return Ok(None) };
         *self.early() = Some((reservation, None));
-        Some(app)
+        Ok(Some((app, statements)))
     }
 
-    /// What the early lease's statements gave.
-    fn leased(&self, leased: super::lease::Early) {
+    /// Sends the early lease's statements (queued behind the transaction's `COMMIT` when
+    /// polled after it), and keeps what they gave.
+    async fn send_early(&self, early: Option<&(AppId, super::lease::EarlyStatements)>) {
+        let Some((app, statements)) = early else { return };
+        let leased = super::lease::Reservation::send(self.client(), *app, statements).await;
         if let Some((_, early)) = self.early().as_mut() {
             *early = Some(leased);
         }
@@ -608,8 +617,7 @@ impl PostgresStore {
         let bump = client.prepare_cached(GUESSED_BUMP).await?;
         let update = client.prepare_cached(&GUESSED_UPDATE).await?;
         let log = client.prepare_cached(&GUESSED_LOG).await?;
-        let early_statements = Some(super::lease::Reservation::prepare(client).await?);
-        let early = open.reserve_early(self, next.app_id);
+        let early = open.reserve_early(self, next.app_id).await?;
         let app = next.app_id.get();
         let expected = revision.get() as i64;
         let at = to_sql_time(now);
@@ -620,7 +628,7 @@ impl PostgresStore {
         let flag_id = id.get();
         let bump_params: [&(dyn ToSql + Sync); 5] = [&app, &origin_text, &at, &expected, &flag_id];
         // The app first, as every write locks it: app, then flag.
-        let (begun, bumped, updated, logged, committed, leased) = tokio::join!(
+        let (begun, bumped, updated, logged, committed, ()) = tokio::join!(
             client.batch_execute("BEGIN"),
             client.query_opt(&bump, &bump_params),
             client.execute(&update, &params),
@@ -644,18 +652,8 @@ impl PostgresStore {
                     .await
             },
             client.batch_execute("COMMIT"),
-            async {
-                match (early, &early_statements) {
-                    (Some(app), Some(statements)) => {
-                        Some(super::lease::Reservation::send(client, app, statements).await)
-                    }
-                    _ => None,
-                }
-            },
+            open.send_early(early.as_ref()),
         );
-        if let Some(leased) = leased {
-            open.leased(leased);
-        }
         begun?;
         let bumped = bumped?;
         updated.map_err(taken(Resource::Flag, &next.title))?;
@@ -707,17 +705,13 @@ impl PostgresStore {
         let limit = max_ruleset_bytes.filter(|_| ruleset::grows(Some(&current), next));
         // Committing with its writes, it may take its app's publication lease behind its
         // `COMMIT`, for this process's relay.
-        let early_statements = match limit {
-            None => Some(super::lease::Reservation::prepare(client).await?),
-            Some(_) => None,
-        };
         let early = match limit {
-            None => open.reserve_early(self, next.app_id),
+            None => open.reserve_early(self, next.app_id).await?,
             Some(_) => None,
         };
         // Pipelined, and checked in order, so that when the update fails (a taken title) its
         // error is the one reported, not the "transaction aborted" of the statements behind it.
-        let (updated, logged, bumped, then, leased) = tokio::join!(
+        let (updated, logged, bumped, then, ()) = tokio::join!(
             client.execute(&update, &params),
             write_entry(client, &write, now),
             bump(client, next.app_id, write.origin, now),
@@ -727,18 +721,8 @@ impl PostgresStore {
                     Some(_) => flags_of(client, next.app_id).await.map(Some),
                 }
             },
-            async {
-                match (early, &early_statements) {
-                    (Some(app), Some(statements)) => {
-                        Some(super::lease::Reservation::send(client, app, statements).await)
-                    }
-                    _ => None,
-                }
-            },
+            open.send_early(early.as_ref()),
         );
-        if let Some(leased) = leased {
-            open.leased(leased);
-        }
         updated.map_err(taken(Resource::Flag, &next.title))?;
         logged?;
         let revision = bumped?;
