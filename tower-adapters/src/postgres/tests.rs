@@ -844,10 +844,19 @@ async fn leases_whose_last_is_dropped_write_no_mark() {
         store.pending().await.unwrap().into_iter().map(|p| p.app_id).collect();
     pending.sort_unstable();
     assert_eq!(pending, [one, two], "no mark was written");
-    // Both apps are free again.
-    let again = coordination.lease_publications(&[one, two]).await.unwrap();
-    assert!(again.iter().all(Option::is_some));
-    futures_util::future::join_all(again.into_iter().flatten().map(|l| l.release())).await;
+    // Both apps are free again, once the server has ended the closed connection's backend
+    // (which it does on its own time, after the socket closed).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let again = coordination.lease_publications(&[one, two]).await.unwrap();
+        let free = again.iter().all(Option::is_some);
+        futures_util::future::join_all(again.into_iter().flatten().map(|l| l.release())).await;
+        if free {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the dropped leases' locks were never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// Once this process's relay has taken a lease, a change made alone takes its app's lease
@@ -963,15 +972,33 @@ async fn a_guessed_change_never_overwrites_another_process() {
     let (store, elsewhere) = (db.open().await, db.open().await);
     let t = Timestamp::from_millis(1_700_000_000_000);
     let by = flagtower_core::Actor::anonymous();
-    let (_, flags) = app_with_flags(&store, "guess", &["f", "g"], t).await;
+    let (app, flags) = app_with_flags(&store, "guess", &["f", "g"], t).await;
+    // A relay here, so that changes alone take early leases too (and a wrong guess gives its
+    // up before the change is made the usual way).
+    let here = store.coordination().unwrap();
+    for lease in here.lease_publications(&[app]).await.unwrap() {
+        lease.expect("free").release().await;
+    }
+    let published = |revision: flagtower_core::Revision| {
+        let (here, store) = (Arc::clone(&here), store.clone());
+        async move {
+            let mut lease = here.lease_publications(&[app]).await.unwrap().pop().flatten();
+            let mut lease = lease.take().expect("the relay's own lease");
+            let read = lease.take_ruleset().expect("read with the lease").unwrap();
+            assert_eq!(read.revision, revision, "the newest ruleset");
+            lease.release_published(&store, app, revision).await.unwrap();
+        }
+    };
     let toggle = |store: &PostgresStore, flag| {
         let (store, by) = (store.clone(), by.clone());
         async move { store.change_flag(flag, &FlagCommand::Toggle(None), Origin::Manual, t, &by).await }
     };
     let on = toggle(&store, flags[0]).await.unwrap();
     // Guessed right: its own change is the last.
+    published(on.revision.unwrap()).await;
     let off = toggle(&store, flags[0]).await.unwrap();
     assert_eq!(off.revision.unwrap().get(), on.revision.unwrap().get() + 1);
+    published(off.revision.unwrap()).await;
     assert_eq!(off.value.state, flagtower_core::CircuitState::Off);
 
     // Another process sets the rollout: the next toggle here keeps it.
@@ -982,6 +1009,7 @@ async fn a_guessed_change_never_overwrites_another_process() {
     let set = elsewhere.change_flag(flags[0], &rollout, Origin::Manual, t, &by).await.unwrap();
     let after = toggle(&store, flags[0]).await.unwrap();
     assert_eq!(after.revision.unwrap().get(), set.revision.unwrap().get() + 1);
+    published(after.revision.unwrap()).await;
     let stored = store.get_flag(flags[0]).await.unwrap();
     assert_eq!(stored.rollout_percentage.tenths(), 250, "the other process's setting stays");
     assert_eq!(stored, after.value);
